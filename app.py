@@ -1,0 +1,19 @@
+"""promptver dashboard: ``streamlit run app.py``."""
+
+import streamlit as st
+
+from ui.common import show_flash, sidebar, workspace
+
+st.set_page_config(page_title="promptver", page_icon=":material/history_edu:", layout="wide")
+
+ws = workspace()
+
+PAGES = [
+    st.Page("pages/templates.py", title="Templates", icon=":material/description:", default=True),
+]
+
+page = st.navigation(PAGES)
+sidebar(ws)
+with ws.session():
+    show_flash()
+    page.run()

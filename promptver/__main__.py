@@ -1,0 +1,3 @@
+from promptver.cli import main
+
+raise SystemExit(main())

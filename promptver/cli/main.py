@@ -1,0 +1,88 @@
+"""Entry point: global options, the command registry, and error handling.
+
+Each module in ``promptver.cli.commands`` has ``register(subparsers)``, which adds its commands
+with ``set_defaults(handler=fn)``; a handler takes a :class:`Context`. Domain errors print one
+``error: …`` line and exit 1; usage errors exit 2; nothing prints a traceback unless
+``PROMPTVER_DEBUG`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from promptver import __version__
+from promptver.cli.context import Context, UsageError
+from promptver.errors import PromptverError
+
+# Command modules, in the order their commands appear in --help.
+COMMAND_MODULES = [
+    "promptver.cli.commands.workspace",
+    "promptver.cli.commands.templates",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one ``error: …`` line (exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = _Parser(
+        prog="promptver",
+        description="Prompt versioning, deployment and A/B testing in one DuckDB file.",
+    )
+    parser.add_argument("--db", metavar="PATH",
+                        help="database file (default: $PROMPTVER_DB or data/promptver.duckdb)")
+    parser.add_argument("--config", metavar="PATH",
+                        help="settings file (default: $PROMPTVER_CONFIG or ./promptver.yaml)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    parser.add_argument("--version", action="version", version=f"promptver {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    ctx = Context(args)
+    try:
+        result = args.handler(ctx)
+        return int(result or 0)
+    except UsageError as exc:
+        sys.stderr.write(f"error: {exc.message}\n")
+        return 2
+    except PromptverError as exc:
+        sys.stderr.write(f"error: {_one_line(exc.message)}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("error: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: still one line, unless debugging
+        if os.environ.get("PROMPTVER_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"error: internal error ({type(exc).__name__}: {_one_line(str(exc))}); "
+            "set PROMPTVER_DEBUG=1 to see the traceback and please report it\n"
+        )
+        return 1
+    finally:
+        ctx.close()
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split("\n")).strip()

@@ -1,0 +1,313 @@
+"""One typed settings object, read from ``promptver.yaml`` and the environment.
+
+The file follows the original design's structure (``storage``, ``ab_testing``,
+``performance_tracking``, ``deployment`` …), optionally wrapped in a top-level
+``prompt_versioning:`` key as in that design. Unknown keys are errors with a "did you mean" hint,
+so a typo never silently falls back to a default. Pages and services never read ``os.environ``
+themselves: everything configurable is here.
+
+Lookup order for the file: an explicit path, ``$PROMPTVER_CONFIG``, ``./promptver.yaml``.
+Environment overrides: ``PROMPTVER_DB`` (storage.path), ``PROMPTVER_BUSY_TIMEOUT``
+(storage.busy_timeout, seconds), ``PROMPTVER_CACHE_TTL`` (cache.ttl_seconds).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from promptver.errors import ConfigError, Problem
+
+CheckName = Literal[
+    "syntax_validation", "variable_validation", "performance_validation", "security_validation"
+]
+ALL_CHECKS: list[str] = [
+    "syntax_validation",
+    "variable_validation",
+    "performance_validation",
+    "security_validation",
+]
+DEFAULT_DB_PATH = "data/promptver.duckdb"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageSettings(_Section):
+    path: str = DEFAULT_DB_PATH
+    #: seconds a caller waits for a file another process holds before ``DatabaseBusy``
+    busy_timeout: float = Field(10.0, ge=0)
+
+
+class TrafficRouting(_Section):
+    strategy: Literal["consistent_hashing"] = "consistent_hashing"
+    hash_function: Literal["md5"] = "md5"
+
+
+class StatisticalAnalysis(_Section):
+    significance_level: float = Field(0.05, gt=0, lt=1)
+    minimum_sample_size: int = Field(100, ge=1)
+    confidence_interval: float = Field(0.95, gt=0, lt=1)
+    bootstrap_resamples: int = Field(2000, ge=100)
+    bootstrap_seed: int = 20261124
+    #: latency and cost are capped at this percentile over all arms (the uncapped result is kept)
+    winsorize_percentile: float = Field(99.9, gt=50, le=100)
+    #: always-valid confidence sequences for teams that look at results every day
+    sequential: bool = False
+    #: tuning of the mixture confidence sequence: the sample size (users per arm) it is tightest at
+    sequential_tuning_n: int = Field(1000, ge=10)
+
+
+class ABTesting(_Section):
+    traffic_routing: TrafficRouting = TrafficRouting()
+    statistical_analysis: StatisticalAnalysis = StatisticalAnalysis()
+
+
+class PerformanceTracking(_Section):
+    metrics_retention_days: int = Field(90, ge=1)
+    batch_size: int = Field(100, ge=1)
+    #: seconds between background flushes of tracked events
+    flush_interval: float = Field(60.0, gt=0)
+
+
+class DeploymentValidation(_Section):
+    required_checks: list[CheckName] = Field(default_factory=lambda: list(ALL_CHECKS))
+
+
+class EnvironmentRule(_Section):
+    """Extra rules for one environment (all off by default)."""
+
+    #: checks for this environment; ``None`` means ``deployment.validation.required_checks``
+    required_checks: list[CheckName] | None = None
+    #: the version must have been deployed to the previous environment first
+    require_previous: bool = False
+    #: a version may replace the live one only if it won a completed experiment against it
+    require_experiment_win: bool = False
+
+
+class DeploymentSettings(_Section):
+    environments: list[str] = Field(
+        default_factory=lambda: ["development", "staging", "production"], min_length=1
+    )
+    validation: DeploymentValidation = DeploymentValidation()
+    rules: dict[str, EnvironmentRule] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_environments(self) -> DeploymentSettings:
+        if len(set(self.environments)) != len(self.environments):
+            raise ValueError("environments must be unique")
+        for env in self.rules:
+            if env not in self.environments:
+                raise ValueError(
+                    f"rules names environment {env!r}, which is not in environments "
+                    f"{self.environments}"
+                )
+        return self
+
+    def rule(self, environment: str) -> EnvironmentRule:
+        return self.rules.get(environment, EnvironmentRule())
+
+    def checks_for(self, environment: str) -> list[str]:
+        rule = self.rule(environment)
+        if rule.required_checks is not None:
+            return list(rule.required_checks)
+        return list(self.validation.required_checks)
+
+
+class TemplateLimits(_Section):
+    #: a template longer than this is refused (characters)
+    max_chars: int = Field(20_000, ge=1)
+    #: above this many characters a warning is shown
+    warn_chars: int = Field(8_000, ge=1)
+    #: estimated tokens above which the template is refused
+    max_tokens: int = Field(4_000, ge=1)
+    #: estimated tokens above which a warning is shown
+    warn_tokens: int = Field(2_000, ge=1)
+    #: rendered output larger than this is refused (characters)
+    max_render_chars: int = Field(1_000_000, ge=1)
+
+
+class CacheSettings(_Section):
+    #: how long ``get_prompt`` answers are reused in-process (seconds; 0 disables the cache)
+    ttl_seconds: float = Field(10.0, ge=0)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8600, ge=1, le=65535)
+    #: SHA-256 hex digests of accepted bearer tokens; empty means no authentication
+    token_hashes: list[str] = Field(default_factory=list)
+
+
+class UploadSettings(_Section):
+    #: largest CSV the dashboard and the API accept (megabytes)
+    max_upload_mb: int = Field(200, ge=1)
+
+
+class Settings(_Section):
+    """All settings. Construct with :meth:`load`; the defaults are the documented ones."""
+
+    storage: StorageSettings = StorageSettings()
+    ab_testing: ABTesting = ABTesting()
+    performance_tracking: PerformanceTracking = PerformanceTracking()
+    deployment: DeploymentSettings = DeploymentSettings()
+    templates: TemplateLimits = TemplateLimits()
+    cache: CacheSettings = CacheSettings()
+    server: ServerSettings = ServerSettings()
+    uploads: UploadSettings = UploadSettings()
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Settings:
+        """Read the settings file (if any) and apply environment overrides.
+
+        Raises:
+            ConfigError: the file is unreadable, or holds unknown keys or invalid values.
+        """
+        env = os.environ if environ is None else environ
+        data: dict[str, Any] = {}
+        file = _find_file(path, env)
+        if file is not None:
+            data = _read_yaml(file)
+        _apply_env(data, env)
+        for dotted, value in (overrides or {}).items():
+            _set_dotted(data, dotted, value)
+        return cls.from_dict(data, source=str(file) if file else "settings")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "settings") -> Settings:
+        """Validate a plain mapping (the parsed YAML) into Settings."""
+        if "prompt_versioning" in data and len(data) == 1:
+            data = data["prompt_versioning"] or {}
+        try:
+            return cls.model_validate(dict(data))
+        except PydanticValidationError as exc:
+            problems = [_problem_from(err) for err in exc.errors()]
+            raise ConfigError(f"invalid settings in {source}:", problems) from None
+
+    def with_overrides(self, **dotted: Any) -> Settings:
+        """A copy with ``section__key=value`` overrides (used by tests and the CLI)."""
+        data = self.model_dump()
+        for key, value in dotted.items():
+            _set_dotted(data, key.replace("__", "."), value)
+        return Settings.from_dict(data)
+
+
+def _find_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"settings file not found: {p}")
+        return p
+    if env.get("PROMPTVER_CONFIG"):
+        p = Path(env["PROMPTVER_CONFIG"])
+        if not p.is_file():
+            raise ConfigError(f"settings file not found: {p} (from PROMPTVER_CONFIG)")
+        return p
+    p = Path("promptver.yaml")
+    return p if p.is_file() else None
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read settings file {file}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"settings file {file} is not valid YAML{where}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"settings file {file} must hold a mapping of sections")
+    if set(raw) == {"prompt_versioning"}:
+        raw = raw["prompt_versioning"] or {}
+    return raw
+
+
+_ENV_KEYS = {
+    "PROMPTVER_DB": "storage.path",
+    "PROMPTVER_BUSY_TIMEOUT": "storage.busy_timeout",
+    "PROMPTVER_CACHE_TTL": "cache.ttl_seconds",
+}
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for var, dotted in _ENV_KEYS.items():
+        if env.get(var):
+            _set_dotted(data, dotted, env[var])
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _fields_of(loc: tuple[Any, ...]) -> list[str]:
+    """Names of the fields valid at the mapping that contains ``loc[-1]``."""
+    model: Any = Settings
+    for part in loc[:-1]:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(str(part))
+            if field is None:
+                return []
+            model = field.annotation
+        elif model is dict or getattr(model, "__origin__", None) is dict:
+            model = model.__args__[1]
+        else:
+            return []
+        origin = getattr(model, "__origin__", None)
+        if origin is dict:
+            continue
+    if getattr(model, "__origin__", None) is dict:
+        model = model.__args__[1]
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _problem_from(err: Mapping[str, Any]) -> Problem:
+    loc = tuple(err.get("loc", ()))
+    dotted = ".".join(str(p) for p in loc) or "settings"
+    if err.get("type") == "extra_forbidden":
+        known = _fields_of(loc)
+        guess = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+        if known and not guess:
+            hint = f" (known keys: {', '.join(known)})"
+        return Problem(f"unknown key{hint}", field=dotted, code="unknown_key")
+    return Problem(str(err.get("msg", "invalid value")), field=dotted, code=str(err.get("type")))
+
+
+def default_author() -> str:
+    """Who is working: ``$PROMPTVER_AUTHOR``, else the login name, else ``unknown``."""
+    name = os.environ.get("PROMPTVER_AUTHOR")
+    if name:
+        return name
+    try:
+        import getpass
+
+        return getpass.getuser() or "unknown"
+    except (OSError, KeyError, ImportError):  # no login name in some containers
+        return "unknown"

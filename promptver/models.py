@@ -1,0 +1,119 @@
+"""The shapes promptver stores and returns (pydantic, ``extra="forbid"``).
+
+Models are plain data: services build them, the store reads and writes them, the CLI and the HTTP
+API serialise them with ``model_dump(mode="json")``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_./-]{1,100}$")
+"""Template and branch names: letters, digits, ``-``, ``_``, ``.`` and ``/`` (1–100 characters)."""
+
+VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def check_name(value: str, what: str = "name") -> str:
+    """Validate a template or branch name (raises ``ValueError`` with the rule)."""
+    if not NAME_RE.match(value or ""):
+        raise ValueError(
+            f"{what} {value!r} is invalid: use 1–100 letters, digits, '-', '_', '.' or '/'"
+        )
+    if value.startswith("/") or value.endswith("/") or "//" in value or value in {".", ".."}:
+        raise ValueError(f"{what} {value!r} is invalid: no leading, trailing or double '/'")
+    return value
+
+
+class Commit(Model):
+    """An immutable snapshot of a template's text and metadata."""
+
+    id: str
+    template_id: str
+    parents: list[str] = Field(default_factory=list)
+    content: str
+    variables: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    message: str = ""
+    author: str = ""
+    created_at: datetime
+    #: the semantic version this commit carries on ``main`` (``None`` on other branches)
+    version: str | None = None
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:10]
+
+
+class Template(Model):
+    """A template as seen at one commit (by default the head of ``main``)."""
+
+    id: str
+    name: str
+    description: str = ""
+    category: str = ""
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    created_by: str = ""
+    is_active: bool = True
+    version: str | None = None
+    commit: str
+    content: str
+    variables: list[str] = Field(default_factory=list)
+    #: branch whose head this view shows, when it was read from a branch
+    branch: str | None = None
+    updated_at: datetime | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_name(v, "template name")
+
+    def summary(self) -> dict[str, Any]:
+        """The contract's ``template create/update --json`` shape."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "version": self.version,
+            "commit": self.commit,
+            "variables": self.variables,
+        }
+
+
+class Branch(Model):
+    template_id: str
+    name: str
+    head: str
+    created_at: datetime
+    created_by: str = ""
+    #: commits on this branch that ``main`` lacks / on ``main`` that this branch lacks
+    ahead: int | None = None
+    behind: int | None = None
+
+
+class VersionLabel(Model):
+    template_id: str
+    version: str
+    commit_id: str
+    created_at: datetime
+
+
+class LogEntry(Model):
+    """One row of ``promptver log`` (contract shape plus a few conveniences)."""
+
+    commit: str
+    parents: list[str]
+    version: str | None
+    message: str
+    author: str
+    created_at: datetime
+    branches: list[str] = Field(default_factory=list)

@@ -1,0 +1,191 @@
+"""Connections to the one DuckDB file.
+
+DuckDB lets a single process hold a database file for writing, and a second process cannot even
+open it read-only meanwhile. promptver therefore never keeps the file open between user actions:
+every operation opens it, works inside one transaction and lets go. A caller that finds the file
+locked by another process retries with backoff for ``busy_timeout`` seconds, then raises
+:class:`DatabaseBusy`.
+
+Inside one process, ``duckdb.connect`` on the same path shares one database instance, so each
+thread simply opens its own connection (a DuckDB connection refuses concurrent calls from two
+threads). Nested uses on the same thread reuse the connection and transaction that is already
+open, so a service method may call another and the whole user action stays one transaction.
+``session()`` keeps the connection for a longer block (one dashboard script run) to avoid paying
+the ~10 ms open cost per query.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from promptver.errors import Conflict, DatabaseBusy, DatabaseError
+
+_LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
+_WAL_MARKERS = ("replay", "WAL", "write-ahead", "checkpoint")
+
+RECOVERY_HINT = (
+    "see 'Recovering a damaged database' in README.md: restore the latest backup "
+    "(promptver backup) or move the .wal file aside and open again"
+)
+
+
+class _ThreadState(threading.local):
+    def __init__(self) -> None:
+        self.con: duckdb.DuckDBPyConnection | None = None
+        self.depth = 0  # connection users on this thread
+        self.tx_depth = 0  # nested transaction() blocks on this thread
+        self.tx_failed = False
+
+
+class Database:
+    """The promptver database file and how to reach it.
+
+    Args:
+        path: the DuckDB file (created with its folder when missing); ``":memory:"`` for tests.
+        busy_timeout: seconds to wait for a file another process holds.
+    """
+
+    def __init__(self, path: str | Path, busy_timeout: float = 10.0) -> None:
+        self.path = path if str(path) == ":memory:" else Path(path).expanduser().resolve()
+        self.busy_timeout = busy_timeout
+        self._state = _ThreadState()
+        self._memory_con: duckdb.DuckDBPyConnection | None = None
+        self._memory_lock = threading.Lock()
+
+    # -- connections -------------------------------------------------------------------
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        if self.path == ":memory:":
+            with self._memory_lock:
+                if self._memory_con is None:
+                    self._memory_con = duckdb.connect(":memory:")
+                con = self._memory_con.cursor()
+        else:
+            con = self._open_file()
+        con.execute("SET TimeZone = 'UTC'")
+        return con
+
+    def _open_file(self) -> duckdb.DuckDBPyConnection:
+        assert isinstance(self.path, Path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                return duckdb.connect(str(self.path))
+            except duckdb.IOException as exc:
+                text = str(exc)
+                if not any(m in text for m in _LOCK_MARKERS):
+                    raise self._damaged(exc) from None
+                if time.monotonic() >= deadline:
+                    raise DatabaseBusy(
+                        "database busy: another promptver process is writing "
+                        f"{self.path} (waited {self.busy_timeout:g} s); try again"
+                    ) from None
+                time.sleep(min(delay, max(0.0, deadline - time.monotonic())) + random.random() * 0.002)
+                delay = min(delay * 2, 0.2)
+            except duckdb.Error as exc:
+                raise self._damaged(exc) from None
+
+    def _damaged(self, exc: Exception) -> DatabaseError:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if any(m.lower() in text.lower() for m in _WAL_MARKERS):
+            return DatabaseError(
+                f"cannot open {self.path}: DuckDB could not replay its write-ahead log ({text}); "
+                + RECOVERY_HINT
+            )
+        return DatabaseError(f"cannot open {self.path}: {text}; {RECOVERY_HINT}")
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for this thread, reused by nested calls, closed when the outer block ends."""
+        st = self._state
+        if st.con is None:
+            st.con = self._open()
+        st.depth += 1
+        try:
+            yield st.con
+        finally:
+            st.depth -= 1
+            if st.depth == 0:
+                con, st.con = st.con, None
+                try:
+                    con.close()
+                except duckdb.Error:  # pragma: no cover - closing never matters for correctness
+                    pass
+
+    session = connect
+    """Hold one connection for a block (e.g. a dashboard script run); same as :meth:`connect`."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One transaction: committed when the outermost block ends, rolled back on any error.
+
+        Nested blocks join the outer transaction. DuckDB write-write conflicts between threads of
+        this process surface as :class:`Conflict`.
+        """
+        with self.connect() as con:
+            st = self._state
+            if st.tx_depth:
+                st.tx_depth += 1
+                try:
+                    yield con
+                except BaseException:
+                    st.tx_failed = True
+                    raise
+                finally:
+                    st.tx_depth -= 1
+                return
+            con.execute("BEGIN TRANSACTION")
+            st.tx_depth = 1
+            st.tx_failed = False
+            try:
+                yield con
+            except (duckdb.TransactionException, duckdb.ConstraintException) as exc:
+                st.tx_depth = 0
+                _rollback(con)
+                raise Conflict(
+                    "another writer changed the same data at the same time; nothing was written, "
+                    f"try again ({str(exc).splitlines()[0]})"
+                ) from None
+            except BaseException:
+                st.tx_depth = 0
+                _rollback(con)
+                raise
+            st.tx_depth = 0
+            if st.tx_failed:  # an inner block failed and the caller swallowed it
+                _rollback(con)
+                raise Conflict("the operation was aborted part-way; nothing was written")
+            try:
+                con.execute("COMMIT")
+            except duckdb.TransactionException as exc:
+                _rollback(con)
+                raise Conflict(
+                    "another writer changed the same data at the same time; nothing was written, "
+                    f"try again ({str(exc).splitlines()[0]})"
+                ) from None
+
+    read = transaction
+    """Reads use a transaction too: a consistent snapshot across several queries."""
+
+    def in_transaction(self) -> bool:
+        return self._state.tx_depth > 0
+
+    def close(self) -> None:
+        """Release in-memory resources (files are never held between operations)."""
+        if self._memory_con is not None:
+            self._memory_con.close()
+            self._memory_con = None
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass

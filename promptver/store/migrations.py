@@ -1,0 +1,238 @@
+"""Schema migrations: an ordered list of named functions (the habit of simonw/llm).
+
+Each migration runs once, in list order, inside its own transaction, and its name is recorded in
+``schema_migrations``. Opening an older file applies whatever it lacks; opening a file written by a
+newer promptver (it records migrations this code does not know) is refused rather than guessed at.
+Never edit a migration that has shipped: add a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import duckdb
+
+from promptver.errors import DatabaseError
+from promptver.store.db import Database
+
+Migration = Callable[[duckdb.DuckDBPyConnection], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register ``fn`` as the next migration, named after the function."""
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+def applied(con: duckdb.DuckDBPyConnection) -> list[str]:
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+    ).fetchone()
+    if not exists or not exists[0]:
+        return []
+    return [r[0] for r in con.execute("SELECT name FROM schema_migrations ORDER BY seq").fetchall()]
+
+
+def migrate(db: Database, migrations: list[tuple[str, Migration]] | None = None) -> list[str]:
+    """Apply pending migrations; returns the names applied now.
+
+    Raises:
+        DatabaseError: the file was written by a newer promptver.
+    """
+    todo = MIGRATIONS if migrations is None else migrations
+    known = {name for name, _ in MIGRATIONS} | {name for name, _ in todo}
+    done_now: list[str] = []
+    with db.connect() as con:
+        with db.transaction():
+            con.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " seq INTEGER PRIMARY KEY, name VARCHAR NOT NULL UNIQUE,"
+                " applied_at TIMESTAMPTZ NOT NULL)"
+            )
+        have = applied(con)
+        unknown = [n for n in have if n not in known]
+        if unknown:
+            raise DatabaseError(
+                f"{db.path} was written by a newer promptver (unknown migrations: "
+                f"{', '.join(unknown)}); upgrade promptver to open it"
+            )
+        for name, fn in todo:
+            if name in have:
+                continue
+            with db.transaction():
+                fn(con)
+                con.execute(
+                    "INSERT INTO schema_migrations VALUES ("
+                    " (SELECT coalesce(max(seq), 0) + 1 FROM schema_migrations), ?, ?)",
+                    [name, datetime.now(UTC)],
+                )
+            done_now.append(name)
+    return done_now
+
+
+# --------------------------------------------------------------------------------------------
+# The migrations. Append only.
+# --------------------------------------------------------------------------------------------
+
+
+@migration
+def m001_templates_and_commits(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE templates (
+            id VARCHAR PRIMARY KEY,
+            name VARCHAR NOT NULL UNIQUE,
+            description VARCHAR NOT NULL DEFAULT '',
+            category VARCHAR NOT NULL DEFAULT '',
+            tags VARCHAR[] NOT NULL DEFAULT [],
+            created_at TIMESTAMPTZ NOT NULL,
+            created_by VARCHAR NOT NULL,
+            is_active BOOLEAN NOT NULL DEFAULT TRUE
+        )
+        """
+    )
+    # Commits are immutable and content-addressed; see promptver.versioning.commit_id.
+    con.execute(
+        """
+        CREATE TABLE commits (
+            id VARCHAR PRIMARY KEY,
+            template_id VARCHAR NOT NULL,
+            parents VARCHAR[] NOT NULL,
+            content VARCHAR NOT NULL,
+            variables VARCHAR[] NOT NULL,
+            metadata JSON NOT NULL,
+            message VARCHAR NOT NULL,
+            author VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL
+        )
+        """
+    )
+    con.execute("CREATE INDEX commits_template ON commits (template_id)")
+    # Semantic versions on main: append-only labels of commits.
+    con.execute(
+        """
+        CREATE TABLE versions (
+            template_id VARCHAR NOT NULL,
+            version VARCHAR NOT NULL,
+            major INTEGER NOT NULL,
+            minor INTEGER NOT NULL,
+            patch INTEGER NOT NULL,
+            commit_id VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (template_id, version)
+        )
+        """
+    )
+    # Branch heads are the only rows that move, by compare-and-swap.
+    con.execute(
+        """
+        CREATE TABLE branches (
+            template_id VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            head VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            created_by VARCHAR NOT NULL,
+            PRIMARY KEY (template_id, name)
+        )
+        """
+    )
+
+
+@migration
+def m002_template_metadata_and_settings(con: duckdb.DuckDBPyConnection) -> None:
+    # Who archived a template and when (archive never deletes history).
+    con.execute("ALTER TABLE templates ADD COLUMN archived_at TIMESTAMPTZ")
+    con.execute("ALTER TABLE templates ADD COLUMN archived_by VARCHAR")
+    # Small key/value facts about the workspace itself (e.g. when the demo was created).
+    con.execute(
+        "CREATE TABLE workspace_info (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL,"
+        " updated_at TIMESTAMPTZ NOT NULL)"
+    )
+
+
+@migration
+def m003_experiments(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE experiments (
+            id VARCHAR PRIMARY KEY,
+            name VARCHAR NOT NULL,
+            description VARCHAR NOT NULL DEFAULT '',
+            hypothesis VARCHAR NOT NULL DEFAULT '',
+            template_id VARCHAR NOT NULL,
+            environment VARCHAR NOT NULL,
+            status VARCHAR NOT NULL,          -- draft | running | completed | stopped
+            metrics JSON NOT NULL,            -- [{"name","direction","role"}], first = primary
+            alpha DOUBLE NOT NULL,
+            minimum_sample_size INTEGER NOT NULL,
+            salt VARCHAR NOT NULL,
+            coverage DOUBLE NOT NULL DEFAULT 1.0,
+            start_at TIMESTAMPTZ,
+            end_at TIMESTAMPTZ,
+            created_at TIMESTAMPTZ NOT NULL,
+            created_by VARCHAR NOT NULL,
+            started_at TIMESTAMPTZ,
+            stopped_at TIMESTAMPTZ,
+            stop_reason VARCHAR,
+            results JSON                      -- frozen final results, written by stop
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE experiment_variants (
+            experiment_id VARCHAR NOT NULL,
+            position INTEGER NOT NULL,        -- 0 = control
+            name VARCHAR NOT NULL,
+            ref VARCHAR NOT NULL,             -- as written by the user
+            commit_id VARCHAR NOT NULL,       -- what the ref resolved to at creation
+            weight DOUBLE NOT NULL,
+            PRIMARY KEY (experiment_id, position)
+        )
+        """
+    )
+
+
+@migration
+def m004_metric_events(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        """
+        CREATE TABLE imports (
+            id VARCHAR PRIMARY KEY,
+            file_name VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL,
+            rows_imported BIGINT NOT NULL,
+            rows_skipped_duplicate BIGINT NOT NULL,
+            has_event_ids BOOLEAN NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            created_by VARCHAR NOT NULL
+        )
+        """
+    )
+    # One row per LLM call. import_id is NULL for events that arrived through track().
+    con.execute(
+        """
+        CREATE TABLE metric_events (
+            event_id VARCHAR,
+            import_id VARCHAR,
+            ts TIMESTAMPTZ NOT NULL,
+            template_id VARCHAR NOT NULL,
+            user_id VARCHAR NOT NULL,
+            experiment_id VARCHAR,
+            variant VARCHAR,
+            version VARCHAR,
+            commit_id VARCHAR,
+            environment VARCHAR,
+            latency_ms DOUBLE,
+            success BOOLEAN,
+            error BOOLEAN,
+            quality_score DOUBLE,
+            cost_usd DOUBLE,
+            tokens_in BIGINT,
+            tokens_out BIGINT,
+            custom MAP(VARCHAR, DOUBLE)
+        )
+        """
+    )

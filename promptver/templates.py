@@ -1,0 +1,263 @@
+"""Templates: create, update (a new commit), read at any ref, list and search, archive.
+
+A template's identity (name, description, category, tags, active flag) lives in one row; its text
+and metadata live in commits. Archiving hides a template from lists and ``get_prompt`` but never
+deletes its history; restoring brings it back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from promptver.config import ALL_CHECKS, Settings
+from promptver.errors import NotFound, PromptverError, ValidationError
+from promptver.models import Commit, Template, check_name
+from promptver.store import templates as sql
+from promptver.store.db import Database
+from promptver.templating import ValidationReport, parse_schema, render, validate
+from promptver.versioning import MAIN, Bump, VersionControl, utcnow
+
+
+def _clean_tags(tags: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for t in tags or []:
+        t = str(t).strip()
+        if not t:
+            continue
+        if len(t) > 50 or any(ch in t for ch in ",\n\r\t"):
+            raise ValidationError("invalid tag:", [_p(f"tag {t[:60]!r} must be 1–50 characters "
+                                                        "without commas or line breaks", "tags")])
+        if t not in out:
+            out.append(t)
+    return out
+
+
+def _p(message: str, field: str) -> Any:
+    from promptver.errors import Problem
+
+    return Problem(message, field=field)
+
+
+def _check_text(value: str, field: str, limit: int) -> str:
+    value = (value or "").strip()
+    if len(value) > limit:
+        raise ValidationError("invalid input:", [_p(f"must be at most {limit} characters", field)])
+    return value
+
+
+class TemplateService:
+    """Operations on templates; one transaction per call."""
+
+    def __init__(self, db: Database, settings: Settings, versions: VersionControl) -> None:
+        self.db = db
+        self.settings = settings
+        self.versions = versions
+
+    # -- reading ------------------------------------------------------------------------
+    def row(self, ref: str) -> dict[str, Any]:
+        """The stored row of the template named (or with id) ``ref``."""
+        with self.db.read() as con:
+            row = sql.template_row(con, ref)
+        if row is None:
+            raise NotFound(f"unknown template '{ref}'")
+        return row
+
+    def get(self, ref: str, version: str | None = None, *, branch: str | None = None) -> Template:
+        """The template at the head of ``main``, or at ``version`` / any ref / a branch head.
+
+        Raises:
+            NotFound: unknown template or ref.
+        """
+        with self.db.read():
+            row = self.row(ref)
+            at = version if version is not None else (branch or MAIN)
+            commit = self.versions.resolve(row["id"], at, template_name=row["name"])
+        return self._view(row, commit, branch=branch if version is None else None)
+
+    def _view(self, row: dict[str, Any], c: Commit, branch: str | None = None) -> Template:
+        return Template(
+            id=row["id"], name=row["name"], description=row["description"],
+            category=row["category"], tags=list(row["tags"]), metadata=c.metadata,
+            created_at=row["created_at"], created_by=row["created_by"],
+            is_active=row["is_active"], version=c.version, commit=c.id, content=c.content,
+            variables=c.variables, branch=branch, updated_at=c.created_at,
+        )
+
+    def list(
+        self,
+        *,
+        category: str | None = None,
+        tags: list[str] | None = None,
+        search: str | None = None,
+        include_archived: bool = False,
+    ) -> list[Template]:
+        """Templates (head of ``main``), filtered by category, all of ``tags`` and a text search
+        over name, description, tags and content (case-insensitive)."""
+        with self.db.read() as con:
+            rows = sql.list_template_rows(con, category=category, tags=tags, search=search,
+                                          include_archived=include_archived)
+        import json
+
+        return [
+            Template(
+                id=r["id"], name=r["name"], description=r["description"], category=r["category"],
+                tags=list(r["tags"]), metadata=json.loads(r["metadata"]) if r["metadata"] else {},
+                created_at=r["created_at"], created_by=r["created_by"], is_active=r["is_active"],
+                version=r["version"], commit=r["commit_id"], content=r["content"],
+                variables=list(r["variables"]), updated_at=r["updated_at"],
+            )
+            for r in rows
+        ]
+
+    def categories(self) -> list[str]:
+        with self.db.read() as con:
+            return sql.categories(con)
+
+    def tags(self) -> list[str]:
+        with self.db.read() as con:
+            return sql.all_tags(con)
+
+    # -- validating ---------------------------------------------------------------------
+    def validate(self, content: str, metadata: Mapping[str, Any] | None = None, *,
+                 checks: list[str] | None = None) -> ValidationReport:
+        """Run the validation engine with this workspace's limits."""
+        return validate(content, metadata, limits=self.settings.templates,
+                        checks=checks if checks is not None else ALL_CHECKS)
+
+    def _checked(self, content: str, metadata: Mapping[str, Any] | None) -> ValidationReport:
+        if not isinstance(content, str):
+            raise ValidationError("invalid input:", [_p("content must be text", "content")])
+        report = self.validate(content, metadata)
+        report.raise_for_errors("template is invalid:")
+        return report
+
+    # -- writing ------------------------------------------------------------------------
+    def create(
+        self,
+        name: str,
+        content: str,
+        *,
+        description: str = "",
+        category: str = "",
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        author: str = "unknown",
+        message: str | None = None,
+    ) -> Template:
+        """Create a template and its first commit (version 1.0.0 on ``main``).
+
+        Raises:
+            ValidationError: bad name, a name already taken, invalid text or metadata.
+        """
+        try:
+            check_name(name, "template name")
+        except ValueError as exc:
+            raise ValidationError("invalid template:", [_p(str(exc), "name")]) from None
+        description = _check_text(description, "description", 1000)
+        category = _check_text(category, "category", 50)
+        tags = _clean_tags(tags)
+        metadata = dict(metadata or {})
+        report = self._checked(content, metadata)
+        now = utcnow()
+        tid = uuid.uuid4().hex[:12]
+        with self.db.transaction() as con:
+            if sql.template_exists_by_name(con, name):
+                raise ValidationError("invalid template:",
+                                      [_p(f"a template named '{name}' already exists", "name")])
+            sql.insert_template(con, {"id": tid, "name": name, "description": description,
+                                      "category": category, "tags": tags, "created_at": now,
+                                      "created_by": author})
+            commit = self.versions.root_commit(
+                con, tid, content, metadata, message=message or "Initial version",
+                author=author, at=now, variables=report.variables,
+            )
+            row = sql.template_row(con, tid)
+        assert row is not None
+        return self._view(row, commit)
+
+    def update(
+        self,
+        ref: str,
+        content: str | None = None,
+        *,
+        metadata: dict[str, Any] | None = None,
+        branch: str = MAIN,
+        bump: Bump = "minor",
+        author: str = "unknown",
+        message: str | None = None,
+        expected_head: str | None = None,
+    ) -> Template:
+        """Commit a new text (and/or metadata) on ``branch``; on ``main`` it gets a version.
+
+        ``None`` keeps the current content or metadata. ``expected_head`` guards against lost
+        updates: pass the commit the edit started from.
+
+        Raises:
+            NotFound: unknown template or branch.
+            ValidationError: invalid text, or nothing changed.
+            Conflict: the branch moved since ``expected_head``.
+        """
+        with self.db.transaction() as con:
+            row = self.row(ref)
+            b = sql.get_branch(con, row["id"], branch)
+            if b is None:
+                raise NotFound(f"template '{row['name']}' has no branch '{branch}'")
+            head = self.versions.get_commit(b.head)
+            new_content = head.content if content is None else content
+            new_meta = dict(head.metadata if metadata is None else metadata)
+            report = self._checked(new_content, new_meta)
+            if new_content == head.content and new_meta == head.metadata:
+                raise ValidationError(
+                    f"nothing to commit: the text and metadata equal the head of '{branch}'"
+                )
+            commit = self.versions.commit(
+                row["id"], new_content, new_meta, message=message or "Update", author=author,
+                branch=branch, bump=bump, expected_head=expected_head or b.head,
+                variables=report.variables,
+            )
+        return self._view(row, commit, branch=None if branch == MAIN else branch)
+
+    def update_info(self, ref: str, *, description: str | None = None,
+                    category: str | None = None, tags: list[str] | None = None) -> Template:
+        """Change description, category or tags (not versioned: they describe the template)."""
+        with self.db.transaction() as con:
+            row = self.row(ref)
+            sql.update_info(
+                con, row["id"],
+                row["description"] if description is None else _check_text(description, "description", 1000),
+                row["category"] if category is None else _check_text(category, "category", 50),
+                list(row["tags"]) if tags is None else _clean_tags(tags),
+            )
+            return self.get(row["id"])
+
+    def archive(self, ref: str, *, author: str = "unknown") -> Template:
+        """Hide a template from lists (its history and deployments stay)."""
+        with self.db.transaction() as con:
+            row = self.row(ref)
+            sql.set_active(con, row["id"], False, author, utcnow())
+            return self.get(row["id"])
+
+    def restore(self, ref: str) -> Template:
+        with self.db.transaction() as con:
+            row = self.row(ref)
+            sql.set_active(con, row["id"], True, None, None)
+            return self.get(row["id"])
+
+    # -- rendering ----------------------------------------------------------------------
+    def render(self, ref: str, values: Mapping[str, Any], *, version: str | None = None,
+               strict: bool = True) -> str:
+        """Render the template at ``version`` (default: head of ``main``)."""
+        t = self.get(ref, version)
+        return render_template(t.content, t.metadata, values, strict=strict,
+                               max_chars=self.settings.templates.max_render_chars)
+
+
+def render_template(content: str, metadata: Mapping[str, Any], values: Mapping[str, Any], *,
+                    strict: bool = True, max_chars: int) -> str:
+    """Render with the variable schema kept in ``metadata`` (bad schemas were refused on save)."""
+    schema, problems = parse_schema(metadata)
+    if problems:  # pragma: no cover - refused when committed
+        raise PromptverError(f"variable schema is invalid: {problems[0]}")
+    return render(content, values, strict=strict, schema=schema, max_chars=max_chars)

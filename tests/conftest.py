@@ -1,0 +1,98 @@
+"""Shared fixtures: a fresh workspace per test, the CLI in-process, sample templates."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's settings, database or login name."""
+    for var in ("PROMPTVER_DB", "PROMPTVER_CONFIG", "PROMPTVER_BUSY_TIMEOUT",
+                "PROMPTVER_CACHE_TTL", "PROMPTVER_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PROMPTVER_AUTHOR", "tester")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "pv.duckdb"
+
+
+@pytest.fixture
+def ws(db_path: Path) -> Iterator:
+    from promptver import Workspace
+
+    w = Workspace.open(db_path)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def qa(ws):
+    """A template with two versions on main (1.0.0, 1.1.0)."""
+    ws.templates.create("qa-basic", "Answer {question} using {context}.", category="qa",
+                        tags=["support"], author="ana")
+    return ws.templates.update("qa-basic", "Answer {question} briefly using {context}.",
+                               author="ben", message="Be brief")
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(db_path: Path) -> Callable[..., CliResult]:
+    """Run the CLI in-process against the test database: ``cli("template", "list", json=True)``."""
+    from promptver.cli import main
+
+    def run(*args: str, json: bool = False, db: Path | None = None, stdin: str | None = None) -> CliResult:
+        argv = ["--db", str(db or db_path)] + (["--json"] if json else []) + list(args)
+        out, err = io.StringIO(), io.StringIO()
+        old_stdin = sys.stdin
+        if stdin is not None:
+            sys.stdin = io.StringIO(stdin)
+        try:
+            with redirect_stdout(out), redirect_stderr(err):
+                try:
+                    code = main(argv)
+                except SystemExit as exc:  # argparse usage errors and --help
+                    code = int(exc.code or 0)
+        finally:
+            sys.stdin = old_stdin
+        return CliResult(code, out.getvalue(), err.getvalue())
+
+    return run
+
+
+@pytest.fixture
+def run_cli(db_path: Path) -> Callable[..., CliResult]:
+    """Run the real ``promptver`` console entry in a subprocess (exit codes, no traceback)."""
+    import subprocess
+
+    def run(*args: str, db: Path | None = None, env: dict | None = None,
+            timeout: float = 60) -> CliResult:
+        cmd = [sys.executable, "-m", "promptver", "--db", str(db or db_path), *args]
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        p = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
+        return CliResult(p.returncode, p.stdout, p.stderr)
+
+    return run

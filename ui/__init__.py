@@ -1,0 +1,1 @@
+"""Dashboard helpers shared by the pages (Streamlit lives here, never in ``promptver``)."""
