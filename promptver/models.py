@@ -117,3 +117,31 @@ class LogEntry(Model):
     author: str
     created_at: datetime
     branches: list[str] = Field(default_factory=list)
+
+
+class Prompt(Model):
+    """What ``Workspace.get_prompt`` returns: one template version, ready to render.
+
+    ``variant`` and ``experiment_id`` are set when an experiment routed this user; ``user_id``
+    and ``environment`` are kept so that ``Workspace.track(prompt, …)`` can attribute the event.
+    """
+
+    template_id: str
+    name: str
+    version: str | None
+    commit: str
+    content: str
+    variables: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    environment: str | None = None
+    user_id: str | None = None
+    variant: str | None = None
+    experiment_id: str | None = None
+    max_render_chars: int = 1_000_000
+
+    def text(self, strict: bool = True, **values: Any) -> str:
+        """Render with ``values`` (see :func:`promptver.templating.render`)."""
+        from promptver.templates import render_template
+
+        return render_template(self.content, self.metadata, values, strict=strict,
+                               max_chars=self.max_render_chars)
