@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -145,3 +145,83 @@ class Prompt(Model):
 
         return render_template(self.content, self.metadata, values, strict=strict,
                                max_chars=self.max_render_chars)
+
+
+# ---- experiments -----------------------------------------------------------------------------
+
+BUILTIN_METRICS: dict[str, str] = {
+    "latency_ms": "lower",
+    "success": "higher",
+    "error": "lower",
+    "quality_score": "higher",
+    "cost_usd": "lower",
+    "tokens_in": "lower",
+    "tokens_out": "lower",
+}
+"""Built-in metric columns of ``metric_events`` and the direction in which they are better."""
+
+BINARY_METRICS = frozenset({"success", "error"})
+
+
+class MetricSpec(Model):
+    """A metric an experiment watches. The first of an experiment's metrics is the primary one."""
+
+    name: str
+    direction: Literal["higher", "lower"]
+    role: Literal["primary", "secondary", "guardrail"] = "secondary"
+
+
+class VariantSpec(Model):
+    """One arm: a name, the ref it was configured with, the commit that ref resolved to."""
+
+    name: str
+    ref: str
+    weight: float
+    commit: str | None = None
+
+
+class Experiment(Model):
+    """An A/B experiment on one template in one environment (variants[0] is the control)."""
+
+    id: str
+    name: str
+    description: str = ""
+    hypothesis: str = ""
+    template_id: str
+    template: str = ""
+    environment: str = "production"
+    status: Literal["draft", "running", "completed", "stopped"] = "draft"
+    variants: list[VariantSpec]
+    metrics: list[MetricSpec]
+    alpha: float = 0.05
+    minimum_sample_size: int = 100
+    salt: str
+    #: fraction of users that enter the experiment (the rest get the deployed version)
+    coverage: float = 1.0
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    created_at: datetime
+    created_by: str = ""
+    started_at: datetime | None = None
+    stopped_at: datetime | None = None
+    stop_reason: str | None = None
+
+    @property
+    def control(self) -> VariantSpec:
+        return self.variants[0]
+
+    @property
+    def primary_metric(self) -> MetricSpec:
+        return self.metrics[0]
+
+    def metric(self, name: str) -> MetricSpec | None:
+        return next((m for m in self.metrics if m.name == name), None)
+
+    def window(self) -> tuple[datetime | None, datetime | None]:
+        """[start, end] of the events that count: configured, else started/stopped times."""
+        return (self.start_at or self.started_at, self.end_at or self.stopped_at)
+
+    def weights(self) -> list[float]:
+        """Normalised weights in variant order (they sum to 1)."""
+        total = sum(v.weight for v in self.variants)
+        return [v.weight / total for v in self.variants]
