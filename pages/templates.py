@@ -13,20 +13,29 @@ from ui.common import author, domain_errors, flash, show_error, workspace
 ws = workspace()
 
 st.title("Templates")
-st.caption("Prompt templates with `{variable}` placeholders. Every save is a commit; "
-           "saves on `main` get a new version.")
+st.caption(
+    "Prompt templates with `{variable}` placeholders. Every save is a commit; "
+    "saves on `main` get a new version."
+)
 
 
 # ---- helpers --------------------------------------------------------------------------------
+
 
 def schema_rows(variables: list[str], metadata: dict) -> pd.DataFrame:
     specs, _ = parse_schema(metadata)
     rows = []
     for name in variables:
         spec = specs.get(name, VariableSpec(name))
-        rows.append({"variable": name, "type": spec.type, "required": spec.required,
-                     "default": "" if spec.default is None else str(spec.default),
-                     "description": spec.description})
+        rows.append(
+            {
+                "variable": name,
+                "type": spec.type,
+                "required": spec.required,
+                "default": "" if spec.default is None else str(spec.default),
+                "description": spec.description,
+            }
+        )
     return pd.DataFrame(rows, columns=["variable", "type", "required", "default", "description"])
 
 
@@ -36,11 +45,15 @@ def schema_editor(key: str, variables: list[str], metadata: dict) -> dict:
     if not variables:
         return original
     edited = st.data_editor(
-        schema_rows(variables, metadata), key=key, hide_index=True, width="stretch",
+        schema_rows(variables, metadata),
+        key=key,
+        hide_index=True,
+        width="stretch",
         disabled=["variable"],
         column_config={
-            "type": st.column_config.SelectboxColumn(options=["str", "int", "float"],
-                                                     help="Values are checked when rendering"),
+            "type": st.column_config.SelectboxColumn(
+                options=["str", "int", "float"], help="Values are checked when rendering"
+            ),
             "required": st.column_config.CheckboxColumn(help="Rendering fails without it"),
             "default": st.column_config.TextColumn(help="Used when the variable is not given"),
             "description": st.column_config.TextColumn(help="Shown to whoever fills it in"),
@@ -68,8 +81,11 @@ def show_report(content: str, metadata: dict) -> bool:
     report = ws.templates.validate(content, metadata)
     cols = st.columns(3)
     cols[0].metric("Characters", f"{report.chars:,}")
-    cols[1].metric("Tokens (est.)", f"{report.tokens:,}",
-                   help="A tokenizer-free estimate: about 4 characters per word piece.")
+    cols[1].metric(
+        "Tokens (est.)",
+        f"{report.tokens:,}",
+        help="A tokenizer-free estimate: a common word is one token, long words split.",
+    )
     cols[2].metric("Variables", len(report.variables))
     if report.variables:
         st.markdown("Variables: " + " ".join(f"`{v}`" for v in report.variables))
@@ -89,14 +105,17 @@ def preview(key: str, content: str, metadata: dict, variables: list[str]) -> Non
             spec = specs.get(name)
             default = "" if spec is None or spec.default is None else str(spec.default)
             values[name] = cols[i % len(cols)].text_input(
-                name, value=default or f"<{name}>", key=f"{key}_{name}",
+                name,
+                value=default or f"<{name}>",
+                key=f"{key}_{name}",
                 help=spec.description if spec and spec.description else None,
             )
         from promptver.templates import render_template
 
         try:
-            text = render_template(content, metadata, values,
-                                   max_chars=ws.settings.templates.max_render_chars)
+            text = render_template(
+                content, metadata, values, max_chars=ws.settings.templates.max_render_chars
+            )
         except PromptverError as exc:
             st.error(f"Cannot render: {exc.message}")
         else:
@@ -106,32 +125,52 @@ def preview(key: str, content: str, metadata: dict, variables: list[str]) -> Non
 # ---- list -----------------------------------------------------------------------------------
 
 f1, f2, f3, f4 = st.columns([3, 2, 2, 1], vertical_alignment="bottom")
-search = f1.text_input("Search", key="tpl_search", placeholder="name, description, tag or text",
-                       help="Case-insensitive search over names, descriptions, tags and the "
-                            "text of the latest version")
+search = f1.text_input(
+    "Search",
+    key="tpl_search",
+    placeholder="name, description, tag or text",
+    help="Case-insensitive search over names, descriptions, tags and the "
+    "text of the latest version",
+)
 category = f2.selectbox("Category", ["All", *ws.templates.categories()], key="tpl_category")
-tags = f3.multiselect("Tags", ws.templates.tags(), key="tpl_tags",
-                      help="Show templates that carry all of these tags")
+tags = f3.multiselect(
+    "Tags", ws.templates.tags(), key="tpl_tags", help="Show templates that carry all of these tags"
+)
 archived = f4.toggle("Archived", key="tpl_archived", help="Include archived templates")
 
-items = ws.templates.list(category=None if category == "All" else category, tags=tags or None,
-                          search=search or None, include_archived=archived)
+items = ws.templates.list(
+    category=None if category == "All" else category,
+    tags=tags or None,
+    search=search or None,
+    include_archived=archived,
+)
 if items:
     st.dataframe(
-        pd.DataFrame([{
-            "name": t.name, "version": t.version, "category": t.category,
-            "tags": ", ".join(t.tags), "variables": ", ".join(t.variables),
-            "updated (UTC)": t.updated_at, "description": t.description,
-            "status": "active" if t.is_active else "archived",
-        } for t in items]),
-        hide_index=True, width="stretch",
+        pd.DataFrame(
+            [
+                {
+                    "name": t.name,
+                    "version": t.version,
+                    "category": t.category,
+                    "tags": ", ".join(t.tags),
+                    "variables": ", ".join(t.variables),
+                    "updated (UTC)": t.updated_at,
+                    "description": t.description,
+                    "status": "active" if t.is_active else "archived",
+                }
+                for t in items
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
         column_config={"updated (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
     )
 else:
-    st.info("No templates match these filters. Clear the search or create one under "
-            "**New template**.")
+    st.info(
+        "No templates match these filters. Clear the search or create one under **New template**."
+    )
 
-tab_edit, tab_new = st.tabs(["Edit", "New template"], key="tpl_tab")
+tab_edit, tab_new = st.tabs(["Edit", "New template"], key="tpl_tab", on_change="rerun")
 
 
 # ---- edit -----------------------------------------------------------------------------------
@@ -144,14 +183,26 @@ with tab_edit:
     else:
         wanted = st.query_params.get("template")
         index = names.index(wanted) if wanted in names else 0
-        name = st.selectbox("Template", names, index=index, key="tpl_pick",
-                            help="Deep link: add ?template=NAME to the address")
+        name = st.selectbox(
+            "Template",
+            names,
+            index=index,
+            key="tpl_pick",
+            help="Deep link: add ?template=NAME to the address",
+        )
         if st.query_params.get("template") != name:
             st.query_params["template"] = name
         branches = [b.name for b in ws.versions.branches(ws.templates.row(name)["id"])]
-        branch = st.selectbox("Branch", branches, key=f"tpl_branch_{name}",
-                              help="Commits on main get a new version; other branches are "
-                                   "drafts until merged") if len(branches) > 1 else "main"
+        branch = (
+            st.selectbox(
+                "Branch",
+                branches,
+                key=f"tpl_branch_{name}",
+                help="Commits on main get a new version; other branches are drafts until merged",
+            )
+            if len(branches) > 1
+            else "main"
+        )
         current: Template = ws.templates.get(name, branch=branch)
         st.markdown(
             f"**{current.name}** · {current.version or 'no version (branch)'} · commit "
@@ -165,15 +216,22 @@ with tab_edit:
             st.session_state[base_key] = current.commit
         base = st.session_state[base_key]
         if base != current.commit:
-            st.warning(f"This template changed since you opened it (now `{current.commit[:10]}`). "
-                       "Reload to edit the latest text.", icon="🔄")
+            st.warning(
+                f"This template changed since you opened it (now `{current.commit[:10]}`). "
+                "Reload to edit the latest text.",
+                icon="🔄",
+            )
             if st.button("Reload latest", key="tpl_reload"):
                 st.session_state[base_key] = current.commit
                 st.rerun()
-        content = st.text_area("Text", value=current.content, height=260,
-                               key=f"tpl_content_{base}",
-                               help="Placeholders are {name}; write {{ and }} for literal braces. "
-                                    "Press Ctrl+Enter to check it.")
+        content = st.text_area(
+            "Text",
+            value=current.content,
+            height=260,
+            key=f"tpl_content_{base}",
+            help="Placeholders are {name}; write {{ and }} for literal braces. "
+            "Press Ctrl+Enter to check it.",
+        )
         ok = show_report(content, current.metadata)
         from promptver.templating import scan, variables_of
 
@@ -184,20 +242,38 @@ with tab_edit:
 
         changed = content != current.content or metadata != current.metadata
         c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
-        message = c1.text_input("Commit message", key=f"tpl_msg_{base}",
-                                placeholder="What changed and why")
+        message = c1.text_input(
+            "Commit message", key=f"tpl_msg_{base}", placeholder="What changed and why"
+        )
         bump = "minor"
         if branch == "main":
-            bump = c2.segmented_control("Version bump", ["major", "minor", "patch"],
-                                        default="minor", key=f"tpl_bump_{base}",
-                                        help="major: incompatible change (variables changed); "
-                                             "minor: new wording; patch: typo fix") or "minor"
-        if st.button("Save new version" if branch == "main" else f"Commit to {branch}",
-                     type="primary", disabled=not (ok and changed), key="tpl_save"):
+            bump = (
+                c2.segmented_control(
+                    "Version bump",
+                    ["major", "minor", "patch"],
+                    default="minor",
+                    key=f"tpl_bump_{base}",
+                    help="major: incompatible change (variables changed); "
+                    "minor: new wording; patch: typo fix",
+                )
+                or "minor"
+            )
+        if st.button(
+            "Save new version" if branch == "main" else f"Commit to {branch}",
+            type="primary",
+            disabled=not (ok and changed),
+            key="tpl_save",
+        ):
             try:
                 saved = ws.templates.update(
-                    name, content, metadata=metadata, branch=branch, bump=bump, author=author(),
-                    message=message or "Update", expected_head=base,
+                    name,
+                    content,
+                    metadata=metadata,
+                    branch=branch,
+                    bump=bump,
+                    author=author(),
+                    message=message or "Update",
+                    expected_head=base,
                 )
             except Conflict as exc:
                 st.error(f"{exc.message}. Copy your text, reload, and apply it again.")
@@ -205,30 +281,38 @@ with tab_edit:
                 show_error(exc)
             else:
                 st.session_state[base_key] = saved.commit
-                flash(f"Saved {saved.name} {saved.version or 'on ' + branch} "
-                      f"(commit {saved.commit[:10]})")
+                flash(
+                    f"Saved {saved.name} {saved.version or 'on ' + branch} "
+                    f"(commit {saved.commit[:10]})"
+                )
                 st.rerun()
         if not changed:
             st.caption("No changes to save yet.")
 
-        with st.expander("Details: description, category, tags"):
-            with st.form(f"tpl_info_{current.id}"):
-                d = st.text_input("Description", value=current.description, max_chars=1000)
-                cat = st.text_input("Category", value=current.category, max_chars=50,
-                                    help="e.g. qa, summarization, translation")
-                tg = st.text_input("Tags", value=", ".join(current.tags),
-                                   help="Comma-separated")
-                if st.form_submit_button("Save details"):
-                    with domain_errors():
-                        ws.templates.update_info(name, description=d, category=cat,
-                                                 tags=[x.strip() for x in tg.split(",")])
-                        flash(f"Saved details of {name}")
-                        st.rerun()
+        with st.expander("Details: description, category, tags"), st.form(f"tpl_info_{current.id}"):
+            d = st.text_input("Description", value=current.description, max_chars=1000)
+            cat = st.text_input(
+                "Category",
+                value=current.category,
+                max_chars=50,
+                help="e.g. qa, summarization, translation",
+            )
+            tg = st.text_input("Tags", value=", ".join(current.tags), help="Comma-separated")
+            if st.form_submit_button("Save details"):
+                with domain_errors():
+                    ws.templates.update_info(
+                        name, description=d, category=cat, tags=[x.strip() for x in tg.split(",")]
+                    )
+                    flash(f"Saved details of {name}")
+                    st.rerun()
 
         confirm_key = "tpl_confirm_archive"
         if current.is_active:
-            if st.button("Archive…", key="tpl_archive",
-                         help="Hide it from lists and applications; its history is kept"):
+            if st.button(
+                "Archive…",
+                key="tpl_archive",
+                help="Hide it from lists and applications; its history is kept",
+            ):
                 st.session_state[confirm_key] = name
         else:
             if st.button("Restore", key="tpl_restore"):
@@ -237,10 +321,13 @@ with tab_edit:
                     flash(f"Restored {name}")
                     st.rerun()
         if st.session_state.get(confirm_key) == name:
+
             @st.dialog("Archive template?")
             def _confirm() -> None:
-                st.write(f"Archive **{name}**? It disappears from lists; its history, versions "
-                         "and deployments stay and you can restore it later.")
+                st.write(
+                    f"Archive **{name}**? It disappears from lists; its history, versions "
+                    "and deployments stay and you can restore it later."
+                )
                 a, b = st.columns(2)
                 if a.button("Archive", type="primary", key="tpl_archive_yes"):
                     with domain_errors():
@@ -257,18 +344,27 @@ with tab_edit:
 
 # ---- create ---------------------------------------------------------------------------------
 
-NEW_KEYS = ["tpl_new_name", "tpl_new_category", "tpl_new_description", "tpl_new_tags",
-            "tpl_new_content", "tpl_new_message"]
+NEW_KEYS = [
+    "tpl_new_name",
+    "tpl_new_category",
+    "tpl_new_description",
+    "tpl_new_tags",
+    "tpl_new_content",
+    "tpl_new_message",
+]
 
 
 def _create() -> None:
     s = st.session_state
     try:
         t = ws.templates.create(
-            s.get("tpl_new_name", "").strip(), s.get("tpl_new_content", ""),
-            category=s.get("tpl_new_category", ""), description=s.get("tpl_new_description", ""),
+            s.get("tpl_new_name", "").strip(),
+            s.get("tpl_new_content", ""),
+            category=s.get("tpl_new_category", ""),
+            description=s.get("tpl_new_description", ""),
             tags=[x.strip() for x in s.get("tpl_new_tags", "").split(",")],
-            metadata=s.get("tpl_new_metadata") or {}, author=author(),
+            metadata=s.get("tpl_new_metadata") or {},
+            author=author(),
             message=s.get("tpl_new_message") or None,
         )
     except PromptverError as exc:
@@ -279,21 +375,35 @@ def _create() -> None:
     s.pop("tpl_new_error", None)
     st.query_params["template"] = t.name
     s["tpl_pick"] = t.name
+    s["tpl_tab"] = "Edit"  # show what was just created
     flash(f"Created {t.name} {t.version} (commit {t.commit[:10]})")
 
 
 with tab_new:
     c1, c2 = st.columns(2)
-    c1.text_input("Name", key="tpl_new_name", max_chars=100, placeholder="e.g. qa-basic",
-                  help="Letters, digits, -, _, . and /; it is how applications ask for it")
-    c2.text_input("Category", key="tpl_new_category", max_chars=50,
-                  placeholder="qa, summarization, translation …")
+    c1.text_input(
+        "Name",
+        key="tpl_new_name",
+        max_chars=100,
+        placeholder="e.g. qa-basic",
+        help="Letters, digits, -, _, . and /; it is how applications ask for it",
+    )
+    c2.text_input(
+        "Category",
+        key="tpl_new_category",
+        max_chars=50,
+        placeholder="qa, summarization, translation …",
+    )
     st.text_input("Description", key="tpl_new_description", max_chars=1000)
     st.text_input("Tags", key="tpl_new_tags", help="Comma-separated, e.g. support, rag")
-    new_content = st.text_area("Text", key="tpl_new_content", height=200,
-                               placeholder="Answer the question using the context.\n\n"
-                                           "Context: {context}\nQuestion: {question}",
-                               help="Placeholders are {name}; write {{ and }} for literal braces")
+    new_content = st.text_area(
+        "Text",
+        key="tpl_new_content",
+        height=200,
+        placeholder="Answer the question using the context.\n\n"
+        "Context: {context}\nQuestion: {question}",
+        help="Placeholders are {name}; write {{ and }} for literal braces",
+    )
     new_ok = True
     if new_content:
         new_ok = show_report(new_content, {})
@@ -306,5 +416,10 @@ with tab_new:
     err = st.session_state.get("tpl_new_error")
     if err is not None:
         show_error(err)
-    st.button("Create template", type="primary", key="tpl_create", on_click=_create,
-              disabled=not (new_ok and new_content and st.session_state.get("tpl_new_name")))
+    st.button(
+        "Create template",
+        type="primary",
+        key="tpl_create",
+        on_click=_create,
+        disabled=not (new_ok and new_content and st.session_state.get("tpl_new_name")),
+    )

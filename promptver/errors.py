@@ -136,8 +136,16 @@ class ConflictHunk:
 class MergeConflict(Conflict):
     """A three-way merge found overlapping changes; nothing was written."""
 
-    def __init__(self, message: str, hunks: list[ConflictHunk], *, base: str = "",
-                 ours: str = "", theirs: str = "", marked: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        hunks: list[ConflictHunk],
+        *,
+        base: str = "",
+        ours: str = "",
+        theirs: str = "",
+        marked: str = "",
+    ) -> None:
         super().__init__(message)
         self.hunks = hunks
         self.base = base

@@ -143,8 +143,9 @@ class Prompt(Model):
         """Render with ``values`` (see :func:`promptver.templating.render`)."""
         from promptver.templates import render_template
 
-        return render_template(self.content, self.metadata, values, strict=strict,
-                               max_chars=self.max_render_chars)
+        return render_template(
+            self.content, self.metadata, values, strict=strict, max_chars=self.max_render_chars
+        )
 
 
 # ---- experiments -----------------------------------------------------------------------------

@@ -27,8 +27,15 @@ def _clean_tags(tags: list[str] | None) -> list[str]:
         if not t:
             continue
         if len(t) > 50 or any(ch in t for ch in ",\n\r\t"):
-            raise ValidationError("invalid tag:", [_p(f"tag {t[:60]!r} must be 1–50 characters "
-                                                        "without commas or line breaks", "tags")])
+            raise ValidationError(
+                "invalid tag:",
+                [
+                    _p(
+                        f"tag {t[:60]!r} must be 1–50 characters without commas or line breaks",
+                        "tags",
+                    )
+                ],
+            )
         if t not in out:
             out.append(t)
     return out
@@ -78,11 +85,21 @@ class TemplateService:
 
     def _view(self, row: dict[str, Any], c: Commit, branch: str | None = None) -> Template:
         return Template(
-            id=row["id"], name=row["name"], description=row["description"],
-            category=row["category"], tags=list(row["tags"]), metadata=c.metadata,
-            created_at=row["created_at"], created_by=row["created_by"],
-            is_active=row["is_active"], version=c.version, commit=c.id, content=c.content,
-            variables=c.variables, branch=branch, updated_at=c.created_at,
+            id=row["id"],
+            name=row["name"],
+            description=row["description"],
+            category=row["category"],
+            tags=list(row["tags"]),
+            metadata=c.metadata,
+            created_at=row["created_at"],
+            created_by=row["created_by"],
+            is_active=row["is_active"],
+            version=c.version,
+            commit=c.id,
+            content=c.content,
+            variables=c.variables,
+            branch=branch,
+            updated_at=c.created_at,
         )
 
     def list(
@@ -96,17 +113,27 @@ class TemplateService:
         """Templates (head of ``main``), filtered by category, all of ``tags`` and a text search
         over name, description, tags and content (case-insensitive)."""
         with self.db.read() as con:
-            rows = sql.list_template_rows(con, category=category, tags=tags, search=search,
-                                          include_archived=include_archived)
+            rows = sql.list_template_rows(
+                con, category=category, tags=tags, search=search, include_archived=include_archived
+            )
         import json
 
         return [
             Template(
-                id=r["id"], name=r["name"], description=r["description"], category=r["category"],
-                tags=list(r["tags"]), metadata=json.loads(r["metadata"]) if r["metadata"] else {},
-                created_at=r["created_at"], created_by=r["created_by"], is_active=r["is_active"],
-                version=r["version"], commit=r["commit_id"], content=r["content"],
-                variables=list(r["variables"]), updated_at=r["updated_at"],
+                id=r["id"],
+                name=r["name"],
+                description=r["description"],
+                category=r["category"],
+                tags=list(r["tags"]),
+                metadata=json.loads(r["metadata"]) if r["metadata"] else {},
+                created_at=r["created_at"],
+                created_by=r["created_by"],
+                is_active=r["is_active"],
+                version=r["version"],
+                commit=r["commit_id"],
+                content=r["content"],
+                variables=list(r["variables"]),
+                updated_at=r["updated_at"],
             )
             for r in rows
         ]
@@ -120,11 +147,20 @@ class TemplateService:
             return sql.all_tags(con)
 
     # -- validating ---------------------------------------------------------------------
-    def validate(self, content: str, metadata: Mapping[str, Any] | None = None, *,
-                 checks: list[str] | None = None) -> ValidationReport:
+    def validate(
+        self,
+        content: str,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        checks: list[str] | None = None,
+    ) -> ValidationReport:
         """Run the validation engine with this workspace's limits."""
-        return validate(content, metadata, limits=self.settings.templates,
-                        checks=checks if checks is not None else ALL_CHECKS)
+        return validate(
+            content,
+            metadata,
+            limits=self.settings.templates,
+            checks=checks if checks is not None else ALL_CHECKS,
+        )
 
     def _checked(self, content: str, metadata: Mapping[str, Any] | None) -> ValidationReport:
         if not isinstance(content, str):
@@ -164,14 +200,30 @@ class TemplateService:
         tid = uuid.uuid4().hex[:12]
         with self.db.transaction() as con:
             if sql.template_exists_by_name(con, name):
-                raise ValidationError("invalid template:",
-                                      [_p(f"a template named '{name}' already exists", "name")])
-            sql.insert_template(con, {"id": tid, "name": name, "description": description,
-                                      "category": category, "tags": tags, "created_at": now,
-                                      "created_by": author})
+                raise ValidationError(
+                    "invalid template:", [_p(f"a template named '{name}' already exists", "name")]
+                )
+            sql.insert_template(
+                con,
+                {
+                    "id": tid,
+                    "name": name,
+                    "description": description,
+                    "category": category,
+                    "tags": tags,
+                    "created_at": now,
+                    "created_by": author,
+                },
+            )
             commit = self.versions.root_commit(
-                con, tid, content, metadata, message=message or "Initial version",
-                author=author, at=now, variables=report.variables,
+                con,
+                tid,
+                content,
+                metadata,
+                message=message or "Initial version",
+                author=author,
+                at=now,
+                variables=report.variables,
             )
             row = sql.template_row(con, tid)
         assert row is not None
@@ -213,20 +265,35 @@ class TemplateService:
                     f"nothing to commit: the text and metadata equal the head of '{branch}'"
                 )
             commit = self.versions.commit(
-                row["id"], new_content, new_meta, message=message or "Update", author=author,
-                branch=branch, bump=bump, expected_head=expected_head or b.head,
+                row["id"],
+                new_content,
+                new_meta,
+                message=message or "Update",
+                author=author,
+                branch=branch,
+                bump=bump,
+                expected_head=expected_head or b.head,
                 variables=report.variables,
             )
         return self._view(row, commit, branch=None if branch == MAIN else branch)
 
-    def update_info(self, ref: str, *, description: str | None = None,
-                    category: str | None = None, tags: list[str] | None = None) -> Template:
+    def update_info(
+        self,
+        ref: str,
+        *,
+        description: str | None = None,
+        category: str | None = None,
+        tags: list[str] | None = None,
+    ) -> Template:
         """Change description, category or tags (not versioned: they describe the template)."""
         with self.db.transaction() as con:
             row = self.row(ref)
             sql.update_info(
-                con, row["id"],
-                row["description"] if description is None else _check_text(description, "description", 1000),
+                con,
+                row["id"],
+                row["description"]
+                if description is None
+                else _check_text(description, "description", 1000),
                 row["category"] if category is None else _check_text(category, "category", 50),
                 list(row["tags"]) if tags is None else _clean_tags(tags),
             )
@@ -246,16 +313,33 @@ class TemplateService:
             return self.get(row["id"])
 
     # -- rendering ----------------------------------------------------------------------
-    def render(self, ref: str, values: Mapping[str, Any], *, version: str | None = None,
-               strict: bool = True) -> str:
+    def render(
+        self,
+        ref: str,
+        values: Mapping[str, Any],
+        *,
+        version: str | None = None,
+        strict: bool = True,
+    ) -> str:
         """Render the template at ``version`` (default: head of ``main``)."""
         t = self.get(ref, version)
-        return render_template(t.content, t.metadata, values, strict=strict,
-                               max_chars=self.settings.templates.max_render_chars)
+        return render_template(
+            t.content,
+            t.metadata,
+            values,
+            strict=strict,
+            max_chars=self.settings.templates.max_render_chars,
+        )
 
 
-def render_template(content: str, metadata: Mapping[str, Any], values: Mapping[str, Any], *,
-                    strict: bool = True, max_chars: int) -> str:
+def render_template(
+    content: str,
+    metadata: Mapping[str, Any],
+    values: Mapping[str, Any],
+    *,
+    strict: bool = True,
+    max_chars: int,
+) -> str:
     """Render with the variable schema kept in ``metadata`` (bad schemas were refused on save)."""
     schema, problems = parse_schema(metadata)
     if problems:  # pragma: no cover - refused when committed

@@ -40,8 +40,9 @@ def line_col(text: str, offset: int) -> tuple[int, int]:
 
 def _problem(text: str, offset: int, message: str, code: str, severity: str = "error") -> Problem:
     line, col = line_col(text, offset)
-    return Problem(message, field="content", line=line, column=col, offset=offset, code=code,
-                   severity=severity)
+    return Problem(
+        message, field="content", line=line, column=col, offset=offset, code=code, severity=severity
+    )
 
 
 _UNSAFE_KINDS = {"attribute", "index", "conversion", "format_spec"}
@@ -107,14 +108,28 @@ def scan(text: str) -> tuple[list[Token], list[Problem]]:
                 buf.append("}")
                 i = j + 2
             else:
-                problems.append(_problem(text, j, "single '}' is not allowed; write '}}' for a literal brace", "syntax.stray_close"))
+                problems.append(
+                    _problem(
+                        text,
+                        j,
+                        "single '}' is not allowed; write '}}' for a literal brace",
+                        "syntax.stray_close",
+                    )
+                )
                 i = j + 1
             continue
         # an opening brace: the placeholder runs to the next '}' unless a '{' comes first
         end = find("}", j + 1)
         again = find("{", j + 1)
         if end < 0 or (0 <= again < end):
-            problems.append(_problem(text, j, "'{' is never closed; write '{{' for a literal brace", "syntax.unclosed"))
+            problems.append(
+                _problem(
+                    text,
+                    j,
+                    "'{' is never closed; write '{{' for a literal brace",
+                    "syntax.unclosed",
+                )
+            )
             i = j + 1
             continue
         inner = text[j + 1 : end]
@@ -183,7 +198,9 @@ class VariableSpec:
         return out
 
 
-def parse_schema(metadata: Mapping[str, Any] | None) -> tuple[dict[str, VariableSpec], list[Problem]]:
+def parse_schema(
+    metadata: Mapping[str, Any] | None,
+) -> tuple[dict[str, VariableSpec], list[Problem]]:
     """Read ``metadata["variables"]`` (``{name: {type, required, default, description}}``)."""
     specs: dict[str, VariableSpec] = {}
     problems: list[Problem] = []
@@ -191,40 +208,68 @@ def parse_schema(metadata: Mapping[str, Any] | None) -> tuple[dict[str, Variable
     if raw is None:
         return specs, problems
     if not isinstance(raw, Mapping):
-        return specs, [Problem("must be a mapping of variable name to its rules",
-                               field="metadata.variables", code="variables.schema")]
+        return specs, [
+            Problem(
+                "must be a mapping of variable name to its rules",
+                field="metadata.variables",
+                code="variables.schema",
+            )
+        ]
     for name, rules in raw.items():
         where = f"metadata.variables.{name}"
         if not isinstance(name, str) or not name.isidentifier():
-            problems.append(Problem("variable names are Python identifiers", field=where,
-                                    code="variables.schema"))
+            problems.append(
+                Problem(
+                    "variable names are Python identifiers", field=where, code="variables.schema"
+                )
+            )
             continue
         rules = rules or {}
         if not isinstance(rules, Mapping):
-            problems.append(Problem("rules must be a mapping", field=where, code="variables.schema"))
+            problems.append(
+                Problem("rules must be a mapping", field=where, code="variables.schema")
+            )
             continue
         unknown = set(rules) - {"type", "required", "default", "description"}
         if unknown:
-            problems.append(Problem(f"unknown rule(s) {', '.join(sorted(map(str, unknown)))} "
-                                    "(allowed: type, required, default, description)",
-                                    field=where, code="variables.schema"))
+            problems.append(
+                Problem(
+                    f"unknown rule(s) {', '.join(sorted(map(str, unknown)))} "
+                    "(allowed: type, required, default, description)",
+                    field=where,
+                    code="variables.schema",
+                )
+            )
         vtype = rules.get("type", "str")
         if vtype not in _TYPES:
-            problems.append(Problem(f"type must be one of {', '.join(_TYPES)}, not {vtype!r}",
-                                    field=f"{where}.type", code="variables.schema"))
+            problems.append(
+                Problem(
+                    f"type must be one of {', '.join(_TYPES)}, not {vtype!r}",
+                    field=f"{where}.type",
+                    code="variables.schema",
+                )
+            )
             vtype = "str"
         required = rules.get("required", True)
         if not isinstance(required, bool):
-            problems.append(Problem("required must be true or false", field=f"{where}.required",
-                                    code="variables.schema"))
+            problems.append(
+                Problem(
+                    "required must be true or false",
+                    field=f"{where}.required",
+                    code="variables.schema",
+                )
+            )
             required = True
         default = rules.get("default")
         if default is not None:
             try:
                 default = _coerce(name, vtype, default)
             except RenderError as exc:
-                problems.append(Problem(f"default: {exc.message}", field=f"{where}.default",
-                                        code="variables.schema"))
+                problems.append(
+                    Problem(
+                        f"default: {exc.message}", field=f"{where}.default", code="variables.schema"
+                    )
+                )
                 default = None
         description = rules.get("description", "")
         specs[name] = VariableSpec(name, vtype, bool(required), default, str(description or ""))
@@ -352,11 +397,17 @@ _TOKEN_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
 def estimate_tokens(text: str) -> int:
-    """A tokenizer-free estimate of LLM tokens: ~4 characters per word piece, 1 per symbol."""
+    """A tokenizer-free estimate of LLM tokens (BPE-like: a common word is one token, longer
+    words split about every 6 characters, digits in groups of 3, each symbol is one token)."""
     total = 0
     for m in _TOKEN_RE.finditer(text):
         piece = m.group(0)
-        total += max(1, math.ceil(len(piece) / 4)) if piece[0].isalnum() or piece[0] == "_" else 1
+        if piece.isdigit():
+            total += math.ceil(len(piece) / 3)
+        elif piece[0].isalnum() or piece[0] == "_":
+            total += 1 + (len(piece) - 1) // 6
+        else:
+            total += 1
     return total
 
 
@@ -368,10 +419,17 @@ _SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("a GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b")),
     ("a Slack token", re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}")),
     ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b")),
-    ("a JSON web token", re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}")),
-    ("a password or secret assignment", re.compile(
-        r"(?i)\b(?:api[_\-]?key|secret(?:[_\-]?key)?|password|passwd|access[_\-]?token)\s*[:=]\s*"
-        r"['\"]?[A-Za-z0-9_\-/+=.]{8,}")),
+    (
+        "a JSON web token",
+        re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
+    ),
+    (
+        "a password or secret assignment",
+        re.compile(
+            r"(?i)\b(?:api[_\-]?key|secret(?:[_\-]?key)?|password|passwd|access[_\-]?token)\s*[:=]\s*"
+            r"['\"]?[A-Za-z0-9_\-/+=.]{8,}"
+        ),
+    ),
 ]
 
 _INJECTION_PATTERNS: list[re.Pattern[str]] = [
@@ -414,13 +472,27 @@ def validate(
                 report.add(p)
         for label, pattern in _SECRET_PATTERNS:
             for m in pattern.finditer(content):
-                report.add(_problem(content, m.start(), f"looks like {label}; never put secrets in a "
-                                    "prompt (they reach the model and its logs)", "security.secret",
-                                    "warning"))
+                report.add(
+                    _problem(
+                        content,
+                        m.start(),
+                        f"looks like {label}; never put secrets in a "
+                        "prompt (they reach the model and its logs)",
+                        "security.secret",
+                        "warning",
+                    )
+                )
         for pattern in _INJECTION_PATTERNS:
             for m in pattern.finditer(content):
-                report.add(_problem(content, m.start(), f"prompt-injection phrase "
-                                    f"'{_short(m.group(0))}'", "security.injection", "warning"))
+                report.add(
+                    _problem(
+                        content,
+                        m.start(),
+                        f"prompt-injection phrase '{_short(m.group(0))}'",
+                        "security.injection",
+                        "warning",
+                    )
+                )
     if "variable_validation" in checks:
         specs, schema_problems = parse_schema(metadata)
         for p in schema_problems:
@@ -428,31 +500,63 @@ def validate(
         if specs:
             for name in specs:
                 if name not in report.variables:
-                    report.add(Problem(f"variable '{name}' is declared but not used in the text",
-                                       field=f"metadata.variables.{name}", code="variables.unused",
-                                       severity="warning"))
+                    report.add(
+                        Problem(
+                            f"variable '{name}' is declared but not used in the text",
+                            field=f"metadata.variables.{name}",
+                            code="variables.unused",
+                            severity="warning",
+                        )
+                    )
             for t in tokens:
                 if isinstance(t, Placeholder) and t.name not in specs:
-                    report.add(_problem(content, t.offset, f"variable '{t.name}' is used but not "
-                                        "declared in the variable schema", "variables.undeclared",
-                                        "warning"))
+                    report.add(
+                        _problem(
+                            content,
+                            t.offset,
+                            f"variable '{t.name}' is used but not declared in the variable schema",
+                            "variables.undeclared",
+                            "warning",
+                        )
+                    )
                     specs = {**specs, t.name: VariableSpec(t.name)}  # report each name once
     if "performance_validation" in checks:
         report.tokens = estimate_tokens(content)
         if len(content) > limits.max_chars:
-            report.add(Problem(f"template is {len(content)} characters; the limit is "
-                               f"{limits.max_chars}", field="content", code="performance.length"))
+            report.add(
+                Problem(
+                    f"template is {len(content)} characters; the limit is {limits.max_chars}",
+                    field="content",
+                    code="performance.length",
+                )
+            )
         elif len(content) > limits.warn_chars:
-            report.add(Problem(f"template is long ({len(content)} characters; warning above "
-                               f"{limits.warn_chars})", field="content", code="performance.length",
-                               severity="warning"))
+            report.add(
+                Problem(
+                    f"template is long ({len(content)} characters; warning above "
+                    f"{limits.warn_chars})",
+                    field="content",
+                    code="performance.length",
+                    severity="warning",
+                )
+            )
         if report.tokens > limits.max_tokens:
-            report.add(Problem(f"about {report.tokens} tokens; the limit is {limits.max_tokens}",
-                               field="content", code="performance.tokens"))
+            report.add(
+                Problem(
+                    f"about {report.tokens} tokens; the limit is {limits.max_tokens}",
+                    field="content",
+                    code="performance.tokens",
+                )
+            )
         elif report.tokens > limits.warn_tokens:
-            report.add(Problem(f"about {report.tokens} tokens (warning above "
-                               f"{limits.warn_tokens})", field="content", code="performance.tokens",
-                               severity="warning"))
+            report.add(
+                Problem(
+                    f"about {report.tokens} tokens (warning above {limits.warn_tokens})",
+                    field="content",
+                    code="performance.tokens",
+                    severity="warning",
+                )
+            )
     else:
         report.tokens = estimate_tokens(content)
     if not content.strip():

@@ -60,8 +60,9 @@ def commit_id(
 
 def expected_id(c: Commit) -> str:
     """Recompute a stored commit's id (``fsck`` compares it with ``c.id``)."""
-    return commit_id(c.template_id, c.parents, c.content, c.metadata, c.author, c.created_at,
-                     c.message)
+    return commit_id(
+        c.template_id, c.parents, c.content, c.metadata, c.author, c.created_at, c.message
+    )
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -184,9 +185,15 @@ class VersionControl:
             now = utcnow()
             parents = [b.head, *[p for p in extra_parents if p != b.head]]
             c = Commit(
-                id="", template_id=template_id, parents=parents, content=content,
+                id="",
+                template_id=template_id,
+                parents=parents,
+                content=content,
                 variables=variables if variables is not None else extract_variables(content),
-                metadata=metadata, message=message, author=author, created_at=now,
+                metadata=metadata,
+                message=message,
+                author=author,
+                created_at=now,
             )
             c.id = expected_id(c)
             sql.insert_commit(con, c)
@@ -194,17 +201,38 @@ class VersionControl:
                 raise Conflict(f"branch '{branch}' moved during the write; nothing was written")
             if branch == MAIN:
                 c.version = sql.insert_version(
-                    con, template_id, next_version(sql.latest_version(con, template_id), bump),
-                    c.id, now,
+                    con,
+                    template_id,
+                    next_version(sql.latest_version(con, template_id), bump),
+                    c.id,
+                    now,
                 )
             return c
 
-    def root_commit(self, con: Any, template_id: str, content: str, metadata: dict[str, Any],
-                    *, message: str, author: str, at: datetime, variables: list[str]) -> Commit:
+    def root_commit(
+        self,
+        con: Any,
+        template_id: str,
+        content: str,
+        metadata: dict[str, Any],
+        *,
+        message: str,
+        author: str,
+        at: datetime,
+        variables: list[str],
+    ) -> Commit:
         """The first commit of a new template: version 1.0.0 and the ``main`` branch."""
-        c = Commit(id="", template_id=template_id, parents=[], content=content,
-                   variables=variables, metadata=metadata, message=message, author=author,
-                   created_at=at)
+        c = Commit(
+            id="",
+            template_id=template_id,
+            parents=[],
+            content=content,
+            variables=variables,
+            metadata=metadata,
+            message=message,
+            author=author,
+            created_at=at,
+        )
         c.id = expected_id(c)
         sql.insert_commit(con, c)
         sql.insert_branch(con, template_id, MAIN, c.id, at, author)

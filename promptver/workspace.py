@@ -31,8 +31,9 @@ class Workspace:
     Prefer :meth:`open`, which creates or upgrades the schema.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None,
-                 settings: Settings | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, settings: Settings | None = None
+    ) -> None:
         self.settings = settings or Settings.load()
         chosen = path if path is not None else self.settings.storage.path
         self.path = chosen if str(chosen) == ":memory:" else Path(chosen)
@@ -42,8 +43,9 @@ class Workspace:
         self._closed = False
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None, *,
-             settings: Settings | None = None) -> Workspace:
+    def open(
+        cls, path: str | os.PathLike[str] | None = None, *, settings: Settings | None = None
+    ) -> Workspace:
         """Open (creating or upgrading) the database at ``path``.
 
         ``path`` defaults to ``storage.path`` from the settings (``$PROMPTVER_DB`` or

@@ -19,8 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's settings, database or login name."""
-    for var in ("PROMPTVER_DB", "PROMPTVER_CONFIG", "PROMPTVER_BUSY_TIMEOUT",
-                "PROMPTVER_CACHE_TTL", "PROMPTVER_DEBUG"):
+    for var in (
+        "PROMPTVER_DB",
+        "PROMPTVER_CONFIG",
+        "PROMPTVER_BUSY_TIMEOUT",
+        "PROMPTVER_CACHE_TTL",
+        "PROMPTVER_DEBUG",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("PROMPTVER_AUTHOR", "tester")
     monkeypatch.chdir(tmp_path)
@@ -43,10 +48,16 @@ def ws(db_path: Path) -> Iterator:
 @pytest.fixture
 def qa(ws):
     """A template with two versions on main (1.0.0, 1.1.0)."""
-    ws.templates.create("qa-basic", "Answer {question} using {context}.", category="qa",
-                        tags=["support"], author="ana")
-    return ws.templates.update("qa-basic", "Answer {question} briefly using {context}.",
-                               author="ben", message="Be brief")
+    ws.templates.create(
+        "qa-basic",
+        "Answer {question} using {context}.",
+        category="qa",
+        tags=["support"],
+        author="ana",
+    )
+    return ws.templates.update(
+        "qa-basic", "Answer {question} briefly using {context}.", author="ben", message="Be brief"
+    )
 
 
 @dataclass
@@ -64,7 +75,9 @@ def cli(db_path: Path) -> Callable[..., CliResult]:
     """Run the CLI in-process against the test database: ``cli("template", "list", json=True)``."""
     from promptver.cli import main
 
-    def run(*args: str, json: bool = False, db: Path | None = None, stdin: str | None = None) -> CliResult:
+    def run(
+        *args: str, json: bool = False, db: Path | None = None, stdin: str | None = None
+    ) -> CliResult:
         argv = ["--db", str(db or db_path)] + (["--json"] if json else []) + list(args)
         out, err = io.StringIO(), io.StringIO()
         old_stdin = sys.stdin
@@ -88,11 +101,34 @@ def run_cli(db_path: Path) -> Callable[..., CliResult]:
     """Run the real ``promptver`` console entry in a subprocess (exit codes, no traceback)."""
     import subprocess
 
-    def run(*args: str, db: Path | None = None, env: dict | None = None,
-            timeout: float = 60) -> CliResult:
+    def run(
+        *args: str, db: Path | None = None, env: dict | None = None, timeout: float = 60
+    ) -> CliResult:
         cmd = [sys.executable, "-m", "promptver", "--db", str(db or db_path), *args]
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         p = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
         return CliResult(p.returncode, p.stdout, p.stderr)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _apptest_runs_app_py_like_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make AppTest run ``app.py`` on every rerun, as the real server does.
+
+    Streamlit treats a project with a ``pages/`` folder as a v1 multipage app until ``app.py``
+    calls ``st.navigation``; the server remembers that after the first run, but AppTest resets
+    the flag before every run and would then rerun the page script alone, skipping ``app.py``
+    (its workspace session, sidebar and flash messages).
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover
+        return
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)

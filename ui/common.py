@@ -57,11 +57,13 @@ def sidebar(ws: Workspace) -> None:
 def problems_frame(problems: list[Any]) -> pd.DataFrame:
     rows = []
     for p in problems:
-        rows.append({
-            "severity": getattr(p, "severity", "error"),
-            "where": p.location() if hasattr(p, "location") else "",
-            "message": getattr(p, "message", str(p)),
-        })
+        rows.append(
+            {
+                "severity": getattr(p, "severity", "error"),
+                "where": p.location() if hasattr(p, "location") else "",
+                "message": getattr(p, "message", str(p)),
+            }
+        )
     return pd.DataFrame(rows, columns=["severity", "where", "message"])
 
 

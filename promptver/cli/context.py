@@ -86,8 +86,9 @@ class Context:
             self._ws.close()
 
 
-def read_text_arg(args: argparse.Namespace, text_attr: str = "content",
-                  file_attr: str = "file") -> str:
+def read_text_arg(
+    args: argparse.Namespace, text_attr: str = "content", file_attr: str = "file"
+) -> str:
     """``--content TEXT`` or ``--file PATH`` (``-`` reads stdin)."""
     text = getattr(args, text_attr, None)
     path = getattr(args, file_attr, None)
@@ -121,9 +122,12 @@ def table(rows: list[list[Any]], headers: list[str]) -> str:
     for r in cells:
         for i, c in enumerate(r):
             widths[i] = min(max(widths[i], len(c)), 60)
+
     def fmt(r: list[str]) -> str:
-        return "  ".join((c if len(c) <= 60 else c[:59] + "…").ljust(widths[i])
-                         for i, c in enumerate(r)).rstrip()
+        return "  ".join(
+            (c if len(c) <= 60 else c[:59] + "…").ljust(widths[i]) for i, c in enumerate(r)
+        ).rstrip()
+
     lines = [fmt(headers), fmt(["-" * w for w in widths])]
     lines += [fmt(r) for r in cells]
     return "\n".join(lines)

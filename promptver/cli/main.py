@@ -40,10 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="promptver",
         description="Prompt versioning, deployment and A/B testing in one DuckDB file.",
     )
-    parser.add_argument("--db", metavar="PATH",
-                        help="database file (default: $PROMPTVER_DB or data/promptver.duckdb)")
-    parser.add_argument("--config", metavar="PATH",
-                        help="settings file (default: $PROMPTVER_CONFIG or ./promptver.yaml)")
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help="database file (default: $PROMPTVER_DB or data/promptver.duckdb)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="settings file (default: $PROMPTVER_CONFIG or ./promptver.yaml)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     parser.add_argument("--version", action="version", version=f"promptver {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

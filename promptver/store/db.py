@@ -88,7 +88,9 @@ class Database:
                         "database busy: another promptver process is writing "
                         f"{self.path} (waited {self.busy_timeout:g} s); try again"
                     ) from None
-                time.sleep(min(delay, max(0.0, deadline - time.monotonic())) + random.random() * 0.002)
+                time.sleep(
+                    min(delay, max(0.0, deadline - time.monotonic())) + random.random() * 0.002
+                )
                 delay = min(delay * 2, 0.2)
             except duckdb.Error as exc:
                 raise self._damaged(exc) from None

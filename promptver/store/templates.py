@@ -31,8 +31,15 @@ def insert_template(con: Con, row: dict[str, Any]) -> None:
     con.execute(
         "INSERT INTO templates (id, name, description, category, tags, created_at, created_by,"
         " is_active) VALUES (?, ?, ?, ?, ?, ?, ?, TRUE)",
-        [row["id"], row["name"], row["description"], row["category"], row["tags"],
-         row["created_at"], row["created_by"]],
+        [
+            row["id"],
+            row["name"],
+            row["description"],
+            row["category"],
+            row["tags"],
+            row["created_at"],
+            row["created_by"],
+        ],
     )
 
 
@@ -90,25 +97,35 @@ def list_template_rows(
 
 
 def categories(con: Con) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT DISTINCT category FROM templates WHERE category <> '' ORDER BY 1").fetchall()]
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT category FROM templates WHERE category <> '' ORDER BY 1"
+        ).fetchall()
+    ]
 
 
 def all_tags(con: Con) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT DISTINCT unnest(tags) AS tag FROM templates ORDER BY 1").fetchall()]
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT unnest(tags) AS tag FROM templates ORDER BY 1"
+        ).fetchall()
+    ]
 
 
-def update_info(con: Con, template_id: str, description: str, category: str,
-                tags: list[str]) -> None:
+def update_info(
+    con: Con, template_id: str, description: str, category: str, tags: list[str]
+) -> None:
     con.execute(
         "UPDATE templates SET description = ?, category = ?, tags = ? WHERE id = ?",
         [description, category, tags, template_id],
     )
 
 
-def set_active(con: Con, template_id: str, active: bool, by: str | None,
-               at: datetime | None) -> None:
+def set_active(
+    con: Con, template_id: str, active: bool, by: str | None, at: datetime | None
+) -> None:
     con.execute(
         "UPDATE templates SET is_active = ?, archived_at = ?, archived_by = ? WHERE id = ?",
         [active, None if active else at, None if active else by, template_id],
@@ -123,17 +140,33 @@ _COMMIT_COLS = "id, template_id, parents, content, variables, metadata, message,
 def _commit(row: tuple[Any, ...], version: str | None = None) -> Commit:
     cid, tid, parents, content, variables, metadata, message, author, created_at = row[:9]
     return Commit(
-        id=cid, template_id=tid, parents=list(parents), content=content,
-        variables=list(variables), metadata=json.loads(metadata) if metadata else {},
-        message=message, author=author, created_at=created_at, version=version,
+        id=cid,
+        template_id=tid,
+        parents=list(parents),
+        content=content,
+        variables=list(variables),
+        metadata=json.loads(metadata) if metadata else {},
+        message=message,
+        author=author,
+        created_at=created_at,
+        version=version,
     )
 
 
 def insert_commit(con: Con, c: Commit) -> None:
     con.execute(
         f"INSERT INTO commits ({_COMMIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [c.id, c.template_id, c.parents, c.content, c.variables,
-         json.dumps(c.metadata, sort_keys=True), c.message, c.author, c.created_at],
+        [
+            c.id,
+            c.template_id,
+            c.parents,
+            c.content,
+            c.variables,
+            json.dumps(c.metadata, sort_keys=True),
+            c.message,
+            c.author,
+            c.created_at,
+        ],
     )
 
 
@@ -141,15 +174,20 @@ def get_commit(con: Con, commit_id: str) -> Commit | None:
     row = con.execute(
         f"SELECT {_COMMIT_COLS}, (SELECT v.version FROM versions v WHERE v.commit_id = commits.id"
         " ORDER BY v.major DESC, v.minor DESC, v.patch DESC LIMIT 1)"
-        " FROM commits WHERE id = ?", [commit_id]
+        " FROM commits WHERE id = ?",
+        [commit_id],
     ).fetchone()
     return _commit(row, row[9]) if row else None
 
 
 def commits_with_prefix(con: Con, template_id: str, prefix: str, limit: int = 10) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT id FROM commits WHERE template_id = ? AND starts_with(id, ?) ORDER BY id LIMIT ?",
-        [template_id, prefix.lower(), limit]).fetchall()]
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT id FROM commits WHERE template_id = ? AND starts_with(id, ?) ORDER BY id LIMIT ?",
+            [template_id, prefix.lower(), limit],
+        ).fetchall()
+    ]
 
 
 def commits_of(con: Con, template_id: str) -> list[Commit]:
@@ -166,15 +204,18 @@ def commits_of(con: Con, template_id: str) -> list[Commit]:
 
 
 def all_commits(con: Con) -> list[Commit]:
-    rows = con.execute(f"SELECT {_COMMIT_COLS} FROM commits ORDER BY template_id, created_at").fetchall()
+    rows = con.execute(
+        f"SELECT {_COMMIT_COLS} FROM commits ORDER BY template_id, created_at"
+    ).fetchall()
     return [_commit(r) for r in rows]
 
 
 # ---- versions ------------------------------------------------------------------------------
 
 
-def insert_version(con: Con, template_id: str, version: tuple[int, int, int], commit_id: str,
-                   at: datetime) -> str:
+def insert_version(
+    con: Con, template_id: str, version: tuple[int, int, int], commit_id: str, at: datetime
+) -> str:
     text = ".".join(map(str, version))
     con.execute(
         "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -186,7 +227,8 @@ def insert_version(con: Con, template_id: str, version: tuple[int, int, int], co
 def latest_version(con: Con, template_id: str) -> tuple[int, int, int] | None:
     row = con.execute(
         "SELECT major, minor, patch FROM versions WHERE template_id = ?"
-        " ORDER BY major DESC, minor DESC, patch DESC LIMIT 1", [template_id]
+        " ORDER BY major DESC, minor DESC, patch DESC LIMIT 1",
+        [template_id],
     ).fetchone()
     return tuple(row) if row else None  # type: ignore[return-value]
 
@@ -202,35 +244,41 @@ def version_commit(con: Con, template_id: str, version: str) -> str | None:
 def versions_of(con: Con, template_id: str) -> list[VersionLabel]:
     rows = con.execute(
         "SELECT template_id, version, commit_id, created_at FROM versions WHERE template_id = ?"
-        " ORDER BY major DESC, minor DESC, patch DESC", [template_id]
+        " ORDER BY major DESC, minor DESC, patch DESC",
+        [template_id],
     ).fetchall()
-    return [VersionLabel(template_id=r[0], version=r[1], commit_id=r[2], created_at=r[3])
-            for r in rows]
+    return [
+        VersionLabel(template_id=r[0], version=r[1], commit_id=r[2], created_at=r[3]) for r in rows
+    ]
 
 
 def all_versions(con: Con) -> list[VersionLabel]:
-    rows = con.execute("SELECT template_id, version, commit_id, created_at FROM versions").fetchall()
-    return [VersionLabel(template_id=r[0], version=r[1], commit_id=r[2], created_at=r[3])
-            for r in rows]
+    rows = con.execute(
+        "SELECT template_id, version, commit_id, created_at FROM versions"
+    ).fetchall()
+    return [
+        VersionLabel(template_id=r[0], version=r[1], commit_id=r[2], created_at=r[3]) for r in rows
+    ]
 
 
 # ---- branches ------------------------------------------------------------------------------
 
 
 def _branch(row: tuple[Any, ...]) -> Branch:
-    return Branch(template_id=row[0], name=row[1], head=row[2], created_at=row[3],
-                  created_by=row[4])
+    return Branch(
+        template_id=row[0], name=row[1], head=row[2], created_at=row[3], created_by=row[4]
+    )
 
 
-def insert_branch(con: Con, template_id: str, name: str, head: str, at: datetime,
-                  by: str) -> None:
+def insert_branch(con: Con, template_id: str, name: str, head: str, at: datetime, by: str) -> None:
     con.execute("INSERT INTO branches VALUES (?, ?, ?, ?, ?)", [template_id, name, head, at, by])
 
 
 def get_branch(con: Con, template_id: str, name: str) -> Branch | None:
     row = con.execute(
         "SELECT template_id, name, head, created_at, created_by FROM branches"
-        " WHERE template_id = ? AND name = ?", [template_id, name]
+        " WHERE template_id = ? AND name = ?",
+        [template_id, name],
     ).fetchone()
     return _branch(row) if row else None
 
@@ -238,7 +286,8 @@ def get_branch(con: Con, template_id: str, name: str) -> Branch | None:
 def branches_of(con: Con, template_id: str) -> list[Branch]:
     rows = con.execute(
         "SELECT template_id, name, head, created_at, created_by FROM branches"
-        " WHERE template_id = ? ORDER BY name <> 'main', name", [template_id]
+        " WHERE template_id = ? ORDER BY name <> 'main', name",
+        [template_id],
     ).fetchall()
     return [_branch(r) for r in rows]
 
@@ -272,9 +321,7 @@ def get_info(con: Con, key: str) -> str | None:
 
 
 def set_info(con: Con, key: str, value: str, at: datetime) -> None:
-    con.execute(
-        "INSERT OR REPLACE INTO workspace_info VALUES (?, ?, ?)", [key, value, at]
-    )
+    con.execute("INSERT OR REPLACE INTO workspace_info VALUES (?, ?, ?)", [key, value, at])
 
 
 def count_templates(con: Con) -> int:

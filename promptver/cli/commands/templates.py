@@ -23,10 +23,19 @@ def register(sub: Any) -> None:
     _content_args(p)
     p.add_argument("--category", default="")
     p.add_argument("--description", default="")
-    p.add_argument("--tag", action="append", default=[], dest="tags", metavar="T",
-                   help="a tag (repeat for several)")
-    p.add_argument("--metadata-file", metavar="PATH",
-                   help="JSON or YAML metadata, e.g. a variable schema under 'variables'")
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        dest="tags",
+        metavar="T",
+        help="a tag (repeat for several)",
+    )
+    p.add_argument(
+        "--metadata-file",
+        metavar="PATH",
+        help="JSON or YAML metadata, e.g. a variable schema under 'variables'",
+    )
     p.add_argument("--author")
     p.add_argument("--message", "-m")
     p.set_defaults(handler=cmd_create)
@@ -37,8 +46,9 @@ def register(sub: Any) -> None:
     p.add_argument("--branch", default="main", help="branch to commit on (default main)")
     p.add_argument("--bump", choices=["major", "minor", "patch"], default="minor")
     p.add_argument("--metadata-file", metavar="PATH")
-    p.add_argument("--expect-head", metavar="COMMIT",
-                   help="refuse if the branch head is no longer this commit")
+    p.add_argument(
+        "--expect-head", metavar="COMMIT", help="refuse if the branch head is no longer this commit"
+    )
     p.add_argument("--author")
     p.add_argument("--message", "-m")
     p.set_defaults(handler=cmd_update)
@@ -59,12 +69,19 @@ def register(sub: Any) -> None:
     p.add_argument("ref", metavar="REF")
     p.add_argument("--category")
     p.add_argument("--description")
-    p.add_argument("--tag", action="append", dest="tags", metavar="T",
-                   help="replace the tags (repeat for several)")
+    p.add_argument(
+        "--tag",
+        action="append",
+        dest="tags",
+        metavar="T",
+        help="replace the tags (repeat for several)",
+    )
     p.set_defaults(handler=cmd_edit)
 
-    for action, helptext in (("archive", "hide a template (history is kept)"),
-                             ("restore", "bring back an archived template")):
+    for action, helptext in (
+        ("archive", "hide a template (history is kept)"),
+        ("restore", "bring back an archived template"),
+    ):
         p = tsub.add_parser(action, help=helptext)
         p.add_argument("ref", metavar="REF")
         p.add_argument("--author")
@@ -133,8 +150,14 @@ def _summary_text(verb: str, t: Template) -> str:
 def cmd_create(ctx: Context) -> None:
     a = ctx.args
     t = ctx.ws.templates.create(
-        a.name, read_text_arg(a), description=a.description, category=a.category, tags=a.tags,
-        metadata=_metadata(ctx), author=ctx.author, message=a.message,
+        a.name,
+        read_text_arg(a),
+        description=a.description,
+        category=a.category,
+        tags=a.tags,
+        metadata=_metadata(ctx),
+        author=ctx.author,
+        message=a.message,
     )
     ctx.emit(t.summary(), _summary_text("created", t))
 
@@ -142,8 +165,14 @@ def cmd_create(ctx: Context) -> None:
 def cmd_update(ctx: Context) -> None:
     a = ctx.args
     t = ctx.ws.templates.update(
-        a.ref, read_text_arg(a), metadata=_metadata(ctx), branch=a.branch, bump=a.bump,
-        author=ctx.author, message=a.message, expected_head=a.expect_head,
+        a.ref,
+        read_text_arg(a),
+        metadata=_metadata(ctx),
+        branch=a.branch,
+        bump=a.bump,
+        author=ctx.author,
+        message=a.message,
+        expected_head=a.expect_head,
     )
     ctx.emit(t.summary(), _summary_text("committed", t))
 
@@ -155,19 +184,37 @@ def cmd_show(ctx: Context) -> None:
 
 def cmd_list(ctx: Context) -> None:
     a = ctx.args
-    items = ctx.ws.templates.list(category=a.category, tags=a.tags, search=a.search,
-                                  include_archived=a.all)
-    ctx.emit(items, lambda: table(
-        [[t.name, t.version, t.category, ", ".join(t.tags), ", ".join(t.variables),
-          "" if t.is_active else "archived"] for t in items],
-        ["NAME", "VERSION", "CATEGORY", "TAGS", "VARIABLES", ""],
-    ) if items else "no templates (create one with 'promptver template create')")
+    items = ctx.ws.templates.list(
+        category=a.category, tags=a.tags, search=a.search, include_archived=a.all
+    )
+    ctx.emit(
+        items,
+        lambda: (
+            table(
+                [
+                    [
+                        t.name,
+                        t.version,
+                        t.category,
+                        ", ".join(t.tags),
+                        ", ".join(t.variables),
+                        "" if t.is_active else "archived",
+                    ]
+                    for t in items
+                ],
+                ["NAME", "VERSION", "CATEGORY", "TAGS", "VARIABLES", ""],
+            )
+            if items
+            else "no templates (create one with 'promptver template create')"
+        ),
+    )
 
 
 def cmd_edit(ctx: Context) -> None:
     a = ctx.args
-    t = ctx.ws.templates.update_info(a.ref, description=a.description, category=a.category,
-                                     tags=a.tags)
+    t = ctx.ws.templates.update_info(
+        a.ref, description=a.description, category=a.category, tags=a.tags
+    )
     ctx.emit(t, f"updated {t.name}")
 
 
@@ -185,12 +232,16 @@ def cmd_validate(ctx: Context) -> int:
     from promptver.templating import validate
 
     report = validate(read_text_arg(ctx.args), _metadata(ctx), limits=ctx.settings.templates)
+
     def human() -> str:
-        lines = [f"{'ok' if report.ok else 'invalid'}: {report.chars} characters, about "
-                 f"{report.tokens} tokens, variables: {', '.join(report.variables) or '-'}"]
+        lines = [
+            f"{'ok' if report.ok else 'invalid'}: {report.chars} characters, about "
+            f"{report.tokens} tokens, variables: {', '.join(report.variables) or '-'}"
+        ]
         lines += [f"error: {p}" for p in report.errors]
         lines += [f"warning: {p}" for p in report.warnings]
         return "\n".join(lines)
+
     ctx.emit(report, human)
     return 0 if report.ok else 1
 
@@ -203,7 +254,9 @@ def _vars(ctx: Context) -> dict[str, Any]:
         except FileNotFoundError:
             raise PromptverError(f"file not found: {ctx.args.vars_file}") from None
         except (OSError, ValueError) as exc:
-            raise PromptverError(f"cannot read variables from {ctx.args.vars_file}: {exc}") from None
+            raise PromptverError(
+                f"cannot read variables from {ctx.args.vars_file}: {exc}"
+            ) from None
         if not isinstance(loaded, dict):
             raise UsageError("--vars-file must hold a JSON object")
         values.update(loaded)
@@ -223,10 +276,30 @@ def cmd_log(ctx: Context) -> None:
     ws = ctx.ws
     t = ws.templates.get(a.ref, branch=a.branch) if a.branch != "main" else ws.templates.get(a.ref)
     commits = ws.versions.log(t.id, t.commit, first_parent=a.first_parent, limit=a.limit)
-    data = [{"commit": c.id, "parents": c.parents, "version": c.version, "message": c.message,
-             "author": c.author, "created_at": c.created_at} for c in commits]
-    ctx.emit(data, lambda: table(
-        [[c.id[:10], c.version or "", c.created_at.strftime("%Y-%m-%d %H:%M"), c.author,
-          c.message] for c in commits],
-        ["COMMIT", "VERSION", "DATE (UTC)", "AUTHOR", "MESSAGE"],
-    ))
+    data = [
+        {
+            "commit": c.id,
+            "parents": c.parents,
+            "version": c.version,
+            "message": c.message,
+            "author": c.author,
+            "created_at": c.created_at,
+        }
+        for c in commits
+    ]
+    ctx.emit(
+        data,
+        lambda: table(
+            [
+                [
+                    c.id[:10],
+                    c.version or "",
+                    c.created_at.strftime("%Y-%m-%d %H:%M"),
+                    c.author,
+                    c.message,
+                ]
+                for c in commits
+            ],
+            ["COMMIT", "VERSION", "DATE (UTC)", "AUTHOR", "MESSAGE"],
+        ),
+    )

@@ -22,8 +22,10 @@ def cmd_init(ctx: Context) -> None:
     ws = ctx.ws
     with ws.db.read() as con:
         migrations = applied(con)
-    ctx.emit({"path": str(ws.path), "migrations": migrations},
-             f"database ready: {ws.path} ({len(migrations)} migrations applied)")
+    ctx.emit(
+        {"path": str(ws.path), "migrations": migrations},
+        f"database ready: {ws.path} ({len(migrations)} migrations applied)",
+    )
 
 
 def cmd_demo(ctx: Context) -> None:
@@ -31,5 +33,7 @@ def cmd_demo(ctx: Context) -> None:
 
     args: argparse.Namespace = ctx.args
     names = build_demo(ctx.ws, seed=args.seed)
-    ctx.emit({"path": str(ctx.ws.path), "seed": args.seed, "templates": names},
-             f"demo workspace created in {ctx.ws.path}: {', '.join(names)}")
+    ctx.emit(
+        {"path": str(ctx.ws.path), "seed": args.seed, "templates": names},
+        f"demo workspace created in {ctx.ws.path}: {', '.join(names)}",
+    )

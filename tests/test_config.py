@@ -1,0 +1,121 @@
+"""Settings: defaults, the YAML file, environment overrides, unknown keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from promptver.config import Settings
+from promptver.errors import ConfigError
+
+
+def test_defaults_match_the_design():
+    s = Settings.load()
+    assert s.storage.path == "data/promptver.duckdb"
+    a = s.ab_testing
+    assert a.statistical_analysis.significance_level == 0.05
+    assert a.statistical_analysis.minimum_sample_size == 100
+    assert a.statistical_analysis.confidence_interval == 0.95
+    assert a.traffic_routing.hash_function == "md5"
+    p = s.performance_tracking
+    assert (p.batch_size, p.flush_interval, p.metrics_retention_days) == (100, 60, 90)
+    assert s.deployment.environments == ["development", "staging", "production"]
+    assert s.deployment.checks_for("production") == [
+        "syntax_validation",
+        "variable_validation",
+        "performance_validation",
+        "security_validation",
+    ]
+    assert s.storage.busy_timeout == 10
+    assert s.cache.ttl_seconds == 10
+    assert s.server.host == "127.0.0.1"
+
+
+def test_file_in_the_seed_structure_is_read(tmp_path):
+    f = tmp_path / "promptver.yaml"
+    f.write_text("""
+prompt_versioning:
+  ab_testing:
+    statistical_analysis:
+      significance_level: 0.01
+  performance_tracking:
+    batch_size: 500
+  deployment:
+    environments: [dev, prod]
+    rules:
+      prod: {require_previous: true, required_checks: [syntax_validation]}
+""")
+    s = Settings.load(f)
+    assert s.ab_testing.statistical_analysis.significance_level == 0.01
+    assert s.performance_tracking.batch_size == 500
+    assert s.deployment.environments == ["dev", "prod"]
+    assert s.deployment.rule("prod").require_previous
+    assert s.deployment.checks_for("prod") == ["syntax_validation"]
+    assert not s.deployment.rule("dev").require_previous
+
+
+def test_promptver_yaml_in_the_working_directory_is_found(tmp_path):
+    (tmp_path / "promptver.yaml").write_text("cache: {ttl_seconds: 3}\n")
+    assert Settings.load().cache.ttl_seconds == 3
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        (
+            "ab_testing:\n  statistical_analyis: {}\n",
+            "ab_testing.statistical_analyis: unknown key (did you mean 'statistical_analysis'?)",
+        ),
+        (
+            "perfomance_tracking: {}\n",
+            "perfomance_tracking: unknown key (did you mean 'performance_tracking'?)",
+        ),
+        (
+            "deployment:\n  rules:\n    production: {require_previus: true}\n",
+            "deployment.rules.production.require_previus: unknown key (did you mean 'require_previous'?)",
+        ),
+        ("performance_tracking: {batch_size: 0}\n", "performance_tracking.batch_size"),
+        ("deployment:\n  rules:\n    moon: {}\n", "not in environments"),
+        (
+            "deployment:\n  validation: {required_checks: [spelling]}\n",
+            "deployment.validation.required_checks.0",
+        ),
+    ],
+)
+def test_mistakes_are_errors_that_name_the_key(tmp_path, yaml_text, message):
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml_text)
+    with pytest.raises(ConfigError) as info:
+        Settings.load(f)
+    assert message in str(info.value)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("cache:\n  ttl_seconds: [1,\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        Settings.load(f)
+
+
+def test_environment_overrides(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROMPTVER_DB", str(tmp_path / "x.duckdb"))
+    monkeypatch.setenv("PROMPTVER_BUSY_TIMEOUT", "2.5")
+    monkeypatch.setenv("PROMPTVER_CACHE_TTL", "0")
+    s = Settings.load()
+    assert s.storage.path == str(tmp_path / "x.duckdb")
+    assert s.storage.busy_timeout == 2.5
+    assert s.cache.ttl_seconds == 0
+    monkeypatch.setenv("PROMPTVER_BUSY_TIMEOUT", "soon")
+    with pytest.raises(ConfigError, match="storage.busy_timeout"):
+        Settings.load()
+
+
+def test_missing_settings_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="settings file not found"):
+        Settings.load(tmp_path / "nope.yaml")
+
+
+def test_with_overrides_returns_a_validated_copy():
+    s = Settings.load().with_overrides(cache__ttl_seconds=0)
+    assert s.cache.ttl_seconds == 0
+    with pytest.raises(ConfigError):
+        Settings.load().with_overrides(cache__ttl_seconds=-1)
