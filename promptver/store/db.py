@@ -42,6 +42,7 @@ class _ThreadState(threading.local):
         self.depth = 0  # connection users on this thread
         self.tx_depth = 0  # nested transaction() blocks on this thread
         self.tx_failed = False
+        self.wrote = False  # a transaction() (not read()) block ran inside the outer one
 
 
 class Database:
@@ -58,6 +59,7 @@ class Database:
         self._state = _ThreadState()
         self._memory_con: duckdb.DuckDBPyConnection | None = None
         self._memory_lock = threading.Lock()
+        self._writes = 0  # successful write transactions in this process
 
     # -- connections -------------------------------------------------------------------
     def _open(self) -> duckdb.DuckDBPyConnection:
@@ -126,14 +128,17 @@ class Database:
     """Hold one connection for a block (e.g. a dashboard script run); same as :meth:`connect`."""
 
     @contextmanager
-    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def transaction(self, *, write: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
         """One transaction: committed when the outermost block ends, rolled back on any error.
 
         Nested blocks join the outer transaction. DuckDB write-write conflicts between threads of
-        this process surface as :class:`Conflict`.
+        this process surface as :class:`Conflict`. ``write=False`` (see :meth:`read`) marks a
+        block that only reads, so it does not change :meth:`data_version`.
         """
         with self.connect() as con:
             st = self._state
+            if write:
+                st.wrote = True
             if st.tx_depth:
                 st.tx_depth += 1
                 try:
@@ -147,6 +152,7 @@ class Database:
             con.execute("BEGIN TRANSACTION")
             st.tx_depth = 1
             st.tx_failed = False
+            st.wrote = write
             try:
                 yield con
             except (duckdb.TransactionException, duckdb.ConstraintException) as exc:
@@ -172,9 +178,34 @@ class Database:
                     "another writer changed the same data at the same time; nothing was written, "
                     f"try again ({str(exc).splitlines()[0]})"
                 ) from None
+            if st.wrote:
+                self._writes += 1
 
-    read = transaction
-    """Reads use a transaction too: a consistent snapshot across several queries."""
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read-only block: one transaction too, for a consistent snapshot of several queries."""
+        with self.transaction(write=False) as con:
+            yield con
+
+    def data_version(self) -> tuple[int, int, int, int, int]:
+        """Changes whenever the data may have changed: a write in this process, or a write by
+        another process (DuckDB appends to the ``.wal`` file or checkpoints into the main file).
+
+        Cheap (two ``stat`` calls): the dashboard keys its caches on it.
+        """
+        if not isinstance(self.path, Path):
+            return (self._writes, 0, 0, 0, 0)
+        try:
+            main = self.path.stat()
+            m = (main.st_mtime_ns, main.st_size)
+        except FileNotFoundError:
+            m = (0, 0)
+        try:
+            wal = Path(str(self.path) + ".wal").stat()
+            w = (wal.st_mtime_ns, wal.st_size)
+        except FileNotFoundError:
+            w = (0, 0)
+        return (self._writes, *m, *w)
 
     def in_transaction(self) -> bool:
         return self._state.tx_depth > 0
