@@ -174,10 +174,17 @@ def test_data_version_changes_on_writes_here_and_in_other_processes(ws, qa, db_p
     v1 = ws.db.data_version()
     assert v1 != v0
     time.sleep(0.01)
-    code = ("import sys; from promptver import Workspace; "
-            "Workspace.open(sys.argv[1]).templates.update('qa-basic', 'Other process {question}')")
-    r = subprocess.run([sys.executable, "-c", code, str(db_path)], capture_output=True, text=True,
-                       timeout=60, cwd=Path(__file__).resolve().parents[1])
+    code = (
+        "import sys; from promptver import Workspace; "
+        "Workspace.open(sys.argv[1]).templates.update('qa-basic', 'Other process {question}')"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(db_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert r.returncode == 0, r.stderr
     assert ws.db.data_version() != v1
     assert ws.db.data_version()[0] == v1[0], "the other process's write is seen through the file"
