@@ -277,8 +277,8 @@ def apply_unified(old: str, patch: str) -> str:
     out: list[str] = []
     pos = 0  # next unconsumed line of src
     i = 0
-    while i < len(rows) and not rows[i].startswith("@@"):
-        i += 1  # the ---/+++ header
+    while i < len(rows) and rows[i].startswith(("--- ", "+++ ", "diff ", "index ")):
+        i += 1  # the file header
     hunk_no = 0
     while i < len(rows):
         m = _HUNK_RE.match(rows[i])
