@@ -160,8 +160,9 @@ class TextMerge:
             raise ValidationError(f"the merge has {len(self.conflicts)} conflicting hunks")
         return self.resolve([])
 
-    def resolve(self, choices: Sequence[str]) -> str:
-        """The text with conflict ``i`` replaced by ``choices[i]`` (ours, theirs, …)."""
+    def resolve(self, choices: Sequence[str | None]) -> str:
+        """The text with conflict ``i`` replaced by ``choices[i]`` (ours, theirs, …); a
+        ``None`` choice keeps that conflict with its markers."""
         if len(choices) != len(self.conflicts) and self.conflicts:
             raise ValidationError(
                 f"give one choice per conflict: {len(self.conflicts)} "
@@ -173,25 +174,22 @@ class TextMerge:
             if isinstance(r, Clean):
                 out.extend(r.lines)
             else:
-                out.extend(r.resolved(choices[k]))
+                choice = choices[k]
+                out.extend(self._markers(r) if choice is None else r.resolved(choice))
                 k += 1
         return join(out)
+
+    def _markers(self, r: Conflicted, with_base: bool = False) -> list[str]:
+        out = [f"{MARK_OURS} {self.ours_label}", *r.ours]
+        if with_base:
+            out += [f"{MARK_BASE} base", *r.base]
+        return [*out, MARK_SEP, *r.theirs, f"{MARK_THEIRS} {self.theirs_label}"]
 
     def marked(self, *, with_base: bool = False) -> str:
         """The text with git-style conflict markers around each conflicting hunk."""
         out: list[str] = []
         for r in self.regions:
-            if isinstance(r, Clean):
-                out.extend(r.lines)
-                continue
-            out.append(f"{MARK_OURS} {self.ours_label}")
-            out.extend(r.ours)
-            if with_base:
-                out.append(f"{MARK_BASE} base")
-                out.extend(r.base)
-            out.append(MARK_SEP)
-            out.extend(r.theirs)
-            out.append(f"{MARK_THEIRS} {self.theirs_label}")
+            out.extend(r.lines if isinstance(r, Clean) else self._markers(r, with_base))
         return join(out)
 
 
