@@ -12,7 +12,7 @@ from promptver import Conflict, PromptverError
 from promptver.merging import CHOICES, conflict_markers
 from promptver.models import NAME_RE
 from ui.common import author, domain_errors, flash, show_error, workspace
-from ui.history import history_chart, history_frame, side_by_side_html
+from ui.history import history_chart, history_chart_height, history_frame, side_by_side_html
 
 ws = workspace()
 
@@ -92,7 +92,9 @@ with tab_history:
     m2.metric("Versions", len(versions))
     m3.metric("Branches", len(branches))
     if history:
-        st.altair_chart(history_chart(history), width="stretch")
+        st.altair_chart(
+            history_chart(history), width="stretch", height=history_chart_height(history)
+        )
         with st.expander("As a table", expanded=False):
             st.dataframe(
                 history_frame(history),

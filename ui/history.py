@@ -151,13 +151,24 @@ def history_frame(rows: list[GraphRow]) -> pd.DataFrame:
     )
 
 
+LANE_PX = 26
+ROW_PX = 28
+
+
 def history_chart(rows: list[GraphRow]) -> alt.LayerChart:
-    """Commits as dots in branch lanes, parent links as lines, labels on the right."""
+    """Commits as dots in branch lanes, parent links as lines, labels on the right.
+
+    Positions are in pixels (lanes ``LANE_PX`` apart, rows ``ROW_PX`` apart) on a 1000-unit wide
+    x scale, so the graph keeps its shape at any container width.
+    """
+    lanes = max((r.lane for r in rows), default=0)
+    text_x = (lanes + 1) * LANE_PX + 4
     nodes = pd.DataFrame(
         [
             {
                 "row": r.row,
-                "lane": r.lane,
+                "x": (r.lane + 0.5) * LANE_PX,
+                "text_x": text_x,
                 "lane_name": r.lane_name or "(deleted branch)",
                 "commit": r.commit[:10],
                 "version": r.version or "",
@@ -167,60 +178,73 @@ def history_chart(rows: list[GraphRow]) -> alt.LayerChart:
                         r.version or r.commit[:7],
                         r.message,
                         f"[{', '.join(r.branches)}]" if r.branches else "",
+                        r.author,
                     )
                     if x
                 ),
                 "message": r.message,
                 "author": r.author,
                 "date": r.created_at.strftime("%Y-%m-%d %H:%M"),
-                "merge": len(r.parents) > 1,
             }
             for r in rows
-        ]
+        ],
+        columns=[
+            "row",
+            "x",
+            "text_x",
+            "lane_name",
+            "commit",
+            "version",
+            "label",
+            "message",
+            "author",
+            "date",
+        ],
     )
     edges = pd.DataFrame(
         [
             {
                 "row": r.row,
-                "lane": r.lane,
+                "x": (r.lane + 0.5) * LANE_PX,
                 "row2": pr,
-                "lane2": pl,
+                "x2": (pl + 0.5) * LANE_PX,
                 "lane_name": r.lane_name or "(deleted branch)",
             }
             for r in rows
             for pr, pl in zip(r.parent_rows, r.parent_lanes, strict=True)
         ],
-        columns=["row", "lane", "row2", "lane2", "lane_name"],
+        columns=["row", "x", "row2", "x2", "lane_name"],
     )
-    lanes = max(int(nodes["lane"].max()) if len(nodes) else 0, 0)
-    nodes["text_x"] = lanes + 0.6
-    y = alt.Y(
-        "row:Q", scale=alt.Scale(reverse=True, domain=[-0.5, max(len(rows) - 0.5, 0.5)]), axis=None
-    )
-    x_scale = alt.Scale(domain=[-0.5, lanes + 6])
+    n = max(len(rows), 1)
+    y = alt.Y("row:Q", scale=alt.Scale(reverse=True, domain=[-0.5, n - 0.5]), axis=None)
+    x = alt.X("x:Q", scale=alt.Scale(domain=[0, 1000]), axis=None)
     color = alt.Color(
         "lane_name:N", title="branch lane", legend=alt.Legend(orient="top", labelLimit=200)
     )
+    tooltip = ["commit", "version", "lane_name", "message", "author", "date"]
     link = (
         alt.Chart(edges)
-        .mark_rule(strokeWidth=2, opacity=0.6)
-        .encode(
-            x=alt.X("lane:Q", scale=x_scale, axis=None), y=y, x2="lane2:Q", y2="row2:Q", color=color
-        )
+        .mark_rule(strokeWidth=2, opacity=0.7)
+        .encode(x=x, y=y, x2="x2:Q", y2="row2:Q", color=color)
     )
-    tooltip = ["commit", "version", "lane_name", "message", "author", "date"]
     dots = (
         alt.Chart(nodes)
-        .mark_circle(size=140, opacity=1)
-        .encode(x=alt.X("lane:Q", scale=x_scale, axis=None), y=y, color=color, tooltip=tooltip)
+        .mark_circle(size=120, opacity=1)
+        .encode(x=x, y=y, color=color, tooltip=tooltip)
     )
     text = (
         alt.Chart(nodes)
-        .mark_text(align="left", baseline="middle", fontSize=12, limit=640)
-        .encode(x=alt.X("text_x:Q", scale=x_scale, axis=None), y=y, text="label:N", tooltip=tooltip)
+        .mark_text(align="left", baseline="middle", fontSize=12, limit=900)
+        .encode(
+            x=alt.X("text_x:Q", scale=alt.Scale(domain=[0, 1000]), axis=None),
+            y=y,
+            text="label:N",
+            tooltip=tooltip,
+        )
     )
-    return (
-        (link + dots + text)
-        .properties(height=max(120, 30 * len(rows)))
-        .configure_view(strokeWidth=0)
-    )
+    return (link + dots + text).properties(height=ROW_PX * n).configure_view(strokeWidth=0)
+
+
+def history_chart_height(rows: list[GraphRow]) -> int:
+    """Pixels the chart needs: its rows plus the legend above them."""
+    return ROW_PX * max(len(rows), 1) + 70
