@@ -169,28 +169,62 @@ def word_diff(old: str, new: str) -> list[WordChange]:
     ]
 
 
+def _range(start: int, stop: int) -> str:
+    """A unified-diff range, exactly as ``difflib.unified_diff`` writes it."""
+    beginning, length = start + 1, stop - start
+    if length == 1:
+        return f"{beginning}"
+    if not length:
+        beginning -= 1
+    return f"{beginning},{length}"
+
+
+def _unified(
+    sm: difflib.SequenceMatcher,
+    a: list[str],
+    b: list[str],
+    old_label: str,
+    new_label: str,
+    context: int,
+) -> str:
+    """The unified diff of ``difflib.unified_diff`` built from an existing matcher (so a diff
+    matches its lines once), plus git's marker after a last line without a newline."""
+    out: list[str] = []
+
+    def line(prefix: str, text: str) -> None:
+        out.append(prefix + text if text.endswith("\n") else f"{prefix}{text}\n{NO_NEWLINE}\n")
+
+    for group in sm.get_grouped_opcodes(context):
+        if not out:
+            out += [f"--- {old_label}\n", f"+++ {new_label}\n"]
+        first, last = group[0], group[-1]
+        out.append(f"@@ -{_range(first[1], last[2])} +{_range(first[3], last[4])} @@\n")
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                for x in a[i1:i2]:
+                    line(" ", x)
+                continue
+            if tag in ("replace", "delete"):
+                for x in a[i1:i2]:
+                    line("-", x)
+            if tag in ("replace", "insert"):
+                for x in b[j1:j2]:
+                    line("+", x)
+    return "".join(out)
+
+
 def unified_diff(
     old: str, new: str, old_label: str = "a", new_label: str = "b", context: int = 3
 ) -> str:
     """A unified diff of two texts (empty when they are equal)."""
-    out: list[str] = []
-    gen = difflib.unified_diff(
-        split_lines(old),
-        split_lines(new),
-        fromfile=old_label,
-        tofile=new_label,
-        n=context,
-        lineterm="\n",
-    )
-    for i, line in enumerate(gen):
-        if i >= 2 and line[:1] in (" ", "-", "+") and not line.endswith("\n"):
-            line = line + "\n" + NO_NEWLINE + "\n"
-        out.append(line)
-    return "".join(out)
-
-
-def _line_changes(a: list[str], b: list[str]) -> tuple[list[LineChange], list[Block]]:
+    a, b = split_lines(old), split_lines(new)
     sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    return _unified(sm, a, b, old_label, new_label, context)
+
+
+def _line_changes(
+    sm: difflib.SequenceMatcher, a: list[str], b: list[str]
+) -> tuple[list[LineChange], list[Block]]:
     changes: list[LineChange] = []
     blocks: list[Block] = []
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
@@ -243,9 +277,11 @@ def diff_texts(
         raise ValidationError("context must be 0 or more lines")
     ov = old_variables if old_variables is not None else variables_of(scan(old)[0])
     nv = new_variables if new_variables is not None else variables_of(scan(new)[0])
-    changes, blocks = _line_changes(split_lines(old), split_lines(new))
+    a, b = split_lines(old), split_lines(new)
+    sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    changes, blocks = _line_changes(sm, a, b)
     return Diff(
-        unified=unified_diff(old, new, old_label, new_label, context),
+        unified=_unified(sm, a, b, old_label, new_label, context),
         changes=changes,
         metadata_changes=metadata_changes(old_metadata or {}, new_metadata or {}),
         variables_added=[v for v in nv if v not in ov],

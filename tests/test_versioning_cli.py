@@ -208,3 +208,21 @@ def test_fsck_catches_versions_off_main_and_wrong_variables(ws, qa):
         con.execute("UPDATE commits SET variables = ['nope'] WHERE id = ?", [qa.commit])
     kinds = sorted(p.kind for p in ws.versions.fsck().problems)
     assert kinds == ["bad_variables", "version_off_main"]
+
+
+def test_log_contract_shape_and_all_branches(cli, t):
+    cli("template", "update", "t", "--branch", "feature", "--content", edit(BASE, 1, "f"))
+    cli("template", "update", "t", "--content", edit(BASE, 2, "m"))
+    log = cli("log", "t", json=True).json()
+    assert [set(e) for e in log] == [
+        {"commit", "parents", "version", "message", "author", "created_at"}
+    ] * 2
+    assert [e["version"] for e in log] == ["1.1.0", "1.0.0"]
+    feature = cli("log", "t", "--branch", "feature", json=True).json()
+    assert [e["version"] for e in feature] == [None, "1.0.0"]
+    every = cli("log", "t", "--all", json=True).json()
+    assert len(every) == 3 and sorted(h for e in every for h in e["branches"]) == [
+        "feature",
+        "main",
+    ]
+    assert "LANE" in cli("log", "t", "--all").out

@@ -104,3 +104,19 @@ def test_merges_through_the_database(ws, base, edits, older):
     again = ws.versions.merge(name, "main", into="work")
     assert again.up_to_date or again.fast_forward
     assert ws.templates.get(name, branch="work").content == main.content
+
+
+@FAST
+@given(TEXT, TEXT, st.integers(min_value=0, max_value=4))
+def test_unified_is_byte_identical_to_difflib_when_texts_end_with_newline(a, b, context):
+    import difflib
+
+    a, b = a + "\n", b + "\n"
+
+    def keepends(text: str) -> list[str]:  # lines split on "\n" only, like ours
+        return [x + "\n" for x in text.split("\n")[:-1]]
+
+    theirs = "".join(difflib.unified_diff(keepends(a), keepends(b), "a", "b", n=context))
+    ours = unified_diff(a, b, context=context)
+    # difflib's default junk heuristic never applies below 200 lines, so the hunks agree
+    assert ours == theirs
