@@ -86,8 +86,9 @@ def commit_id(
 
 def expected_id(c: Commit) -> str:
     """Recompute a stored commit's id (``fsck`` compares it with ``c.id``)."""
-    return commit_id(c.template_id, c.parents, c.content, c.metadata, c.author, c.created_at,
-                     c.message)
+    return commit_id(
+        c.template_id, c.parents, c.content, c.metadata, c.author, c.created_at, c.message
+    )
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -212,9 +213,15 @@ class VersionControl:
             now = utcnow()
             parents = [b.head, *[p for p in extra_parents if p != b.head]]
             c = Commit(
-                id="", template_id=template_id, parents=parents, content=content,
+                id="",
+                template_id=template_id,
+                parents=parents,
+                content=content,
                 variables=variables if variables is not None else extract_variables(content),
-                metadata=metadata, message=message, author=author, created_at=now,
+                metadata=metadata,
+                message=message,
+                author=author,
+                created_at=now,
             )
             c.id = expected_id(c)
             sql.insert_commit(con, c)
@@ -222,17 +229,38 @@ class VersionControl:
                 raise Conflict(f"branch '{branch}' moved during the write; nothing was written")
             if branch == MAIN:
                 c.version = sql.insert_version(
-                    con, template_id, next_version(sql.latest_version(con, template_id), bump),
-                    c.id, now,
+                    con,
+                    template_id,
+                    next_version(sql.latest_version(con, template_id), bump),
+                    c.id,
+                    now,
                 )
             return c
 
-    def root_commit(self, con: Any, template_id: str, content: str, metadata: dict[str, Any],
-                    *, message: str, author: str, at: datetime, variables: list[str]) -> Commit:
+    def root_commit(
+        self,
+        con: Any,
+        template_id: str,
+        content: str,
+        metadata: dict[str, Any],
+        *,
+        message: str,
+        author: str,
+        at: datetime,
+        variables: list[str],
+    ) -> Commit:
         """The first commit of a new template: version 1.0.0 and the ``main`` branch."""
-        c = Commit(id="", template_id=template_id, parents=[], content=content,
-                   variables=variables, metadata=metadata, message=message, author=author,
-                   created_at=at)
+        c = Commit(
+            id="",
+            template_id=template_id,
+            parents=[],
+            content=content,
+            variables=variables,
+            metadata=metadata,
+            message=message,
+            author=author,
+            created_at=at,
+        )
         c.id = expected_id(c)
         sql.insert_commit(con, c)
         sql.insert_branch(con, template_id, MAIN, c.id, at, author)
@@ -320,12 +348,14 @@ class VersionControl:
         out = []
         for b in branches:
             anc = g.ancestors(b.head)
-            out.append(b.model_copy(update={"ahead": len(anc - main_anc),
-                                            "behind": len(main_anc - anc)}))
+            out.append(
+                b.model_copy(update={"ahead": len(anc - main_anc), "behind": len(main_anc - anc)})
+            )
         return out
 
-    def create_branch(self, template: str, name: str, *, from_ref: str = MAIN,
-                      author: str = "unknown") -> Branch:
+    def create_branch(
+        self, template: str, name: str, *, from_ref: str = MAIN, author: str = "unknown"
+    ) -> Branch:
         """Create branch ``name`` at the commit ``from_ref`` names (default: head of ``main``).
 
         Raises:
@@ -339,13 +369,20 @@ class VersionControl:
         with self.db.transaction() as con:
             row = self._template(con, template)
             if sql.get_branch(con, row["id"], name) is not None:
-                raise ValidationError("invalid branch name:", [Problem(
-                    f"template '{row['name']}' already has a branch '{name}'", field="name")])
+                raise ValidationError(
+                    "invalid branch name:",
+                    [
+                        Problem(
+                            f"template '{row['name']}' already has a branch '{name}'", field="name"
+                        )
+                    ],
+                )
             start = self.resolve(row["id"], from_ref or MAIN, template_name=row["name"])
             now = utcnow()
             sql.insert_branch(con, row["id"], name, start.id, now, author)
-            return Branch(template_id=row["id"], name=name, head=start.id, created_at=now,
-                          created_by=author)
+            return Branch(
+                template_id=row["id"], name=name, head=start.id, created_at=now, created_by=author
+            )
 
     def delete_branch(self, template: str, name: str, *, force: bool = False) -> Branch:
         """Delete a branch (never ``main``); its commits stay and remain reachable by id.
@@ -389,10 +426,17 @@ class VersionControl:
             row = self._template(con, template)
             old = self.resolve(row["id"], a, template_name=row["name"])
             new = self.resolve(row["id"], b, template_name=row["name"])
-        d = diff_texts(old.content, new.content, old_variables=old.variables,
-                       new_variables=new.variables, old_metadata=old.metadata,
-                       new_metadata=new.metadata, old_label=f"a/{row['name']}@{a}",
-                       new_label=f"b/{row['name']}@{b}", context=context)
+        d = diff_texts(
+            old.content,
+            new.content,
+            old_variables=old.variables,
+            new_variables=new.variables,
+            old_metadata=old.metadata,
+            new_metadata=new.metadata,
+            old_label=f"a/{row['name']}@{a}",
+            new_label=f"b/{row['name']}@{b}",
+            context=context,
+        )
         d.old_commit, d.new_commit = old.id, new.id
         return d
 
@@ -412,8 +456,14 @@ class VersionControl:
             theirs = self.resolve(row["id"], source, template_name=row["name"])
             ours = self._commit(con, target.head)
             g = Graph.from_rows(vsql.commit_graph(con, row["id"]))
-            plan = MergePlan(template_id=row["id"], template_name=row["name"], target=into,
-                             source=source, ours=ours, theirs=theirs)
+            plan = MergePlan(
+                template_id=row["id"],
+                template_name=row["name"],
+                target=into,
+                source=source,
+                ours=ours,
+                theirs=theirs,
+            )
             if theirs.id in g.ancestors(ours.id):
                 plan.kind = "up_to_date"
                 plan.bases = [theirs.id]
@@ -426,9 +476,11 @@ class VersionControl:
                 plan.kind = "merge"
                 plan.bases = g.merge_bases(ours.id, theirs.id)
                 plan.base_content, plan.base_metadata = _virtual_base(
-                    g, lambda cid: self._commit(con, cid), ours.id, theirs.id)
-        plan.text = merge_texts(plan.base_content, ours.content, theirs.content,
-                                ours_label=into, theirs_label=source)
+                    g, lambda cid: self._commit(con, cid), ours.id, theirs.id
+                )
+        plan.text = merge_texts(
+            plan.base_content, ours.content, theirs.content, ours_label=into, theirs_label=source
+        )
         plan.metadata = merge_metadata(plan.base_metadata, ours.metadata, theirs.metadata)
         return plan
 
@@ -469,25 +521,39 @@ class VersionControl:
             if expected_head is not None and plan.ours.id != expected_head:
                 raise Conflict(
                     f"branch '{into}' moved to {plan.ours.id[:10]} since you looked at it "
-                    f"({expected_head[:10]}); nothing was written, review the merge again")
+                    f"({expected_head[:10]}); nothing was written, review the merge again"
+                )
             if expected_source is not None and plan.theirs.id != expected_source:
                 raise Conflict(
                     f"'{source}' moved to {plan.theirs.id[:10]} since you looked at it "
-                    f"({expected_source[:10]}); nothing was written, review the merge again")
-            result = MergeResult(template_id=plan.template_id, target=into, source=source,
-                                 commit=plan.ours.id, version=plan.ours.version,
-                                 merge_bases=plan.bases)
+                    f"({expected_source[:10]}); nothing was written, review the merge again"
+                )
+            result = MergeResult(
+                template_id=plan.template_id,
+                target=into,
+                source=source,
+                commit=plan.ours.id,
+                version=plan.ours.version,
+                merge_bases=plan.bases,
+            )
             if plan.kind == "up_to_date":
                 if resolution is not None or resolution_metadata is not None:
-                    raise ValidationError(f"nothing to merge: '{into}' already contains "
-                                          f"'{source}', so there is nothing to resolve")
+                    raise ValidationError(
+                        f"nothing to merge: '{into}' already contains "
+                        f"'{source}', so there is nothing to resolve"
+                    )
                 result.up_to_date = True
                 return result
-            if (plan.kind == "fast_forward" and not no_ff and resolution is None
-                    and resolution_metadata is None):
+            if (
+                plan.kind == "fast_forward"
+                and not no_ff
+                and resolution is None
+                and resolution_metadata is None
+            ):
                 version = self._fast_forward(con, plan, bump)
-                return result.model_copy(update={"commit": plan.theirs.id, "version": version,
-                                                 "fast_forward": True})
+                return result.model_copy(
+                    update={"commit": plan.theirs.id, "version": version, "fast_forward": True}
+                )
             assert plan.text is not None and plan.metadata is not None
             if resolution is None and not plan.text.clean:
                 raise self._conflict_error(plan)
@@ -495,23 +561,34 @@ class VersionControl:
                 raise self._conflict_error(plan)
             if plan.kind == "fast_forward":  # no_ff or an edited result: the source as it is
                 content = plan.theirs.content if resolution is None else resolution
-                metadata = dict(plan.theirs.metadata if resolution_metadata is None
-                                else resolution_metadata)
+                metadata = dict(
+                    plan.theirs.metadata if resolution_metadata is None else resolution_metadata
+                )
             else:
                 content = plan.text.text() if resolution is None else resolution
-                metadata = dict(plan.metadata.merged if resolution_metadata is None
-                                else resolution_metadata)
+                metadata = dict(
+                    plan.metadata.merged if resolution_metadata is None else resolution_metadata
+                )
             variables = self._check_merged(content, metadata)
             c = self.commit(
-                plan.template_id, content, metadata,
-                message=message or f"Merge {source} into {into}", author=author, branch=into,
-                bump=bump, expected_head=plan.ours.id, extra_parents=[plan.theirs.id],
+                plan.template_id,
+                content,
+                metadata,
+                message=message or f"Merge {source} into {into}",
+                author=author,
+                branch=into,
+                bump=bump,
+                expected_head=plan.ours.id,
+                extra_parents=[plan.theirs.id],
                 variables=variables,
             )
-            return result.model_copy(update={
-                "commit": c.id, "version": c.version,
-                "conflicts_resolved": len(plan.text.conflicts) if resolution is not None else 0,
-            })
+            return result.model_copy(
+                update={
+                    "commit": c.id,
+                    "version": c.version,
+                    "conflicts_resolved": len(plan.text.conflicts) if resolution is not None else 0,
+                }
+            )
 
     def _fast_forward(self, con: Any, plan: MergePlan, bump: Bump) -> str | None:
         if not sql.move_branch(con, plan.template_id, plan.target, plan.ours.id, plan.theirs.id):
@@ -521,8 +598,11 @@ class VersionControl:
         if plan.theirs.version:
             return plan.theirs.version
         return sql.insert_version(
-            con, plan.template_id, next_version(sql.latest_version(con, plan.template_id), bump),
-            plan.theirs.id, utcnow(),
+            con,
+            plan.template_id,
+            next_version(sql.latest_version(con, plan.template_id), bump),
+            plan.theirs.id,
+            utcnow(),
         )
 
     def _check_merged(self, content: str, metadata: dict[str, Any]) -> list[str]:
@@ -539,12 +619,17 @@ class VersionControl:
         assert plan.text is not None and plan.metadata is not None
         parts = []
         for i, h in enumerate(plan.text.hunks, start=1):
-            where = (f"base lines {h.base_start}-{h.base_start + len(h.base_lines) - 1}"
-                     if len(h.base_lines) > 1 else
-                     f"base line {h.base_start}" if h.base_lines else
-                     f"after base line {h.base_start - 1}")
-            parts.append(f"hunk {i} at {where}: {plan.target} has {_preview(h.ours)}, "
-                         f"{plan.source} has {_preview(h.theirs)}")
+            where = (
+                f"base lines {h.base_start}-{h.base_start + len(h.base_lines) - 1}"
+                if len(h.base_lines) > 1
+                else f"base line {h.base_start}"
+                if h.base_lines
+                else f"after base line {h.base_start - 1}"
+            )
+            parts.append(
+                f"hunk {i} at {where}: {plan.target} has {_preview(h.ours)}, "
+                f"{plan.source} has {_preview(h.theirs)}"
+            )
         for mc in plan.metadata.conflicts:
             parts.append(f"metadata key '{mc.key}' changed on both sides")
         n = len(plan.text.hunks)
@@ -553,15 +638,21 @@ class VersionControl:
             what += " and conflicting metadata"
         message = (
             f"merging '{plan.source}' into '{plan.target}' of template '{plan.template_name}' "
-            f"found {what}; nothing was written: " + "; ".join(parts)
+            f"found {what}; nothing was written: "
+            + "; ".join(parts)
             + f". Resolve them in the History & Diff screen, or write the merged text to a file "
             f"and run: promptver merge {plan.template_name} {plan.source} --into {plan.target}"
             " --resolve-file FILE"
             + (" --resolve-metadata-file META.json" if plan.metadata.conflicts else "")
         )
-        return MergeConflict(message, plan.text.hunks, base=plan.base_content,
-                             ours=plan.ours.content, theirs=plan.theirs.content,
-                             marked=plan.text.marked())
+        return MergeConflict(
+            message,
+            plan.text.hunks,
+            base=plan.base_content,
+            ours=plan.ours.content,
+            theirs=plan.theirs.content,
+            marked=plan.text.marked(),
+        )
 
     # -- history graph ------------------------------------------------------------------
     def history(self, template: str, *, limit: int | None = None) -> list[GraphRow]:
@@ -576,8 +667,10 @@ class VersionControl:
             commits = {c.id: c for c in sql.commits_of(con, row["id"])}
             branches = sql.branches_of(con, row["id"])
             versions = sql.versions_of(con, row["id"])
-        g = Graph({cid: c.parents for cid, c in commits.items()},
-                  {cid: c.created_at for cid, c in commits.items()})
+        g = Graph(
+            {cid: c.parents for cid, c in commits.items()},
+            {cid: c.created_at for cid, c in commits.items()},
+        )
         heads = [b.head for b in branches] + [v.commit_id for v in versions]
         order = g.topo_order(heads)
         if limit is not None:
@@ -610,12 +703,22 @@ class VersionControl:
         for i, cid in enumerate(order):
             c = commits[cid]
             ps = [p for p in c.parents if p in shown]
-            out.append(GraphRow(
-                row=i, commit=cid, parents=c.parents, parent_rows=[row_of[p] for p in ps],
-                parent_lanes=[lane_of[p] for p in ps], lane=lane_of[cid],
-                lane_name=lane_names[lane_of[cid]], version=c.version, message=c.message,
-                author=c.author, created_at=c.created_at, branches=at_head.get(cid, []),
-            ))
+            out.append(
+                GraphRow(
+                    row=i,
+                    commit=cid,
+                    parents=c.parents,
+                    parent_rows=[row_of[p] for p in ps],
+                    parent_lanes=[lane_of[p] for p in ps],
+                    lane=lane_of[cid],
+                    lane_name=lane_names[lane_of[cid]],
+                    version=c.version,
+                    message=c.message,
+                    author=c.author,
+                    created_at=c.created_at,
+                    branches=at_head.get(cid, []),
+                )
+            )
         return out
 
     # -- integrity ----------------------------------------------------------------------
@@ -637,9 +740,15 @@ class VersionControl:
             arms = vsql.experiment_variant_commits(con)
 
         def add(kind: str, tid: str | None, obj: str, message: str) -> None:
-            problems.append(FsckProblem(kind=kind, template_id=tid,
-                                        template=names.get(tid or ""), object=obj,
-                                        message=message))
+            problems.append(
+                FsckProblem(
+                    kind=kind,
+                    template_id=tid,
+                    template=names.get(tid or ""),
+                    object=obj,
+                    message=message,
+                )
+            )
 
         owner: dict[str, str] = {}
         parents_of: dict[str, list[str]] = {}
@@ -647,41 +756,75 @@ class VersionControl:
             owner[cid] = tid
             parents_of[cid] = list(parents)
             if tid not in names:
-                add("orphan_commit", tid, cid, f"commit {cid[:12]} belongs to template {tid}, "
-                    "which does not exist")
+                add(
+                    "orphan_commit",
+                    tid,
+                    cid,
+                    f"commit {cid[:12]} belongs to template {tid}, which does not exist",
+                )
             try:
                 meta = _json.loads(metadata)
             except (TypeError, ValueError):
                 add("bad_metadata", tid, cid, f"commit {cid[:12]} has metadata that is not JSON")
                 continue
             if not isinstance(meta, dict):
-                add("bad_metadata", tid, cid, f"commit {cid[:12]} has metadata that is not a "
-                    "JSON object")
+                add(
+                    "bad_metadata",
+                    tid,
+                    cid,
+                    f"commit {cid[:12]} has metadata that is not a JSON object",
+                )
                 continue
             want = commit_id(tid, parents, content, meta, author, at, message)
             if want != cid:
-                add("hash_mismatch", tid, cid, f"commit {cid[:12]} does not match its content "
-                    f"(recomputed {want[:12]}): the row was changed after it was written")
+                add(
+                    "hash_mismatch",
+                    tid,
+                    cid,
+                    f"commit {cid[:12]} does not match its content "
+                    f"(recomputed {want[:12]}): the row was changed after it was written",
+                )
             if list(variables) != variables_of(scan(content)[0]):
-                add("bad_variables", tid, cid, f"commit {cid[:12]} lists variables "
-                    f"{list(variables)} but its text uses {variables_of(scan(content)[0])}")
+                add(
+                    "bad_variables",
+                    tid,
+                    cid,
+                    f"commit {cid[:12]} lists variables "
+                    f"{list(variables)} but its text uses {variables_of(scan(content)[0])}",
+                )
         for cid, parents in parents_of.items():
             for p in parents:
                 if p not in owner:
-                    add("missing_parent", owner[cid], cid,
-                        f"commit {cid[:12]} names parent {p[:12]}, which does not exist")
+                    add(
+                        "missing_parent",
+                        owner[cid],
+                        cid,
+                        f"commit {cid[:12]} names parent {p[:12]}, which does not exist",
+                    )
                 elif owner[p] != owner[cid]:
-                    add("foreign_parent", owner[cid], cid,
-                        f"commit {cid[:12]} names parent {p[:12]} of another template")
+                    add(
+                        "foreign_parent",
+                        owner[cid],
+                        cid,
+                        f"commit {cid[:12]} names parent {p[:12]} of another template",
+                    )
         heads: dict[str, dict[str, str]] = {}
         for tid, name, head in branches:
             heads.setdefault(tid, {})[name] = head
             if head not in owner:
-                add("missing_head", tid, f"branch {name}",
-                    f"branch '{name}' points at commit {head[:12]}, which does not exist")
+                add(
+                    "missing_head",
+                    tid,
+                    f"branch {name}",
+                    f"branch '{name}' points at commit {head[:12]}, which does not exist",
+                )
             elif owner[head] != tid:
-                add("foreign_head", tid, f"branch {name}",
-                    f"branch '{name}' points at commit {head[:12]} of another template")
+                add(
+                    "foreign_head",
+                    tid,
+                    f"branch {name}",
+                    f"branch '{name}' points at commit {head[:12]} of another template",
+                )
         for tid in names:
             if MAIN not in heads.get(tid, {}):
                 add("missing_main", tid, "branch main", "the template has no 'main' branch")
@@ -690,30 +833,57 @@ class VersionControl:
         for tid, version, major, minor, patch, cid in versions:
             obj = f"version {version}"
             if version != f"{major}.{minor}.{patch}":
-                add("bad_version", tid, obj, f"version {version} does not match its parts "
-                    f"{major}.{minor}.{patch}")
+                add(
+                    "bad_version",
+                    tid,
+                    obj,
+                    f"version {version} does not match its parts {major}.{minor}.{patch}",
+                )
             if cid not in owner:
-                add("missing_version_commit", tid, obj,
-                    f"version {version} labels commit {cid[:12]}, which does not exist")
+                add(
+                    "missing_version_commit",
+                    tid,
+                    obj,
+                    f"version {version} labels commit {cid[:12]}, which does not exist",
+                )
                 continue
             if owner[cid] != tid:
-                add("foreign_version_commit", tid, obj,
-                    f"version {version} labels commit {cid[:12]} of another template")
+                add(
+                    "foreign_version_commit",
+                    tid,
+                    obj,
+                    f"version {version} labels commit {cid[:12]} of another template",
+                )
                 continue
             main_head = heads.get(tid, {}).get(MAIN)
             if main_head is not None and main_head in owner:
                 if tid not in main_anc:
                     main_anc[tid] = g.ancestors(main_head)
                 if cid not in main_anc[tid]:
-                    add("version_off_main", tid, obj, f"version {version} labels commit "
-                        f"{cid[:12]}, which is not in the history of main")
+                    add(
+                        "version_off_main",
+                        tid,
+                        obj,
+                        f"version {version} labels commit "
+                        f"{cid[:12]}, which is not in the history of main",
+                    )
         for exp, variant, tid, cid in arms:
             if cid not in owner:
-                add("missing_variant_commit", tid, f"experiment {exp}",
+                add(
+                    "missing_variant_commit",
+                    tid,
+                    f"experiment {exp}",
                     f"variant '{variant}' of experiment {exp} uses commit {cid[:12]}, "
-                    "which does not exist")
-        return FsckReport(ok=not problems, problems=problems, templates=len(names),
-                          commits=len(commits), branches=len(branches), versions=len(versions))
+                    "which does not exist",
+                )
+        return FsckReport(
+            ok=not problems,
+            problems=problems,
+            templates=len(names),
+            commits=len(commits),
+            branches=len(branches),
+            versions=len(versions),
+        )
 
 
 # ---- the commit graph ------------------------------------------------------------------------
@@ -823,10 +993,13 @@ def _virtual_base(g: Graph, load: Any, a: str, b: str) -> tuple[str, dict[str, A
             mm = merge_metadata(sub_meta, m1, m2)
             counter[0] += 1
             vid = f"virtual:{counter[0]}"
-            g.add_virtual(vid, [cur, nxt], max(g.created.get(cur, _EPOCH),
-                                               g.created.get(nxt, _EPOCH)))
-            memo[vid] = (tm.marked() if not tm.clean else tm.text(),
-                         mm.resolve({c.key: "base" for c in mm.conflicts}))
+            g.add_virtual(
+                vid, [cur, nxt], max(g.created.get(cur, _EPOCH), g.created.get(nxt, _EPOCH))
+            )
+            memo[vid] = (
+                tm.marked() if not tm.clean else tm.text(),
+                mm.resolve({c.key: "base" for c in mm.conflicts}),
+            )
             cur = vid
         return content(cur)
 
@@ -858,7 +1031,8 @@ class MergePlan:
     def clean(self) -> bool:
         """No text and no metadata conflicts."""
         return (self.text is None or self.text.clean) and (
-            self.metadata is None or self.metadata.clean)
+            self.metadata is None or self.metadata.clean
+        )
 
     @property
     def criss_cross(self) -> bool:
@@ -872,11 +1046,20 @@ def branch_name_problems(name: str) -> list[Problem]:
     except ValueError as exc:
         return [Problem(str(exc), field="name")]
     if parse_version(name):
-        return [Problem(f"branch name '{name}' looks like a version; versions are refs of "
-                        "their own, pick another name", field="name")]
+        return [
+            Problem(
+                f"branch name '{name}' looks like a version; versions are refs of "
+                "their own, pick another name",
+                field="name",
+            )
+        ]
     if len(name) >= MIN_PREFIX and _HEX_RE.match(name):
-        return [Problem(f"branch name '{name}' looks like a commit id; add a letter outside "
-                        "a-f or a '-'", field="name")]
+        return [
+            Problem(
+                f"branch name '{name}' looks like a commit id; add a letter outside a-f or a '-'",
+                field="name",
+            )
+        ]
     return []
 
 
