@@ -37,6 +37,10 @@ name = st.selectbox(
     help="Deep link: ?template=NAME&from=REF&to=REF opens a diff",
 )
 if st.query_params.get("template") != name:
+    if wanted is not None:  # another template was picked: its refs do not apply here
+        for param in ("from", "to"):
+            if param in st.query_params:
+                del st.query_params[param]
     st.query_params["template"] = name
 
 branches = ws.versions.list_branches(name)

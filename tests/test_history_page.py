@@ -78,6 +78,12 @@ def test_deep_link_opens_a_diff_between_two_versions(monkeypatch, demo_db):
     assert at.selectbox(key="hist_to_qa-basic").value == "concise-tone"
     at = open_page(monkeypatch, demo_db, template="qa-basic", to="nosuchbranch")
     assert any("unknown ref 'nosuchbranch'" in e.value for e in at.error)
+    # picking another template drops refs that belonged to the previous one
+    at = open_page(monkeypatch, demo_db, template="qa-basic", to="concise-tone")
+    at.selectbox(key="hist_template").select("translate-chat").run()
+    assert not at.error and at.query_params["to"] == "1.0.0"  # the new template's default
+    assert any("No differences" in i.value for i in at.info)  # one version, nothing to compare
+    assert any("Create a branch first" in i.value for i in at.info)
 
 
 def test_create_a_branch_from_the_form(monkeypatch, demo_db):

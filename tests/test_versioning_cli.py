@@ -226,3 +226,16 @@ def test_log_contract_shape_and_all_branches(cli, t):
         "main",
     ]
     assert "LANE" in cli("log", "t", "--all").out
+
+
+def test_console_entry_exit_codes_without_tracebacks(run_cli, ws, qa):
+    ws.versions.create_branch("qa-basic", "side", from_ref="1.0.0")
+    ws.templates.update("qa-basic", "Side {question} using {context}.", branch="side")
+    r = run_cli("merge", "qa-basic", "side")
+    assert r.code == 1 and r.err.startswith("error: merging 'side' into 'main'")
+    assert "Traceback" not in r.err
+    with ws.db.transaction() as con:
+        con.execute("UPDATE commits SET author = 'mallory' WHERE id = ?", [qa.commit])
+    r = run_cli("fsck")
+    assert r.code == 1 and "[hash_mismatch] qa-basic" in r.out
+    assert run_cli("merge", "qa-basic").code == 2  # usage error
