@@ -10,6 +10,7 @@ ws = workspace()
 
 PAGES = [
     st.Page("pages/templates.py", title="Templates", icon=":material/description:", default=True),
+    st.Page("pages/history.py", title="History & Diff", icon=":material/account_tree:"),
 ]
 
 page = st.navigation(PAGES)

@@ -183,5 +183,47 @@ def build_demo(ws: Workspace, seed: int = 7) -> list[str]:
                     bump="patch" if rng.random() < 0.3 else "minor",
                 )
             created.append(d.name)
+        build_demo_branches(ws, rng)
         ws.mark("seeded", f"demo seed {seed}")
     return created
+
+
+def build_demo_branches(ws: Workspace, rng: random.Random) -> None:
+    """Branches that show version control at work.
+
+    - ``qa-basic``/``concise-tone``: an open alternative one commit ahead of ``main`` (the
+      experiment examples compare it with the live version);
+    - ``summarize-article``/``delimit-article``: branched from the version before the latest,
+      merged back cleanly into
+      ``main`` with a merge commit while ``main`` had moved on;
+    - ``qa-citations``/``strict-sources``: branched from 1.0.0 and changing the line ``main``
+      rewrote since, so merging it opens the conflict editor.
+    """
+    who = rng.sample(AUTHORS, k=3)
+    qa = ws.templates.get("qa-basic")
+    ws.versions.create_branch("qa-basic", "concise-tone", author=who[0])
+    ws.templates.update(
+        "qa-basic",
+        qa.content.replace("Answer the question using only the context below.",
+                           "Answer in at most three short sentences, using only the context "
+                           "below."),
+        branch="concise-tone", author=who[0], message="Ask for short answers",
+    )
+    art = ws.templates.get("summarize-article")
+    previous = ws.versions.log(art.id, art.commit, first_parent=True, limit=2)[-1]
+    ws.versions.create_branch("summarize-article", "delimit-article", from_ref=previous.id,
+                              author=who[1])
+    old = previous.content
+    ws.templates.update(
+        "summarize-article", old.replace("Article:\n{article}", 'Article:\n"""\n{article}\n"""'),
+        branch="delimit-article", author=who[1], message="Delimit the article text",
+    )
+    ws.versions.merge("summarize-article", "delimit-article", author=who[1],
+                      message="Merge delimit-article: quote the article")
+    ws.versions.create_branch("qa-citations", "strict-sources", from_ref="1.0.0", author=who[2])
+    ws.templates.update(
+        "qa-citations",
+        "Answer {question} using only the sources below; cite each one as [n] and never "
+        "invent a source.\n{sources}",
+        branch="strict-sources", author=who[2], message="Never invent sources",
+    )

@@ -8,6 +8,12 @@ template id is included so that two templates can never share a commit. ``fsck``
 Branch heads are the only thing that moves, by compare-and-swap: a writer names the head it
 based its work on, and loses with :class:`~promptver.errors.Conflict` if another writer moved it.
 Versions are append-only labels on commits of ``main``.
+
+On top of that: branches (create, list with ahead/behind against ``main``, delete), diffs between
+any two refs (:mod:`promptver.diffing`), three-way merges against the merge base
+(:mod:`promptver.merging`; criss-cross histories merge their several lowest common ancestors into
+one virtual base first, as git's recursive strategy does), a drawable history graph, and
+``fsck``. ``docs/versioning.md`` states every rule for users.
 """
 
 from __future__ import annotations
@@ -16,12 +22,32 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from promptver.errors import Conflict, NotFound, ValidationError
-from promptver.models import VERSION_RE, Branch, Commit
+from promptver.config import TemplateLimits
+from promptver.diffing import Diff, diff_texts
+from promptver.errors import Conflict, MergeConflict, NotFound, Problem, ValidationError
+from promptver.merging import (
+    MetadataMerge,
+    TextMerge,
+    conflict_markers,
+    merge_metadata,
+    merge_texts,
+)
+from promptver.models import (
+    VERSION_RE,
+    Branch,
+    Commit,
+    FsckProblem,
+    FsckReport,
+    GraphRow,
+    MergeResult,
+    check_name,
+)
 from promptver.store import templates as sql
+from promptver.store import versioning as vsql
 from promptver.store.db import Database
 
 Bump = Literal["major", "minor", "patch"]
@@ -87,8 +113,10 @@ def next_version(latest: tuple[int, int, int] | None, bump: Bump = "minor") -> t
 class VersionControl:
     """Commits, refs and history of templates (one repository per template)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, limits: TemplateLimits | None = None) -> None:
         self.db = db
+        #: limits a merged text must respect (the workspace's ``templates`` settings)
+        self.limits = limits or TemplateLimits()
 
     # -- refs -------------------------------------------------------------------------
     def resolve(self, template_id: str, ref: str, *, template_name: str | None = None) -> Commit:
@@ -283,3 +311,761 @@ class VersionControl:
                     if children[p] == 0:
                         ready.append(p)
         return out
+
+    # -- graph helpers ------------------------------------------------------------------
+    def _template(self, con: Any, template: str) -> dict[str, Any]:
+        row = sql.template_row(con, template)
+        if row is None:
+            raise NotFound(f"unknown template '{template}'")
+        return row
+
+    def graph(self, template_id: str) -> Graph:
+        """The commit DAG of a template (ids, parents and times only)."""
+        with self.db.read() as con:
+            return Graph.from_rows(vsql.commit_graph(con, template_id))
+
+    def merge_bases(self, template_id: str, a: str, b: str) -> list[str]:
+        """The lowest common ancestors of two commits (several in criss-cross histories)."""
+        return self.graph(template_id).merge_bases(a, b)
+
+    def is_ancestor(self, template_id: str, ancestor: str, descendant: str) -> bool:
+        """True when ``ancestor`` is ``descendant`` or one of its ancestors."""
+        return ancestor in self.graph(template_id).ancestors(descendant)
+
+    # -- branches -----------------------------------------------------------------------
+    def list_branches(self, template: str) -> list[Branch]:
+        """The branches of a template (``main`` first), each with ahead/behind against ``main``.
+
+        ``ahead`` counts commits reachable from the branch but not from ``main``; ``behind``
+        counts commits of ``main`` the branch lacks.
+        """
+        with self.db.read() as con:
+            row = self._template(con, template)
+            branches = sql.branches_of(con, row["id"])
+            g = Graph.from_rows(vsql.commit_graph(con, row["id"]))
+        main = next((b for b in branches if b.name == MAIN), None)
+        main_anc = g.ancestors(main.head) if main else set()
+        out = []
+        for b in branches:
+            anc = g.ancestors(b.head)
+            out.append(
+                b.model_copy(update={"ahead": len(anc - main_anc), "behind": len(main_anc - anc)})
+            )
+        return out
+
+    def create_branch(
+        self, template: str, name: str, *, from_ref: str = MAIN, author: str = "unknown"
+    ) -> Branch:
+        """Create branch ``name`` at the commit ``from_ref`` names (default: head of ``main``).
+
+        Raises:
+            ValidationError: an invalid name, one that would shadow a version or a commit id,
+                or a branch that already exists.
+            NotFound: unknown template or ref.
+        """
+        problems = branch_name_problems(name)
+        if problems:
+            raise ValidationError("invalid branch name:", problems)
+        with self.db.transaction() as con:
+            row = self._template(con, template)
+            if sql.get_branch(con, row["id"], name) is not None:
+                raise ValidationError(
+                    "invalid branch name:",
+                    [
+                        Problem(
+                            f"template '{row['name']}' already has a branch '{name}'", field="name"
+                        )
+                    ],
+                )
+            start = self.resolve(row["id"], from_ref or MAIN, template_name=row["name"])
+            now = utcnow()
+            sql.insert_branch(con, row["id"], name, start.id, now, author)
+            return Branch(
+                template_id=row["id"], name=name, head=start.id, created_at=now, created_by=author
+            )
+
+    def delete_branch(self, template: str, name: str, *, force: bool = False) -> Branch:
+        """Delete a branch (never ``main``); its commits stay and remain reachable by id.
+
+        A branch whose head is not contained in another branch has unmerged work: it is only
+        deleted with ``force``.
+
+        Raises:
+            ValidationError: ``main``, or unmerged commits without ``force``.
+            NotFound: unknown template or branch.
+        """
+        with self.db.transaction() as con:
+            row = self._template(con, template)
+            if name == MAIN:
+                raise ValidationError("cannot delete branch 'main': it holds the versions")
+            b = sql.get_branch(con, row["id"], name)
+            if b is None:
+                raise NotFound(f"template '{row['name']}' has no branch '{name}'")
+            if not force:
+                g = Graph.from_rows(vsql.commit_graph(con, row["id"]))
+                others: set[str] = set()
+                for other in sql.branches_of(con, row["id"]):
+                    if other.name != name:
+                        others |= g.ancestors(other.head)
+                unmerged = g.ancestors(b.head) - others
+                if unmerged:
+                    n = len(unmerged)
+                    raise ValidationError(
+                        f"branch '{name}' has {n} unmerged commit{'s' if n != 1 else ''} "
+                        f"(head {b.head[:10]}) that no other branch contains; merge it first or "
+                        "delete it with --force (the commits stay and can be found by id)"
+                    )
+            sql.delete_branch(con, row["id"], name)
+            return b
+
+    # -- diff ---------------------------------------------------------------------------
+    def diff(self, template: str, a: str, b: str, *, context: int = 3) -> Diff:
+        """The difference from ref ``a`` to ref ``b`` of a template (text, words, variables,
+        metadata)."""
+        with self.db.read() as con:
+            row = self._template(con, template)
+            old = self.resolve(row["id"], a, template_name=row["name"])
+            new = self.resolve(row["id"], b, template_name=row["name"])
+        d = diff_texts(
+            old.content,
+            new.content,
+            old_variables=old.variables,
+            new_variables=new.variables,
+            old_metadata=old.metadata,
+            new_metadata=new.metadata,
+            old_label=f"a/{row['name']}@{a}",
+            new_label=f"b/{row['name']}@{b}",
+            context=context,
+        )
+        d.old_commit, d.new_commit = old.id, new.id
+        return d
+
+    # -- merge --------------------------------------------------------------------------
+    def plan_merge(self, template: str, source: str, *, into: str = MAIN) -> MergePlan:
+        """Work out what merging ``source`` (any ref) into branch ``into`` would do, without
+        writing anything: up to date, fast-forward, or a three-way merge (clean or not).
+
+        Raises:
+            NotFound: unknown template, ref or target branch.
+        """
+        with self.db.read() as con:
+            row = self._template(con, template)
+            target = sql.get_branch(con, row["id"], into)
+            if target is None:
+                raise NotFound(f"template '{row['name']}' has no branch '{into}' to merge into")
+            theirs = self.resolve(row["id"], source, template_name=row["name"])
+            ours = self._commit(con, target.head)
+            g = Graph.from_rows(vsql.commit_graph(con, row["id"]))
+            plan = MergePlan(
+                template_id=row["id"],
+                template_name=row["name"],
+                target=into,
+                source=source,
+                ours=ours,
+                theirs=theirs,
+            )
+            if theirs.id in g.ancestors(ours.id):
+                plan.kind = "up_to_date"
+                plan.bases = [theirs.id]
+                return plan
+            if ours.id in g.ancestors(theirs.id):
+                plan.kind = "fast_forward"
+                plan.bases = [ours.id]
+                plan.base_content, plan.base_metadata = ours.content, ours.metadata
+            else:
+                plan.kind = "merge"
+                plan.bases = g.merge_bases(ours.id, theirs.id)
+                plan.base_content, plan.base_metadata = _virtual_base(
+                    g, lambda cid: self._commit(con, cid), ours.id, theirs.id
+                )
+        plan.text = merge_texts(
+            plan.base_content, ours.content, theirs.content, ours_label=into, theirs_label=source
+        )
+        plan.metadata = merge_metadata(plan.base_metadata, ours.metadata, theirs.metadata)
+        return plan
+
+    def merge(
+        self,
+        template: str,
+        source: str,
+        *,
+        into: str = MAIN,
+        message: str | None = None,
+        author: str = "unknown",
+        bump: Bump = "minor",
+        resolution: str | None = None,
+        resolution_metadata: dict[str, Any] | None = None,
+        expected_head: str | None = None,
+        expected_source: str | None = None,
+        no_ff: bool = False,
+    ) -> MergeResult:
+        """Merge ref ``source`` into branch ``into`` of a template.
+
+        Up to date: nothing is written. Fast-forward (``into`` is an ancestor of ``source``):
+        the branch moves to the source commit, which gets the next version when ``into`` is
+        ``main``. Otherwise a merge commit with parents ``[into head, source commit]`` holds the
+        three-way merge of text and metadata (or ``resolution`` / ``resolution_metadata``, the
+        caller's resolved versions); on ``main`` it gets the next version.
+
+        ``expected_head`` / ``expected_source`` are the commits the caller saw (for example in
+        a conflict editor); if either branch moved since, nothing is written.
+
+        Raises:
+            MergeConflict: overlapping changes and no resolution; lists the hunks.
+            Conflict: a head moved (``expected_head``/``expected_source`` or during the write).
+            ValidationError: the merged text is invalid or still holds conflict markers.
+            NotFound: unknown template, ref or branch.
+        """
+        with self.db.transaction() as con:
+            plan = self.plan_merge(template, source, into=into)
+            if expected_head is not None and plan.ours.id != expected_head:
+                raise Conflict(
+                    f"branch '{into}' moved to {plan.ours.id[:10]} since you looked at it "
+                    f"({expected_head[:10]}); nothing was written, review the merge again"
+                )
+            if expected_source is not None and plan.theirs.id != expected_source:
+                raise Conflict(
+                    f"'{source}' moved to {plan.theirs.id[:10]} since you looked at it "
+                    f"({expected_source[:10]}); nothing was written, review the merge again"
+                )
+            result = MergeResult(
+                template_id=plan.template_id,
+                target=into,
+                source=source,
+                commit=plan.ours.id,
+                version=plan.ours.version,
+                merge_bases=plan.bases,
+            )
+            if plan.kind == "up_to_date":
+                if resolution is not None or resolution_metadata is not None:
+                    raise ValidationError(
+                        f"nothing to merge: '{into}' already contains "
+                        f"'{source}', so there is nothing to resolve"
+                    )
+                result.up_to_date = True
+                return result
+            if (
+                plan.kind == "fast_forward"
+                and not no_ff
+                and resolution is None
+                and resolution_metadata is None
+            ):
+                version = self._fast_forward(con, plan, bump)
+                return result.model_copy(
+                    update={"commit": plan.theirs.id, "version": version, "fast_forward": True}
+                )
+            assert plan.text is not None and plan.metadata is not None
+            if resolution is None and not plan.text.clean:
+                raise self._conflict_error(plan)
+            if resolution_metadata is None and not plan.metadata.clean:
+                raise self._conflict_error(plan)
+            if plan.kind == "fast_forward":  # no_ff or an edited result: the source as it is
+                content = plan.theirs.content if resolution is None else resolution
+                metadata = dict(
+                    plan.theirs.metadata if resolution_metadata is None else resolution_metadata
+                )
+            else:
+                content = plan.text.text() if resolution is None else resolution
+                metadata = dict(
+                    plan.metadata.merged if resolution_metadata is None else resolution_metadata
+                )
+            variables = self._check_merged(content, metadata)
+            c = self.commit(
+                plan.template_id,
+                content,
+                metadata,
+                message=message or f"Merge {source} into {into}",
+                author=author,
+                branch=into,
+                bump=bump,
+                expected_head=plan.ours.id,
+                extra_parents=[plan.theirs.id],
+                variables=variables,
+            )
+            return result.model_copy(
+                update={
+                    "commit": c.id,
+                    "version": c.version,
+                    "conflicts_resolved": len(plan.text.conflicts) if resolution is not None else 0,
+                }
+            )
+
+    def _fast_forward(self, con: Any, plan: MergePlan, bump: Bump) -> str | None:
+        if not sql.move_branch(con, plan.template_id, plan.target, plan.ours.id, plan.theirs.id):
+            raise Conflict(f"branch '{plan.target}' moved during the merge; nothing was written")
+        if plan.target != MAIN:
+            return None
+        if plan.theirs.version:
+            return plan.theirs.version
+        return sql.insert_version(
+            con,
+            plan.template_id,
+            next_version(sql.latest_version(con, plan.template_id), bump),
+            plan.theirs.id,
+            utcnow(),
+        )
+
+    def _check_merged(self, content: str, metadata: dict[str, Any]) -> list[str]:
+        from promptver.templating import validate
+
+        markers = conflict_markers(content)
+        if markers:
+            raise ValidationError("the merged text still has conflict markers:", markers)
+        report = validate(content, metadata, limits=self.limits)
+        report.raise_for_errors("the merged text is invalid:")
+        return report.variables
+
+    def _conflict_error(self, plan: MergePlan) -> MergeConflict:
+        assert plan.text is not None and plan.metadata is not None
+        parts = []
+        for i, h in enumerate(plan.text.hunks, start=1):
+            where = (
+                f"base lines {h.base_start}-{h.base_start + len(h.base_lines) - 1}"
+                if len(h.base_lines) > 1
+                else f"base line {h.base_start}"
+                if h.base_lines
+                else f"after base line {h.base_start - 1}"
+            )
+            parts.append(
+                f"hunk {i} at {where}: {plan.target} has {_preview(h.ours)}, "
+                f"{plan.source} has {_preview(h.theirs)}"
+            )
+        for mc in plan.metadata.conflicts:
+            parts.append(f"metadata key '{mc.key}' changed on both sides")
+        n = len(plan.text.hunks)
+        what = f"{n} conflicting hunk{'s' if n != 1 else ''}" if n else "conflicting metadata"
+        if n and plan.metadata.conflicts:
+            what += " and conflicting metadata"
+        message = (
+            f"merging '{plan.source}' into '{plan.target}' of template '{plan.template_name}' "
+            f"found {what}; nothing was written: "
+            + "; ".join(parts)
+            + f". Resolve them in the History & Diff screen, or write the merged text to a file "
+            f"and run: promptver merge {plan.template_name} {plan.source} --into {plan.target}"
+            " --resolve-file FILE"
+            + (" --resolve-metadata-file META.json" if plan.metadata.conflicts else "")
+        )
+        return MergeConflict(
+            message,
+            plan.text.hunks,
+            base=plan.base_content,
+            ours=plan.ours.content,
+            theirs=plan.theirs.content,
+            marked=plan.text.marked(),
+        )
+
+    # -- history graph ------------------------------------------------------------------
+    def history(self, template: str, *, limit: int | None = None) -> list[GraphRow]:
+        """Every commit reachable from a branch head or a version, newest first, each in a lane.
+
+        Lane 0 is ``main``'s first-parent chain; each other branch (by name) gets the next lane
+        for the commits of its first-parent chain that no earlier lane took; commits only
+        reachable through merges of deleted branches get lanes of their own (no name).
+        """
+        with self.db.read() as con:
+            row = self._template(con, template)
+            commits = {c.id: c for c in sql.commits_of(con, row["id"])}
+            branches = sql.branches_of(con, row["id"])
+            versions = sql.versions_of(con, row["id"])
+        g = Graph(
+            {cid: c.parents for cid, c in commits.items()},
+            {cid: c.created_at for cid, c in commits.items()},
+        )
+        heads = [b.head for b in branches] + [v.commit_id for v in versions]
+        order = g.topo_order(heads)
+        if limit is not None:
+            order = order[:limit]
+        shown = set(order)
+        lane_of: dict[str, int] = {}
+        lane_names: list[str] = []
+        for b in branches:  # main first, then by name
+            cur: str | None = b.head
+            took = False
+            while cur is not None and cur in commits and cur not in lane_of:
+                lane_of[cur] = len(lane_names)
+                took = True
+                cur = commits[cur].parents[0] if commits[cur].parents else None
+            if took:
+                lane_names.append(b.name)
+        for cid in order:  # leftovers: first-parent chains of deleted branches
+            if cid in lane_of:
+                continue
+            cur = cid
+            while cur is not None and cur in commits and cur not in lane_of:
+                lane_of[cur] = len(lane_names)
+                cur = commits[cur].parents[0] if commits[cur].parents else None
+            lane_names.append("")
+        row_of = {cid: i for i, cid in enumerate(order)}
+        at_head: dict[str, list[str]] = {}
+        for b in branches:
+            at_head.setdefault(b.head, []).append(b.name)
+        out = []
+        for i, cid in enumerate(order):
+            c = commits[cid]
+            ps = [p for p in c.parents if p in shown]
+            out.append(
+                GraphRow(
+                    row=i,
+                    commit=cid,
+                    parents=c.parents,
+                    parent_rows=[row_of[p] for p in ps],
+                    parent_lanes=[lane_of[p] for p in ps],
+                    lane=lane_of[cid],
+                    lane_name=lane_names[lane_of[cid]],
+                    version=c.version,
+                    message=c.message,
+                    author=c.author,
+                    created_at=c.created_at,
+                    branches=at_head.get(cid, []),
+                )
+            )
+        return out
+
+    # -- integrity ----------------------------------------------------------------------
+    def fsck(self) -> FsckReport:
+        """Check every commit hash, parent link, branch head, version label and experiment arm.
+
+        Nothing is repaired; each problem names the template and the object.
+        """
+        import json as _json
+
+        from promptver.templating import scan, variables_of
+
+        problems: list[FsckProblem] = []
+        with self.db.read() as con:
+            names = vsql.template_names(con)
+            commits = vsql.raw_commits(con)
+            branches = vsql.raw_branches(con)
+            versions = vsql.raw_versions(con)
+            arms = vsql.experiment_variant_commits(con)
+
+        def add(kind: str, tid: str | None, obj: str, message: str) -> None:
+            problems.append(
+                FsckProblem(
+                    kind=kind,
+                    template_id=tid,
+                    template=names.get(tid or ""),
+                    object=obj,
+                    message=message,
+                )
+            )
+
+        owner: dict[str, str] = {}
+        parents_of: dict[str, list[str]] = {}
+        for cid, tid, parents, content, variables, metadata, message, author, at in commits:
+            owner[cid] = tid
+            parents_of[cid] = list(parents)
+            if tid not in names:
+                add(
+                    "orphan_commit",
+                    tid,
+                    cid,
+                    f"commit {cid[:12]} belongs to template {tid}, which does not exist",
+                )
+            try:
+                meta = _json.loads(metadata)
+            except (TypeError, ValueError):
+                add("bad_metadata", tid, cid, f"commit {cid[:12]} has metadata that is not JSON")
+                continue
+            if not isinstance(meta, dict):
+                add(
+                    "bad_metadata",
+                    tid,
+                    cid,
+                    f"commit {cid[:12]} has metadata that is not a JSON object",
+                )
+                continue
+            want = commit_id(tid, parents, content, meta, author, at, message)
+            if want != cid:
+                add(
+                    "hash_mismatch",
+                    tid,
+                    cid,
+                    f"commit {cid[:12]} does not match its content "
+                    f"(recomputed {want[:12]}): the row was changed after it was written",
+                )
+            if list(variables) != variables_of(scan(content)[0]):
+                add(
+                    "bad_variables",
+                    tid,
+                    cid,
+                    f"commit {cid[:12]} lists variables "
+                    f"{list(variables)} but its text uses {variables_of(scan(content)[0])}",
+                )
+        for cid, parents in parents_of.items():
+            for p in parents:
+                if p not in owner:
+                    add(
+                        "missing_parent",
+                        owner[cid],
+                        cid,
+                        f"commit {cid[:12]} names parent {p[:12]}, which does not exist",
+                    )
+                elif owner[p] != owner[cid]:
+                    add(
+                        "foreign_parent",
+                        owner[cid],
+                        cid,
+                        f"commit {cid[:12]} names parent {p[:12]} of another template",
+                    )
+        heads: dict[str, dict[str, str]] = {}
+        for tid, name, head in branches:
+            heads.setdefault(tid, {})[name] = head
+            if head not in owner:
+                add(
+                    "missing_head",
+                    tid,
+                    f"branch {name}",
+                    f"branch '{name}' points at commit {head[:12]}, which does not exist",
+                )
+            elif owner[head] != tid:
+                add(
+                    "foreign_head",
+                    tid,
+                    f"branch {name}",
+                    f"branch '{name}' points at commit {head[:12]} of another template",
+                )
+        for tid in names:
+            if MAIN not in heads.get(tid, {}):
+                add("missing_main", tid, "branch main", "the template has no 'main' branch")
+        g = Graph(parents_of, {})
+        main_anc: dict[str, set[str]] = {}
+        for tid, version, major, minor, patch, cid in versions:
+            obj = f"version {version}"
+            if version != f"{major}.{minor}.{patch}":
+                add(
+                    "bad_version",
+                    tid,
+                    obj,
+                    f"version {version} does not match its parts {major}.{minor}.{patch}",
+                )
+            if cid not in owner:
+                add(
+                    "missing_version_commit",
+                    tid,
+                    obj,
+                    f"version {version} labels commit {cid[:12]}, which does not exist",
+                )
+                continue
+            if owner[cid] != tid:
+                add(
+                    "foreign_version_commit",
+                    tid,
+                    obj,
+                    f"version {version} labels commit {cid[:12]} of another template",
+                )
+                continue
+            main_head = heads.get(tid, {}).get(MAIN)
+            if main_head is not None and main_head in owner:
+                if tid not in main_anc:
+                    main_anc[tid] = g.ancestors(main_head)
+                if cid not in main_anc[tid]:
+                    add(
+                        "version_off_main",
+                        tid,
+                        obj,
+                        f"version {version} labels commit "
+                        f"{cid[:12]}, which is not in the history of main",
+                    )
+        for exp, variant, tid, cid in arms:
+            if cid not in owner:
+                add(
+                    "missing_variant_commit",
+                    tid,
+                    f"experiment {exp}",
+                    f"variant '{variant}' of experiment {exp} uses commit {cid[:12]}, "
+                    "which does not exist",
+                )
+        return FsckReport(
+            ok=not problems,
+            problems=problems,
+            templates=len(names),
+            commits=len(commits),
+            branches=len(branches),
+            versions=len(versions),
+        )
+
+
+# ---- the commit graph ------------------------------------------------------------------------
+
+
+class Graph:
+    """A commit DAG: parents of each commit, and creation times for ordering."""
+
+    def __init__(self, parents: dict[str, list[str]], created: dict[str, datetime]) -> None:
+        self.parents = parents
+        self.created = created
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[str, list[str], datetime]]) -> Graph:
+        parents: dict[str, list[str]] = {}
+        created: dict[str, datetime] = {}
+        for cid, ps, at in rows:
+            parents[cid] = list(ps)
+            created[cid] = at
+        return cls(parents, created)
+
+    def ancestors(self, head: str) -> set[str]:
+        """``head`` and every commit reachable from it (missing parents are skipped)."""
+        seen: set[str] = set()
+        stack = [head]
+        while stack:
+            cid = stack.pop()
+            if cid in seen or cid not in self.parents:
+                continue
+            seen.add(cid)
+            stack.extend(self.parents[cid])
+        return seen
+
+    def merge_bases(self, a: str, b: str) -> list[str]:
+        """The best common ancestors of ``a`` and ``b``: common ancestors that are not an
+        ancestor of another common ancestor. Oldest first."""
+        common = self.ancestors(a) & self.ancestors(b)
+        below: set[str] = set()
+        stack = [p for c in common for p in self.parents.get(c, [])]
+        while stack:
+            cid = stack.pop()
+            if cid in below:
+                continue
+            below.add(cid)
+            stack.extend(self.parents.get(cid, []))
+        return sorted(common - below, key=lambda c: (self.created.get(c, _EPOCH), c))
+
+    def topo_order(self, heads: Iterable[str]) -> list[str]:
+        """Commits reachable from ``heads``, newest first, every child before its parents."""
+        reach: set[str] = set()
+        for h in heads:
+            reach |= self.ancestors(h)
+        children = {cid: 0 for cid in reach}
+        for cid in reach:
+            for p in self.parents[cid]:
+                if p in children:
+                    children[p] += 1
+        key = lambda x: (self.created.get(x, _EPOCH), x)  # noqa: E731
+        ready = sorted((cid for cid, n in children.items() if n == 0), key=key)
+        out: list[str] = []
+        while ready:
+            cid = ready.pop()
+            out.append(cid)
+            for p in self.parents[cid]:
+                if p in children:
+                    children[p] -= 1
+                    if children[p] == 0:
+                        ready.append(p)
+                        ready.sort(key=key)
+        return out
+
+    def add_virtual(self, cid: str, parents: list[str], created: datetime) -> None:
+        self.parents[cid] = parents
+        self.created[cid] = created
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _virtual_base(g: Graph, load: Any, a: str, b: str) -> tuple[str, dict[str, Any]]:
+    """The text and metadata to use as the merge base of ``a`` and ``b``.
+
+    One lowest common ancestor: its content. Several (a criss-cross history): like git's
+    recursive strategy, the bases are merged with each other, oldest first, each pair against
+    its own merge base (recursively); conflicting hunks stay in the virtual base with their
+    markers, and conflicting metadata keys keep the value of that deeper base. Changes that both
+    criss-crossing merges already contain then count as common history rather than as edits.
+    """
+    memo: dict[str, tuple[str, dict[str, Any]]] = {}
+    counter = [0]
+
+    def content(cid: str) -> tuple[str, dict[str, Any]]:
+        if cid not in memo:
+            c = load(cid)
+            memo[cid] = (c.content, c.metadata)
+        return memo[cid]
+
+    def base_of(x: str, y: str) -> tuple[str, dict[str, Any]]:
+        bases = g.merge_bases(x, y)
+        if not bases:  # unrelated histories (never within one template): an empty base
+            return "", {}
+        cur = bases[0]
+        for nxt in bases[1:]:
+            sub_text, sub_meta = base_of(cur, nxt)
+            (t1, m1), (t2, m2) = content(cur), content(nxt)
+            tm = merge_texts(sub_text, t1, t2)
+            mm = merge_metadata(sub_meta, m1, m2)
+            counter[0] += 1
+            vid = f"virtual:{counter[0]}"
+            g.add_virtual(
+                vid, [cur, nxt], max(g.created.get(cur, _EPOCH), g.created.get(nxt, _EPOCH))
+            )
+            memo[vid] = (
+                tm.marked() if not tm.clean else tm.text(),
+                mm.resolve({c.key: "base" for c in mm.conflicts}),
+            )
+            cur = vid
+        return content(cur)
+
+    return base_of(a, b)
+
+
+@dataclass
+class MergePlan:
+    """What merging ``source`` into ``target`` would do (see :meth:`VersionControl.plan_merge`).
+
+    ``kind`` is ``up_to_date``, ``fast_forward`` or ``merge``. ``text`` and ``metadata`` hold
+    the three-way merges against the base (for a fast-forward they simply equal the source).
+    """
+
+    template_id: str
+    template_name: str
+    target: str
+    source: str
+    ours: Commit
+    theirs: Commit
+    kind: Literal["up_to_date", "fast_forward", "merge"] = "merge"
+    bases: list[str] = field(default_factory=list)
+    base_content: str = ""
+    base_metadata: dict[str, Any] = field(default_factory=dict)
+    text: TextMerge | None = None
+    metadata: MetadataMerge | None = None
+
+    @property
+    def clean(self) -> bool:
+        """No text and no metadata conflicts."""
+        return (self.text is None or self.text.clean) and (
+            self.metadata is None or self.metadata.clean
+        )
+
+    @property
+    def criss_cross(self) -> bool:
+        return len(self.bases) > 1
+
+
+def branch_name_problems(name: str) -> list[Problem]:
+    """Why ``name`` cannot be a branch name (empty when it can)."""
+    try:
+        check_name(name, "branch name")
+    except ValueError as exc:
+        return [Problem(str(exc), field="name")]
+    if parse_version(name):
+        return [
+            Problem(
+                f"branch name '{name}' looks like a version; versions are refs of "
+                "their own, pick another name",
+                field="name",
+            )
+        ]
+    if len(name) >= MIN_PREFIX and _HEX_RE.match(name):
+        return [
+            Problem(
+                f"branch name '{name}' looks like a commit id; add a letter outside a-f or a '-'",
+                field="name",
+            )
+        ]
+    return []
+
+
+def _preview(lines: list[str], width: int = 40) -> str:
+    if not lines:
+        return "nothing (deleted)"
+    text = " / ".join(lines)
+    text = text if len(text) <= width else text[: width - 1] + "…"
+    return repr(text)

@@ -38,7 +38,7 @@ class Workspace:
         chosen = path if path is not None else self.settings.storage.path
         self.path = chosen if str(chosen) == ":memory:" else Path(chosen)
         self.db = Database(self.path, busy_timeout=self.settings.storage.busy_timeout)
-        self.versions = VersionControl(self.db)
+        self.versions = VersionControl(self.db, self.settings.templates)
         self.templates = TemplateService(self.db, self.settings, self.versions)
         self._closed = False
 

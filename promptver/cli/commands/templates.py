@@ -104,6 +104,8 @@ def register(sub: Any) -> None:
     p.add_argument("ref", metavar="REF")
     p.add_argument("--branch", default="main")
     p.add_argument("--first-parent", action="store_true", help="follow only first parents")
+    p.add_argument("--all", action="store_true", dest="all_branches",
+                   help="every commit reachable from any branch or version")
     p.add_argument("--limit", type=int)
     p.set_defaults(handler=cmd_log)
 
@@ -274,6 +276,17 @@ def cmd_render(ctx: Context) -> None:
 def cmd_log(ctx: Context) -> None:
     a = ctx.args
     ws = ctx.ws
+    if a.all_branches:
+        rows = ws.versions.history(a.ref, limit=a.limit)
+        data = [{"commit": r.commit, "parents": r.parents, "version": r.version,
+                 "message": r.message, "author": r.author, "created_at": r.created_at,
+                 "branches": r.branches} for r in rows]
+        ctx.emit(data, lambda: table(
+            [[r.commit[:10], r.version or "", ", ".join(r.branches), r.lane_name,
+              r.created_at.strftime("%Y-%m-%d %H:%M"), r.author, r.message] for r in rows],
+            ["COMMIT", "VERSION", "HEADS", "LANE", "DATE (UTC)", "AUTHOR", "MESSAGE"],
+        ))
+        return
     t = ws.templates.get(a.ref, branch=a.branch) if a.branch != "main" else ws.templates.get(a.ref)
     commits = ws.versions.log(t.id, t.commit, first_parent=a.first_parent, limit=a.limit)
     data = [
