@@ -63,6 +63,16 @@ def browser_context_args(browser_context_args: dict) -> dict:
     }
 
 
+@pytest.fixture(autouse=True)
+def _patient_browser(request: pytest.FixtureRequest) -> None:
+    """Generous timeouts: CI machines are small and Streamlit reruns under load take seconds."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=20_000)
+    if "page" in request.fixturenames:
+        request.getfixturevalue("page").set_default_timeout(30_000)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
