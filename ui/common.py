@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+import re
 from typing import Any
 
 import pandas as pd
@@ -33,8 +34,26 @@ def settings() -> Settings:
     return Settings.load()
 
 
+def _leave_pages_folder_mode() -> None:
+    """Make a deep link opened first on a fresh server go through ``app.py``.
+
+    Streamlit treats an app with a ``pages/`` folder as an old-style multipage app until
+    ``app.py`` calls ``st.navigation``. On a fresh server, a first visit to ``/history?…`` would
+    therefore run the page alone (no shared sidebar, file names as navigation). Switch that mode
+    off and rerun: the rerun executes ``app.py``, whose ``st.navigation`` picks the same page.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # pragma: no cover - a future Streamlit without the old mode
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def workspace() -> Workspace:
     """The workspace of the configured database (created with the demo content when new)."""
+    _leave_pages_folder_mode()
     return _workspace(settings().storage.path)
 
 
@@ -67,14 +86,26 @@ def problems_frame(problems: list[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["severity", "where", "message"])
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def md(text: object) -> str:
+    """Escape text for Streamlit Markdown (st.markdown, st.error, captions …).
+
+    User-written text (names, messages, template text quoted in errors) must never become
+    links, images, colour directives, LaTeX or emphasis.
+    """
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
 def show_error(exc: PromptverError) -> None:
     """A domain error as an error box, with its problems as a table when it has several."""
     problems = getattr(exc, "problems", None) or []
     if len(problems) > 1:
-        st.error(exc.message.split(":")[0] + f": {len(problems)} problems")
+        st.error(md(exc.message.split(":")[0] + f": {len(problems)} problems"))
         st.dataframe(problems_frame(problems), hide_index=True, width="stretch")
     else:
-        st.error(exc.message)
+        st.error(md(exc.message))
 
 
 @contextmanager
@@ -94,4 +125,4 @@ def flash(message: str, icon: str = "✅") -> None:
 def show_flash() -> None:
     item = st.session_state.pop("_flash", None)
     if item:
-        st.success(item[0], icon=item[1])
+        st.success(md(item[0]), icon=item[1])
