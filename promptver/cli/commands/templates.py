@@ -77,7 +77,12 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("render", help="render a template with variables")
     p.add_argument("ref", metavar="REF")
-    p.add_argument("--version", help="a version, branch or commit prefix (default: head of main)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--version",
+                       help="a version, branch or commit prefix (default: head of main)")
+    which.add_argument("--env", metavar="ENV",
+                       help="what is deployed to this environment (as get_prompt serves it)")
+    p.add_argument("--user-id", metavar="U", help="with --env: the user asking (get_prompt)")
     p.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--vars-file", metavar="PATH", help="JSON object of variables")
     p.add_argument("--no-strict", action="store_true", help="ignore unknown variables")
@@ -213,6 +218,17 @@ def _vars(ctx: Context) -> dict[str, Any]:
 
 def cmd_render(ctx: Context) -> None:
     a = ctx.args
+    if a.env is not None:
+        from promptver.templates import render_template
+
+        p = ctx.ws.get_prompt(a.ref, a.env, user_id=a.user_id)
+        text = render_template(p.content, p.metadata, _vars(ctx), strict=not a.no_strict,
+                               max_chars=p.max_render_chars)
+        ctx.emit({"text": text, "version": p.version, "commit": p.commit,
+                  "variant": p.variant}, text)
+        return
+    if a.user_id is not None:
+        raise UsageError("--user-id needs --env (users get what is deployed to an environment)")
     t = ctx.ws.templates.get(a.ref, a.version)
     text = ctx.ws.templates.render(t.id, _vars(ctx), version=t.commit, strict=not a.no_strict)
     ctx.emit({"text": text, "version": t.version, "commit": t.commit, "variant": None}, text)
