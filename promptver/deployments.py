@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import difflib
 import threading
-import time
 from dataclasses import dataclass
+from time import monotonic as _clock
 from typing import Any, Literal
 
 from promptver.config import Settings
@@ -723,7 +723,7 @@ class DeploymentService:
             hit = self._cache.get(key)
         except TypeError:  # an unhashable argument: refused with a clear error below
             hit = None
-        if hit is not None and hit[0] > time.monotonic():
+        if hit is not None and hit[0] > _clock():
             value = hit[1]
             if type(value) is LivePrompt:
                 return value
@@ -789,7 +789,7 @@ class DeploymentService:
                 if generation == self._generation:  # no deploy happened while we read
                     if len(self._cache) >= MAX_CACHE_ENTRIES:
                         self._cache.clear()
-                    self._cache[key] = (time.monotonic() + self._ttl, outcome)
+                    self._cache[key] = (_clock() + self._ttl, outcome)
         if isinstance(outcome, _Failure):
             raise outcome.error()
         return outcome

@@ -93,7 +93,7 @@ class Workspace:
         """
         if user_id is not None and (type(user_id) is not str or not user_id):
             raise ValidationError("invalid input:", [Problem(
-                "user_id must be a non-empty string, or None for no user", field="user_id")])
+                "must be a non-empty string, or None for no user", field="user_id")])
         live = self.deployments.resolve(name, env)
         return self._prompt_for_user(live, user_id)
 
