@@ -10,6 +10,7 @@ ws = workspace()
 
 PAGES = [
     st.Page("pages/templates.py", title="Templates", icon=":material/description:", default=True),
+    st.Page("pages/deployments.py", title="Deployments", icon=":material/rocket_launch:"),
 ]
 
 page = st.navigation(PAGES)

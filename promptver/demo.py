@@ -139,34 +139,28 @@ def build_demo(ws: Workspace, seed: int = 7) -> list[str]:
 
 
 def _demo_deployments(ws: Workspace, rng: random.Random, names: list[str]) -> None:
-    """Each template walks the promotion path; production lags behind, and qa-basic has a
-    release that was rolled back, so the history and the rollback button have something to show.
-    """
+    """Each template walks the promotion path in order (so the demo also builds under
+    ``require_previous``); production lags behind, and qa-basic has a release that was rolled
+    back, so the history and the rollback button have something to show. The reason covers the
+    evidence gate, should the settings turn it on."""
     envs = ws.deployments.environments
+    why = "demo history (promptver demo)"
     for name in names:
         t = ws.templates.get(name)
         versions = [c.version for c in reversed(ws.versions.log(t.id, t.commit, first_parent=True))
                     if c.version]
-        first, last = envs[0], envs[-1]
-        for v in versions:  # every version went through the first environment
-            ws.deployments.deploy(name, v, first, author=rng.choice(AUTHORS),
-                                  note=f"try {v}")
-        for env in envs[1:-1]:
-            for v in versions[-2:]:
-                ws.deployments.deploy(name, v, env, author=rng.choice(AUTHORS),
-                                      note=f"promote {v} for review")
-        if last == first:
+        for env in envs[:-1]:
+            for v in versions:
+                ws.deployments.deploy(name, v, env, author=rng.choice(AUTHORS), reason=why,
+                                      note=f"try {v}" if env == envs[0] else f"review {v}")
+        if len(envs) == 1:
             continue
-        if name == "qa-basic" and len(versions) >= 3:
-            ws.deployments.deploy(name, versions[0], last, author=rng.choice(AUTHORS),
-                                  note="initial release")
-            ws.deployments.deploy(name, versions[1], last, author=rng.choice(AUTHORS),
-                                  note="grounded answers")
-            ws.deployments.deploy(name, versions[2], last, author=rng.choice(AUTHORS),
-                                  note="name the product in answers")
+        last = envs[-1]
+        released = versions if name == "qa-basic" else versions[:-1] or versions
+        notes = ["initial release", "grounded answers", "name the product in answers"]
+        for i, v in enumerate(released):
+            ws.deployments.deploy(name, v, last, author=rng.choice(AUTHORS), reason=why,
+                                  note=notes[i] if i < len(notes) else f"release {v}")
+        if name == "qa-basic" and len(released) > 1:
             ws.deployments.rollback(name, last, author=rng.choice(AUTHORS),
                                     note="answers got longer and slower; back to the previous")
-        else:
-            live = versions[-2] if len(versions) > 1 else versions[-1]
-            ws.deployments.deploy(name, live, last, author=rng.choice(AUTHORS),
-                                  note="release after review in staging")

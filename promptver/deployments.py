@@ -257,22 +257,28 @@ class DeploymentService:
                 )
         return cells
 
+    def versions_of(self, template: str) -> list[Commit]:
+        """The template's versions (the labelled commits of ``main``), newest first."""
+        with self.db.read():
+            row = self.templates.row(template)
+            head = self.versions.branch_head(row["id"])
+            return [c for c in self.versions.log(row["id"], head, first_parent=True) if c.version]
+
     def diff(self, deployment: Deployment | int) -> str:
-        """Unified diff from the replaced version to the deployed one ('' for a first deploy)."""
+        """Unified diff from the replaced version to the deployed one ('' for a first deploy
+        or when only metadata changed)."""
         d = deployment if isinstance(deployment, Deployment) else self.get(deployment)
         if d.replaced_commit is None:
             return ""
         with self.db.read():
             old = self.versions.get_commit(d.replaced_commit)
             new = self.versions.get_commit(d.commit)
-        lines = difflib.unified_diff(
-            old.content.splitlines(keepends=True),
-            new.content.splitlines(keepends=True),
-            fromfile=f"{d.template} {_label(old)} (replaced)",
-            tofile=f"{d.template} {_label(new)} (#{d.id} {d.action})",
-        )
-        out = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-        return out
+        return _unified(d.template, old, new, "replaced", f"#{d.id} {d.action}")
+
+    def rollback_diff(self, current: Deployment, target: Commit) -> str:
+        """Unified diff from what is live to what a rollback would restore."""
+        live = self.versions.get_commit(current.commit)
+        return _unified(current.template, live, target, "live", "restored")
 
     # -- gates -------------------------------------------------------------------------------
     def check(
@@ -744,8 +750,12 @@ class DeploymentService:
             )
         env = self.environment(environment)
         generation = self._generation
-        with self.db.read() as con:
+        # one statement, so no transaction is needed: entries and commits never change, and a
+        # commit deployed before it had a version (from a branch) may have gained one since
+        with self.db.connect() as con:
             data = sql.resolve(con, template, env)
+            if data is not None and data["commit"] is not None and data["version"] is None:
+                data["version"] = sql.version_label(con, data["commit"])
         outcome: LivePrompt | _Failure
         if data is None:
             outcome = _Failure(f"unknown template '{template}'")
@@ -800,6 +810,16 @@ class DeploymentService:
         with self._lock:
             self._generation += 1
             self._cache.clear()
+
+
+def _unified(name: str, old: Commit, new: Commit, old_tag: str, new_tag: str) -> str:
+    lines = difflib.unified_diff(
+        old.content.splitlines(keepends=True),
+        new.content.splitlines(keepends=True),
+        fromfile=f"{name} {_label(old)} ({old_tag})",
+        tofile=f"{name} {_label(new)} ({new_tag})",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
 
 
 def _check_gates(report: ValidationReport, checks: list[str]) -> list[GateResult]:

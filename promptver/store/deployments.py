@@ -145,25 +145,21 @@ def live_all(con: Con) -> list[Deployment]:
 
 
 def resolve(con: Con, ref: str, environment: str) -> dict[str, Any] | None:
-    """Everything ``get_prompt`` needs in one query: the template (by id or name), its live
-    entry in ``environment`` and that commit's text. ``None`` when no template matches."""
+    """Everything ``get_prompt`` needs in one query: the template (by id or name, id first),
+    its live entry in ``environment`` and that commit's text. ``None`` when no template matches.
+
+    This runs on every uncached ``get_prompt``, right after opening the file, so it is one plain
+    join (a few hundred microseconds) rather than several round trips.
+    """
     row = con.execute(
-        """
-        WITH t AS (
-            SELECT id, name, is_active FROM templates WHERE id = ? OR name = ?
-            ORDER BY (id = ?) DESC LIMIT 1
-        ), d AS (
-            SELECT d.id, d.commit_id, d.version FROM deployments d, t
-            WHERE d.template_id = t.id AND d.environment = ?
-            ORDER BY d.env_seq DESC LIMIT 1
-        )
-        SELECT t.id, t.name, t.is_active, d.id, d.commit_id,
-               coalesce((SELECT v.version FROM versions v WHERE v.commit_id = d.commit_id
-                         ORDER BY v.major DESC, v.minor DESC, v.patch DESC LIMIT 1), d.version),
-               c.content, c.variables, c.metadata
-        FROM t LEFT JOIN d ON TRUE LEFT JOIN commits c ON c.id = d.commit_id
-        """,
-        [ref, ref, ref, environment],
+        "SELECT t.id, t.name, t.is_active, d.id, d.commit_id, d.version, c.content,"
+        " c.variables, c.metadata"
+        " FROM templates t"
+        " LEFT JOIN deployments d ON d.template_id = t.id AND d.environment = ?"
+        " LEFT JOIN commits c ON c.id = d.commit_id"
+        " WHERE t.id = ? OR t.name = ?"
+        " ORDER BY (t.id = ?) DESC, d.env_seq DESC NULLS LAST LIMIT 1",
+        [environment, ref, ref, ref],
     ).fetchone()
     if row is None:
         return None
@@ -178,6 +174,16 @@ def resolve(con: Con, ref: str, environment: str) -> dict[str, Any] | None:
         "variables": list(row[7]) if row[7] is not None else [],
         "metadata": json.loads(row[8]) if row[8] else {},
     }
+
+
+def version_label(con: Con, commit_id: str) -> str | None:
+    """The (highest) version label a commit carries now, if any."""
+    row = con.execute(
+        "SELECT version FROM versions WHERE commit_id = ?"
+        " ORDER BY major DESC, minor DESC, patch DESC LIMIT 1",
+        [commit_id],
+    ).fetchone()
+    return row[0] if row else None
 
 
 # ---- evidence from experiments (tables of migration m003) ---------------------------------
