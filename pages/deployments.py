@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from promptver import PromptverError
-from promptver.models import Deployment, LiveCell
+from promptver.models import Deployment, GateReport, LiveCell
 from ui.common import author, domain_errors, flash, show_error, show_flash, workspace
 from ui.deployments import entry_title, md, needs_force, needs_reason, show_gates, when
 
@@ -101,8 +101,10 @@ for env, col in zip(envs, st.columns(len(envs)), strict=True):
         )
 
 
-def _reason_inputs(report, key: str) -> tuple[bool, str | None]:
-    """Force and reason widgets, shown only when a rule needs them."""
+def _reason_inputs(report: GateReport, key: str) -> tuple[bool, str | None]:
+    """Force and reason widgets, shown only when a rule needs them. Keyed by template, version
+    and environment, so a reason typed for one deployment never carries over to another."""
+    key = f"{key}_{report.template}_{report.commit[:12]}_{report.environment}"
     force = False
     reason = None
     if needs_force(report):

@@ -131,15 +131,20 @@ def test_a_refusing_gate_disables_deploy_until_forced_with_a_reason(db_path, mon
     at.segmented_control(key="dep_env").set_value("production").run()
     assert button(at, "dep_deploy").disabled
     assert any("failed" in m.value and "Promotion order" in m.value for m in at.markdown)
-    at.checkbox(key="dep_deploy_force").check().run()
+    suffix = f"translate-chat_{ws.templates.get('translate-chat').commit[:12]}_production"
+    at.checkbox(key=f"dep_deploy_{suffix}_force").check().run()
     assert button(at, "dep_deploy").disabled  # a reason is still missing
-    at.text_input(key="dep_deploy_reason").input("urgent translation fix").run()
+    at.text_input(key=f"dep_deploy_{suffix}_reason").input("urgent translation fix").run()
     assert any("overridden" in m.value and "Promotion order" in m.value for m in at.markdown)
     assert not button(at, "dep_deploy").disabled
     button(at, "dep_deploy").click().run()
     assert not at.exception, at.exception
     d = ws.deployments.live("translate-chat", "production")
     assert (d.version, d.forced, d.force_reason) == ("1.1.0", True, "urgent translation fix")
+    # another deployment does not inherit the force and reason typed for this one
+    at.segmented_control(key="dep_env").set_value("staging").run()
+    assert not [c for c in at.checkbox if c.value]
+    assert all(not t.value for t in at.text_input if "reason" in str(t.key))
 
 
 def test_promote_through_the_dialog(app, db_path):
