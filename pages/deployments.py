@@ -123,6 +123,9 @@ def _reason_inputs(report: GateReport, key: str) -> tuple[bool, str | None]:
             ).strip()
             or None
         )
+    if force and reason is None:  # do not let the service refuse what the form can explain
+        st.caption(":orange[Give a reason to force: it is recorded in the history.]")
+        force = False
     return force, reason
 
 

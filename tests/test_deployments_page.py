@@ -134,6 +134,8 @@ def test_a_refusing_gate_disables_deploy_until_forced_with_a_reason(db_path, mon
     suffix = f"translate-chat_{ws.templates.get('translate-chat').commit[:12]}_production"
     at.checkbox(key=f"dep_deploy_{suffix}_force").check().run()
     assert button(at, "dep_deploy").disabled  # a reason is still missing
+    assert not at.error
+    assert any("Give a reason to force" in c.value for c in at.caption)
     at.text_input(key=f"dep_deploy_{suffix}_reason").input("urgent translation fix").run()
     assert any("overridden" in m.value and "Promotion order" in m.value for m in at.markdown)
     assert not button(at, "dep_deploy").disabled
