@@ -11,6 +11,7 @@ ws = workspace()
 PAGES = [
     st.Page("pages/templates.py", title="Templates", icon=":material/description:", default=True),
     st.Page("pages/history.py", title="History & Diff", icon=":material/account_tree:"),
+    st.Page("pages/deployments.py", title="Deployments", icon=":material/rocket_launch:"),
 ]
 
 page = st.navigation(PAGES)

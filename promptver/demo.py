@@ -184,6 +184,7 @@ def build_demo(ws: Workspace, seed: int = 7) -> list[str]:
                 )
             created.append(d.name)
         build_demo_branches(ws, rng)
+        _demo_deployments(ws, rng, created)
         ws.mark("seeded", f"demo seed {seed}")
     return created
 
@@ -204,26 +205,86 @@ def build_demo_branches(ws: Workspace, rng: random.Random) -> None:
     ws.versions.create_branch("qa-basic", "concise-tone", author=who[0])
     ws.templates.update(
         "qa-basic",
-        qa.content.replace("Answer the question using only the context below.",
-                           "Answer in at most three short sentences, using only the context "
-                           "below."),
-        branch="concise-tone", author=who[0], message="Ask for short answers",
+        qa.content.replace(
+            "Answer the question using only the context below.",
+            "Answer in at most three short sentences, using only the context below.",
+        ),
+        branch="concise-tone",
+        author=who[0],
+        message="Ask for short answers",
     )
     art = ws.templates.get("summarize-article")
     previous = ws.versions.log(art.id, art.commit, first_parent=True, limit=2)[-1]
-    ws.versions.create_branch("summarize-article", "delimit-article", from_ref=previous.id,
-                              author=who[1])
+    ws.versions.create_branch(
+        "summarize-article", "delimit-article", from_ref=previous.id, author=who[1]
+    )
     old = previous.content
     ws.templates.update(
-        "summarize-article", old.replace("Article:\n{article}", 'Article:\n"""\n{article}\n"""'),
-        branch="delimit-article", author=who[1], message="Delimit the article text",
+        "summarize-article",
+        old.replace("Article:\n{article}", 'Article:\n"""\n{article}\n"""'),
+        branch="delimit-article",
+        author=who[1],
+        message="Delimit the article text",
     )
-    ws.versions.merge("summarize-article", "delimit-article", author=who[1],
-                      message="Merge delimit-article: quote the article")
+    ws.versions.merge(
+        "summarize-article",
+        "delimit-article",
+        author=who[1],
+        message="Merge delimit-article: quote the article",
+    )
     ws.versions.create_branch("qa-citations", "strict-sources", from_ref="1.0.0", author=who[2])
     ws.templates.update(
         "qa-citations",
         "Answer {question} using only the sources below; cite each one as [n] and never "
         "invent a source.\n{sources}",
-        branch="strict-sources", author=who[2], message="Never invent sources",
+        branch="strict-sources",
+        author=who[2],
+        message="Never invent sources",
     )
+
+
+def _demo_deployments(ws: Workspace, rng: random.Random, names: list[str]) -> None:
+    """Each template walks the promotion path in order (so the demo also builds under
+    ``require_previous``); production lags behind, and qa-basic has a release that was rolled
+    back, so the history and the rollback button have something to show. The reason covers the
+    evidence gate, should the settings turn it on."""
+    envs = ws.deployments.environments
+    why = "demo history (promptver demo)"
+    for name in names:
+        t = ws.templates.get(name)
+        versions = [
+            c.version
+            for c in reversed(ws.versions.log(t.id, t.commit, first_parent=True))
+            if c.version
+        ]
+        for env in envs[:-1]:
+            for v in versions:
+                ws.deployments.deploy(
+                    name,
+                    v,
+                    env,
+                    author=rng.choice(AUTHORS),
+                    reason=why,
+                    note=f"try {v}" if env == envs[0] else f"review {v}",
+                )
+        if len(envs) == 1:
+            continue
+        last = envs[-1]
+        released = versions if name == "qa-basic" else versions[:-1] or versions
+        notes = ["initial release", "grounded answers", "name the product in answers"]
+        for i, v in enumerate(released):
+            ws.deployments.deploy(
+                name,
+                v,
+                last,
+                author=rng.choice(AUTHORS),
+                reason=why,
+                note=notes[i] if i < len(notes) else f"release {v}",
+            )
+        if name == "qa-basic" and len(released) > 1:
+            ws.deployments.rollback(
+                name,
+                last,
+                author=rng.choice(AUTHORS),
+                note="answers got longer and slower; back to the previous",
+            )

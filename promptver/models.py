@@ -10,7 +10,9 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from promptver.templating import parse, parse_schema, render
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_./-]{1,100}$")
 """Template and branch names: letters, digits, ``-``, ``_``, ``.`` and ``/`` (1–100 characters)."""
@@ -138,14 +140,65 @@ class Prompt(Model):
     variant: str | None = None
     experiment_id: str | None = None
     max_render_chars: int = 1_000_000
+    # The parsed text and variable schema, kept after the first render: an application renders
+    # the same prompt many times, and parsing costs more than rendering (see _Compiled).
+    _compiled: _Compiled | None = PrivateAttr(default=None)
 
     def text(self, strict: bool = True, **values: Any) -> str:
         """Render with ``values`` (see :func:`promptver.templating.render`)."""
-        from promptver.templates import render_template
-
-        return render_template(
-            self.content, self.metadata, values, strict=strict, max_chars=self.max_render_chars
+        c = self._compiled
+        if c is None or c.content is not self.content or c.metadata != self.metadata:
+            c = self._compiled = _Compiled.of(self.content, self.metadata)
+        return render(
+            c.tokens, values, strict=strict, schema=c.schema, max_chars=self.max_render_chars
         )
+
+    def prepare(self) -> Prompt:
+        """Parse the text now rather than at the first :meth:`text` (copies share the result).
+
+        Raises:
+            TemplateSyntaxError: the text is not a valid template.
+        """
+        if self._compiled is None:
+            self._compiled = _Compiled.of(self.content, self.metadata)
+        return self
+
+
+class _Compiled:
+    """A prompt text parsed once, with its variable schema.
+
+    It is a cache, not state: it compares equal to any other ``_Compiled`` (and to the ``None`` of
+    a prompt never rendered) so that two prompts with the same fields stay equal whether or not
+    they were rendered. A new one replaces it
+    whenever the content or metadata change (copies made with ``model_copy`` share it safely,
+    since it is never modified).
+    """
+
+    __slots__ = ("content", "metadata", "schema", "tokens")
+
+    def __init__(
+        self, content: str, metadata: dict[str, Any], tokens: list[Any], schema: dict[str, Any]
+    ) -> None:
+        self.content = content
+        self.metadata = metadata
+        self.tokens = tokens
+        self.schema = schema
+
+    @classmethod
+    def of(cls, content: str, metadata: dict[str, Any]) -> _Compiled:
+        import copy
+
+        from promptver.errors import PromptverError
+
+        schema, problems = parse_schema(metadata)
+        if problems:  # refused when committed; reachable only through a hand-built Prompt
+            raise PromptverError(f"variable schema is invalid: {problems[0]}")
+        return cls(content, copy.deepcopy(metadata), parse(content), schema)
+
+    def __eq__(self, other: object) -> bool:
+        return other is None or isinstance(other, _Compiled)
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 # ---- experiments -----------------------------------------------------------------------------
@@ -289,3 +342,110 @@ class GraphRow(Model):
     author: str
     created_at: datetime
     branches: list[str] = Field(default_factory=list)
+
+
+# ---- deployments -----------------------------------------------------------------------------
+
+GateStatus = Literal["passed", "failed", "overridden", "skipped"]
+
+
+class GateResult(Model):
+    """The outcome of one deployment gate (a validation check or a rule)."""
+
+    #: ``syntax_validation`` … (the checks), ``require_previous`` or ``require_experiment_win``
+    gate: str
+    status: GateStatus
+    message: str
+    #: errors then warnings found by a validation check (``Problem.as_dict()`` shapes)
+    problems: list[dict[str, Any]] = Field(default_factory=list)
+    #: the completed experiment that was the evidence (``require_experiment_win``)
+    experiment_id: str | None = None
+
+
+class GateReport(Model):
+    """What the gates decided about putting ``commit`` live in ``environment``."""
+
+    template_id: str
+    template: str
+    environment: str
+    action: Literal["deploy", "rollback"]
+    commit: str
+    version: str | None
+    live_commit: str | None = None
+    live_version: str | None = None
+    checks: list[str] = Field(default_factory=list)
+    gates: list[GateResult] = Field(default_factory=list)
+    forced: bool = False
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no gate failed (overridden gates do not block)."""
+        return all(g.status != "failed" for g in self.gates)
+
+    def gate(self, name: str) -> GateResult | None:
+        return next((g for g in self.gates if g.gate == name), None)
+
+    @property
+    def warnings(self) -> list[dict[str, Any]]:
+        return [p for g in self.gates for p in g.problems if p.get("severity") == "warning"]
+
+
+class Deployment(Model):
+    """One entry of the append-only deployment log (a deploy or a rollback)."""
+
+    id: int
+    template_id: str
+    template: str
+    environment: str
+    action: Literal["deploy", "rollback"]
+    commit: str
+    version: str | None
+    replaced_deployment_id: int | None = None
+    replaced_commit: str | None = None
+    replaced_version: str | None = None
+    #: rollbacks: ``previous`` (the version live before) or ``named`` (``--to``)
+    rollback_mode: Literal["previous", "named"] | None = None
+    #: rollbacks: the earlier entry that had put the restored commit live, if any
+    restored_deployment_id: int | None = None
+    note: str = ""
+    author: str = ""
+    created_at: datetime
+    forced: bool = False
+    force_reason: str | None = None
+    evidence_experiment_id: str | None = None
+    evidence_override_reason: str | None = None
+    gate_report: dict[str, Any] = Field(default_factory=dict)
+
+    def label(self) -> str:
+        """``1.2.0`` or, for a commit without a version, its short id."""
+        return self.version or self.commit[:10]
+
+    def replaced_label(self) -> str | None:
+        if self.replaced_commit is None:
+            return None
+        return self.replaced_version or self.replaced_commit[:10]
+
+
+class EnvironmentInfo(Model):
+    """A configured environment, its place on the promotion path and its rules."""
+
+    name: str
+    position: int
+    previous: str | None
+    next: str | None
+    required_checks: list[str]
+    require_previous: bool
+    require_experiment_win: bool
+
+
+class LiveCell(Model):
+    """What is live for one template in one environment (the deployments matrix)."""
+
+    template_id: str
+    template: str
+    environment: str
+    deployment: Deployment | None = None
+    #: a running experiment on this template in this environment, if any
+    experiment_id: str | None = None
+    experiment_name: str | None = None

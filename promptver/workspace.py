@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from promptver.config import Settings
+from promptver.deployments import DeploymentService, LivePrompt
+from promptver.errors import Problem, ValidationError
+from promptver.models import Prompt
 from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.store.migrations import migrate
@@ -40,6 +43,7 @@ class Workspace:
         self.db = Database(self.path, busy_timeout=self.settings.storage.busy_timeout)
         self.versions = VersionControl(self.db, self.settings.templates)
         self.templates = TemplateService(self.db, self.settings, self.versions)
+        self.deployments = DeploymentService(self.db, self.settings, self.versions, self.templates)
         self._closed = False
 
     @classmethod
@@ -73,6 +77,34 @@ class Workspace:
     def info(self, key: str) -> str | None:
         with self.db.read() as con:
             return sql.get_info(con, key)
+
+    def get_prompt(self, name: str, env: str, user_id: str | None = None) -> Prompt:
+        """The prompt an application should use now: the version deployed to ``env``.
+
+        ``p.text(**values)`` renders it; ``p.version``, ``p.commit``, ``p.variant`` and
+        ``p.user_id`` say what it is and for whom. What is live comes from an in-process cache
+        (``cache.ttl_seconds``): a deploy or rollback made elsewhere shows within the TTL, one
+        made through this workspace at once.
+
+        Raises:
+            NotFound: unknown environment (the message lists the valid ones), unknown or
+                archived template, nothing deployed to ``env``.
+            ValidationError: ``user_id`` is not a non-empty string.
+            DatabaseBusy: the answer was not cached and another process kept the file locked
+                past ``storage.busy_timeout``.
+        """
+        if user_id is not None and (type(user_id) is not str or not user_id):
+            raise ValidationError(
+                "invalid input:",
+                [Problem("must be a non-empty string, or None for no user", field="user_id")],
+            )
+        live = self.deployments.resolve(name, env)
+        return self._prompt_for_user(live, user_id)
+
+    def _prompt_for_user(self, live: LivePrompt, user_id: str | None) -> Prompt:
+        """What ``user_id`` gets from what is live in ``live.environment``: the per-user step of
+        :meth:`get_prompt`, which runs on every call after the cached lookup."""
+        return live.prompt_for(user_id)
 
     @contextmanager
     def session(self) -> Iterator[Workspace]:

@@ -32,7 +32,7 @@ def html_of(at: AppTest) -> list[str]:
 
 def flashed(at: AppTest) -> str:
     """The confirmation shown after an action (the page shows pending messages itself)."""
-    return " | ".join(s.value for s in at.success)
+    return " | ".join(s.value.replace("\\", "") for s in at.success)
 
 
 def by_key(elements, key):

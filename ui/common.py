@@ -8,9 +8,9 @@ script run keeps the file open only for its own duration (``app.py`` wraps the p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-import re
 from typing import Any
 
 import pandas as pd

@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "promptver.cli.commands.workspace",
     "promptver.cli.commands.templates",
     "promptver.cli.commands.versioning",
+    "promptver.cli.commands.deployments",
 ]
 
 

@@ -236,3 +236,39 @@ def m004_metric_events(con: duckdb.DuckDBPyConnection) -> None:
         )
         """
     )
+
+
+@migration
+def m020_deployments(con: duckdb.DuckDBPyConnection) -> None:
+    # The append-only deployment log: one row per deploy or rollback, never updated or deleted.
+    # What is live in an environment is the row with the highest env_seq for that template and
+    # environment; UNIQUE (template_id, environment, env_seq) makes two writers that both saw the
+    # same live row conflict instead of both appending (compare-and-swap on the log's tip).
+    con.execute("CREATE SEQUENCE deployments_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE deployments (
+            id BIGINT PRIMARY KEY DEFAULT nextval('deployments_id_seq'),
+            template_id VARCHAR NOT NULL,
+            environment VARCHAR NOT NULL,
+            env_seq INTEGER NOT NULL,         -- 1, 2, … per template and environment
+            action VARCHAR NOT NULL,          -- deploy | rollback
+            commit_id VARCHAR NOT NULL,
+            version VARCHAR,                  -- the commit's version when deployed (NULL off main)
+            replaced_deployment_id BIGINT,    -- the row that was live before this one
+            replaced_commit_id VARCHAR,
+            replaced_version VARCHAR,
+            rollback_mode VARCHAR,            -- rollbacks: previous | named
+            restored_deployment_id BIGINT,    -- rollbacks: the earlier row whose commit returns
+            note VARCHAR NOT NULL,
+            author VARCHAR NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            forced BOOLEAN NOT NULL,          -- the promotion rule was overridden with --force
+            force_reason VARCHAR,
+            evidence_experiment_id VARCHAR,   -- the completed experiment the new version won
+            evidence_override_reason VARCHAR, -- why it replaced the live one without such a win
+            gate_report JSON NOT NULL,        -- every gate, its outcome and its problems
+            UNIQUE (template_id, environment, env_seq)
+        )
+        """
+    )

@@ -94,7 +94,16 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("render", help="render a template with variables")
     p.add_argument("ref", metavar="REF")
-    p.add_argument("--version", help="a version, branch or commit prefix (default: head of main)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--version", help="a version, branch or commit prefix (default: head of main)"
+    )
+    which.add_argument(
+        "--env",
+        metavar="ENV",
+        help="what is deployed to this environment (as get_prompt serves it)",
+    )
+    p.add_argument("--user-id", metavar="U", help="with --env: the user asking (get_prompt)")
     p.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--vars-file", metavar="PATH", help="JSON object of variables")
     p.add_argument("--no-strict", action="store_true", help="ignore unknown variables")
@@ -104,8 +113,12 @@ def register(sub: Any) -> None:
     p.add_argument("ref", metavar="REF")
     p.add_argument("--branch", default="main")
     p.add_argument("--first-parent", action="store_true", help="follow only first parents")
-    p.add_argument("--all", action="store_true", dest="all_branches",
-                   help="every commit reachable from any branch or version")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        dest="all_branches",
+        help="every commit reachable from any branch or version",
+    )
     p.add_argument("--limit", type=int)
     p.set_defaults(handler=cmd_log)
 
@@ -268,6 +281,19 @@ def _vars(ctx: Context) -> dict[str, Any]:
 
 def cmd_render(ctx: Context) -> None:
     a = ctx.args
+    if a.env is not None:
+        from promptver.templates import render_template
+
+        p = ctx.ws.get_prompt(a.ref, a.env, user_id=a.user_id)
+        text = render_template(
+            p.content, p.metadata, _vars(ctx), strict=not a.no_strict, max_chars=p.max_render_chars
+        )
+        ctx.emit(
+            {"text": text, "version": p.version, "commit": p.commit, "variant": p.variant}, text
+        )
+        return
+    if a.user_id is not None:
+        raise UsageError("--user-id needs --env (users get what is deployed to an environment)")
     t = ctx.ws.templates.get(a.ref, a.version)
     text = ctx.ws.templates.render(t.id, _vars(ctx), version=t.commit, strict=not a.no_strict)
     ctx.emit({"text": text, "version": t.version, "commit": t.commit, "variant": None}, text)
@@ -278,14 +304,36 @@ def cmd_log(ctx: Context) -> None:
     ws = ctx.ws
     if a.all_branches:
         rows = ws.versions.history(a.ref, limit=a.limit)
-        data = [{"commit": r.commit, "parents": r.parents, "version": r.version,
-                 "message": r.message, "author": r.author, "created_at": r.created_at,
-                 "branches": r.branches} for r in rows]
-        ctx.emit(data, lambda: table(
-            [[r.commit[:10], r.version or "", ", ".join(r.branches), r.lane_name,
-              r.created_at.strftime("%Y-%m-%d %H:%M"), r.author, r.message] for r in rows],
-            ["COMMIT", "VERSION", "HEADS", "LANE", "DATE (UTC)", "AUTHOR", "MESSAGE"],
-        ))
+        data = [
+            {
+                "commit": r.commit,
+                "parents": r.parents,
+                "version": r.version,
+                "message": r.message,
+                "author": r.author,
+                "created_at": r.created_at,
+                "branches": r.branches,
+            }
+            for r in rows
+        ]
+        ctx.emit(
+            data,
+            lambda: table(
+                [
+                    [
+                        r.commit[:10],
+                        r.version or "",
+                        ", ".join(r.branches),
+                        r.lane_name,
+                        r.created_at.strftime("%Y-%m-%d %H:%M"),
+                        r.author,
+                        r.message,
+                    ]
+                    for r in rows
+                ],
+                ["COMMIT", "VERSION", "HEADS", "LANE", "DATE (UTC)", "AUTHOR", "MESSAGE"],
+            ),
+        )
         return
     t = ws.templates.get(a.ref, branch=a.branch) if a.branch != "main" else ws.templates.get(a.ref)
     commits = ws.versions.log(t.id, t.commit, first_parent=a.first_parent, limit=a.limit)

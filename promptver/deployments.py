@@ -1,0 +1,866 @@
+"""Environments, deployments behind gates, rollback, and what ``get_prompt`` serves.
+
+The deployment log is append-only: a deploy and a rollback each add one entry naming the commit
+that went live and the entry it replaced; nothing is ever updated or deleted. What is live in an
+environment is that environment's newest entry for the template. Two writers that both saw the
+same newest entry cannot both append (a unique sequence number per template and environment),
+so the loser gets :class:`~promptver.errors.Conflict` instead of a log with a fork in it.
+
+Gates, in order, before anything is written (all recorded in the entry's ``gate_report``):
+
+1. the validation checks that ``Settings.deployment.checks_for(env)`` names, run by the
+   templating validation engine; an error refuses the deployment (never overridable);
+2. ``require_previous``: the commit must have been deployed to the previous environment of the
+   promotion path first; ``force`` with a reason overrides it and is recorded;
+3. ``require_experiment_win``: a commit may replace the live one only if it won a completed
+   experiment against it on the same template and environment; otherwise a reason must be given,
+   and is recorded.
+
+Rollbacks restore a version and are exempt from the two rules (the undo path must never wait for
+an experiment), but not from the validation checks.
+
+``resolve`` is the cached half of ``Workspace.get_prompt``: (template, environment) → the live
+commit with its text and the template's facts. Answers, including "nothing deployed" and
+"archived", are kept for ``Settings.cache.ttl_seconds`` (0 disables the cache); a deploy or
+rollback made through this service clears the cache at once, so this process never serves an
+outdated answer, and other processes see the change within the TTL.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from dataclasses import dataclass
+from time import monotonic as _clock
+from typing import Any, Literal
+
+from promptver.config import Settings
+from promptver.errors import (
+    DeploymentRefused,
+    NotFound,
+    Problem,
+    PromptverError,
+    ValidationError,
+)
+from promptver.models import (
+    Commit,
+    Deployment,
+    EnvironmentInfo,
+    GateReport,
+    GateResult,
+    LiveCell,
+    Prompt,
+)
+from promptver.store import deployments as sql
+from promptver.store.db import Database
+from promptver.templates import TemplateService
+from promptver.templating import ValidationReport
+from promptver.versioning import VersionControl, utcnow
+
+MAX_NOTE = 1000
+MAX_REASON = 500
+#: the cache forgets everything when it holds this many answers (bounds memory when an
+#: application asks for many different, possibly unknown, names)
+MAX_CACHE_ENTRIES = 4096
+
+Action = Literal["deploy", "rollback"]
+
+# Which validation check reported a problem, from the prefix of its code.
+_CHECK_OF_CODE = {
+    "syntax": "syntax_validation",
+    "security": "security_validation",
+    "variables": "variable_validation",
+    "performance": "performance_validation",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LivePrompt:
+    """What is live for one template in one environment: the cached part of ``get_prompt``.
+
+    ``prompt`` is a prepared :class:`Prompt` without a user; :meth:`prompt_for` hands out copies.
+    """
+
+    template_id: str
+    name: str
+    environment: str
+    deployment_id: int
+    commit: str
+    version: str | None
+    prompt: Prompt
+
+    def prompt_for(self, user_id: str | None) -> Prompt:
+        """A copy of the live prompt for ``user_id`` (its own lists and dicts, so a caller that
+        modifies one cannot change what other callers get)."""
+        # copy.copy() of a pydantic model, then set fields as model_copy(update=...) does, minus
+        # its generic bookkeeping: this runs on every get_prompt and is half of its cost
+        p = self.prompt.__copy__()
+        fields = p.__dict__
+        fields["user_id"] = user_id
+        fields["variables"] = list(fields["variables"])
+        fields["metadata"] = dict(fields["metadata"])
+        p.__pydantic_fields_set__.add("user_id")
+        return p
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A cached refusal (unknown template, archived, nothing deployed): raised anew per call."""
+
+    message: str
+
+    def error(self) -> NotFound:
+        return NotFound(self.message)
+
+
+def _label(c: Commit | Deployment | None) -> str:
+    if c is None:
+        return "-"
+    commit = c.id if isinstance(c, Commit) else c.commit
+    return c.version or f"commit {commit[:10]}"
+
+
+def _clean(value: str | None, field: str, limit: int) -> str:
+    text = (value or "").strip()
+    if len(text) > limit:
+        raise ValidationError(
+            "invalid input:",
+            [Problem(f"must be at most {limit} characters (got {len(text)})", field=field)],
+        )
+    return text
+
+
+class DeploymentService:
+    """Deploy, promote, roll back and read the deployment log; one transaction per call."""
+
+    def __init__(
+        self, db: Database, settings: Settings, versions: VersionControl, templates: TemplateService
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.versions = versions
+        self.templates = templates
+        self._ttl = float(settings.cache.ttl_seconds)
+        # (template ref, environment) -> (expires at, LivePrompt | _Failure)
+        self._cache: dict[tuple[str, str], tuple[float, LivePrompt | _Failure]] = {}
+        # bumped by every invalidation: a lookup that began before it must not store its answer
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    # -- environments -----------------------------------------------------------------------
+    @property
+    def environments(self) -> list[str]:
+        """The configured environments in promotion order."""
+        return list(self.settings.deployment.environments)
+
+    def environment(self, name: str) -> str:
+        """``name`` if it is a configured environment.
+
+        Raises:
+            NotFound: naming the valid environments (and the closest one).
+        """
+        envs = self.settings.deployment.environments
+        if isinstance(name, str) and name in envs:
+            return name
+        guess = difflib.get_close_matches(str(name), envs, n=1, cutoff=0.5)
+        hint = f"did you mean '{guess[0]}'? " if guess else ""
+        raise NotFound(
+            f"unknown environment '{name}': {hint}environments are "
+            f"{', '.join(envs)} (set deployment.environments in promptver.yaml)"
+        )
+
+    def previous_environment(self, env: str) -> str | None:
+        envs = self.settings.deployment.environments
+        i = envs.index(self.environment(env))
+        return envs[i - 1] if i > 0 else None
+
+    def next_environment(self, env: str) -> str | None:
+        envs = self.settings.deployment.environments
+        i = envs.index(self.environment(env))
+        return envs[i + 1] if i + 1 < len(envs) else None
+
+    def environment_info(self) -> list[EnvironmentInfo]:
+        """Every environment with its neighbours on the promotion path and its rules."""
+        dep = self.settings.deployment
+        envs = dep.environments
+        out = []
+        for i, env in enumerate(envs):
+            rule = dep.rule(env)
+            out.append(
+                EnvironmentInfo(
+                    name=env,
+                    position=i + 1,
+                    previous=envs[i - 1] if i else None,
+                    next=envs[i + 1] if i + 1 < len(envs) else None,
+                    required_checks=dep.checks_for(env),
+                    require_previous=rule.require_previous,
+                    require_experiment_win=rule.require_experiment_win,
+                )
+            )
+        return out
+
+    # -- reading the log -------------------------------------------------------------------
+    def get(self, deployment_id: int) -> Deployment:
+        with self.db.read() as con:
+            d = sql.get(con, int(deployment_id))
+        if d is None:
+            raise NotFound(f"deployment #{deployment_id} does not exist")
+        return d
+
+    def live(self, template: str, environment: str) -> Deployment | None:
+        """The entry live for ``template`` in ``environment`` (None: never deployed there)."""
+        env = self.environment(environment)
+        with self.db.read() as con:
+            row = self.templates.row(template)
+            cur = sql.live(con, row["id"], env)
+        return cur[0] if cur else None
+
+    def history(
+        self, template: str, environment: str | None = None, *, limit: int | None = None
+    ) -> list[Deployment]:
+        """The deployment log of a template (one environment, or all), newest first.
+
+        Raises:
+            NotFound: unknown template or environment.
+        """
+        env = self.environment(environment) if environment is not None else None
+        if limit is not None and limit < 1:
+            raise ValidationError("invalid input:", [Problem("must be at least 1", field="limit")])
+        with self.db.read() as con:
+            row = self.templates.row(template)
+            return sql.history(con, row["id"], env, limit)
+
+    def matrix(self, *, include_archived: bool = False) -> list[LiveCell]:
+        """What is live for every template in every environment, with running experiments.
+
+        Cells come template by template (by name), in promotion order within a template.
+        """
+        envs = self.settings.deployment.environments
+        with self.db.read() as con:
+            templates = self.templates.list(include_archived=include_archived)
+            live = {(d.template_id, d.environment): d for d in sql.live_all(con)}
+            running: dict[tuple[str, str], tuple[str, str]] = {}
+            for tid, env, eid, name in sql.running_experiments(con):
+                running.setdefault((tid, env), (eid, name))
+        cells = []
+        for t in templates:
+            for env in envs:
+                exp = running.get((t.id, env))
+                cells.append(
+                    LiveCell(
+                        template_id=t.id,
+                        template=t.name,
+                        environment=env,
+                        deployment=live.get((t.id, env)),
+                        experiment_id=exp[0] if exp else None,
+                        experiment_name=exp[1] if exp else None,
+                    )
+                )
+        return cells
+
+    def versions_of(self, template: str) -> list[Commit]:
+        """The template's versions (the labelled commits of ``main``), newest first."""
+        with self.db.read():
+            row = self.templates.row(template)
+            head = self.versions.branch_head(row["id"])
+            return [c for c in self.versions.log(row["id"], head, first_parent=True) if c.version]
+
+    def diff(self, deployment: Deployment | int) -> str:
+        """Unified diff from the replaced version to the deployed one ('' for a first deploy
+        or when only metadata changed)."""
+        d = deployment if isinstance(deployment, Deployment) else self.get(deployment)
+        if d.replaced_commit is None:
+            return ""
+        with self.db.read():
+            old = self.versions.get_commit(d.replaced_commit)
+            new = self.versions.get_commit(d.commit)
+        return _unified(d.template, old, new, "replaced", f"#{d.id} {d.action}")
+
+    def rollback_diff(self, current: Deployment, target: Commit) -> str:
+        """Unified diff from what is live to what a rollback would restore."""
+        live = self.versions.get_commit(current.commit)
+        return _unified(current.template, live, target, "live", "restored")
+
+    # -- gates -------------------------------------------------------------------------------
+    def check(
+        self,
+        template: str,
+        ref: str,
+        environment: str,
+        *,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> GateReport:
+        """What the gates would decide about deploying ``ref`` now (nothing is written).
+
+        Raises:
+            NotFound: unknown template, ref or environment.
+            ValidationError: the commit is already live there, the template is archived, or
+                ``force`` without a reason.
+        """
+        reason = self._reason(force, reason)
+        with self.db.read() as con:
+            row, env, commit, current = self._deploy_inputs(con, template, ref, environment)
+            return self._gates(con, row, env, commit, "deploy", current, force, reason)
+
+    def _reason(self, force: bool, reason: str | None) -> str | None:
+        text = _clean(reason, "reason", MAX_REASON) or None
+        if force and text is None:
+            raise ValidationError(
+                "invalid input:",
+                [
+                    Problem(
+                        "--force needs a reason (--reason TEXT); it is recorded in the deployment "
+                        "history",
+                        field="reason",
+                    )
+                ],
+            )
+        return text
+
+    def _active_row(self, template: str) -> dict[str, Any]:
+        row = self.templates.row(template)
+        if not row["is_active"]:
+            raise ValidationError(
+                f"template '{row['name']}' is archived; restore it first "
+                f"(promptver template restore {row['name']})"
+            )
+        return row
+
+    def _deploy_inputs(
+        self, con: Any, template: str, ref: str, environment: str
+    ) -> tuple[dict[str, Any], str, Commit, tuple[Deployment, int] | None]:
+        env = self.environment(environment)
+        row = self._active_row(template)
+        commit = self.versions.resolve(row["id"], str(ref), template_name=row["name"])
+        current = sql.live(con, row["id"], env)
+        if current is not None and current[0].commit == commit.id:
+            raise ValidationError(
+                f"{row['name']} {_label(commit)} is already live in {env} "
+                f"(deployment #{current[0].id}); nothing to deploy"
+            )
+        return row, env, commit, current
+
+    def _gates(
+        self,
+        con: Any,
+        row: dict[str, Any],
+        env: str,
+        commit: Commit,
+        action: Action,
+        current: tuple[Deployment, int] | None,
+        force: bool,
+        reason: str | None,
+    ) -> GateReport:
+        checks = self.settings.deployment.checks_for(env)
+        report = self.templates.validate(commit.content, commit.metadata, checks=checks)
+        gates = _check_gates(report, checks)
+        live = current[0] if current else None
+        rule = self.settings.deployment.rule(env)
+        name, label = row["name"], _label(commit)
+
+        # promotion order
+        if action == "rollback":
+            gates.append(
+                GateResult(
+                    gate="require_previous",
+                    status="skipped",
+                    message="rollbacks are exempt from the promotion order",
+                )
+            )
+        elif not rule.require_previous:
+            gates.append(
+                GateResult(
+                    gate="require_previous", status="skipped", message=f"not required in {env}"
+                )
+            )
+        else:
+            prev = self.previous_environment(env)
+            if prev is None:
+                gates.append(
+                    GateResult(
+                        gate="require_previous",
+                        status="passed",
+                        message=f"{env} is the first environment",
+                    )
+                )
+            elif sql.ever_deployed(con, row["id"], prev, commit.id):
+                gates.append(
+                    GateResult(
+                        gate="require_previous",
+                        status="passed",
+                        message=f"{label} was deployed to {prev} first",
+                    )
+                )
+            elif force:
+                gates.append(
+                    GateResult(
+                        gate="require_previous",
+                        status="overridden",
+                        message=f"{label} was never deployed to {prev}; forced: {reason}",
+                    )
+                )
+            else:
+                gates.append(
+                    GateResult(
+                        gate="require_previous",
+                        status="failed",
+                        message=f"{env} requires a version to be deployed to {prev} first, and "
+                        f"{name} {label} never was; deploy it to {prev} first, or force "
+                        "with a reason (--force --reason TEXT)",
+                    )
+                )
+
+        # evidence from a completed experiment
+        if action == "rollback":
+            gates.append(
+                GateResult(
+                    gate="require_experiment_win",
+                    status="skipped",
+                    message="rollbacks are exempt from the evidence gate",
+                )
+            )
+        elif not rule.require_experiment_win:
+            gates.append(
+                GateResult(
+                    gate="require_experiment_win",
+                    status="skipped",
+                    message=f"not required in {env}",
+                )
+            )
+        elif live is None:
+            gates.append(
+                GateResult(
+                    gate="require_experiment_win",
+                    status="passed",
+                    message=f"nothing is live in {env} yet, so there is nothing to beat",
+                )
+            )
+        else:
+            win = sql.winning_experiment(con, row["id"], env, commit.id, live.commit)
+            if win is not None:
+                gates.append(
+                    GateResult(
+                        gate="require_experiment_win",
+                        status="passed",
+                        experiment_id=win[0],
+                        message=f"{label} won the completed experiment '{win[1]}' ({win[0]}) "
+                        f"against the live {_label(live)}",
+                    )
+                )
+            elif reason is not None:
+                gates.append(
+                    GateResult(
+                        gate="require_experiment_win",
+                        status="overridden",
+                        message=f"{label} has not won a completed experiment against the live "
+                        f"{_label(live)}; deployed anyway: {reason}",
+                    )
+                )
+            else:
+                gates.append(
+                    GateResult(
+                        gate="require_experiment_win",
+                        status="failed",
+                        message=f"{env} requires {label} to win a completed experiment in {env} "
+                        f"against the live {_label(live)}, and no such experiment exists; "
+                        "run one, or give a reason to deploy anyway (--reason TEXT)",
+                    )
+                )
+
+        return GateReport(
+            template_id=row["id"],
+            template=name,
+            environment=env,
+            action=action,
+            commit=commit.id,
+            version=commit.version,
+            live_commit=live.commit if live else None,
+            live_version=live.version if live else None,
+            checks=checks,
+            gates=gates,
+            forced=force,
+            reason=reason,
+        )
+
+    @staticmethod
+    def _refuse(report: GateReport) -> None:
+        if report.ok:
+            return
+        problems: list[Problem] = []
+        for g in report.gates:
+            if g.status != "failed":
+                continue
+            errors = [p for p in g.problems if p.get("severity") == "error"]
+            if not errors:
+                problems.append(Problem(g.message, field=g.gate, code=g.gate))
+            for p in errors:
+                problems.append(
+                    Problem(
+                        f"{p['message']} ({g.gate})",
+                        field=p.get("field"),
+                        line=p.get("line"),
+                        column=p.get("column"),
+                        offset=p.get("offset"),
+                        code=p.get("code"),
+                    )
+                )
+        label = report.version or f"commit {report.commit[:10]}"
+        what = "deployment" if report.action == "deploy" else "rollback"
+        raise DeploymentRefused(
+            f"{what} of {report.template} {label} to {report.environment} refused:",
+            problems,
+        )
+
+    # -- writing -----------------------------------------------------------------------------
+    def deploy(
+        self,
+        template: str,
+        ref: str,
+        environment: str,
+        *,
+        note: str = "",
+        author: str = "unknown",
+        force: bool = False,
+        reason: str | None = None,
+    ) -> Deployment:
+        """Put the commit ``ref`` names (a version, commit prefix or branch) live in
+        ``environment``, after the gates.
+
+        Args:
+            force: override the promotion-order rule (needs ``reason``).
+            reason: why; required with ``force``, and lets a version that did not win an
+                experiment replace the live one where the evidence gate is on. Recorded.
+
+        Raises:
+            NotFound: unknown template, ref or environment.
+            ValidationError: already live, archived template, ``force`` without a reason.
+            DeploymentRefused: a gate refused; ``problems`` give the reasons.
+            Conflict: another deployment to the same place happened at the same moment.
+        """
+        note = _clean(note, "note", MAX_NOTE)
+        reason = self._reason(force, reason)
+        with self.db.transaction() as con:
+            row, env, commit, current = self._deploy_inputs(con, template, ref, environment)
+            report = self._gates(con, row, env, commit, "deploy", current, force, reason)
+            self._refuse(report)
+            d = self._append(con, report, commit, current, note=note, author=author)
+        self.invalidate()
+        return d
+
+    def promote(
+        self,
+        template: str,
+        environment: str,
+        *,
+        note: str = "",
+        author: str = "unknown",
+        force: bool = False,
+        reason: str | None = None,
+    ) -> Deployment:
+        """Deploy what is live in ``environment`` to the next environment of the path.
+
+        Raises:
+            ValidationError: ``environment`` is the last one, or nothing is live there.
+            (and everything :meth:`deploy` raises)
+        """
+        target, commit = self.promotion(template, environment)
+        return self.deploy(
+            template, commit, target, note=note, author=author, force=force, reason=reason
+        )
+
+    def promotion(self, template: str, environment: str) -> tuple[str, str]:
+        """(next environment, commit live in ``environment``) for a promotion.
+
+        Raises:
+            ValidationError: ``environment`` is the last one, or nothing is live there.
+        """
+        nxt = self.next_environment(environment)
+        if nxt is None:
+            raise ValidationError(
+                f"{environment} is the last environment; there is nothing to promote to"
+            )
+        live = self.live(template, environment)
+        if live is None:
+            raise ValidationError(
+                f"nothing is live for '{template}' in {environment}; deploy a version there first"
+            )
+        return nxt, live.commit
+
+    def rollback_plan(
+        self, template: str, environment: str, to: str | None = None
+    ) -> tuple[Deployment, Commit]:
+        """(the live entry, the commit a rollback would restore), without writing.
+
+        Raises:
+            NotFound: unknown template, environment or ``to``; nothing deployed there.
+            ValidationError: no earlier version (first deployment) or ``to`` is already live.
+        """
+        with self.db.read() as con:
+            _, env, current, target, _, _ = self._rollback_inputs(con, template, environment, to)
+        return current[0], target
+
+    def _rollback_inputs(
+        self, con: Any, template: str, environment: str, to: str | None
+    ) -> tuple[dict[str, Any], str, tuple[Deployment, int], Commit, str, int | None]:
+        env = self.environment(environment)
+        row = self._active_row(template)
+        current = sql.live(con, row["id"], env)
+        if current is None:
+            raise NotFound(
+                f"nothing is deployed for '{row['name']}' in {env}, so there is "
+                "nothing to roll back"
+            )
+        live = current[0]
+        if to is None:
+            if live.replaced_commit is None:
+                raise ValidationError(
+                    f"{row['name']} {_label(live)} is the first deployment in {env}; there is no "
+                    "earlier version to roll back to (name one with --to VERSION)"
+                )
+            target = self.versions.get_commit(live.replaced_commit)
+            return row, env, current, target, "previous", live.replaced_deployment_id
+        target = self.versions.resolve(row["id"], str(to), template_name=row["name"])
+        if target.id == live.commit:
+            raise ValidationError(
+                f"{row['name']} {_label(target)} is already live in {env}; nothing to roll back"
+            )
+        restored = sql.last_entry_with_commit(con, row["id"], env, target.id)
+        return row, env, current, target, "named", restored
+
+    def rollback(
+        self,
+        template: str,
+        environment: str,
+        *,
+        to: str | None = None,
+        note: str = "",
+        author: str = "unknown",
+    ) -> Deployment:
+        """Put back the version that was live before the current one (or ``to``).
+
+        "Before the current one" follows the log, not version numbers: after deploying 1.3.0
+        over 1.1.0, a rollback restores 1.1.0. A rollback is itself an entry, so rolling back
+        twice returns to where you started. Validation checks still apply; the promotion and
+        evidence rules do not.
+
+        Raises:
+            NotFound: unknown template, environment or ``to``; nothing deployed there.
+            ValidationError: nothing earlier to return to, or ``to`` is already live.
+            DeploymentRefused: the restored text fails a validation check required there.
+        """
+        note = _clean(note, "note", MAX_NOTE)
+        with self.db.transaction() as con:
+            row, env, current, target, mode, restored = self._rollback_inputs(
+                con, template, environment, to
+            )
+            report = self._gates(con, row, env, target, "rollback", current, False, None)
+            self._refuse(report)
+            d = self._append(
+                con,
+                report,
+                target,
+                current,
+                note=note,
+                author=author,
+                rollback_mode=mode,
+                restored=restored,
+            )
+        self.invalidate()
+        return d
+
+    def _append(
+        self,
+        con: Any,
+        report: GateReport,
+        commit: Commit,
+        current: tuple[Deployment, int] | None,
+        *,
+        note: str,
+        author: str,
+        rollback_mode: str | None = None,
+        restored: int | None = None,
+    ) -> Deployment:
+        live, seq = current if current else (None, 0)
+        promotion = report.gate("require_previous")
+        evidence = report.gate("require_experiment_win")
+        forced = promotion is not None and promotion.status == "overridden"
+        new_id = sql.insert(
+            con,
+            {
+                "template_id": report.template_id,
+                "environment": report.environment,
+                "env_seq": seq + 1,
+                "action": report.action,
+                "commit_id": commit.id,
+                "version": commit.version,
+                "replaced_deployment_id": live.id if live else None,
+                "replaced_commit_id": live.commit if live else None,
+                "replaced_version": live.version if live else None,
+                "rollback_mode": rollback_mode,
+                "restored_deployment_id": restored,
+                "note": note,
+                "author": author or "unknown",
+                "created_at": utcnow(),
+                "forced": forced,
+                "force_reason": report.reason if forced else None,
+                "evidence_experiment_id": evidence.experiment_id if evidence else None,
+                "evidence_override_reason": report.reason
+                if evidence is not None and evidence.status == "overridden"
+                else None,
+                "gate_report": report.model_dump(mode="json"),
+            },
+        )
+        d = sql.get(con, new_id)
+        assert d is not None
+        return d
+
+    # -- serving -----------------------------------------------------------------------------
+    def resolve(self, template: str, environment: str) -> LivePrompt:
+        """The live prompt of ``template`` in ``environment``, from the cache when fresh.
+
+        Raises:
+            NotFound: unknown environment (listing the valid ones), unknown or archived
+                template, or nothing deployed there.
+            DatabaseBusy: the answer was not cached and another process held the file past
+                ``storage.busy_timeout``.
+        """
+        key = (template, environment)
+        try:
+            hit = self._cache.get(key)
+        except TypeError:  # an unhashable argument: refused with a clear error below
+            hit = None
+        if hit is not None and hit[0] > _clock():
+            value = hit[1]
+            if type(value) is LivePrompt:
+                return value
+            raise value.error()  # type: ignore[union-attr]
+        return self._resolve_uncached(key)
+
+    def _resolve_uncached(self, key: tuple[str, str]) -> LivePrompt:
+        template, environment = key
+        if not isinstance(template, str):
+            raise ValidationError(
+                "invalid input:",
+                [
+                    Problem(
+                        f"template must be a name or id (text), not {type(template).__name__}",
+                        field="name",
+                    )
+                ],
+            )
+        env = self.environment(environment)
+        generation = self._generation
+        # one statement, so no transaction is needed: entries and commits never change, and a
+        # commit deployed before it had a version (from a branch) may have gained one since
+        with self.db.connect() as con:
+            data = sql.resolve(con, template, env)
+            if data is not None and data["commit"] is not None and data["version"] is None:
+                data["version"] = sql.version_label(con, data["commit"])
+        outcome: LivePrompt | _Failure
+        if data is None:
+            outcome = _Failure(f"unknown template '{template}'")
+        elif not data["is_active"]:
+            outcome = _Failure(
+                f"template '{data['name']}' is archived, so it is not served; restore it "
+                f"(promptver template restore {data['name']}) to serve it again"
+            )
+        elif data["commit"] is None:
+            outcome = _Failure(
+                f"nothing is deployed for template '{data['name']}' in {env}; deploy a version "
+                f"first (promptver deploy {data['name']} VERSION --env {env})"
+            )
+        else:
+            prompt = Prompt(
+                template_id=data["template_id"],
+                name=data["name"],
+                version=data["version"],
+                commit=data["commit"],
+                content=data["content"],
+                variables=data["variables"],
+                metadata=data["metadata"],
+                environment=env,
+                max_render_chars=self.settings.templates.max_render_chars,
+            )
+            try:
+                prompt.prepare()
+            except PromptverError:
+                pass  # a text the checks let through unparsed: text() reports it when called
+            outcome = LivePrompt(
+                template_id=data["template_id"],
+                name=data["name"],
+                environment=env,
+                deployment_id=int(data["deployment_id"]),
+                commit=data["commit"],
+                version=data["version"],
+                prompt=prompt,
+            )
+        if self._ttl > 0:
+            with self._lock:
+                if generation == self._generation:  # no deploy happened while we read
+                    if len(self._cache) >= MAX_CACHE_ENTRIES:
+                        self._cache.clear()
+                    self._cache[key] = (_clock() + self._ttl, outcome)
+        if isinstance(outcome, _Failure):
+            raise outcome.error()
+        return outcome
+
+    def invalidate(self) -> None:
+        """Forget every cached answer (called after each deploy and rollback in this process;
+        other services that change what ``get_prompt`` serves call it too)."""
+        with self._lock:
+            self._generation += 1
+            self._cache.clear()
+
+
+def _unified(name: str, old: Commit, new: Commit, old_tag: str, new_tag: str) -> str:
+    lines = difflib.unified_diff(
+        old.content.splitlines(keepends=True),
+        new.content.splitlines(keepends=True),
+        fromfile=f"{name} {_label(old)} ({old_tag})",
+        tofile=f"{name} {_label(new)} ({new_tag})",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _check_gates(report: ValidationReport, checks: list[str]) -> list[GateResult]:
+    """One gate per required check, holding the problems that check reported."""
+    found: dict[str, list[Problem]] = {c: [] for c in checks}
+    other: list[Problem] = []
+    for p in [*report.errors, *report.warnings]:
+        check = _CHECK_OF_CODE.get((p.code or "").split(".")[0])
+        if check in found:
+            found[check].append(p)
+        else:
+            other.append(p)
+    gates = []
+    for check, problems in found.items():
+        errors = sum(p.severity == "error" for p in problems)
+        warnings = len(problems) - errors
+        if errors:
+            message = f"{errors} error{'s' * (errors > 1)}"
+        else:
+            message = (
+                "no problems"
+                if not warnings
+                else (f"passed with {warnings} warning{'s' * (warnings > 1)}")
+            )
+        gates.append(
+            GateResult(
+                gate=check,
+                status="failed" if errors else "passed",
+                message=message,
+                problems=[p.as_dict() for p in problems],
+            )
+        )
+    other_errors = [p for p in other if p.severity == "error"]
+    if other_errors:  # e.g. an empty text, which every deployment refuses
+        gates.append(
+            GateResult(
+                gate="content",
+                status="failed",
+                message="; ".join(p.message for p in other_errors),
+                problems=[p.as_dict() for p in other_errors],
+            )
+        )
+    return gates
