@@ -7,7 +7,7 @@ import streamlit as st
 
 from promptver import PromptverError
 from promptver.models import Deployment, GateReport, LiveCell
-from ui.common import author, domain_errors, flash, show_error, show_flash, workspace
+from ui.common import author, domain_errors, flash, show_error, workspace
 from ui.deployments import entry_title, md, needs_force, needs_reason, show_gates, when
 
 ws = workspace()
@@ -15,7 +15,6 @@ deps = ws.deployments
 envs = deps.environments
 
 st.title("Deployments")
-show_flash()  # app.py shows it first; this covers a page run on its own (deep link, AppTest)
 st.caption(
     f"What is live in each environment. Versions move along {' → '.join(envs)}; every deploy "
     "and rollback is recorded and never rewritten."

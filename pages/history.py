@@ -11,7 +11,7 @@ import streamlit as st
 from promptver import Conflict, PromptverError
 from promptver.merging import CHOICES, conflict_markers
 from promptver.models import NAME_RE
-from ui.common import author, domain_errors, flash, show_error, show_flash, workspace
+from ui.common import author, domain_errors, flash, show_error, workspace
 from ui.history import history_chart, history_chart_height, history_frame, side_by_side_html
 
 ws = workspace()
@@ -19,7 +19,6 @@ ws = workspace()
 st.title("History & Diff")
 # app.py shows pending messages before running the page; a deep link opened in a fresh session
 # can run this page before app.py (streamlit#9624), so show what is still pending here too.
-show_flash()
 st.caption(
     "Every save is a commit. Branches hold drafts without touching what is live; a merge "
     "brings them back into `main`, where each merge gets a new version."

@@ -8,7 +8,7 @@ deletes its history; restoring brings it back.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from promptver.config import ALL_CHECKS, Settings
@@ -61,6 +61,9 @@ class TemplateService:
         self.db = db
         self.settings = settings
         self.versions = versions
+        #: called after archive/restore, which change what get_prompt may serve (the Workspace
+        #: connects it to the deployment cache)
+        self.on_serving_change: Callable[[], None] = lambda: None
 
     # -- reading ------------------------------------------------------------------------
     def row(self, ref: str) -> dict[str, Any]:
@@ -304,13 +307,17 @@ class TemplateService:
         with self.db.transaction() as con:
             row = self.row(ref)
             sql.set_active(con, row["id"], False, author, utcnow())
-            return self.get(row["id"])
+            out = self.get(row["id"])
+        self.on_serving_change()
+        return out
 
     def restore(self, ref: str) -> Template:
         with self.db.transaction() as con:
             row = self.row(ref)
             sql.set_active(con, row["id"], True, None, None)
-            return self.get(row["id"])
+            out = self.get(row["id"])
+        self.on_serving_change()
+        return out
 
     # -- rendering ----------------------------------------------------------------------
     def render(

@@ -44,6 +44,7 @@ class Workspace:
         self.versions = VersionControl(self.db, self.settings.templates)
         self.templates = TemplateService(self.db, self.settings, self.versions)
         self.deployments = DeploymentService(self.db, self.settings, self.versions, self.templates)
+        self.templates.on_serving_change = self.deployments.invalidate
         self._closed = False
 
     @classmethod

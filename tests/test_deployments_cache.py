@@ -213,3 +213,15 @@ def test_a_cached_answer_is_served_while_another_process_holds_the_file(db_path,
             ws.get_prompt("qa", "staging")  # not cached: needs the file
     finally:
         release(p)
+
+
+def test_archiving_reaches_get_prompt_at_once_in_the_same_process(ws, qa):
+    from promptver.errors import NotFound
+
+    ws.deployments.deploy("qa-basic", "1.1.0", "production", author="t")
+    assert ws.get_prompt("qa-basic", env="production").version == "1.1.0"  # now cached
+    ws.templates.archive("qa-basic")
+    with pytest.raises(NotFound, match="archived"):
+        ws.get_prompt("qa-basic", env="production")
+    ws.templates.restore("qa-basic")
+    assert ws.get_prompt("qa-basic", env="production").version == "1.1.0"

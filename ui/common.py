@@ -95,7 +95,7 @@ def md(text: object) -> str:
     User-written text (names, messages, template text quoted in errors) must never become
     links, images, colour directives, LaTeX or emphasis.
     """
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
 
 
 def show_error(exc: PromptverError) -> None:

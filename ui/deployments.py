@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any
-
 import pandas as pd
 import streamlit as st
 
 from promptver.models import Deployment, GateReport, GateResult
+from ui.common import md
 
 GATE_TITLES = {
     "syntax_validation": "Syntax",
@@ -25,12 +23,6 @@ _STATUS = {
     "overridden": ":orange[:material/warning: overridden]",
     "skipped": ":gray[:material/remove: not required]",
 }
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
-
-
-def md(text: Any) -> str:
-    """User text made inert for ``st.markdown`` (no links, emphasis, colours, icons or LaTeX)."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
 
 
 def when(d: Deployment) -> str:
