@@ -723,7 +723,8 @@ class VersionControl:
 
     # -- integrity ----------------------------------------------------------------------
     def fsck(self) -> FsckReport:
-        """Check every commit hash, parent link, branch head, version label and experiment arm.
+        """Check every commit hash, parent link, branch head, version label, experiment arm and
+        deployment.
 
         Nothing is repaired; each problem names the template and the object.
         """
@@ -738,6 +739,7 @@ class VersionControl:
             branches = vsql.raw_branches(con)
             versions = vsql.raw_versions(con)
             arms = vsql.experiment_variant_commits(con)
+            deployed = vsql.deployment_commits(con)
 
         def add(kind: str, tid: str | None, obj: str, message: str) -> None:
             problems.append(
@@ -876,6 +878,26 @@ class VersionControl:
                     f"variant '{variant}' of experiment {exp} uses commit {cid[:12]}, "
                     "which does not exist",
                 )
+        for dep_id, env, tid, cid, replaced in deployed:
+            for what, ref in (("deploys", cid), ("replaced", replaced)):
+                if ref is None:
+                    continue
+                if ref not in owner:
+                    add(
+                        "missing_deployed_commit",
+                        tid,
+                        f"deployment {dep_id}",
+                        f"deployment #{dep_id} to {env} {what} commit {ref[:12]}, "
+                        "which does not exist",
+                    )
+                elif owner[ref] != tid:
+                    add(
+                        "foreign_deployed_commit",
+                        tid,
+                        f"deployment {dep_id}",
+                        f"deployment #{dep_id} to {env} {what} commit {ref[:12]} of another "
+                        "template",
+                    )
         return FsckReport(
             ok=not problems,
             problems=problems,

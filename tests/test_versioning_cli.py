@@ -239,3 +239,17 @@ def test_console_entry_exit_codes_without_tracebacks(run_cli, ws, qa):
     r = run_cli("fsck")
     assert r.code == 1 and "[hash_mismatch] qa-basic" in r.out
     assert run_cli("merge", "qa-basic").code == 2  # usage error
+
+
+def test_fsck_catches_deployments_of_missing_or_foreign_commits(ws, qa):
+    other = ws.templates.create("other", "Other {x}")
+    ws.deployments.deploy("qa-basic", "1.0.0", "development", author="t")
+    ws.deployments.deploy("qa-basic", "1.1.0", "development", author="t")
+    assert ws.versions.fsck().ok
+    with ws.db.transaction() as con:
+        con.execute("UPDATE deployments SET commit_id = 'deadbeef' WHERE env_seq = 1")
+        con.execute(
+            "UPDATE deployments SET replaced_commit_id = ? WHERE env_seq = 2", [other.commit]
+        )
+    kinds = sorted(p.kind for p in ws.versions.fsck().problems)
+    assert kinds == ["foreign_deployed_commit", "missing_deployed_commit"]

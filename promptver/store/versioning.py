@@ -51,3 +51,11 @@ def experiment_variant_commits(con: Con) -> list[tuple[str, str, str, str]]:
         "SELECT v.experiment_id, v.name, e.template_id, v.commit_id FROM experiment_variants v"
         " JOIN experiments e ON e.id = v.experiment_id ORDER BY v.experiment_id, v.position"
     ).fetchall()
+
+
+def deployment_commits(con: Con) -> list[tuple[int, str, str, str, str | None]]:
+    """``(id, environment, template_id, commit_id, replaced_commit_id)`` of every deployment."""
+    return con.execute(
+        "SELECT id, environment, template_id, commit_id, replaced_commit_id FROM deployments"
+        " ORDER BY id"
+    ).fetchall()
