@@ -225,3 +225,25 @@ class Experiment(Model):
         """Normalised weights in variant order (they sum to 1)."""
         total = sum(v.weight for v in self.variants)
         return [v.weight / total for v in self.variants]
+
+
+class Assignment(Model):
+    """The variant a running experiment gives one user (what ``get_prompt`` serves)."""
+
+    experiment_id: str
+    experiment: str
+    variant: str
+    #: the commit the variant serves (its ref, frozen when the experiment started)
+    commit: str
+    ref: str
+    bucket: float
+
+
+class ExperimentLogEntry(Model):
+    """One lifecycle event of an experiment: created, edited, started, stopped, completed …"""
+
+    experiment_id: str
+    at: datetime
+    action: str
+    author: str = ""
+    detail: str = ""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from promptver.config import Settings
+from promptver.experiments import ExperimentService
 from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.store.migrations import migrate
@@ -39,6 +40,7 @@ class Workspace:
         self.db = Database(self.path, busy_timeout=self.settings.storage.busy_timeout)
         self.versions = VersionControl(self.db)
         self.templates = TemplateService(self.db, self.settings, self.versions)
+        self.experiments = ExperimentService(self.db, self.settings, self.versions)
         self._closed = False
 
     @classmethod
