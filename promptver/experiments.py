@@ -305,6 +305,13 @@ def parse_time(value: Any) -> datetime:
 
 
 @dataclass(frozen=True)
+class _Unresolved:
+    """A ref that did not resolve, and why."""
+
+    message: str
+
+
+@dataclass(frozen=True)
 class _Live:
     """What ``assign`` needs about the experiment running on one template and environment."""
 
@@ -407,15 +414,55 @@ class ExperimentService:
         return out
 
     # -- validation ------------------------------------------------------------------------
+    def _resolve_refs(self, template: Any, refs: list[Any]) -> dict[tuple[str, str], Any]:
+        """``(template_id, ref) → commit id`` or the error message, for the refs of a spec.
+
+        Runs before the write transaction, each lookup in its own read: a failed lookup inside
+        the write transaction would abort it (see ``Database.transaction``), and commits are
+        immutable, so resolving a moment earlier changes nothing.
+        """
+        if not isinstance(template, str) or not template.strip():
+            return {}
+        with self.db.read() as con:
+            row = tsql.template_row(con, template.strip())
+        if row is None:
+            return {}
+        out: dict[tuple[str, str], Any] = {}
+        for ref in refs:
+            if not isinstance(ref, str) or not ref.strip():
+                continue
+            key = (row["id"], ref.strip())
+            if key in out:
+                continue
+            try:
+                out[key] = self.versions.resolve(
+                    row["id"], ref.strip(), template_name=row["name"]
+                ).id
+            except (NotFound, ValidationError) as exc:
+                out[key] = _Unresolved(exc.message)
+        return out
+
+    def _spec_refs(self, spec: Any) -> dict[tuple[str, str], Any]:
+        if not isinstance(spec, Mapping):
+            return {}
+        variants = spec.get("variants")
+        refs = (
+            [v.get("ref") for v in variants if isinstance(v, Mapping)]
+            if isinstance(variants, list)
+            else []
+        )
+        return self._resolve_refs(spec.get("template"), refs)
+
     def check(self, spec: Mapping[str, Any], *, existing: str | None = None) -> list[Problem]:
         """Every problem of ``spec`` (empty when it is valid); nothing is written.
 
         ``existing`` is the id or name of the experiment being edited (its own name is not a
         clash).
         """
+        resolved = self._spec_refs(spec)
         with self.db.read() as con:
             current = self._find(con, existing) if existing else None
-            _, problems = self._validate(con, spec, current)
+            _, problems = self._validate(con, spec, current, resolved)
         return problems
 
     def _validate(
@@ -423,9 +470,10 @@ class ExperimentService:
         con: Any,
         spec: Mapping[str, Any],
         current: Experiment | None,
-        *,
-        resolve_refs: bool = True,
+        resolved: Mapping[tuple[str, str], Any] | None,
     ) -> tuple[_Plan | None, list[Problem]]:
+        """Check ``spec``; ``resolved`` holds the refs looked up beforehand (``None``: do not
+        resolve refs, for experiments whose commits are frozen)."""
         c = _Checker()
         if not isinstance(spec, Mapping):
             c.add("experiment", "must be a mapping of fields")
@@ -481,9 +529,7 @@ class ExperimentService:
                 "unknown",
             )
 
-        variants = self._variants(
-            c, con, spec.get("variants"), template_id, template_name, resolve_refs
-        )
+        variants = self._variants(c, spec.get("variants"), template_id, resolved)
         metrics = self._metrics(c, con, spec.get("metrics"), spec.get("guardrails"))
 
         stats = self.settings.ab_testing.statistical_analysis
@@ -560,7 +606,11 @@ class ExperimentService:
         ), []
 
     def _variants(
-        self, c: _Checker, con: Any, raw: Any, template_id: str, template_name: str, resolve: bool
+        self,
+        c: _Checker,
+        raw: Any,
+        template_id: str,
+        resolved: Mapping[tuple[str, str], Any] | None,
     ) -> list[VariantSpec]:
         if raw is None:
             c.add(
@@ -621,13 +671,12 @@ class ExperimentService:
                 )
             else:
                 ref = ref.strip()
-                if template_id and resolve:
-                    try:
-                        commit = self.versions.resolve(
-                            template_id, ref, template_name=template_name
-                        ).id
-                    except (NotFound, ValidationError) as exc:
-                        c.add(f"{where}.ref", exc.message, "unknown")
+                if template_id and resolved is not None:
+                    found = resolved.get((template_id, ref), _Unresolved(f"unknown ref '{ref}'"))
+                    if isinstance(found, _Unresolved):
+                        c.add(f"{where}.ref", found.message, "unknown")
+                    else:
+                        commit = found
             weight: float = 1.0
             if mixed and not weighted[i]:
                 c.add(
@@ -792,8 +841,9 @@ class ExperimentService:
             ValidationError: every problem, each naming its field; nothing is written.
         """
         eid = uuid.uuid4().hex[:12]
+        resolved = self._spec_refs(spec)
         with self.db.transaction() as con:
-            plan, problems = self._validate(con, spec, None)
+            plan, problems = self._validate(con, spec, None, resolved)
             if problems or plan is None:
                 raise ValidationError("invalid experiment:", problems)
             exp = self._build(plan, eid=eid, current=None, author=author)
@@ -815,10 +865,11 @@ class ExperimentService:
             ValidationError: invalid spec (nothing is written).
             Conflict: the experiment has started and ``spec`` changes a frozen field.
         """
+        resolved = self._spec_refs(spec)
         with self.db.transaction() as con:
             current = self._find(con, ref)
             draft = current.status == "draft"
-            plan, problems = self._validate(con, spec, current, resolve_refs=draft)
+            plan, problems = self._validate(con, spec, current, resolved if draft else None)
             if problems or plan is None:
                 raise ValidationError(f"invalid experiment '{current.name}':", problems)
             new = self._build(plan, eid=current.id, current=current, author=author)
@@ -878,8 +929,10 @@ class ExperimentService:
                 ``environment``).
         """
         now = now or utcnow()
+        before = self.get(ref)
+        resolved = self._resolve_refs(before.template_id, [v.ref for v in before.variants])
         with self.db.transaction() as con:
-            exp = self._find(con, ref)
+            exp = self._find(con, before.id)
             if exp.status != "draft":
                 what = (
                     "is already running"
@@ -904,12 +957,13 @@ class ExperimentService:
                 )
             commits: list[str] = []
             for i, v in enumerate(exp.variants):
-                try:
-                    commits.append(
-                        self.versions.resolve(exp.template_id, v.ref, template_name=exp.template).id
-                    )
-                except (NotFound, ValidationError) as err:
-                    c.add(f"variants[{i}].ref", err.message)
+                found = resolved.get(
+                    (exp.template_id, v.ref), _Unresolved(f"unknown ref '{v.ref}'")
+                )
+                if isinstance(found, _Unresolved):
+                    c.add(f"variants[{i}].ref", found.message)
+                else:
+                    commits.append(found)
             other = sql.running_id(con, exp.template_id, exp.environment)
             if other is not None:
                 running = sql.get(con, other)
