@@ -10,6 +10,7 @@ ws = workspace()
 
 PAGES = [
     st.Page("pages/templates.py", title="Templates", icon=":material/description:", default=True),
+    st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
 ]
 
 page = st.navigation(PAGES)
