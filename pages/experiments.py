@@ -81,7 +81,7 @@ else:
 
 def _label(eid: str) -> str:
     e = by_id[eid]
-    return f"{e.name} · {STATUS[e.status][0].lower()} · {e.template}/{e.environment}"
+    return f"{e.name} · {e.template} in {e.environment}"
 
 
 selected: Experiment | None = None
@@ -114,7 +114,8 @@ def variants_frame(e: Experiment) -> pd.DataFrame:
     for i, v in enumerate(e.variants):
         rows.append(
             {
-                "variant": v.name + (" (control)" if i == 0 else ""),
+                "variant": v.name,
+                "role": "control" if i == 0 else "treatment",
                 "ref": v.ref,
                 "commit": (v.commit or "")[:10],
                 "share": percent(v.weight / total),
@@ -248,13 +249,15 @@ with tab_overview:
             st.markdown(f"**Hypothesis:** {md(e.hypothesis)}")
         if e.description:
             st.caption(md(e.description))
-        c1, c2, c3, c4 = st.columns(4)
-        c1.metric("Template", e.template)
-        c2.metric("Environment", e.environment)
-        c3.metric("Started", when(e.started_at, "not yet"))
-        c4.metric(
-            "Stopped" if e.stopped_at else "Planned end",
-            when(e.stopped_at) if e.stopped_at else when(e.end_at, "open"),
+        ended = (
+            f"**Stopped** {when(e.stopped_at)}"
+            if e.stopped_at
+            else f"**Planned end** {when(e.end_at, 'open')}"
+        )
+        st.markdown(
+            f"**Template** {md(e.template)} · **Environment** {md(e.environment)} · "
+            f"**Created** {when(e.created_at)} by {md(e.created_by or 'unknown')} · "
+            f"**Started** {when(e.started_at, 'not yet')} · {ended}"
         )
         if e.stop_reason:
             st.markdown(f"**Reason for stopping:** {md(e.stop_reason)}")
@@ -416,10 +419,12 @@ def _load_form(e: Experiment | None, *, copy: bool = False) -> None:
     s[F + "template"] = e.template
     s[F + "env"] = e.environment
     s[F + "n"] = len(e.variants)
+    total = sum(v.weight for v in e.variants)
     for i, v in enumerate(e.variants):
         s[f"{F}vname_{i}"] = v.name
         s[f"{F}ref_{i}"] = v.ref
-        s[f"{F}w_{i}"] = max(1, min(100, round(100 * v.weight / sum(x.weight for x in e.variants))))
+        if i < len(e.variants) - 1:  # shares in whole percent; the last one is the rest
+            s[f"{F}w_{i}"] = max(1, min(99, round(100 * v.weight / total)))
     s[F + "primary"] = e.metrics[0].name
     s[F + "secondary"] = [m.name for m in e.metrics[1:] if m.role == "secondary"]
     s[F + "guard"] = [m.name for m in e.metrics if m.role == "guardrail"]
@@ -442,6 +447,14 @@ def _new_form() -> None:
     _load_form(None)
 
 
+def form_shares(n: int) -> list[int]:
+    """Each variant's share in percent: sliders for all but the last, which gets the rest, so
+    the shares always add up to 100 (the rest may be ≤ 0 until a slider is lowered)."""
+    s = st.session_state
+    shares = [int(s.get(f"{F}w_{i}", 100 // n)) for i in range(n - 1)]
+    return [*shares, 100 - sum(shares)]
+
+
 def form_spec() -> dict[str, Any]:
     """The experiment file fields the form currently describes (read from session state)."""
     s = st.session_state
@@ -450,9 +463,9 @@ def form_spec() -> dict[str, Any]:
         {
             "name": (s.get(f"{F}vname_{i}") or "").strip(),
             "ref": s.get(f"{F}ref_{i}"),
-            "weight": int(s.get(f"{F}w_{i}", 50)),
+            "weight": share,
         }
-        for i in range(n)
+        for i, share in enumerate(form_shares(n))
     ]
     primary = s.get(F + "primary")
     metrics: list[Any] = []
@@ -511,8 +524,8 @@ def _save() -> None:
 
 def _equal_split() -> None:
     n = int(st.session_state.get(F + "n", 2))
-    for i in range(n):
-        st.session_state[f"{F}w_{i}"] = 50
+    for i in range(n - 1):
+        st.session_state[f"{F}w_{i}"] = 100 // n
 
 
 with tab_config:
@@ -586,10 +599,9 @@ with tab_config:
                 s[f"{F}ref_{i}"] = (
                     options[0] if i == 0 or not branches else branches[(i - 1) % len(branches)]
                 )
-            if f"{F}w_{i}" not in s:
-                s[f"{F}w_{i}"] = 50
-        weights = [int(s[f"{F}w_{i}"]) for i in range(int(n))]
-        total = sum(weights)
+            if i < n - 1 and f"{F}w_{i}" not in s:
+                s[f"{F}w_{i}"] = 100 // int(n)
+        shares = form_shares(int(n))
         for i in range(int(n)):
             v1, v2, v3 = st.columns([2, 2, 3], vertical_alignment="bottom")
             v1.text_input(
@@ -604,25 +616,37 @@ with tab_config:
                 format_func=lambda o: labels.get(o, o),
                 help="A version, or a branch (resolved and frozen at start)",
             )
-            v3.slider(
-                f"Variant {i + 1} weight → {percent(weights[i] / total)} of traffic",
-                1,
-                100,
-                key=f"{F}w_{i}",
-                help="Relative weight; the shares are normalised to add up to 100 %",
-            )
+            if i < n - 1:
+                v3.slider(
+                    f"Variant {i + 1} share of traffic (%)",
+                    1,
+                    99,
+                    key=f"{F}w_{i}",
+                    help="The last variant gets what the others leave, so the shares always "
+                    "add up to 100 %",
+                )
+            else:
+                v3.slider(
+                    f"Variant {i + 1} share of traffic (%): the rest",
+                    0,
+                    100,
+                    value=max(0, shares[i]),
+                    disabled=True,
+                    help="100 % minus the other variants' shares",
+                )
             with st.expander(f"Content of variant {i + 1}", expanded=False), domain_errors():
                 t = ws.templates.get(template, ref)
                 st.caption(f"{t.version or 'branch ' + ref} · commit {t.commit[:10]}")
                 st.code(t.content, language=None, wrap_lines=True)
         names = [s.get(f"{F}vname_{i}") or f"variant {i + 1}" for i in range(int(n))]
         s1, s2 = st.columns([4, 1], vertical_alignment="center")
-        s1.markdown(
-            "Split: "
-            + " · ".join(f"{md(nm)} **{percent(w / total)}**" for nm, w in zip(names, weights))
-            + " (always 100 % in all)"
-        )
+        s1.markdown("Split: " + " · ".join(f"{md(nm)} **{sh} %**" for nm, sh in zip(names, shares)))
         s2.button("Equal split", key="exp_equal", on_click=_equal_split)
+        if shares[-1] < 1:
+            st.error(
+                f"The other variants take {100 - shares[-1]} %, leaving nothing for the last "
+                "variant: lower a share (or press Equal split)."
+            )
 
         st.markdown("**Metrics**")
         known = svc.known_metrics()
@@ -751,5 +775,5 @@ with tab_config:
             type="primary",
             key="exp_save",
             on_click=_save,
-            disabled=not spec.get("name"),
+            disabled=not spec.get("name") or shares[-1] < 1,
         )

@@ -78,8 +78,7 @@ def test_configure_and_create_a_draft(db) -> None:
     key(at, "exp_f_name").input("Tone *test* [1]")
     key(at, "exp_f_hypothesis").input("Shorter answers keep quality")
     key(at, "exp_f_ref_0").select("1.0.0")
-    key(at, "exp_f_w_0").set_value(70)
-    key(at, "exp_f_w_1").set_value(30)
+    key(at, "exp_f_w_0").set_value(70)  # the last variant's share is the rest: 30 %
     key(at, "exp_f_primary").select("quality_score")
     key(at, "exp_f_secondary").select("thumbs_up")
     key(at, "exp_f_guard").select("latency_ms")
@@ -87,7 +86,7 @@ def test_configure_and_create_a_draft(db) -> None:
     key(at, "exp_f_salt").input("tone-salt")
     rerun(at)
     split = [m.value for m in at.markdown if m.value.startswith("Split:")]
-    assert split and "**70.0 %**" in split[0] and "**30.0 %**" in split[0]
+    assert split and "**70 %**" in split[0] and "**30 %**" in split[0]
     yaml_code = [c.value for c in at.code if "variants:" in c.value]
     assert yaml_code and "weight: 70" in yaml_code[0] and "coverage: 0.4" in yaml_code[0]
     key(at, "exp_save").click()
@@ -204,3 +203,26 @@ def test_running_experiments_offer_a_copy_and_drafts_an_edit(db) -> None:
     rerun(at)
     assert db.experiments.get(copy.id).hypothesis == "edited"
     assert len(db.experiments.list()) == 2
+
+
+def test_shares_always_add_up_to_100(db) -> None:
+    at = open_page()
+    key(at, "exp_f_n").set_value(3)
+    rerun(at)
+    assert [key(at, f"exp_f_w_{i}").value for i in range(2)] == [50, 33]  # the new one: 1/3
+    split = [m.value for m in at.markdown if m.value.startswith("Split:")][0]
+    assert split.endswith("**17 %**")  # the last variant gets the rest
+    key(at, "exp_f_w_0").set_value(60)
+    key(at, "exp_f_w_1").set_value(45)
+    key(at, "exp_f_name").input("too much")
+    rerun(at)
+    assert any("leaving nothing for the last variant" in e.value for e in at.error)
+    assert key(at, "exp_save").disabled
+    key(at, "exp_equal").click()
+    rerun(at)
+    assert [key(at, f"exp_f_w_{i}").value for i in range(2)] == [33, 33]
+    assert not key(at, "exp_save").disabled
+    key(at, "exp_save").click()
+    rerun(at)
+    e = db.experiments.get("too much")
+    assert [v.weight for v in e.variants] == [33, 33, 34]
