@@ -414,3 +414,12 @@ def test_router_for_experiment_is_built_once() -> None:
     assert (r.salt, r.variants, r.weights, r.coverage) == ("e1", ("a", "b"), (0.25, 0.75), 0.9)
     assert route(exp, "u1") == r.route("u1")
     assert route(exp, "u1")[0] == ref_variant("e1", "u1", [("a", 1), ("b", 3)], 0.9)
+
+
+def test_the_documented_worked_example() -> None:
+    # digests from `printf 'optional-string:user-42' | md5sum` (and the coverage salt), as in
+    # docs/experiments.md
+    r = Router.build("optional-string", [("control", 50), ("concise", 50)], 0.25)
+    assert bucket("optional-string", "user-42") == 0xB78FAF1CD781BBA9 / 2**64
+    assert r.coverage_bucket("user-42") == 0x28230574CA434451 / 2**64
+    assert r.route("user-42") == ("concise", 0.7170361943640334)
