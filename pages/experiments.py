@@ -12,8 +12,17 @@ from promptver import PromptverError
 from promptver.experiments import dump_spec, to_spec
 from promptver.models import BUILTIN_METRICS, Experiment
 from promptver.routing import Router, router_for, synthetic_split
-from ui.common import author, domain_errors, flash, show_error, workspace
-from ui.experiments import STATUS, md, percent, split_chart, split_table, when
+from ui.common import author, flash, workspace
+from ui.experiments import (
+    STATUS,
+    domain_errors,
+    md,
+    percent,
+    show_error,
+    split_chart,
+    split_table,
+    when,
+)
 
 ws = workspace()
 svc = ws.experiments
@@ -164,8 +173,8 @@ def _start_dialog(e: Experiment) -> None:
             else:
                 st.session_state.pop("exp_confirm", None)
                 flash(
-                    f"Started {started.name}: routing {started.template} users in "
-                    f"{started.environment}"
+                    f"Started {md(started.name)}: routing {md(started.template)} users in "
+                    f"{md(started.environment)}"
                 )
                 st.rerun()
         if b.button("Cancel", key="exp_start_no"):
@@ -204,7 +213,7 @@ def _stop_dialog(e: Experiment) -> None:
             else:
                 st.session_state.pop("exp_confirm", None)
                 st.session_state.pop("exp_stop_reason", None)
-                flash(f"{stopped.name} is now {STATUS[stopped.status][0].lower()}")
+                flash(f"{md(stopped.name)} is now {STATUS[stopped.status][0].lower()}")
                 st.rerun()
         if b.button("Cancel", key="exp_stop_no"):
             st.session_state.pop("exp_confirm", None)
@@ -224,7 +233,7 @@ def _delete_dialog(e: Experiment) -> None:
                 st.session_state.pop("exp_confirm", None)
                 st.session_state.pop("exp_pick", None)
                 st.query_params.pop("experiment", None)
-                flash(f"Deleted draft {e.name}")
+                flash(f"Deleted draft {md(e.name)}")
                 st.rerun()
         if b.button("Cancel", key="exp_delete_no"):
             st.session_state.pop("exp_confirm", None)
@@ -519,7 +528,7 @@ def _save() -> None:
     s["exp_pick"] = saved.id
     st.query_params["experiment"] = saved.id
     s["exp_tab"] = "Overview"
-    flash(f"Saved draft {saved.name}: start it from Overview")
+    flash(f"Saved draft {md(saved.name)}: start it from Overview")
 
 
 def _equal_split() -> None:
@@ -636,7 +645,7 @@ with tab_config:
                 )
             with st.expander(f"Content of variant {i + 1}", expanded=False), domain_errors():
                 t = ws.templates.get(template, ref)
-                st.caption(f"{t.version or 'branch ' + ref} · commit {t.commit[:10]}")
+                st.caption(f"{md(t.version or 'branch ' + ref)} · commit {t.commit[:10]}")
                 st.code(t.content, language=None, wrap_lines=True)
         names = [s.get(f"{F}vname_{i}") or f"variant {i + 1}" for i in range(int(n))]
         s1, s2 = st.columns([4, 1], vertical_alignment="center")
@@ -758,7 +767,7 @@ with tab_config:
                     spec["coverage"],
                 )
             except PromptverError as exc:
-                st.warning(f"Cannot preview yet: {exc.message}")
+                st.warning(f"Cannot preview yet: {md(exc.message)}")
             else:
                 if not spec.get("salt"):
                     st.caption(

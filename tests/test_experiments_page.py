@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,11 @@ def key(at: AppTest, k: str):
             if w.key == k:
                 return w
     raise KeyError(k)
+
+
+def shown(markdown: str) -> str:
+    """Markdown as read on screen: escaping backslashes removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def rerun(at: AppTest) -> AppTest:
@@ -116,7 +122,7 @@ def test_validation_errors_are_shown_and_nothing_is_written(db) -> None:
     rerun(at)
     key(at, "exp_save").click()
     rerun(at)
-    assert any("variants[1].name" in e.value for e in at.error)
+    assert any("variants[1].name" in shown(e.value) for e in at.error)
     assert db.experiments.list() == []
 
 
@@ -143,7 +149,7 @@ def test_start_and_stop_with_confirmation(db) -> None:
 
 
 def test_a_second_running_experiment_is_refused_in_the_dialog(db) -> None:
-    a = db.experiments.create(spec(name="a"))
+    a = db.experiments.create(spec(name="a *b* <i>"))
     db.experiments.start(a.id)
     b = db.experiments.create(spec(name="b"))
     at = open_page(exp_pick=b.id)
@@ -153,6 +159,8 @@ def test_a_second_running_experiment_is_refused_in_the_dialog(db) -> None:
     key(at, "exp_start_yes").click()
     rerun(at)
     assert any("environment" in x.value for x in at.error)
+    # the running experiment's free-text name is escaped, not rendered as Markdown or HTML
+    assert any(r"a \*b\* \<i\>" in x.value for x in at.error), [x.value for x in at.error]
     assert db.experiments.get(b.id).status == "draft"
 
 

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 import altair as alt
 import pandas as pd
+import streamlit as st
+
+from promptver import PromptverError
+from ui.common import problems_frame
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
 
@@ -66,3 +72,23 @@ def split_chart(table: pd.DataFrame) -> alt.LayerChart:
         tooltip=["variant", "target %"],
     )
     return (bars + ticks).properties(height=260)
+
+
+def show_error(exc: PromptverError) -> None:
+    """A domain error, its text escaped: experiment names, variant names and reasons are free
+    text and must not turn into Markdown. Several problems are listed as a table."""
+    problems = getattr(exc, "problems", None) or []
+    if len(problems) > 1:
+        st.error(md(exc.message.split(":")[0]) + f": {len(problems)} problems")
+        st.dataframe(problems_frame(problems), hide_index=True, width="stretch")
+    else:
+        st.error(md(exc.message))
+
+
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    """Show promptver's own errors (escaped); anything else propagates (it is a bug)."""
+    try:
+        yield
+    except PromptverError as exc:
+        show_error(exc)
