@@ -1054,7 +1054,9 @@ class ExperimentService:
 
         Calls ``results_provider(experiment)`` (the statistics engine) and stores what it
         returns as JSON in the experiment's ``results``. Without a provider nothing is computed
-        and the results stay NULL; returns what was stored.
+        and the results stay NULL; returns what was stored. If the provider fails, the
+        experiment stays ended (routing must not resume because an analysis failed) and this
+        can be called again.
 
         Raises:
             Conflict: the experiment has not ended.
