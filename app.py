@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/templates.py", title="Templates", icon=":material/description:", default=True),
     st.Page("pages/history.py", title="History & Diff", icon=":material/account_tree:"),
     st.Page("pages/deployments.py", title="Deployments", icon=":material/rocket_launch:"),
+    st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
 ]
 
 page = st.navigation(PAGES)

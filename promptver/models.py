@@ -449,3 +449,25 @@ class LiveCell(Model):
     #: a running experiment on this template in this environment, if any
     experiment_id: str | None = None
     experiment_name: str | None = None
+
+
+class Assignment(Model):
+    """The variant a running experiment gives one user (what ``get_prompt`` serves)."""
+
+    experiment_id: str
+    experiment: str
+    variant: str
+    #: the commit the variant serves (its ref, frozen when the experiment started)
+    commit: str
+    ref: str
+    bucket: float
+
+
+class ExperimentLogEntry(Model):
+    """One lifecycle event of an experiment: created, edited, started, stopped, completed …"""
+
+    experiment_id: str
+    at: datetime
+    action: str
+    author: str = ""
+    detail: str = ""

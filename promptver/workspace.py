@@ -19,7 +19,8 @@ from typing import Any
 
 from promptver.config import Settings
 from promptver.deployments import DeploymentService, LivePrompt
-from promptver.errors import Problem, ValidationError
+from promptver.errors import Problem, PromptverError, ValidationError
+from promptver.experiments import ExperimentService
 from promptver.models import Prompt
 from promptver.store import templates as sql
 from promptver.store.db import Database
@@ -45,6 +46,8 @@ class Workspace:
         self.templates = TemplateService(self.db, self.settings, self.versions)
         self.deployments = DeploymentService(self.db, self.settings, self.versions, self.templates)
         self.templates.on_serving_change = self.deployments.invalidate
+        self.experiments = ExperimentService(self.db, self.settings, self.versions)
+        self._arm_prompts: dict[tuple[str, str], Prompt] = {}
         self._closed = False
 
     @classmethod
@@ -99,13 +102,57 @@ class Workspace:
                 "invalid input:",
                 [Problem("must be a non-empty string, or None for no user", field="user_id")],
             )
-        live = self.deployments.resolve(name, env)
-        return self._prompt_for_user(live, user_id)
+        with self.db.lazy_session():  # cache misses below share one open of the file
+            live = self.deployments.resolve(name, env)
+            return self._prompt_for_user(live, user_id)
 
     def _prompt_for_user(self, live: LivePrompt, user_id: str | None) -> Prompt:
         """What ``user_id`` gets from what is live in ``live.environment``: the per-user step of
         :meth:`get_prompt`, which runs on every call after the cached lookup."""
-        return live.prompt_for(user_id)
+        if user_id is None:
+            return live.prompt_for(None)
+        a = self.experiments.assign(live.template_id, live.environment, user_id)
+        if a is None:  # no experiment runs there, or the user is outside its coverage
+            return live.prompt_for(user_id)
+        p = self._variant_prompt(live, a.commit).__copy__()
+        fields = p.__dict__
+        fields.update(
+            user_id=user_id,
+            variant=a.variant,
+            experiment_id=a.experiment_id,
+            variables=list(fields["variables"]),
+            metadata=dict(fields["metadata"]),
+        )
+        p.__pydantic_fields_set__.update(("user_id", "variant", "experiment_id"))
+        return p
+
+    def _variant_prompt(self, live: LivePrompt, commit: str) -> Prompt:
+        """The prepared prompt of an experiment arm (commits never change: cached for good)."""
+        if commit == live.commit:
+            return live.prompt
+        key = (live.environment, commit)
+        cached = self._arm_prompts.get(key)
+        if cached is None:
+            c = self.versions.get_commit(commit)
+            cached = Prompt(
+                template_id=live.template_id,
+                name=live.name,
+                version=c.version,
+                commit=c.id,
+                content=c.content,
+                variables=c.variables,
+                metadata=c.metadata,
+                environment=live.environment,
+                max_render_chars=self.settings.templates.max_render_chars,
+            )
+            try:
+                cached.prepare()
+            except PromptverError:
+                pass  # text() reports it when called
+            if len(self._arm_prompts) > 1024:
+                self._arm_prompts.clear()
+            self._arm_prompts[key] = cached
+        return cached
 
     @contextmanager
     def session(self) -> Iterator[Workspace]:

@@ -204,7 +204,8 @@ def test_a_cached_answer_is_served_while_another_process_holds_the_file(db_path,
     ws = open_ws(db_path, cache__ttl_seconds=3600, storage__busy_timeout=0.2)
     three_versions(ws)
     ws.deployments.deploy("qa", "1.0.0", PROD)
-    assert ws.get_prompt("qa", PROD).version == "1.0.0"
+    # the first call with a user looks up what is live and any running experiment; both cached
+    assert ws.get_prompt("qa", PROD, user_id="u0").version == "1.0.0"
     p = holder()
     try:
         p_ = ws.get_prompt("qa", PROD, user_id="u1")

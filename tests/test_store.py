@@ -188,3 +188,24 @@ def test_data_version_changes_on_writes_here_and_in_other_processes(ws, qa, db_p
     assert r.returncode == 0, r.stderr
     assert ws.db.data_version() != v1
     assert ws.db.data_version()[0] == v1[0], "the other process's write is seen through the file"
+
+
+def test_lazy_session_opens_only_when_needed_and_once(ws, qa, monkeypatch):
+    opened = []
+    real = ws.db._open
+
+    def counting():
+        opened.append(1)
+        return real()
+
+    monkeypatch.setattr(ws.db, "_open", counting)
+    with ws.db.lazy_session():
+        pass
+    assert opened == []
+    with ws.db.lazy_session():
+        ws.templates.get("qa-basic")
+        ws.templates.list()
+        with ws.db.lazy_session():
+            ws.templates.get("qa-basic", "1.0.0")
+    assert opened == [1]
+    assert ws.db._state.con is None and ws.db._state.depth == 0  # released at the end

@@ -89,13 +89,14 @@ def problems_frame(problems: list[Any]) -> pd.DataFrame:
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
-def md(text: object) -> str:
+def md(text: object, *, keep_lines: bool = False) -> str:
     """Escape text for Streamlit Markdown (st.markdown, st.error, captions …).
 
     User-written text (names, messages, template text quoted in errors) must never become
-    links, images, colour directives, LaTeX or emphasis.
+    links, images, colour directives, LaTeX or emphasis. Line breaks become spaces, or hard
+    line breaks with ``keep_lines``.
     """
-    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n" if keep_lines else " ")
 
 
 def show_error(exc: PromptverError) -> None:

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "promptver.cli.commands.templates",
     "promptver.cli.commands.versioning",
     "promptver.cli.commands.deployments",
+    "promptver.cli.commands.experiments",
 ]
 
 

@@ -43,6 +43,8 @@ class _ThreadState(threading.local):
         self.tx_depth = 0  # nested transaction() blocks on this thread
         self.tx_failed = False
         self.wrote = False  # a transaction() (not read()) block ran inside the outer one
+        self.lazy = 0  # open lazy_session() blocks
+        self.held = False  # a lazy session holds a reference on ``con``
 
 
 class Database:
@@ -112,20 +114,34 @@ class Database:
         st = self._state
         if st.con is None:
             st.con = self._open()
+            if st.lazy and not st.held:  # a lazy session keeps it until the session ends
+                st.held = True
+                st.depth += 1
         st.depth += 1
         try:
             yield st.con
         finally:
-            st.depth -= 1
-            if st.depth == 0:
-                con, st.con = st.con, None
-                try:
-                    con.close()
-                except duckdb.Error:  # pragma: no cover - closing never matters for correctness
-                    pass
+            self._release(st)
+
+    def _release(self, st: _ThreadState) -> None:
+        st.depth -= 1
+        if st.depth == 0:
+            con, st.con = st.con, None
+            try:
+                con.close()  # type: ignore[union-attr]
+            except duckdb.Error:  # pragma: no cover - closing never matters for correctness
+                pass
 
     session = connect
     """Hold one connection for a block (e.g. a dashboard script run); same as :meth:`connect`."""
+
+    def lazy_session(self) -> _LazySession:
+        """Like :meth:`session`, but the file is opened only if something in the block needs it.
+
+        For hot paths that usually answer from a cache (``get_prompt``): a hit costs nothing, and
+        several misses in the block share one open of the file.
+        """
+        return _LazySession(self)
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -215,6 +231,24 @@ class Database:
         if self._memory_con is not None:
             self._memory_con.close()
             self._memory_con = None
+
+
+class _LazySession:
+    __slots__ = ("db", "st")
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.st = db._state
+
+    def __enter__(self) -> None:
+        self.st.lazy += 1
+
+    def __exit__(self, *exc: object) -> None:
+        st = self.st
+        st.lazy -= 1
+        if st.lazy == 0 and st.held:
+            st.held = False
+            self.db._release(st)
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:

@@ -272,3 +272,39 @@ def m020_deployments(con: duckdb.DuckDBPyConnection) -> None:
         )
         """
     )
+
+
+@migration
+def m030_experiment_lifecycle(con: duckdb.DuckDBPyConnection) -> None:
+    # Names are unique per workspace (experiments are referred to by id or name); the service
+    # checks case-insensitively with a clear message, the index stops a race between two writers.
+    con.execute("CREATE UNIQUE INDEX experiments_name ON experiments (name)")
+    # One row per (template, environment) that has a running experiment. Starting inserts it,
+    # stopping deletes it, so two concurrent starts on the same pair collide on the key instead
+    # of both succeeding.
+    con.execute(
+        """
+        CREATE TABLE experiment_running (
+            template_id VARCHAR NOT NULL,
+            environment VARCHAR NOT NULL,
+            experiment_id VARCHAR NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (template_id, environment)
+        )
+        """
+    )
+    # Append-only lifecycle history: who created, edited, started, stopped an experiment, when.
+    con.execute("CREATE SEQUENCE experiment_log_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE experiment_log (
+            seq BIGINT NOT NULL DEFAULT nextval('experiment_log_seq'),
+            experiment_id VARCHAR NOT NULL,
+            logged_at TIMESTAMPTZ NOT NULL,
+            action VARCHAR NOT NULL,          -- created | edited | started | stopped | completed …
+            author VARCHAR NOT NULL,
+            detail VARCHAR NOT NULL DEFAULT ''
+        )
+        """
+    )
+    con.execute("CREATE INDEX experiment_log_experiment ON experiment_log (experiment_id)")

@@ -1,0 +1,788 @@
+"""Experiments: list, configure, start and stop A/B experiments, and preview their routing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from promptver import PromptverError
+from promptver.experiments import dump_spec, to_spec
+from promptver.models import BUILTIN_METRICS, Experiment
+from promptver.routing import Router, router_for, synthetic_split
+from ui.common import author, flash, workspace
+from ui.experiments import (
+    STATUS,
+    domain_errors,
+    md,
+    percent,
+    show_error,
+    split_chart,
+    split_table,
+    when,
+)
+
+ws = workspace()
+svc = ws.experiments
+
+st.title("Experiments")
+st.caption(
+    "A/B tests of prompt variants on live traffic. Users are routed by a hash of their id, so "
+    "each one always sees the same variant; a running experiment's variants and split are frozen."
+)
+
+
+# ---- the list -------------------------------------------------------------------------------
+
+everything = svc.list()
+by_id = {e.id: e for e in everything}
+
+f1, f2 = st.columns([2, 3], vertical_alignment="bottom")
+status_filter = f1.segmented_control(
+    "Status",
+    ["running", "draft", "completed", "stopped"],
+    selection_mode="multi",
+    key="exp_status_filter",
+    format_func=lambda s: STATUS[s][0],
+    help="Show only experiments with these statuses (none selected: all)",
+)
+shown = [e for e in everything if not status_filter or e.status in status_filter]
+
+
+def _split_text(e: Experiment) -> str:
+    total = sum(v.weight for v in e.variants)
+    return " / ".join(f"{v.name} {100 * v.weight / total:.0f}%" for v in e.variants)
+
+
+if shown:
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "name": e.name,
+                    "status": STATUS[e.status][0],
+                    "template": e.template,
+                    "environment": e.environment,
+                    "split": _split_text(e),
+                    "coverage": f"{100 * e.coverage:.0f}%",
+                    "primary metric": e.primary_metric.name,
+                    "started": e.started_at,
+                    "stopped": e.stopped_at,
+                    "id": e.id,
+                }
+                for e in shown
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "started": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
+            "stopped": st.column_config.DatetimeColumn("stopped (UTC)", format="YYYY-MM-DD HH:mm"),
+        },
+    )
+elif everything:
+    st.info("No experiment has these statuses. Clear the status filter to see all.")
+else:
+    st.info("No experiments yet. Configure the first one under **Configure**.")
+
+
+def _label(eid: str) -> str:
+    e = by_id[eid]
+    return f"{e.name} · {e.template} in {e.environment}"
+
+
+selected: Experiment | None = None
+if everything:
+    ids = [e.id for e in everything]
+    wanted = st.query_params.get("experiment")
+    if st.session_state.get("exp_pick") not in ids:
+        st.session_state["exp_pick"] = wanted if wanted in ids else ids[0]
+    pick = f2.selectbox(
+        "Experiment",
+        ids,
+        format_func=_label,
+        key="exp_pick",
+        help="Deep link: add ?experiment=ID to the address",
+    )
+    if st.query_params.get("experiment") != pick:
+        st.query_params["experiment"] = pick
+    selected = by_id[pick]
+
+TABS = ["Overview", "Results", "Routing preview", "Configure"]
+tab_overview, tab_results, tab_routing, tab_config = st.tabs(TABS, key="exp_tab")
+
+
+# ---- overview, start and stop -----------------------------------------------------------------
+
+
+def variants_frame(e: Experiment) -> pd.DataFrame:
+    total = sum(v.weight for v in e.variants)
+    rows = []
+    for i, v in enumerate(e.variants):
+        rows.append(
+            {
+                "variant": v.name,
+                "role": "control" if i == 0 else "treatment",
+                "ref": v.ref,
+                "commit": (v.commit or "")[:10],
+                "share": percent(v.weight / total),
+                "share of all users": percent(e.coverage * v.weight / total),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def metrics_frame(e: Experiment) -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"metric": m.name, "role": m.role, "better when": m.direction} for m in e.metrics]
+    )
+
+
+def settings_line(e: Experiment) -> str:
+    return (
+        f"α = {e.alpha:g} · minimum {e.minimum_sample_size:,} users per variant · "
+        f"coverage {percent(e.coverage)} · salt `{md(e.salt)}`"
+    )
+
+
+def _start_dialog(e: Experiment) -> None:
+    @st.dialog("Start experiment?")
+    def dialog() -> None:
+        st.markdown(f"Start **{md(e.name)}** on **{md(e.template)}** in **{md(e.environment)}**?")
+        st.markdown(f"Split: {md(_split_text(e))}; coverage {percent(e.coverage)}.")
+        st.caption(
+            "Refs are resolved now and frozen: from here on the variants and the split "
+            "cannot change. `get_prompt` starts routing users at once"
+            + (f" (from {when(e.start_at)})" if e.start_at else "")
+            + "."
+        )
+        other = svc.running(e.template_id, e.environment)
+        if other is not None:
+            st.warning(
+                f"**{md(other.name)}** is already running on this template in "
+                f"{md(e.environment)}; stop it first."
+            )
+        a, b = st.columns(2)
+        if a.button("Start", type="primary", key="exp_start_yes"):
+            try:
+                started = svc.start(e.id, author=author())
+            except PromptverError as exc:
+                show_error(exc)
+            else:
+                st.session_state.pop("exp_confirm", None)
+                flash(
+                    f"Started {started.name}: routing {started.template} users in "
+                    f"{started.environment}"
+                )
+                st.rerun()
+        if b.button("Cancel", key="exp_start_no"):
+            st.session_state.pop("exp_confirm", None)
+            st.rerun()
+
+    dialog()
+
+
+def _stop_dialog(e: Experiment) -> None:
+    @st.dialog("Stop experiment?")
+    def dialog() -> None:
+        early = e.end_at is not None and datetime.now(UTC) < e.end_at
+        st.markdown(
+            f"Stop **{md(e.name)}**? Routing ends at once and users get the deployed "
+            "version again; the final results are frozen."
+        )
+        if early:
+            st.info(
+                f"It is planned to run until {when(e.end_at)}: stopping now is stopping "
+                "early, which needs a reason."
+            )
+        reason = st.text_area(
+            "Reason"
+            + (" (required)" if early else " (optional: giving one marks it stopped early)"),
+            key="exp_stop_reason",
+            max_chars=500,
+            placeholder="e.g. guardrail breached: latency rose 30 %",
+        )
+        a, b = st.columns(2)
+        if a.button("Stop experiment", type="primary", key="exp_stop_yes"):
+            try:
+                stopped = svc.stop(e.id, reason=reason.strip() or None, author=author())
+            except PromptverError as exc:
+                show_error(exc)
+            else:
+                st.session_state.pop("exp_confirm", None)
+                st.session_state.pop("exp_stop_reason", None)
+                flash(f"{stopped.name} is now {STATUS[stopped.status][0].lower()}")
+                st.rerun()
+        if b.button("Cancel", key="exp_stop_no"):
+            st.session_state.pop("exp_confirm", None)
+            st.rerun()
+
+    dialog()
+
+
+def _delete_dialog(e: Experiment) -> None:
+    @st.dialog("Delete draft?")
+    def dialog() -> None:
+        st.markdown(f"Delete the draft **{md(e.name)}**? This cannot be undone.")
+        a, b = st.columns(2)
+        if a.button("Delete", type="primary", key="exp_delete_yes"):
+            with domain_errors():
+                svc.delete(e.id, author=author())
+                st.session_state.pop("exp_confirm", None)
+                st.session_state.pop("exp_pick", None)
+                st.query_params.pop("experiment", None)
+                flash(f"Deleted draft {e.name}")
+                st.rerun()
+        if b.button("Cancel", key="exp_delete_no"):
+            st.session_state.pop("exp_confirm", None)
+            st.rerun()
+
+    dialog()
+
+
+def _ask(action: str, eid: str) -> None:
+    st.session_state["exp_confirm"] = (action, eid)
+
+
+with tab_overview:
+    if selected is None:
+        st.info("Nothing to show yet: create an experiment under **Configure**.")
+    else:
+        e = selected
+        label, color, icon = STATUS[e.status]
+        st.subheader(md(e.name))
+        st.badge(label, color=color, icon=icon)
+        if e.hypothesis:
+            st.markdown(f"**Hypothesis:** {md(e.hypothesis)}")
+        if e.description:
+            st.caption(md(e.description))
+        ended = (
+            f"**Stopped** {when(e.stopped_at)}"
+            if e.stopped_at
+            else f"**Planned end** {when(e.end_at, 'open')}"
+        )
+        st.markdown(
+            f"**Template** {md(e.template)} · **Environment** {md(e.environment)} · "
+            f"**Created** {when(e.created_at)} by {md(e.created_by or 'unknown')} · "
+            f"**Started** {when(e.started_at, 'not yet')} · {ended}"
+        )
+        if e.stop_reason:
+            st.markdown(f"**Reason for stopping:** {md(e.stop_reason)}")
+        st.markdown("**Variants** (the first is the control)")
+        st.dataframe(variants_frame(e), hide_index=True, width="stretch")
+        st.markdown("**Metrics** (the first is the primary one)")
+        st.dataframe(metrics_frame(e), hide_index=True, width="stretch")
+        st.markdown(settings_line(e))
+        if e.start_at or e.end_at:
+            st.caption(
+                f"Window of events that count: {when(e.start_at, 'start')} → "
+                f"{when(e.end_at, 'stop')}"
+            )
+        b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+        if e.status == "draft":
+            b1.button(
+                "Start…", type="primary", key="exp_start", on_click=_ask, args=("start", e.id)
+            )
+            b3.button("Delete…", key="exp_delete", on_click=_ask, args=("delete", e.id))
+        elif e.status == "running":
+            b1.button("Stop…", type="primary", key="exp_stop", on_click=_ask, args=("stop", e.id))
+        b2.button(
+            "Copy to a new draft",
+            key="exp_copy",
+            on_click=lambda eid=e.id: _load_form(by_id[eid], copy=True),
+            help="Running experiments are frozen: change a copy instead",
+        )
+        with st.expander("History"):
+            st.dataframe(
+                pd.DataFrame(
+                    [
+                        {"when (UTC)": h.at, "action": h.action, "by": h.author, "detail": h.detail}
+                        for h in svc.history(e.id)
+                    ]
+                ),
+                hide_index=True,
+                width="stretch",
+            )
+        confirm = st.session_state.get("exp_confirm")
+        if confirm and confirm[1] == e.id:
+            {"start": _start_dialog, "stop": _stop_dialog, "delete": _delete_dialog}[confirm[0]](e)
+
+
+# ---- results --------------------------------------------------------------------------------
+# This tab is where the statistics engine shows an experiment's results (its own helper fills
+# it in). Until then it shows the experiment's configuration and status, never invented numbers.
+
+with tab_results:
+    if selected is None:
+        st.info("Results appear here once an experiment has run.")
+    else:
+        e = selected
+        st.subheader(f"Results of {md(e.name)}")
+        st.badge(STATUS[e.status][0], color=STATUS[e.status][1])
+        start, end = e.window()
+        st.markdown(
+            f"Primary metric **{md(e.primary_metric.name)}** ({e.primary_metric.direction} is "
+            f"better) · events from {when(start, 'the start')} to {when(end, 'now (running)')}"
+        )
+        others = e.metrics[1:]
+        if others:
+            st.markdown(
+                "Also watched: "
+                + ", ".join(f"{md(m.name)} ({m.role}, {m.direction} is better)" for m in others)
+            )
+        st.markdown(settings_line(e))
+        stored = svc.stored_results(e.id)
+        if stored is not None:
+            st.markdown("**Final results, frozen when the experiment stopped**")
+            st.json(stored)
+        elif e.status in ("completed", "stopped"):
+            st.info("No final results were stored for this experiment.")
+        else:
+            st.info("No results have been computed for this experiment yet.")
+
+
+# ---- routing preview ------------------------------------------------------------------------
+
+
+def routing_preview(router: Router, key: str) -> None:
+    """Type a user id → variant and bucket; the split of synthetic users against the target."""
+    user = st.text_input(
+        "User id",
+        key=f"{key}_user",
+        placeholder="e.g. user-42",
+        help="Any text; routing hashes md5(salt:user_id)",
+    )
+    if user:
+        variant, bucket = router.route(user)
+        c1, c2, c3 = st.columns(3)
+        c1.metric("Variant", variant if variant is not None else "not in the experiment")
+        c2.metric("Bucket", f"{bucket:.6f}")
+        covered = router.coverage >= 1 or router.coverage_bucket(user) < router.coverage
+        c3.metric(
+            "Coverage",
+            "inside" if covered else "outside",
+            help=f"coverage bucket {router.coverage_bucket(user):.6f} must be below "
+            f"{router.coverage:g}",
+        )
+    n = st.select_slider(
+        "Synthetic users",
+        [1_000, 10_000, 100_000],
+        value=10_000,
+        key=f"{key}_n",
+        format_func=lambda x: f"{x:,}",
+        help="Ids user-0, user-1, … assigned in one SQL statement",
+    )
+    frame = split_table(synthetic_split(router, n))
+    st.dataframe(frame, hide_index=True, width="stretch")
+    st.altair_chart(split_chart(frame), width="stretch")
+    st.caption(
+        f"Bars: observed share of {n:,} synthetic users; black ticks: the configured target."
+    )
+
+
+with tab_routing:
+    if selected is None:
+        st.info(
+            "Create an experiment to preview its routing (the Configure tab also previews "
+            "the experiment being configured)."
+        )
+    else:
+        st.markdown(f"Routing of **{md(selected.name)}** (salt `{md(selected.salt)}`)")
+        routing_preview(router_for(selected), "exp_route")
+
+
+# ---- configure ------------------------------------------------------------------------------
+
+F = "exp_f_"  # prefix of the form's state keys
+MAX_VARIANTS = 10
+
+
+def _refs(template: str) -> tuple[list[str], dict[str, str]]:
+    """Ref options of a template (versions on main, newest first, then branches) and labels."""
+    tid = ws.templates.row(template)["id"]
+    labels: dict[str, str] = {}
+    mainline = ws.versions.log(tid, ws.versions.branch_head(tid), first_parent=True)
+    for c in mainline:
+        if c.version and c.version not in labels:
+            labels[c.version] = f"{c.version} (latest)" if not labels else c.version
+    for b in ws.versions.branches(tid):
+        if b.name != "main":
+            labels[b.name] = f"branch {b.name}"
+    return list(labels), labels
+
+
+def _load_form(e: Experiment | None, *, copy: bool = False) -> None:
+    """Fill the form from an experiment (edit a draft, or copy any) or reset it."""
+    s = st.session_state
+    for k in [k for k in s if str(k).startswith(F)]:
+        del s[k]
+    s[F + "target"] = None if (e is None or copy) else e.id
+    if e is None:
+        return
+    spec = to_spec(e)
+    s[F + "name"] = f"{e.name} (copy)"[:100] if copy else e.name
+    s[F + "description"] = e.description
+    s[F + "hypothesis"] = e.hypothesis
+    s[F + "template"] = e.template
+    s[F + "env"] = e.environment
+    s[F + "n"] = len(e.variants)
+    total = sum(v.weight for v in e.variants)
+    for i, v in enumerate(e.variants):
+        s[f"{F}vname_{i}"] = v.name
+        s[f"{F}ref_{i}"] = v.ref
+        if i < len(e.variants) - 1:  # shares in whole percent; the last one is the rest
+            s[f"{F}w_{i}"] = max(1, min(99, round(100 * v.weight / total)))
+    s[F + "primary"] = e.metrics[0].name
+    s[F + "secondary"] = [m.name for m in e.metrics[1:] if m.role == "secondary"]
+    s[F + "guard"] = [m.name for m in e.metrics if m.role == "guardrail"]
+    for m in e.metrics:
+        s[f"{F}dir_{m.name}"] = m.direction
+    s[F + "alpha"] = e.alpha
+    s[F + "sample"] = e.minimum_sample_size
+    s[F + "salt"] = "" if copy else spec.get("salt", "")
+    s[F + "cov"] = max(1, round(100 * e.coverage))
+    s[F + "has_start"] = e.start_at is not None
+    s[F + "has_end"] = e.end_at is not None
+    if e.start_at:
+        s[F + "start"] = e.start_at.astimezone(UTC).replace(tzinfo=None)
+    if e.end_at:
+        s[F + "end"] = e.end_at.astimezone(UTC).replace(tzinfo=None)
+    s["exp_tab"] = "Configure"
+
+
+def _new_form() -> None:
+    _load_form(None)
+
+
+def form_shares(n: int) -> list[int]:
+    """Each variant's share in percent: sliders for all but the last, which gets the rest, so
+    the shares always add up to 100 (the rest may be ≤ 0 until a slider is lowered)."""
+    s = st.session_state
+    shares = [int(s.get(f"{F}w_{i}", 100 // n)) for i in range(n - 1)]
+    return [*shares, 100 - sum(shares)]
+
+
+def form_spec() -> dict[str, Any]:
+    """The experiment file fields the form currently describes (read from session state)."""
+    s = st.session_state
+    n = int(s.get(F + "n", 2))
+    variants = [
+        {
+            "name": (s.get(f"{F}vname_{i}") or "").strip(),
+            "ref": s.get(f"{F}ref_{i}"),
+            "weight": share,
+        }
+        for i, share in enumerate(form_shares(n))
+    ]
+    primary = s.get(F + "primary")
+    metrics: list[Any] = []
+    guardrails: list[Any] = []
+
+    def item(name: str) -> Any:
+        if name in BUILTIN_METRICS:
+            return name
+        return {"name": name, "direction": s.get(f"{F}dir_{name}", "higher")}
+
+    if primary:
+        metrics.append(item(primary))
+    metrics += [item(m) for m in s.get(F + "secondary", []) if m != primary]
+    guardrails += [item(m) for m in s.get(F + "guard", []) if m != primary]
+    spec: dict[str, Any] = {
+        "name": (s.get(F + "name") or "").strip(),
+        "description": s.get(F + "description") or "",
+        "hypothesis": s.get(F + "hypothesis") or "",
+        "template": s.get(F + "template"),
+        "environment": s.get(F + "env") or "production",
+        "variants": variants,
+        "metrics": metrics,
+        "minimum_sample_size": int(s.get(F + "sample", 100)),
+        "alpha": float(s.get(F + "alpha", 0.05)),
+        "coverage": int(s.get(F + "cov", 100)) / 100,
+    }
+    if guardrails:
+        spec["guardrails"] = guardrails
+    if (s.get(F + "salt") or "").strip():
+        spec["salt"] = s[F + "salt"].strip()
+    for key in ("start", "end"):
+        value = s.get(F + key)
+        if s.get(F + "has_" + key) and value is not None:
+            spec[key] = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return {k: v for k, v in spec.items() if v not in ("", None)}
+
+
+def _save() -> None:
+    s = st.session_state
+    target = s.get(F + "target")
+    try:
+        saved = (
+            svc.update(target, form_spec(), author=author())
+            if target
+            else svc.create(form_spec(), author=author())
+        )
+    except PromptverError as exc:
+        s[F + "error"] = exc
+        return
+    _load_form(None)
+    s["exp_pick"] = saved.id
+    st.query_params["experiment"] = saved.id
+    s["exp_tab"] = "Overview"
+    flash(f"Saved draft {saved.name}: start it from Overview")
+
+
+def _equal_split() -> None:
+    n = int(st.session_state.get(F + "n", 2))
+    for i in range(n - 1):
+        st.session_state[f"{F}w_{i}"] = 100 // n
+
+
+with tab_config:
+    templates = [t.name for t in ws.templates.list()]
+    target_id = st.session_state.get(F + "target")
+    target = by_id.get(target_id) if target_id else None
+    if target_id and (target is None or target.status != "draft"):
+        st.session_state[F + "target"] = target = None
+    top1, top2, top3 = st.columns([3, 1, 1], vertical_alignment="bottom")
+    top1.markdown(
+        f"Editing the draft **{md(target.name)}**"
+        if target
+        else "A **new experiment** (saved as a draft; start it from Overview)"
+    )
+    if (
+        selected is not None
+        and selected.status == "draft"
+        and (target is None or target.id != selected.id)
+    ):
+        top2.button(
+            "Edit selected draft",
+            key="exp_edit_selected",
+            on_click=lambda eid=selected.id: _load_form(by_id[eid]),
+        )
+    top3.button("Clear form", key="exp_clear", on_click=_new_form)
+    if not templates:
+        st.info("Create a template first (Templates screen): experiments compare its versions.")
+    else:
+        s = st.session_state
+        c1, c2 = st.columns([3, 2])
+        c1.text_input(
+            "Name",
+            key=F + "name",
+            max_chars=100,
+            placeholder="e.g. concise-vs-control",
+            help="Free text, unique in this workspace; commands accept the name or id",
+        )
+        if s.get(F + "template") not in templates:
+            s[F + "template"] = templates[0]
+        template = c2.selectbox("Template", templates, key=F + "template")
+        environments = ws.settings.deployment.environments
+        if s.get(F + "env") not in environments:
+            s[F + "env"] = "production" if "production" in environments else environments[-1]
+        e1, e2 = st.columns([2, 3])
+        e1.selectbox(
+            "Environment",
+            environments,
+            key=F + "env",
+            help="Where get_prompt routes users while the experiment runs",
+        )
+        e2.text_input(
+            "Hypothesis",
+            key=F + "hypothesis",
+            max_chars=1000,
+            placeholder="e.g. Shorter answers keep quality and cut cost",
+        )
+        st.text_area("Description", key=F + "description", max_chars=1000, height=68)
+
+        st.markdown("**Variants** — the first is the control")
+        options, labels = _refs(template)
+        if F + "n" not in s:
+            s[F + "n"] = 2
+        n = st.number_input(
+            "Number of variants", min_value=2, max_value=MAX_VARIANTS, step=1, key=F + "n"
+        )
+        for i in range(int(n)):
+            if f"{F}vname_{i}" not in s:
+                s[f"{F}vname_{i}"] = "control" if i == 0 else f"variant-{i}"
+            if s.get(f"{F}ref_{i}") not in options:
+                branches = [o for o in options if labels[o].startswith("branch ")]
+                s[f"{F}ref_{i}"] = (
+                    options[0] if i == 0 or not branches else branches[(i - 1) % len(branches)]
+                )
+            if i < n - 1 and f"{F}w_{i}" not in s:
+                s[f"{F}w_{i}"] = 100 // int(n)
+        shares = form_shares(int(n))
+        for i in range(int(n)):
+            v1, v2, v3 = st.columns([2, 2, 3], vertical_alignment="bottom")
+            v1.text_input(
+                f"Variant {i + 1} name" + (" (control)" if i == 0 else ""),
+                key=f"{F}vname_{i}",
+                max_chars=100,
+            )
+            ref = v2.selectbox(
+                f"Variant {i + 1} ref",
+                options,
+                key=f"{F}ref_{i}",
+                format_func=lambda o: labels.get(o, o),
+                help="A version, or a branch (resolved and frozen at start)",
+            )
+            if i < n - 1:
+                v3.slider(
+                    f"Variant {i + 1} share of traffic (%)",
+                    1,
+                    99,
+                    key=f"{F}w_{i}",
+                    help="The last variant gets what the others leave, so the shares always "
+                    "add up to 100 %",
+                )
+            else:
+                v3.slider(
+                    f"Variant {i + 1} share of traffic (%): the rest",
+                    0,
+                    100,
+                    value=max(0, shares[i]),
+                    disabled=True,
+                    help="100 % minus the other variants' shares",
+                )
+            with st.expander(f"Content of variant {i + 1}", expanded=False), domain_errors():
+                t = ws.templates.get(template, ref)
+                st.caption(f"{md(t.version or 'branch ' + ref)} · commit {t.commit[:10]}")
+                st.code(t.content, language=None, wrap_lines=True)
+        names = [s.get(f"{F}vname_{i}") or f"variant {i + 1}" for i in range(int(n))]
+        s1, s2 = st.columns([4, 1], vertical_alignment="center")
+        s1.markdown("Split: " + " · ".join(f"{md(nm)} **{sh} %**" for nm, sh in zip(names, shares)))
+        s2.button("Equal split", key="exp_equal", on_click=_equal_split)
+        if shares[-1] < 1:
+            st.error(
+                f"The other variants take {100 - shares[-1]} %, leaving nothing for the last "
+                "variant: lower a share (or press Equal split)."
+            )
+
+        st.markdown("**Metrics**")
+        known = svc.known_metrics()
+        metric_names = list(known)
+        if s.get(F + "primary") not in metric_names:
+            s[F + "primary"] = "quality_score" if "quality_score" in known else metric_names[0]
+        for k in ("secondary", "guard"):
+            s[F + k] = [m for m in s.get(F + k, []) if m in metric_names]
+        m1, m2, m3 = st.columns(3)
+        primary = m1.selectbox(
+            "Primary metric", metric_names, key=F + "primary", help="Decides the winner"
+        )
+        m2.multiselect(
+            "Secondary metrics",
+            [m for m in metric_names if m != primary],
+            key=F + "secondary",
+            help="Reported alongside the primary one",
+        )
+        m3.multiselect(
+            "Guardrails",
+            [m for m in metric_names if m != primary],
+            key=F + "guard",
+            help="Metrics that must not get worse (e.g. latency must not rise)",
+        )
+        chosen = [primary, *s.get(F + "secondary", []), *s.get(F + "guard", [])]
+        custom = [m for m in dict.fromkeys(chosen) if known.get(m) is None]
+        if custom:
+            dcols = st.columns(max(1, len(custom)))
+            for col, m in zip(dcols, custom):
+                if s.get(f"{F}dir_{m}") not in ("higher", "lower"):
+                    s[f"{F}dir_{m}"] = "higher"
+                col.segmented_control(f"{m}: better when", ["higher", "lower"], key=f"{F}dir_{m}")
+        st.caption(
+            "Directions: "
+            + ", ".join(
+                f"{md(m)} {known[m] or s.get(f'{F}dir_{m}', 'higher')} is better"
+                for m in dict.fromkeys(chosen)
+            )
+        )
+
+        st.markdown("**Statistics and traffic**")
+        a1, a2, a3 = st.columns(3)
+        stats = ws.settings.ab_testing.statistical_analysis
+        s.setdefault(F + "alpha", float(stats.significance_level))
+        s.setdefault(F + "sample", max(2, int(stats.minimum_sample_size)))
+        s.setdefault(F + "cov", 100)
+        a1.number_input(
+            "Significance level α",
+            min_value=0.001,
+            max_value=0.5,
+            step=0.01,
+            format="%.3f",
+            key=F + "alpha",
+        )
+        a2.number_input(
+            "Minimum sample (users per variant)",
+            min_value=2,
+            max_value=1_000_000_000,
+            step=50,
+            key=F + "sample",
+            help="No winner is named before every variant has this many users",
+        )
+        a3.slider(
+            "Coverage (% of users in the experiment)",
+            1,
+            100,
+            key=F + "cov",
+            help="The rest get the deployed version; raising it later never moves users "
+            "between variants",
+        )
+        st.text_input(
+            "Salt",
+            key=F + "salt",
+            max_chars=200,
+            placeholder="default: the experiment id",
+            help="Routing hashes md5(salt:user_id); a different salt reshuffles users",
+        )
+        d1, d2 = st.columns(2)
+        tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(
+            minute=0, second=0, microsecond=0, tzinfo=None
+        )
+        if d1.toggle(
+            "Scheduled start",
+            key=F + "has_start",
+            help="Routing begins at this time (UTC) even if started earlier",
+        ):
+            s.setdefault(F + "start", tomorrow)
+            d1.datetime_input("Start (UTC)", key=F + "start", format="YYYY-MM-DD")
+        if d2.toggle(
+            "Planned end",
+            key=F + "has_end",
+            help="Routing stops at this time (UTC); stopping earlier needs a reason",
+        ):
+            s.setdefault(F + "end", tomorrow + timedelta(days=14))
+            d2.datetime_input("End (UTC)", key=F + "end", format="YYYY-MM-DD")
+
+        spec = form_spec()
+        with st.expander("As an experiment file (YAML)"):
+            st.caption("The same fields `promptver experiment create --file` reads.")
+            st.code(dump_spec(spec), language="yaml")
+        with st.expander("Routing preview of this configuration"):
+            try:
+                preview_router = Router.build(
+                    spec.get("salt") or "preview",
+                    [
+                        (v["name"] or f"variant {i + 1}", v["weight"])
+                        for i, v in enumerate(spec["variants"])
+                    ],
+                    spec["coverage"],
+                )
+            except PromptverError as exc:
+                st.warning(f"Cannot preview yet: {md(exc.message)}")
+            else:
+                if not spec.get("salt"):
+                    st.caption(
+                        "Without a salt the experiment id is used once saved; this preview "
+                        "uses the salt 'preview', so individual users may land elsewhere."
+                    )
+                routing_preview(preview_router, "exp_f_route")
+        err = s.get(F + "error")
+        if err is not None:
+            show_error(err)
+            s.pop(F + "error", None)
+        st.button(
+            "Save draft" if target else "Create draft",
+            type="primary",
+            key="exp_save",
+            on_click=_save,
+            disabled=not spec.get("name") or shares[-1] < 1,
+        )

@@ -1,0 +1,80 @@
+"""In a real browser: configure an experiment on the demo workspace, start it, preview routing."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from tests.browser.conftest import shot, wait_idle
+
+
+def select(page: Page, label: str, option: str) -> None:
+    box = page.get_by_role("combobox", name=label, exact=True)
+    choice = page.get_by_role("option", name=option, exact=True)
+    for _ in range(5):  # a rerun that is just starting may close the list again
+        box.click()
+        try:
+            choice.wait_for(timeout=3000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            wait_idle(page)
+    choice.click()
+    wait_idle(page)
+
+
+def test_configure_start_and_route(page: Page, app_url: str) -> None:
+    page.goto(app_url)
+    wait_idle(page)
+    # the navigation of app.py (st.navigation), not Streamlit's pages/ folder listing
+    link = page.get_by_test_id("stSidebarNav").get_by_role("link", name="Experiments", exact=True)
+    link.click()
+    wait_idle(page)
+    expect(page.get_by_text("No experiments yet")).to_be_visible()
+
+    page.get_by_role("tab", name="Configure").click()
+    wait_idle(page)
+    name = page.get_by_label("Name", exact=True)
+    name.fill("Browser tone <test>")
+    name.press("Enter")
+    wait_idle(page)
+    select(page, "Variant 2 ref", "1.0.0")
+    slider = (
+        page.get_by_test_id("stSlider").filter(has_text="Variant 1 share").get_by_role("slider")
+    )
+    slider.focus()
+    for _ in range(20):
+        slider.press("ArrowRight")
+    wait_idle(page)
+    expect(page.get_by_text(re.compile(r"Split: control 70 % · variant-1 30 %"))).to_be_visible()
+    page.get_by_role("button", name="Create draft").click()
+    wait_idle(page)
+    expect(page.get_by_text("Saved draft Browser tone <test>")).to_be_visible()
+
+    page.get_by_role("tab", name="Overview").click()
+    wait_idle(page)
+    page.get_by_role("button", name="Start…").click()
+    wait_idle(page)
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_text("Start experiment?")).to_be_visible()
+    dialog.get_by_role("button", name="Start", exact=True).click()
+    wait_idle(page)
+    expect(page.get_by_text(re.compile("Started Browser tone <test>"))).to_be_visible()
+    expect(page.get_by_role("button", name="Stop…")).to_be_visible()
+    table = page.get_by_test_id("stDataFrame").first
+    expect(table).to_contain_text("Running")
+    shot(page, "experiments-started")
+
+    page.get_by_role("tab", name="Routing preview").click()
+    wait_idle(page)
+    user = page.get_by_role("textbox", name="User id", exact=True).locator("visible=true").first
+    user.fill("user-42")
+    user.press("Enter")
+    wait_idle(page)
+    expect(page.get_by_test_id("stMetric").filter(has_text="Bucket").first).to_contain_text("0.")
+    expect(page.get_by_test_id("stMetric").filter(has_text="Variant").first).to_contain_text(
+        re.compile("control|variant-1")
+    )
+    shot(page, "experiments-routing")
