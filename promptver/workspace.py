@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from promptver.config import Settings
+from promptver.metrics import MetricsService
+from promptver.models import Prompt
 from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.store.migrations import migrate
@@ -39,6 +41,7 @@ class Workspace:
         self.db = Database(self.path, busy_timeout=self.settings.storage.busy_timeout)
         self.versions = VersionControl(self.db)
         self.templates = TemplateService(self.db, self.settings, self.versions)
+        self.metrics = MetricsService(self.db, self.settings)
         self._closed = False
 
     @classmethod
@@ -78,10 +81,24 @@ class Workspace:
         with self.db.session():
             yield self
 
+    def track(self, prompt: Prompt, **metrics: Any) -> None:
+        """Record one call of ``prompt`` (buffered; written in batches, on close and at exit).
+
+        ``metrics`` are the built-in ones (``latency_ms``, ``success``, ``error``,
+        ``quality_score``, ``cost_usd``, ``tokens_in``, ``tokens_out``) and any custom numeric
+        ones; ``user_id``, ``event_id`` and ``timestamp`` may be given too. They are checked
+        now with the CSV import's rules.
+
+        Raises:
+            ValidationError: a bad value, an unknown metric that is not numeric, no metric.
+        """
+        self.metrics.track(prompt, **metrics)
+
     def close(self) -> None:
         """Flush what is buffered and release resources. Safe to call twice."""
         if self._closed:
             return
+        self.metrics.close()
         self._closed = True
         self.db.close()
 

@@ -1,0 +1,707 @@
+"""SQL for metric events: CSV staging and checks, buffered inserts, figures, summary, retention.
+
+Column names that reach SQL text here are never raw user input: the CSV header is checked first
+(:func:`promptver.metrics.csv_import.read_header`) and only names matching ``[a-z][a-z0-9_]*`` get
+through; they are still double-quoted. Every value is a parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from promptver.models import ImportRecord, MetricEvent
+
+Con = duckdb.DuckDBPyConnection
+
+ISO_TIMESTAMP_RE = (
+    r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?"
+)
+"""ISO 8601 / RFC 3339 date or date-time, with an optional offset (no offset means UTC)."""
+
+BOOL_TEXT = ("true", "false", "1", "0")
+
+#: columns of ``metric_events`` in insertion order (the tracking buffer writes these)
+EVENT_COLUMNS = (
+    "event_id",
+    "import_id",
+    "ts",
+    "template_id",
+    "user_id",
+    "experiment_id",
+    "variant",
+    "version",
+    "commit_id",
+    "environment",
+    "latency_ms",
+    "success",
+    "error",
+    "quality_score",
+    "cost_usd",
+    "tokens_in",
+    "tokens_out",
+    "custom",
+)
+
+
+def q(name: str) -> str:
+    """A double-quoted identifier (names were validated before; quoting is belt and braces)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+# ---- CSV staging ---------------------------------------------------------------------------
+
+
+def stage_csv(
+    con: Con,
+    path: str,
+    table: str,
+    columns: dict[str, str],
+    text: Sequence[str],
+    rejects: str,
+    scans: str,
+) -> tuple[int, int]:
+    """Parse the CSV into the temporary ``table`` with explicit types.
+
+    ``columns`` maps every header name, in file order, to its DuckDB type (the names come from
+    our own reading of the header, so columns are matched by name, never by position). Cells of
+    the ``text`` columns are trimmed and blank ones become missing. Rows DuckDB cannot parse
+    (bad numbers, ragged rows, broken quotes, invalid UTF-8) are kept out of ``table`` and
+    described in the ``rejects`` table (byte position, column, error type). File order is
+    preserved, so ``rowid - base`` is the record's index among the data rows.
+
+    Returns:
+        (rows, base): the row count and the smallest ``rowid`` (rows created inside a
+        transaction are numbered from a large offset).
+    """
+    select = ", ".join(
+        f"nullif(trim({q(n)}), '') AS {q(n)}" if n in text else q(n) for n in columns
+    )
+    con.execute(
+        f"CREATE TEMP TABLE {table} AS SELECT {select} FROM read_csv(?, header = true,"  # noqa: S608
+        " auto_detect = false, delim = ',', quote = '\"', escape = '\"', strict_mode = true,"
+        " null_padding = false, columns = ?, store_rejects = true,"
+        f" rejects_table = '{rejects}', rejects_scan = '{scans}')",
+        [path, columns],
+    )
+    rows, base = con.execute(
+        f"SELECT count(*), coalesce(min(rowid), 0) FROM {table}"  # noqa: S608
+    ).fetchone()
+    return int(rows), int(base)
+
+
+def set_variable(con: Con, name: str, value: Any) -> None:
+    """A session variable the row checks read with ``getvariable(name)``."""
+    con.execute(f"SET VARIABLE {name} = ?", [value])
+
+
+@dataclass(frozen=True)
+class Reject:
+    line_byte_position: int
+    column_idx: int | None
+    column_name: str | None
+    error_type: str
+    error_message: str
+
+
+def rejects(con: Con, table: str, limit: int = 200) -> list[Reject]:
+    rows = con.execute(
+        "SELECT line_byte_position, column_idx, column_name, error_type, error_message"  # noqa: S608
+        f" FROM {table} ORDER BY line_byte_position, column_idx LIMIT ?",
+        [limit],
+    ).fetchall()
+    return [Reject(int(r[0]), r[1], r[2], str(r[3]), str(r[4])) for r in rows]
+
+
+def drop_tables(con: Con, names: Sequence[str]) -> None:
+    for name in names:
+        try:
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+        except duckdb.Error:  # the transaction was aborted: the temp table went with it
+            pass
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """One rule on one column: ``condition`` is true for a bad row, ``message`` says why."""
+
+    column: str
+    condition: str
+    message: str
+
+
+def count_bad_rows(con: Con, table: str, checks: Sequence[RowCheck]) -> int:
+    """How many rows break at least one check (one scan; 0 on the fast path)."""
+    if not checks:
+        return 0
+    any_bad = " OR ".join(f"coalesce({c.condition}, false)" for c in checks)
+    return con.execute(
+        f"SELECT count(*) FROM {table} WHERE {any_bad}"  # noqa: S608
+    ).fetchone()[0]
+
+
+def bad_rows(
+    con: Con, table: str, checks: Sequence[RowCheck], limit: int
+) -> list[tuple[int, str, str]]:
+    """The first ``limit`` problems as (row index, column, message), in file order."""
+    parts = []
+    for i, c in enumerate(checks):
+        parts.append(
+            f"SELECT rowid AS r, {i} AS k, '{c.column}' AS col, {c.message} AS msg"  # noqa: S608
+            f" FROM {table} WHERE coalesce({c.condition}, false)"
+        )
+    union = " UNION ALL ".join(parts)
+    rows = con.execute(
+        f"SELECT r, col, msg FROM ({union}) ORDER BY r, k LIMIT ?",  # noqa: S608
+        [limit],
+    ).fetchall()
+    return [(int(r[0]), r[1], r[2]) for r in rows]
+
+
+def duplicate_event_ids(con: Con, table: str, limit: int) -> list[tuple[str, int, int]]:
+    """Event ids present twice in the file: (event_id, first row, repeated row)."""
+    rows = con.execute(
+        f"SELECT eid, first_r, r FROM (SELECT event_id AS eid, rowid AS r,"  # noqa: S608
+        f" min(rowid) OVER (PARTITION BY event_id) AS first_r FROM {table}"
+        " WHERE event_id IS NOT NULL) WHERE r <> first_r ORDER BY r LIMIT ?",
+        [limit],
+    ).fetchall()
+    return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
+def has_duplicate_event_ids(con: Con, table: str) -> bool:
+    row = con.execute(
+        f"SELECT count(event_id) <> count(DISTINCT event_id) FROM {table}"  # noqa: S608
+    ).fetchone()
+    return bool(row[0])
+
+
+def rows_without_event_id(con: Con, table: str) -> int:
+    return con.execute(
+        f"SELECT count(*) FROM {table} WHERE event_id IS NULL"  # noqa: S608
+    ).fetchone()[0]
+
+
+def resolve_keys(con: Con, stage: str, keys: str, has: dict[str, bool]) -> None:
+    """Resolve each distinct (template, experiment, variant, version) of the file once.
+
+    The result table has the ids to store and a ``problem`` text per key that cannot be
+    resolved, with ``first_row`` (the first row using that key) and ``n`` (rows using it).
+    """
+
+    def col(name: str) -> str:
+        return name if has.get(name) else f"NULL::VARCHAR AS {name}"
+
+    con.execute(
+        f"CREATE TEMP TABLE {keys}_raw AS SELECT template, {col('experiment')},"  # noqa: S608
+        f" {col('variant')}, {col('version')}, min(rowid) AS first_row, count(*) AS n"
+        f" FROM {stage} GROUP BY ALL"
+    )
+    con.execute(
+        f"""
+        CREATE TEMP TABLE {keys} AS
+        WITH k AS (SELECT * FROM {keys}_raw),
+        t AS (
+            SELECT k.template, arg_max(tp.id, (tp.id = k.template)::INT) AS template_id
+            FROM (SELECT DISTINCT template FROM k) k
+            JOIN templates tp ON tp.id = k.template OR tp.name = k.template
+            GROUP BY k.template
+        ),
+        kt AS (SELECT k.*, t.template_id FROM k LEFT JOIN t USING (template)),
+        e AS (
+            SELECT kt.template, kt.experiment,
+                   max(CASE WHEN x.id = kt.experiment THEN x.id END) AS by_id,
+                   max(CASE WHEN x.id = kt.experiment THEN x.template_id END) AS by_id_template,
+                   count(CASE WHEN x.name = kt.experiment AND x.template_id = kt.template_id
+                              THEN 1 END) AS same_template,
+                   max(CASE WHEN x.name = kt.experiment AND x.template_id = kt.template_id
+                            THEN x.id END) AS by_name,
+                   max(CASE WHEN x.name = kt.experiment AND x.template_id <> kt.template_id
+                            THEN x.template_id END) AS other_template
+            FROM (SELECT DISTINCT template, template_id, experiment FROM kt
+                  WHERE experiment IS NOT NULL) kt
+            JOIN experiments x ON x.id = kt.experiment OR x.name = kt.experiment
+            GROUP BY ALL
+        ),
+        ke AS (
+            SELECT kt.*, e.by_id, e.by_id_template, e.same_template, e.by_name,
+                   e.other_template,
+                   CASE WHEN e.by_id IS NOT NULL THEN e.by_id
+                        WHEN e.same_template = 1 THEN e.by_name END AS experiment_id
+            FROM kt LEFT JOIN e ON e.template IS NOT DISTINCT FROM kt.template
+                               AND e.experiment IS NOT DISTINCT FROM kt.experiment
+        )
+        SELECT ke.template, ke.experiment, ke.variant, ke.version, ke.first_row, ke.n,
+               ke.template_id, ke.experiment_id,
+               coalesce(v.version, vv.version) AS version_out,
+               coalesce(v.commit_id, ev.commit_id) AS commit_id,
+               CASE
+                 WHEN ke.template_id IS NULL THEN 'template'
+                 WHEN ke.experiment IS NOT NULL AND ke.experiment_id IS NULL THEN 'experiment'
+                 WHEN ke.by_id IS NOT NULL AND ke.by_id_template <> ke.template_id
+                      THEN 'experiment'
+                 WHEN ke.experiment IS NOT NULL AND ev.name IS NULL THEN 'variant'
+                 WHEN ke.version IS NOT NULL AND v.commit_id IS NULL THEN 'version'
+               END AS problem_column,
+               CASE
+                 WHEN ke.template_id IS NULL THEN 'unknown template ''' || ke.template || ''''
+                 WHEN ke.experiment IS NOT NULL AND ke.experiment_id IS NULL THEN
+                   CASE WHEN ke.same_template > 1 THEN 'experiment name ''' || ke.experiment
+                          || ''' is ambiguous for this template: use the experiment id'
+                        WHEN ke.other_template IS NOT NULL THEN 'experiment '''
+                          || ke.experiment || ''' belongs to another template ('
+                          || (SELECT name FROM templates WHERE id = ke.other_template)
+                          || '), not ' || ke.template
+                        ELSE 'unknown experiment ''' || ke.experiment || '''' END
+                 WHEN ke.by_id IS NOT NULL AND ke.by_id_template <> ke.template_id THEN
+                   'experiment ''' || ke.experiment || ''' belongs to another template ('
+                   || (SELECT name FROM templates WHERE id = ke.by_id_template) || '), not '
+                   || ke.template
+                 WHEN ke.experiment IS NOT NULL AND ev.name IS NULL THEN
+                   'unknown variant ''' || ke.variant || ''' of experiment '''
+                   || ke.experiment || ''' (variants: '
+                   || coalesce((SELECT string_agg(name, ', ' ORDER BY position)
+                                FROM experiment_variants WHERE experiment_id = ke.experiment_id),
+                               'none') || ')'
+                 WHEN ke.version IS NOT NULL AND v.commit_id IS NULL THEN
+                   'template ''' || ke.template || ''' has no version ''' || ke.version || ''''
+               END AS problem
+        FROM ke
+        LEFT JOIN versions v ON v.template_id = ke.template_id AND v.version = ke.version
+        LEFT JOIN experiment_variants ev ON ev.experiment_id = ke.experiment_id
+                                         AND ev.name = ke.variant
+        LEFT JOIN (
+            SELECT commit_id, arg_max(version, major * 1000000000000 + minor * 1000000 + patch)
+                   AS version
+            FROM versions GROUP BY commit_id
+        ) vv ON vv.commit_id = ev.commit_id AND ke.version IS NULL
+        """  # noqa: S608
+    )
+
+
+def key_problems(con: Con, keys: str, limit: int) -> list[tuple[int, str, str, int]]:
+    """Unresolvable keys: (first row, column, message, rows affected), in file order."""
+    rows = con.execute(
+        f"SELECT first_row, problem_column, problem, n FROM {keys}"  # noqa: S608
+        " WHERE problem IS NOT NULL ORDER BY first_row LIMIT ?",
+        [limit],
+    ).fetchall()
+    return [(int(r[0]), r[1], r[2], int(r[3])) for r in rows]
+
+
+def count_existing_event_ids(con: Con, stage: str) -> int:
+    return con.execute(
+        f"SELECT count(*) FROM {stage} s WHERE s.event_id IS NOT NULL AND EXISTS"  # noqa: S608
+        " (SELECT 1 FROM metric_events m WHERE m.event_id = s.event_id)"
+    ).fetchone()[0]
+
+
+def insert_staged(
+    con: Con,
+    stage: str,
+    keys: str,
+    import_id: str,
+    present: set[str],
+    custom: Sequence[str],
+    skip_existing: bool,
+) -> int:
+    """Append the staged rows to ``metric_events``; returns the number of rows written."""
+
+    def text(name: str) -> str:
+        return f"s.{name}" if name in present else "NULL"
+
+    def num(name: str, cast: str = "DOUBLE") -> str:
+        return f"CAST(s.{q(name)} AS {cast})" if name in present else f"NULL::{cast}"
+
+    def boolean(name: str) -> str:
+        return f"lower(trim(s.{name})) IN ('true', '1')" if name in present else "NULL::BOOLEAN"
+
+    if custom:
+        entries = ", ".join(f"{{'key': '{c}', 'value': s.{q(c)}}}" for c in custom)
+        custom_sql = (
+            f"CASE WHEN {' OR '.join(f's.{q(c)} IS NOT NULL' for c in custom)} THEN"
+            f" map_from_entries(list_filter([{entries}], lambda e: e.value IS NOT NULL)) END"
+        )
+    else:
+        custom_sql = "NULL::MAP(VARCHAR, DOUBLE)"
+
+    def join_key(name: str) -> str:
+        return f"k.{name} IS NOT DISTINCT FROM {text(name)}"
+
+    where = ""
+    if skip_existing:
+        where = (
+            " WHERE s.event_id IS NULL OR NOT EXISTS (SELECT 1 FROM metric_events m"
+            " WHERE m.event_id = s.event_id)"
+        )
+    row = con.execute(
+        f"""
+        INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)})
+        SELECT {text("event_id")}, ?, CAST(s.timestamp AS TIMESTAMPTZ), k.template_id,
+               s.user_id, k.experiment_id, {text("variant")}, k.version_out, k.commit_id,
+               {text("environment")}, {num("latency_ms")}, {boolean("success")},
+               {boolean("error")}, {num("quality_score")}, {num("cost_usd")},
+               {num("tokens_in", "BIGINT")}, {num("tokens_out", "BIGINT")}, {custom_sql}
+        FROM {stage} s JOIN {keys} k
+          ON k.template = s.template AND {join_key("experiment")} AND {join_key("variant")}
+         AND {join_key("version")}
+        {where}
+        """,  # noqa: S608
+        [import_id],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+# ---- imports -------------------------------------------------------------------------------
+
+
+def insert_import(con: Con, rec: ImportRecord) -> None:
+    con.execute(
+        "INSERT INTO imports (id, file_name, sha256, rows_imported, rows_skipped_duplicate,"
+        " has_event_ids, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            rec.id,
+            rec.file_name,
+            rec.sha256,
+            rec.rows_imported,
+            rec.rows_skipped_duplicate,
+            rec.has_event_ids,
+            rec.created_at,
+            rec.created_by,
+        ],
+    )
+
+
+def import_by_hash(con: Con, sha256: str) -> ImportRecord | None:
+    rows = _imports(con, "WHERE i.sha256 = ? ORDER BY i.created_at LIMIT 1", [sha256])
+    return rows[0] if rows else None
+
+
+def list_imports(con: Con, limit: int = 100) -> list[ImportRecord]:
+    return _imports(con, "ORDER BY i.created_at DESC LIMIT ?", [limit])
+
+
+def get_import(con: Con, import_id: str) -> ImportRecord | None:
+    rows = _imports(con, "WHERE i.id = ?", [import_id])
+    return rows[0] if rows else None
+
+
+def _imports(con: Con, tail: str, params: list[Any]) -> list[ImportRecord]:
+    rows = con.execute(
+        "SELECT i.id, i.file_name, i.sha256, i.rows_imported, i.rows_skipped_duplicate,"  # noqa: S608
+        " i.has_event_ids, i.created_at, i.created_by,"
+        " (SELECT count(*) FROM metric_events m WHERE m.import_id = i.id) AS events_present"
+        f" FROM imports i {tail}",
+        params,
+    ).fetchall()
+    return [
+        ImportRecord(
+            id=r[0],
+            file_name=r[1],
+            sha256=r[2],
+            rows_imported=r[3],
+            rows_skipped_duplicate=r[4],
+            has_event_ids=r[5],
+            created_at=r[6],
+            created_by=r[7],
+            events_present=r[8],
+        )
+        for r in rows
+    ]
+
+
+# ---- tracked events ------------------------------------------------------------------------
+
+
+def insert_columns(con: Con, cols: dict[str, list[Any]]) -> int:
+    """Append events given column-wise (lists of equal length); one statement per batch.
+
+    ``ts_us`` holds epoch microseconds (UTC); ``custom_keys``/``custom_values`` hold one list
+    per event (empty when the event has no custom metric).
+    """
+    n = len(cols["ts_us"])
+    if n == 0:
+        return 0
+    con.execute(
+        f"""
+        INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)})
+        SELECT event_id, NULL, make_timestamptz(ts_us), template_id, user_id, experiment_id,
+               variant, version, commit_id, environment, latency_ms, success, error,
+               quality_score, cost_usd, tokens_in, tokens_out,
+               CASE WHEN len(ck) > 0 THEN map(ck, cv) END
+        FROM (SELECT unnest(?::VARCHAR[]) AS event_id, unnest(?::BIGINT[]) AS ts_us,
+                     unnest(?::VARCHAR[]) AS template_id, unnest(?::VARCHAR[]) AS user_id,
+                     unnest(?::VARCHAR[]) AS experiment_id, unnest(?::VARCHAR[]) AS variant,
+                     unnest(?::VARCHAR[]) AS version, unnest(?::VARCHAR[]) AS commit_id,
+                     unnest(?::VARCHAR[]) AS environment, unnest(?::DOUBLE[]) AS latency_ms,
+                     unnest(?::BOOLEAN[]) AS success, unnest(?::BOOLEAN[]) AS error,
+                     unnest(?::DOUBLE[]) AS quality_score, unnest(?::DOUBLE[]) AS cost_usd,
+                     unnest(?::BIGINT[]) AS tokens_in, unnest(?::BIGINT[]) AS tokens_out,
+                     unnest(?::VARCHAR[][]) AS ck, unnest(?::DOUBLE[][]) AS cv)
+        """,  # noqa: S608
+        [
+            cols["event_id"],
+            cols["ts_us"],
+            cols["template_id"],
+            cols["user_id"],
+            cols["experiment_id"],
+            cols["variant"],
+            cols["version"],
+            cols["commit_id"],
+            cols["environment"],
+            cols["latency_ms"],
+            cols["success"],
+            cols["error"],
+            cols["quality_score"],
+            cols["cost_usd"],
+            cols["tokens_in"],
+            cols["tokens_out"],
+            cols["custom_keys"],
+            cols["custom_values"],
+        ],
+    )
+    return n
+
+
+def known_template_ids(con: Con) -> set[str]:
+    return {r[0] for r in con.execute("SELECT id FROM templates").fetchall()}
+
+
+def known_versions(con: Con) -> set[tuple[str, str, str]]:
+    """(template_id, version, commit_id) of every version."""
+    return {
+        (r[0], r[1], r[2])
+        for r in con.execute("SELECT template_id, version, commit_id FROM versions").fetchall()
+    }
+
+
+def known_commits(con: Con) -> set[tuple[str, str]]:
+    return {(r[0], r[1]) for r in con.execute("SELECT template_id, id FROM commits").fetchall()}
+
+
+def known_variants(con: Con) -> set[tuple[str, str, str]]:
+    """(experiment_id, template_id, variant name) of every experiment variant."""
+    return {
+        (r[0], r[1], r[2])
+        for r in con.execute(
+            "SELECT v.experiment_id, x.template_id, v.name FROM experiment_variants v"
+            " JOIN experiments x ON x.id = v.experiment_id"
+        ).fetchall()
+    }
+
+
+# ---- reading -------------------------------------------------------------------------------
+
+
+def _filters(
+    template_id: str | None = None,
+    environment: str | None = None,
+    version: str | None = None,
+    variant: str | None = None,
+    experiment_id: str | None = None,
+    user_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    import_id: str | None = None,
+    alias: str = "e",
+) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for column, value in (
+        ("template_id", template_id),
+        ("environment", environment),
+        ("version", version),
+        ("variant", variant),
+        ("experiment_id", experiment_id),
+        ("user_id", user_id),
+        ("import_id", import_id),
+    ):
+        if value is not None:
+            where.append(f"{alias}.{column} = ?")
+            params.append(value)
+    if start is not None:
+        where.append(f"{alias}.ts >= ?")
+        params.append(start)
+    if end is not None:
+        where.append(f"{alias}.ts <= ?")
+        params.append(end)
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
+def count_events(con: Con, **filters: Any) -> int:
+    where, params = _filters(**filters)
+    return con.execute(f"SELECT count(*) FROM metric_events e{where}", params).fetchone()[0]  # noqa: S608
+
+
+def summary(con: Con, template_id: str | None) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+    """(events, users, first, last) and (metric, count, mean) per metric, built-ins first."""
+    where, params = _filters(template_id=template_id)
+    head = con.execute(
+        "SELECT count(*), count(DISTINCT user_id), min(ts), max(ts),"  # noqa: S608
+        " count(latency_ms), avg(latency_ms), count(success), avg(success::INT),"
+        " count(error), avg(error::INT), count(quality_score), avg(quality_score),"
+        " count(cost_usd), avg(cost_usd), count(tokens_in), avg(tokens_in),"
+        f" count(tokens_out), avg(tokens_out) FROM metric_events e{where}",
+        params,
+    ).fetchone()
+    custom = con.execute(
+        "SELECT k, count(v), avg(v) FROM (SELECT unnest(map_keys(custom)) AS k,"  # noqa: S608
+        f" unnest(map_values(custom)) AS v FROM metric_events e{where}"
+        f"{' AND' if where else ' WHERE'} custom IS NOT NULL) GROUP BY k ORDER BY k",
+        params,
+    ).fetchall()
+    return head, custom
+
+
+def custom_metric_names(con: Con) -> list[str]:
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT unnest(map_keys(custom)) AS k FROM metric_events"
+            " WHERE custom IS NOT NULL ORDER BY k"
+        ).fetchall()
+    ]
+
+
+FIGURE_DIMENSIONS = ("template", "version", "variant", "environment")
+
+_FIGURES_SELECT = """
+    count(*) AS requests,
+    count(DISTINCT e.user_id) AS users,
+    avg(e.latency_ms) AS latency_avg,
+    quantile_cont(e.latency_ms, 0.5) AS latency_p50,
+    quantile_cont(e.latency_ms, 0.95) AS latency_p95,
+    avg(e.success::INT) AS success_rate,
+    avg(e.error::INT) AS error_rate,
+    avg(e.quality_score) AS quality_mean,
+    avg(e.cost_usd) AS cost_per_request,
+    sum(e.cost_usd) AS cost_total,
+    avg(e.tokens_in) AS tokens_in_avg,
+    avg(e.tokens_out) AS tokens_out_avg,
+    sum(e.tokens_in) AS tokens_in_total,
+    sum(e.tokens_out) AS tokens_out_total,
+    min(e.ts) AS first,
+    max(e.ts) AS last
+"""
+
+
+def figures(con: Con, by: Sequence[str], **filters: Any) -> list[dict[str, Any]]:
+    """Performance figures grouped by ``by`` (a subset of :data:`FIGURE_DIMENSIONS`)."""
+    dims = [d for d in FIGURE_DIMENSIONS if d in by]
+    exprs = {
+        "template": "t.name AS template, e.template_id",
+        "version": "e.version",
+        "variant": "e.experiment_id, e.variant",
+        "environment": "e.environment",
+    }
+    groups = {
+        "template": "t.name, e.template_id",
+        "version": "e.version",
+        "variant": "e.experiment_id, e.variant",
+        "environment": "e.environment",
+    }
+    where, params = _filters(**filters)
+    select = ", ".join([exprs[d] for d in dims] + [_FIGURES_SELECT])
+    group = (" GROUP BY " + ", ".join(groups[d] for d in dims)) if dims else ""
+    order = (
+        (
+            " ORDER BY "
+            + ", ".join(groups[d].replace(", ", " NULLS LAST, ") + " NULLS LAST" for d in dims)
+        )
+        if dims
+        else ""
+    )
+    cur = con.execute(
+        f"SELECT {select} FROM metric_events e JOIN templates t ON t.id = e.template_id"  # noqa: S608
+        f"{where}{group}{order}",
+        params,
+    )
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def timeseries(con: Con, bucket: str, by: str | None, **filters: Any) -> list[dict[str, Any]]:
+    """Figures per time bucket (``hour`` or ``day``), optionally split by one dimension."""
+    split = {
+        "version": "e.version",
+        "variant": "e.variant",
+        "environment": "e.environment",
+        "template": "t.name",
+        None: "NULL::VARCHAR",
+    }[by]
+    where, params = _filters(**filters)
+    cur = con.execute(
+        f"SELECT date_trunc(?, e.ts) AS bucket, {split} AS series,"  # noqa: S608
+        f" {_FIGURES_SELECT} FROM metric_events e JOIN templates t ON t.id = e.template_id"
+        f"{where} GROUP BY ALL ORDER BY bucket, series NULLS LAST",
+        [bucket, *params],
+    )
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def recent_events(con: Con, limit: int, **filters: Any) -> list[MetricEvent]:
+    where, params = _filters(**filters)
+    rows = con.execute(
+        "SELECT e.event_id, e.import_id, e.ts, e.template_id, t.name, e.user_id,"  # noqa: S608
+        " e.experiment_id, e.variant, e.version, e.commit_id, e.environment, e.latency_ms,"
+        " e.success, e.error, e.quality_score, e.cost_usd, e.tokens_in, e.tokens_out, e.custom"
+        f" FROM metric_events e LEFT JOIN templates t ON t.id = e.template_id{where}"
+        " ORDER BY e.ts DESC LIMIT ?",
+        [*params, limit],
+    ).fetchall()
+    return [
+        MetricEvent(
+            event_id=r[0],
+            import_id=r[1],
+            timestamp=r[2],
+            template_id=r[3],
+            template=r[4] or r[3],
+            user_id=r[5],
+            experiment_id=r[6],
+            variant=r[7],
+            version=r[8],
+            commit=r[9],
+            environment=r[10],
+            latency_ms=r[11],
+            success=r[12],
+            error=r[13],
+            quality_score=r[14],
+            cost_usd=r[15],
+            tokens_in=r[16],
+            tokens_out=r[17],
+            custom=dict(r[18] or {}),
+        )
+        for r in rows
+    ]
+
+
+def distinct_values(con: Con, column: str, template_id: str | None = None) -> list[str]:
+    if column not in ("environment", "version", "variant", "experiment_id"):
+        raise ValueError(column)
+    where, params = _filters(template_id=template_id)
+    joiner = " AND" if where else " WHERE"
+    return [
+        r[0]
+        for r in con.execute(
+            f"SELECT DISTINCT {column} FROM metric_events e{where}{joiner}"  # noqa: S608
+            f" {column} IS NOT NULL ORDER BY 1",
+            params,
+        ).fetchall()
+    ]
+
+
+# ---- retention -----------------------------------------------------------------------------
+
+
+def count_older(con: Con, cutoff: datetime) -> int:
+    return con.execute("SELECT count(*) FROM metric_events WHERE ts < ?", [cutoff]).fetchone()[0]
+
+
+def delete_older(con: Con, cutoff: datetime) -> int:
+    row = con.execute("DELETE FROM metric_events WHERE ts < ?", [cutoff]).fetchone()
+    return int(row[0]) if row else 0
