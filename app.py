@@ -10,6 +10,7 @@ ws = workspace()
 
 PAGES = [
     st.Page("pages/templates.py", title="Templates", icon=":material/description:", default=True),
+    st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
 ]
 
 page = st.navigation(PAGES)

@@ -22,6 +22,7 @@ from promptver.errors import PromptverError
 COMMAND_MODULES = [
     "promptver.cli.commands.workspace",
     "promptver.cli.commands.templates",
+    "promptver.cli.commands.metrics",
 ]
 
 
