@@ -204,6 +204,7 @@ class TrackingBuffer:
         self._on_written = on_written
         self._refs = _References(db)
         self._rows: list[tuple[Any, ...]] = []
+        self._inflight = 0  # events taken by a flush that has not committed yet
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -313,9 +314,9 @@ class TrackingBuffer:
 
     @property
     def pending(self) -> int:
-        """Events waiting in the buffer."""
+        """Events not written yet (buffered, or in a flush that has not committed)."""
         with self._lock:
-            return len(self._rows)
+            return len(self._rows) + self._inflight
 
     # -- writing ------------------------------------------------------------------------
     def flush(self) -> int:
@@ -327,6 +328,7 @@ class TrackingBuffer:
         with self._flush_lock:
             with self._lock:
                 rows, self._rows = self._rows, []
+                self._inflight = len(rows)
             if not rows:
                 return 0
             try:
@@ -338,7 +340,10 @@ class TrackingBuffer:
             except BaseException:
                 with self._lock:
                     self._rows[:0] = rows  # back in front, in order: nothing is lost
+                    self._inflight = 0
                 raise
+            with self._lock:
+                self._inflight = 0
         self.last_error = None
         ts = [r[1] for r in rows]
         written = MetricsWritten(
