@@ -457,7 +457,10 @@ _BREAK_NAMES = {"\r\n": "CRLF", "\n": "LF", "\r": "CR"}
 
 
 def _checks(header: Header) -> list[sql.RowCheck]:
-    """Every per-row rule, as SQL over the staged table (text cells are trimmed)."""
+    """Every per-row rule, as SQL over the staged table (text cells are trimmed).
+
+    ``__ts`` is the timestamp cell parsed once per row (see :func:`sql.count_bad_rows`).
+    """
     c: list[sql.RowCheck] = []
     rc = sql.RowCheck
 
@@ -479,14 +482,14 @@ def _checks(header: Header) -> list[sql.RowCheck]:
     c.append(
         rc(
             "timestamp",
-            f"{iso} AND try_cast(timestamp AS TIMESTAMPTZ) IS NULL",
+            f"{iso} AND __ts IS NULL",
             f"{shown('timestamp')} || ' is not a valid date and time'",
         )
     )
     c.append(
         rc(
             "timestamp",
-            "try_cast(timestamp AS TIMESTAMPTZ) > getvariable('pv_now')",
+            "__ts > getvariable('pv_now')",
             f"{shown('timestamp')} || ' is in the future (the import started at '"
             " || strftime(getvariable('pv_started'), '%Y-%m-%dT%H:%M:%SZ') || ')'",
         )
@@ -731,13 +734,7 @@ def import_csv(
                 report(0.05, "parsing with DuckDB")
                 try:
                     rows, base = sql.stage_csv(
-                        con,
-                        str(path),
-                        t["stage"],
-                        header.types(),
-                        [n for n in header.names if n in TEXT_COLUMNS],
-                        t["rejects"],
-                        t["scans"],
+                        con, str(path), t["stage"], header.types(), t["rejects"], t["scans"]
                     )
                 except duckdb.InvalidInputException as exc:
                     raise _unreadable(path, shown_name, header, exc) from None
@@ -759,7 +756,8 @@ def import_csv(
                         ],
                     )
                 report(0.45, f"checking {rows:,} rows")
-                problems, total = _row_problems(
+                sql.trim_text(con, t["stage"], [n for n in header.names if n in TEXT_COLUMNS])
+                problems, total, first, last = _row_problems(
                     con, path, header, t, settings, now, tolerance, base
                 )
                 if problems:
@@ -784,10 +782,6 @@ def import_csv(
                             ],
                         )
                 skipped = sql.count_existing_event_ids(con, t["stage"]) if with_ids else 0
-                first, last = con.execute(
-                    f"SELECT min(CAST(timestamp AS TIMESTAMPTZ)),"  # noqa: S608
-                    f" max(CAST(timestamp AS TIMESTAMPTZ)) FROM {t['stage']}"
-                ).fetchone()
                 template_ids = [
                     r[0]
                     for r in con.execute(
@@ -859,8 +853,8 @@ def _row_problems(
     now: datetime,
     tolerance: timedelta,
     base: int,
-) -> tuple[list[CsvProblem], int]:
-    """Every rule that needs the parsed rows; ([], 0) when the file is clean.
+) -> tuple[list[CsvProblem], int, datetime | None, datetime | None]:
+    """Every rule that needs the parsed rows: (problems, how many, first and last timestamp).
 
     Row numbers from SQL are ``rowid``; ``rowid - base`` is the index among the data records.
     """
@@ -869,7 +863,7 @@ def _row_problems(
     sql.set_variable(con, "pv_envs", list(settings.deployment.environments))
     checks = _checks(header)
     found: list[tuple[int, str, str, str]] = []  # (row, column, message, code)
-    total = sql.count_bad_rows(con, t["stage"], checks)
+    total, first_ts, last_ts = sql.count_bad_rows(con, t["stage"], checks)
     if total:
         found += [
             (r - base, col, msg, "row")
@@ -896,17 +890,22 @@ def _row_problems(
             )
             total += 1
     if not found:
-        return [], 0
+        return [], 0, first_ts, last_ts
     found.sort(key=lambda f: f[0])
     found = found[:MAX_PROBLEMS]
     lines = _record_lines(path, [f[0] for f in found])
     position = {n: i for i, n in enumerate(header.names, start=1)}
-    return [
-        _problem(
-            msg, line=lines.get(row), column=col or None, position=position.get(col), code=code
-        )
-        for row, col, msg, code in found
-    ], total
+    return (
+        [
+            _problem(
+                msg, line=lines.get(row), column=col or None, position=position.get(col), code=code
+            )
+            for row, col, msg, code in found
+        ],
+        total,
+        first_ts,
+        last_ts,
+    )
 
 
 def _unreadable(

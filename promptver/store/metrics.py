@@ -61,15 +61,14 @@ def stage_csv(
     path: str,
     table: str,
     columns: dict[str, str],
-    text: Sequence[str],
     rejects: str,
     scans: str,
 ) -> tuple[int, int]:
     """Parse the CSV into the temporary ``table`` with explicit types.
 
     ``columns`` maps every header name, in file order, to its DuckDB type (the names come from
-    our own reading of the header, so columns are matched by name, never by position). Cells of
-    the ``text`` columns are trimmed and blank ones become missing. Rows DuckDB cannot parse
+    our own reading of the header, so columns are matched by name, never by position). Empty
+    cells (quoted or not) are NULL. Rows DuckDB cannot parse
     (bad numbers, ragged rows, broken quotes, invalid UTF-8) are kept out of ``table`` and
     described in the ``rejects`` table (byte position, column, error type). File order is
     preserved, so ``rowid - base`` is the record's index among the data rows.
@@ -78,11 +77,8 @@ def stage_csv(
         (rows, base): the row count and the smallest ``rowid`` (rows created inside a
         transaction are numbered from a large offset).
     """
-    select = ", ".join(
-        f"nullif(trim({q(n)}), '') AS {q(n)}" if n in text else q(n) for n in columns
-    )
     con.execute(
-        f"CREATE TEMP TABLE {table} AS SELECT {select} FROM read_csv(?, header = true,"  # noqa: S608
+        f"CREATE TEMP TABLE {table} AS SELECT * FROM read_csv(?, header = true,"  # noqa: S608
         " auto_detect = false, delim = ',', quote = '\"', escape = '\"', strict_mode = true,"
         " null_padding = false, columns = ?, store_rejects = true,"
         f" rejects_table = '{rejects}', rejects_scan = '{scans}')",
@@ -92,6 +88,26 @@ def stage_csv(
         f"SELECT count(*), coalesce(min(rowid), 0) FROM {table}"  # noqa: S608
     ).fetchone()
     return int(rows), int(base)
+
+
+def trim_text(con: Con, table: str, names: Sequence[str]) -> int:
+    """Trim spaces around text cells; blank cells become missing (empty means missing).
+
+    Trimming every cell would cost more than parsing the file, so one cheap scan looks for
+    cells that start or end with a space, and only those rows are updated (``rowid`` stays).
+    Returns the number of rows changed.
+    """
+    if not names:
+        return 0
+    padded = " OR ".join(f"({q(n)} LIKE ' %' OR {q(n)} LIKE '% ')" for n in names)
+    found = con.execute(
+        f"SELECT count(*) FROM {table} WHERE {padded}"  # noqa: S608
+    ).fetchone()[0]
+    if not found:
+        return 0
+    sets = ", ".join(f"{q(n)} = nullif(trim({q(n)}), '')" for n in names)
+    con.execute(f"UPDATE {table} SET {sets} WHERE {padded}")  # noqa: S608
+    return int(found)
 
 
 def set_variable(con: Con, name: str, value: Any) -> None:
@@ -134,14 +150,21 @@ class RowCheck:
     message: str
 
 
-def count_bad_rows(con: Con, table: str, checks: Sequence[RowCheck]) -> int:
-    """How many rows break at least one check (one scan; 0 on the fast path)."""
-    if not checks:
-        return 0
-    any_bad = " OR ".join(f"coalesce({c.condition}, false)" for c in checks)
-    return con.execute(
-        f"SELECT count(*) FROM {table} WHERE {any_bad}"  # noqa: S608
-    ).fetchone()[0]
+def _with_ts(table: str) -> str:
+    """The staged rows with their ``rowid`` and the timestamp parsed once (``__ts``)."""
+    return f"(SELECT rowid AS __r, *, try_cast(timestamp AS TIMESTAMPTZ) AS __ts FROM {table})"  # noqa: S608
+
+
+def count_bad_rows(
+    con: Con, table: str, checks: Sequence[RowCheck]
+) -> tuple[int, datetime | None, datetime | None]:
+    """Rows breaking at least one check, and the first and last timestamp, in one scan."""
+    any_bad = " OR ".join(f"coalesce({c.condition}, false)" for c in checks) or "false"
+    bad, first, last = con.execute(
+        f"SELECT count(*) FILTER (WHERE {any_bad}), min(__ts), max(__ts)"  # noqa: S608
+        f" FROM {_with_ts(table)}"
+    ).fetchone()
+    return int(bad), first, last
 
 
 def bad_rows(
@@ -151,8 +174,8 @@ def bad_rows(
     parts = []
     for i, c in enumerate(checks):
         parts.append(
-            f"SELECT rowid AS r, {i} AS k, '{c.column}' AS col, {c.message} AS msg"  # noqa: S608
-            f" FROM {table} WHERE coalesce({c.condition}, false)"
+            f"SELECT __r AS r, {i} AS k, '{c.column}' AS col, {c.message} AS msg"  # noqa: S608
+            f" FROM {_with_ts(table)} WHERE coalesce({c.condition}, false)"
         )
     union = " UNION ALL ".join(parts)
     rows = con.execute(
@@ -318,7 +341,7 @@ def insert_staged(
         return f"CAST(s.{q(name)} AS {cast})" if name in present else f"NULL::{cast}"
 
     def boolean(name: str) -> str:
-        return f"lower(trim(s.{name})) IN ('true', '1')" if name in present else "NULL::BOOLEAN"
+        return f"lower(s.{name}) IN ('true', '1')" if name in present else "NULL::BOOLEAN"
 
     if custom:
         entries = ", ".join(f"{{'key': '{c}', 'value': s.{q(c)}}}" for c in custom)
