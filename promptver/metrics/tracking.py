@@ -17,6 +17,7 @@ found, and a bogus reference is an error at call time, never a surprise at flush
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import math
 import numbers
@@ -55,8 +56,7 @@ _FIELDS = (
     "cost_usd",
     "tokens_in",
     "tokens_out",
-    "custom_keys",
-    "custom_values",
+    "custom",
 )
 _METRIC_SLOT = {
     "latency_ms": 9,
@@ -202,6 +202,11 @@ class TrackingBuffer:
         self.tolerance = settings.performance_tracking.future_tolerance_seconds
         self.environments = frozenset(settings.deployment.environments)
         self._on_written = on_written
+        # flushes build pandas arrays; import them now, because importing at interpreter exit
+        # (the last flush) fails once shutdown has begun
+        import numpy  # noqa: F401
+        import pandas  # noqa: F401
+
         self._refs = _References(db)
         self._rows: list[tuple[Any, ...]] = []
         self._inflight = 0  # events taken by a flush that has not committed yet
@@ -265,8 +270,7 @@ class TrackingBuffer:
             None,
             None,
             None,
-            [],
-            [],
+            None,
         ]
         present = 0
         for name, value in metrics.items():
@@ -283,8 +287,9 @@ class TrackingBuffer:
                         "letters, digits and '_', starting with a letter)",
                     )
                 v = float(value) if isinstance(value, bool) else _number(name, value)
-                row[16].append(name)
-                row[17].append(v)
+                if row[16] is None:
+                    row[16] = {}
+                row[16][name] = v
             present += 1
         if not present:
             raise ValidationError(
@@ -335,7 +340,10 @@ class TrackingBuffer:
                 with self.db.transaction() as con:
                     for i in range(0, len(rows), _BATCH_WRITE):
                         part = rows[i : i + _BATCH_WRITE]
-                        cols = dict(zip(_FIELDS, (list(c) for c in zip(*part)), strict=True))
+                        cols = dict(zip(_FIELDS, zip(*part), strict=True))
+                        cols["custom"] = [
+                            None if c is None else json.dumps(c) for c in cols["custom"]
+                        ]
                         sql.insert_columns(con, cols)
             except BaseException:
                 with self._lock:
@@ -408,5 +416,5 @@ def _flush_at_exit(ref: weakref.ReferenceType[TrackingBuffer]) -> None:
         return
     try:
         buf.close()
-    except PromptverError as exc:
+    except Exception as exc:  # nothing can be raised to anyone now: say what was not written
         log.error("promptver: %d tracked events could not be written at exit: %s", buf.pending, exc)

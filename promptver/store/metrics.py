@@ -440,53 +440,65 @@ def _imports(con: Con, tail: str, params: list[Any]) -> list[ImportRecord]:
 # ---- tracked events ------------------------------------------------------------------------
 
 
-def insert_columns(con: Con, cols: dict[str, list[Any]]) -> int:
-    """Append events given column-wise (lists of equal length); one statement per batch.
+TRACK_TYPES = {
+    "event_id": "string",
+    "ts_us": "int64",
+    "template_id": "string",
+    "user_id": "string",
+    "experiment_id": "string",
+    "variant": "string",
+    "version": "string",
+    "commit_id": "string",
+    "environment": "string",
+    "latency_ms": "Float64",
+    "success": "boolean",
+    "error": "boolean",
+    "quality_score": "Float64",
+    "cost_usd": "Float64",
+    "tokens_in": "Int64",
+    "tokens_out": "Int64",
+    "custom": "string",
+}
+"""Column types of a batch of tracked events (``custom`` holds a JSON object or null)."""
 
-    ``ts_us`` holds epoch microseconds (UTC); ``custom_keys``/``custom_values`` hold one list
-    per event (empty when the event has no custom metric).
+
+def insert_columns(con: Con, cols: dict[str, Sequence[Any]]) -> int:
+    """Append events given column-wise (sequences of equal length) in one statement.
+
+    The columns become typed pandas arrays that DuckDB scans directly: binding hundreds of
+    thousands of Python values as query parameters would cost several times more. ``ts_us``
+    holds epoch microseconds (UTC).
     """
+    import numpy as np
+    import pandas as pd
+
     n = len(cols["ts_us"])
     if n == 0:
         return 0
-    con.execute(
-        f"""
-        INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)})
-        SELECT event_id, NULL, make_timestamptz(ts_us), template_id, user_id, experiment_id,
-               variant, version, commit_id, environment, latency_ms, success, error,
-               quality_score, cost_usd, tokens_in, tokens_out,
-               CASE WHEN len(ck) > 0 THEN map(ck, cv) END
-        FROM (SELECT unnest(?::VARCHAR[]) AS event_id, unnest(?::BIGINT[]) AS ts_us,
-                     unnest(?::VARCHAR[]) AS template_id, unnest(?::VARCHAR[]) AS user_id,
-                     unnest(?::VARCHAR[]) AS experiment_id, unnest(?::VARCHAR[]) AS variant,
-                     unnest(?::VARCHAR[]) AS version, unnest(?::VARCHAR[]) AS commit_id,
-                     unnest(?::VARCHAR[]) AS environment, unnest(?::DOUBLE[]) AS latency_ms,
-                     unnest(?::BOOLEAN[]) AS success, unnest(?::BOOLEAN[]) AS error,
-                     unnest(?::DOUBLE[]) AS quality_score, unnest(?::DOUBLE[]) AS cost_usd,
-                     unnest(?::BIGINT[]) AS tokens_in, unnest(?::BIGINT[]) AS tokens_out,
-                     unnest(?::VARCHAR[][]) AS ck, unnest(?::DOUBLE[][]) AS cv)
-        """,  # noqa: S608
-        [
-            cols["event_id"],
-            cols["ts_us"],
-            cols["template_id"],
-            cols["user_id"],
-            cols["experiment_id"],
-            cols["variant"],
-            cols["version"],
-            cols["commit_id"],
-            cols["environment"],
-            cols["latency_ms"],
-            cols["success"],
-            cols["error"],
-            cols["quality_score"],
-            cols["cost_usd"],
-            cols["tokens_in"],
-            cols["tokens_out"],
-            cols["custom_keys"],
-            cols["custom_values"],
-        ],
+    frame = pd.DataFrame(
+        {
+            name: np.asarray(cols[name], dtype=np.int64)
+            if kind == "int64"
+            else pd.array(cols[name], dtype=kind)
+            for name, kind in TRACK_TYPES.items()
+        },
+        copy=False,
     )
+    view = "pv_track_batch"
+    con.register(view, frame)
+    try:
+        con.execute(
+            f"""
+            INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)})
+            SELECT event_id, NULL, make_timestamptz(ts_us), template_id, user_id,
+                   experiment_id, variant, version, commit_id, environment, latency_ms,
+                   success, error, quality_score, cost_usd, tokens_in, tokens_out,
+                   CAST(custom::JSON AS MAP(VARCHAR, DOUBLE))
+            FROM {view}
+            """  # noqa: S608
+        )
+    finally:
+        con.unregister(view)
     return n
 
 
