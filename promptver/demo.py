@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 
 from promptver.errors import ValidationError
+from promptver.metrics.demo import add_demo_events
 from promptver.workspace import Workspace
 
 AUTHORS = ["ana.silva", "ben.okafor", "chen.wei", "dara.kim"]
@@ -133,5 +134,6 @@ def build_demo(ws: Workspace, seed: int = 7) -> list[str]:
                 ws.templates.update(d.name, content, author=authors[(i + 1) % 2], message=message,
                                     bump="patch" if rng.random() < 0.3 else "minor")
             created.append(d.name)
+        add_demo_events(ws, seed)
         ws.mark("seeded", f"demo seed {seed}")
     return created

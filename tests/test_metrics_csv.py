@@ -222,6 +222,12 @@ BROKEN: list[tuple[str, str | bytes, list[str]]] = [
         ["line 2", "'2026-02-30T10:00:00Z' is not a valid date and time"],
     ),
     (
+        "letters-in-iso-shape",
+        H + "\nabcd-ef-ghTij:kl:mnZ,qa-basic,u1,1\n",
+        ["line 2", "not a valid date and time"],
+    ),
+    ("date-without-padding", H + "\n2026-1-5,qa-basic,u1,1\n", ["not an ISO 8601 timestamp"]),
+    (
         "impossible-time",
         H + "\n2026-01-05T25:61:00Z,qa-basic,u1,1\n",
         ["line 2", "not a valid date and time"],

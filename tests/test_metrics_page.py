@@ -37,10 +37,24 @@ def frame_with(app, *columns: str):
     raise AssertionError(f"no table with columns {columns}")
 
 
-def test_empty_screen_explains_what_to_do(at):
-    assert any("No events in this window" in t for t in texts(at.info))
+def test_demo_workspace_shows_figures_per_version(at):
+    perf = frame_with(at, "requests", "latency_p50", "version")
+    assert len(perf) > 5 and perf["requests"].sum() > 100
     assert any("No CSV has been imported yet" in t for t in texts(at.info))
     assert at.file_uploader(key="met_upload") is not None
+
+
+def test_empty_screen_explains_what_to_do(db_path, monkeypatch):
+    ws = Workspace.open(db_path, settings=Settings())
+    ws.templates.create("qa-basic", "Answer {question}.", author="ana")  # not new: no demo
+    ws.close()
+    monkeypatch.setenv("PROMPTVER_DB", str(db_path))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    app.run()
+    app.switch_page("pages/metrics.py").run()
+    assert not app.exception, app.exception
+    assert any("No events in this window" in t for t in texts(app.info))
+    assert any("No events match these filters" in t for t in texts(app.info))
 
 
 def test_upload_preview_validate_and_import(at, db_path):

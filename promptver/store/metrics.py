@@ -19,7 +19,8 @@ from promptver.models import ImportRecord, MetricEvent
 Con = duckdb.DuckDBPyConnection
 
 ISO_TIMESTAMP_RE = (
-    r"\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?)?"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,9})?)?([Zz]|[+-][0-9]{2}(:?[0-9]{2})?)?)?"
 )
 """ISO 8601 / RFC 3339 date or date-time, with an optional offset (no offset means UTC)."""
 
