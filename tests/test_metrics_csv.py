@@ -637,3 +637,28 @@ def test_preview_lists_columns_with_roles_and_first_rows(mws, tmp_path):
     assert len(preview.rows) == 10 and preview.rows[0][0] == "p0"
     bad = mws.metrics.preview_csv(write(tmp_path / "b.csv", "a;b;c\n1;2;3\n"))
     assert bad.columns == [] and "semicolon" in bad.problems[0]
+
+
+def test_two_threads_importing_the_same_file_import_it_once(mws, tmp_path):
+    import threading
+
+    path = write(
+        tmp_path / "twice.csv",
+        H + "\n" + "".join(f"2026-01-05T10:00:00Z,qa-basic,t{i},{i}\n" for i in range(2000)),
+    )
+    outcomes: list[str] = []
+
+    def run() -> None:
+        try:
+            mws.metrics.import_csv(path)
+            outcomes.append("imported")
+        except ImportError_ as exc:
+            outcomes.append("refused" if "already imported" in str(exc) else str(exc))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["imported", "refused"]
+    assert count(mws) == 3 + 2000

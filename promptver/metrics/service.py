@@ -78,6 +78,9 @@ class MetricsService:
         self._listeners_lock = threading.Lock()
         self._buffer: TrackingBuffer | None = None
         self._buffer_lock = threading.Lock()
+        # two threads of one process (two dashboard users) importing at once would each check
+        # event ids and file hashes against a snapshot without the other's rows: one at a time
+        self._import_lock = threading.Lock()
 
     # -- listeners ----------------------------------------------------------------------
     def add_listener(self, fn: Listener) -> Callable[[], None]:
@@ -128,15 +131,16 @@ class MetricsService:
             ImportError_: the file breaks a rule (``problems`` name line, column and reason).
             DatabaseBusy: another process held the file past the configured wait.
         """
-        result = csv_import.import_csv(
-            self.db,
-            self.settings,
-            path,
-            author=author,
-            file_name=file_name,
-            dry_run=dry_run,
-            progress=progress,
-        )
+        with self._import_lock:
+            result = csv_import.import_csv(
+                self.db,
+                self.settings,
+                path,
+                author=author,
+                file_name=file_name,
+                dry_run=dry_run,
+                progress=progress,
+            )
         if not dry_run:
             self._notify(
                 MetricsWritten(
