@@ -459,7 +459,7 @@ _BREAK_NAMES = {"\r\n": "CRLF", "\n": "LF", "\r": "CR"}
 def _checks(header: Header) -> list[sql.RowCheck]:
     """Every per-row rule, as SQL over the staged table (text cells are trimmed).
 
-    ``__ts`` is the timestamp cell parsed once per row (see :func:`sql.count_bad_rows`).
+    ``__ts`` is the timestamp cell parsed once per row (see :func:`sql.stage_csv`).
     """
     c: list[sql.RowCheck] = []
     rc = sql.RowCheck
@@ -761,15 +761,15 @@ def import_csv(
                         ],
                     )
                 report(0.45, f"checking {rows:,} rows")
-                sql.trim_text(con, t["stage"], [n for n in header.names if n in TEXT_COLUMNS])
-                problems, total, first, last = _row_problems(
+                problems, total, scanned = _row_problems(
                     con, path, header, t, settings, now, tolerance, base
                 )
                 if problems:
                     raise _refuse(shown_name, problems, total)
                 digest = hasher.result()
                 with_ids = header.has("event_id")
-                missing_ids = sql.rows_without_event_id(con, t["stage"]) if with_ids else rows
+                missing_ids = scanned.rows_without_event_id
+                first, last = scanned.first, scanned.last
                 if missing_ids:
                     before = sql.import_by_hash(con, digest)
                     if before is not None:
@@ -858,8 +858,8 @@ def _row_problems(
     now: datetime,
     tolerance: timedelta,
     base: int,
-) -> tuple[list[CsvProblem], int, datetime | None, datetime | None]:
-    """Every rule that needs the parsed rows: (problems, how many, first and last timestamp).
+) -> tuple[list[CsvProblem], int, sql.Scan]:
+    """Every rule that needs the parsed rows: (problems, how many, what the scan found).
 
     Row numbers from SQL are ``rowid``; ``rowid - base`` is the index among the data records.
     """
@@ -868,7 +868,13 @@ def _row_problems(
     sql.set_variable(con, "pv_envs", list(settings.deployment.environments))
     checks = _checks(header)
     found: list[tuple[int, str, str, str]] = []  # (row, column, message, code)
-    total, first_ts, last_ts = sql.count_bad_rows(con, t["stage"], checks)
+    text = [n for n in header.names if n in TEXT_COLUMNS]
+    with_ids = header.has("event_id")
+    scanned = sql.scan(con, t["stage"], checks, text, with_ids)
+    if scanned.padded_rows:  # rare: trim the padded cells, then look again
+        sql.trim_text(con, t["stage"], text)
+        scanned = sql.scan(con, t["stage"], checks, text, with_ids)
+    total = scanned.bad_rows
     if total:
         found += [
             (r - base, col, msg, "row")
@@ -880,7 +886,7 @@ def _row_problems(
         more = f" ({n:,} rows)" if n > 1 else ""
         found.append((row - base, col, msg + more, "reference"))
         total += 1
-    if header.has("event_id") and sql.has_duplicate_event_ids(con, t["stage"]):
+    if scanned.duplicate_event_ids:
         dups = sql.duplicate_event_ids(con, t["stage"], MAX_PROBLEMS)
         first_rows = [d[1] - base for d in dups]
         lines = _record_lines(path, first_rows)
@@ -895,7 +901,7 @@ def _row_problems(
             )
             total += 1
     if not found:
-        return [], 0, first_ts, last_ts
+        return [], 0, scanned
     found.sort(key=lambda f: f[0])
     found = found[:MAX_PROBLEMS]
     lines = _record_lines(path, [f[0] for f in found])
@@ -908,8 +914,7 @@ def _row_problems(
             for row, col, msg, code in found
         ],
         total,
-        first_ts,
-        last_ts,
+        scanned,
     )
 
 

@@ -72,14 +72,16 @@ def stage_csv(
     cells (quoted or not) are NULL. Rows DuckDB cannot parse
     (bad numbers, ragged rows, broken quotes, invalid UTF-8) are kept out of ``table`` and
     described in the ``rejects`` table (byte position, column, error type). File order is
-    preserved, so ``rowid - base`` is the record's index among the data rows.
+    preserved, so ``rowid - base`` is the record's index among the data rows. The extra column
+    ``__ts`` is the timestamp parsed once (NULL when it does not parse).
 
     Returns:
         (rows, base): the row count and the smallest ``rowid`` (rows created inside a
         transaction are numbered from a large offset).
     """
     con.execute(
-        f"CREATE TEMP TABLE {table} AS SELECT * FROM read_csv(?, header = true,"  # noqa: S608
+        f"CREATE TEMP TABLE {table} AS SELECT *, try_cast(timestamp AS TIMESTAMPTZ) AS __ts"  # noqa: S608
+        " FROM read_csv(?, header = true,"
         " auto_detect = false, delim = ',', quote = '\"', escape = '\"', strict_mode = true,"
         " null_padding = false, columns = ?, store_rejects = true,"
         f" rejects_table = '{rejects}', rejects_scan = '{scans}')",
@@ -91,24 +93,20 @@ def stage_csv(
     return int(rows), int(base)
 
 
-def trim_text(con: Con, table: str, names: Sequence[str]) -> int:
+def _padded(names: Sequence[str]) -> str:
+    return " OR ".join(f"({q(n)} LIKE ' %' OR {q(n)} LIKE '% ')" for n in names) or "false"
+
+
+def trim_text(con: Con, table: str, names: Sequence[str]) -> None:
     """Trim spaces around text cells; blank cells become missing (empty means missing).
 
-    Trimming every cell would cost more than parsing the file, so one cheap scan looks for
-    cells that start or end with a space, and only those rows are updated (``rowid`` stays).
-    Returns the number of rows changed.
+    Trimming every cell would cost more than parsing the file, so only rows that :func:`scan`
+    found padded are updated (``rowid`` stays).
     """
-    if not names:
-        return 0
-    padded = " OR ".join(f"({q(n)} LIKE ' %' OR {q(n)} LIKE '% ')" for n in names)
-    found = con.execute(
-        f"SELECT count(*) FROM {table} WHERE {padded}"  # noqa: S608
-    ).fetchone()[0]
-    if not found:
-        return 0
     sets = ", ".join(f"{q(n)} = nullif(trim({q(n)}), '')" for n in names)
-    con.execute(f"UPDATE {table} SET {sets} WHERE {padded}")  # noqa: S608
-    return int(found)
+    if "timestamp" in names:
+        sets += ", __ts = try_cast(nullif(trim(timestamp), '') AS TIMESTAMPTZ)"
+    con.execute(f"UPDATE {table} SET {sets} WHERE {_padded(names)}")  # noqa: S608
 
 
 def set_variable(con: Con, name: str, value: Any) -> None:
@@ -151,21 +149,33 @@ class RowCheck:
     message: str
 
 
-def _with_ts(table: str) -> str:
-    """The staged rows with their ``rowid`` and the timestamp parsed once (``__ts``)."""
-    return f"(SELECT rowid AS __r, *, try_cast(timestamp AS TIMESTAMPTZ) AS __ts FROM {table})"  # noqa: S608
+@dataclass(frozen=True)
+class Scan:
+    """What one pass over the staged rows found."""
+
+    bad_rows: int
+    first: datetime | None
+    last: datetime | None
+    padded_rows: int
+    duplicate_event_ids: bool
+    rows_without_event_id: int
 
 
-def count_bad_rows(
-    con: Con, table: str, checks: Sequence[RowCheck]
-) -> tuple[int, datetime | None, datetime | None]:
-    """Rows breaking at least one check, and the first and last timestamp, in one scan."""
+def scan(
+    con: Con, table: str, checks: Sequence[RowCheck], text: Sequence[str], has_event_id: bool
+) -> Scan:
+    """One scan: rows breaking a check, first/last timestamp, padded text cells, event ids."""
     any_bad = " OR ".join(f"coalesce({c.condition}, false)" for c in checks) or "false"
-    bad, first, last = con.execute(
-        f"SELECT count(*) FILTER (WHERE {any_bad}), min(__ts), max(__ts)"  # noqa: S608
-        f" FROM {_with_ts(table)}"
+    ids = (
+        "count(event_id) <> count(DISTINCT event_id), count(*) FILTER (WHERE event_id IS NULL)"
+        if has_event_id
+        else "false, count(*)"
+    )
+    row = con.execute(
+        f"SELECT count(*) FILTER (WHERE {any_bad}), min(__ts), max(__ts),"  # noqa: S608
+        f" count(*) FILTER (WHERE {_padded(text)}), {ids} FROM {table}"
     ).fetchone()
-    return int(bad), first, last
+    return Scan(int(row[0]), row[1], row[2], int(row[3]), bool(row[4]), int(row[5]))
 
 
 def bad_rows(
@@ -175,8 +185,8 @@ def bad_rows(
     parts = []
     for i, c in enumerate(checks):
         parts.append(
-            f"SELECT __r AS r, {i} AS k, '{c.column}' AS col, {c.message} AS msg"  # noqa: S608
-            f" FROM {_with_ts(table)} WHERE coalesce({c.condition}, false)"
+            f"SELECT rowid AS r, {i} AS k, '{c.column}' AS col, {c.message} AS msg"  # noqa: S608
+            f" FROM {table} WHERE coalesce({c.condition}, false)"
         )
     union = " UNION ALL ".join(parts)
     rows = con.execute(
@@ -195,19 +205,6 @@ def duplicate_event_ids(con: Con, table: str, limit: int) -> list[tuple[str, int
         [limit],
     ).fetchall()
     return [(r[0], int(r[1]), int(r[2])) for r in rows]
-
-
-def has_duplicate_event_ids(con: Con, table: str) -> bool:
-    row = con.execute(
-        f"SELECT count(event_id) <> count(DISTINCT event_id) FROM {table}"  # noqa: S608
-    ).fetchone()
-    return bool(row[0])
-
-
-def rows_without_event_id(con: Con, table: str) -> int:
-    return con.execute(
-        f"SELECT count(*) FROM {table} WHERE event_id IS NULL"  # noqa: S608
-    ).fetchone()[0]
 
 
 def resolve_keys(con: Con, stage: str, keys: str, has: dict[str, bool]) -> None:
@@ -365,7 +362,7 @@ def insert_staged(
     row = con.execute(
         f"""
         INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)})
-        SELECT {text("event_id")}, ?, CAST(s.timestamp AS TIMESTAMPTZ), k.template_id,
+        SELECT {text("event_id")}, ?, s.__ts, k.template_id,
                s.user_id, k.experiment_id, {text("variant")}, k.version_out, k.commit_id,
                {text("environment")}, {num("latency_ms")}, {boolean("success")},
                {boolean("error")}, {num("quality_score")}, {num("cost_usd")},
