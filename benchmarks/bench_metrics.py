@@ -1,6 +1,6 @@
 """Metrics benchmarks: CSV import against DuckDB's own CTAS, peak memory, track() throughput.
 
-Run: ``python benchmarks/bench_metrics.py [--rows 2000000] [--repeat 2]``
+Run: ``python benchmarks/bench_metrics.py [--rows 2000000] [--repeat 3]``
 
 1. A 2,000,000-row events CSV (about 150 MB) is generated once under ``benchmarks/.data/``.
 2. Import, side by side in one run, each in a fresh subprocess (so that peak RSS is its own):
@@ -8,7 +8,8 @@ Run: ``python benchmarks/bench_metrics.py [--rows 2000000] [--repeat 2]``
    - ours: ``Workspace.metrics.import_csv(file)`` into a new workspace holding the templates:
      header checks, typed parsing, every row rule, reference resolution, SHA-256, the insert
      and the imports record, in one transaction.
-   Targets: ours ≤ 1.5 × baseline, peak RSS < 1.5 GB.
+   Targets: ours ≤ 1.5 × baseline (best of N runs each: load from other processes only adds
+   time), peak RSS < 1.5 GB.
 3. ``track()``: events/s into the buffer with the default settings (background flushes
    running), and events/s written by ``flush()``. Targets: ≥ 100,000/s and ≥ 50,000/s.
 """
@@ -59,7 +60,7 @@ def generate(rows: int) -> Path:
                  (hash(i * 17) % 2000)::BIGINT AS tokens_in
           FROM range({rows}) t(i)
         ) TO '{tmp}' (HEADER, DELIMITER ',', FORMAT csv)
-        """  # noqa: S608 - our own constants
+        """
     )
     con.close()
     tmp.rename(path)
@@ -97,8 +98,9 @@ OURS = textwrap.dedent("""
 
 def run(script: str, *args: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
-                       env=env, check=False)
+    p = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, check=False
+    )
     if p.returncode != 0:
         raise SystemExit(f"benchmark step failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -115,18 +117,30 @@ def bench_import(path: Path, repeat: int) -> None:
             assert b["rows"] == o["rows"], (b, o)
             base.append(b)
             ours.append(o)
-            print(f"  run {i + 1}: baseline {b['seconds']:.2f} s ({b['rss_mb']:.0f} MB RSS)   "
-                  f"ours {o['seconds']:.2f} s ({o['rss_mb']:.0f} MB RSS)")
-    tb = statistics.median(r["seconds"] for r in base)
-    to = statistics.median(r["seconds"] for r in ours)
+            print(
+                f"  run {i + 1}: baseline {b['seconds']:.2f} s ({b['rss_mb']:.0f} MB RSS)   "
+                f"ours {o['seconds']:.2f} s ({o['rss_mb']:.0f} MB RSS)"
+            )
+    # best of N for each side: other load on the machine only ever adds time
+    tb = min(r["seconds"] for r in base)
+    to = min(r["seconds"] for r in ours)
+    ratios = [o["seconds"] / b["seconds"] for b, o in zip(base, ours, strict=True)]
     rss = max(r["rss_mb"] for r in ours)
     rows = ours[0]["rows"]
-    print(f"import of {rows:,} rows: baseline CTAS {tb:.2f} s, ours {to:.2f} s "
-          f"({rows / to:,.0f} rows/s)")
-    print(f"  ratio ours / baseline = {to / tb:.2f}x   (target <= 1.5x: "
-          f"{'OK' if to / tb <= 1.5 else 'MISSED'})")
-    print(f"  peak RSS of our import = {rss:.0f} MB   (target < 1536 MB: "
-          f"{'OK' if rss < 1536 else 'MISSED'})")
+    print(
+        f"import of {rows:,} rows: baseline CTAS {tb:.2f} s, ours {to:.2f} s "
+        f"({rows / to:,.0f} rows/s)"
+    )
+    print(
+        f"  ratio ours / baseline (best of {repeat} each) = {to / tb:.2f}x   (target <= 1.5x: "
+        f"{'OK' if to / tb <= 1.5 else 'MISSED'}); per run: "
+        + ", ".join(f"{r:.2f}x" for r in ratios)
+        + f" (median {statistics.median(ratios):.2f}x)"
+    )
+    print(
+        f"  peak RSS of our import = {rss:.0f} MB   (target < 1536 MB: "
+        f"{'OK' if rss < 1536 else 'MISSED'})"
+    )
 
 
 def bench_track(n: int) -> None:
@@ -137,39 +151,57 @@ def bench_track(n: int) -> None:
         ws = Workspace.open(Path(tmp) / "track.duckdb", settings=Settings())
         ws.templates.create("qa-basic", "Answer {question}.", author="bench")
         t = ws.templates.get("qa-basic")
-        p = Prompt(template_id=t.id, name=t.name, version=t.version, commit=t.commit,
-                   content=t.content, user_id="u42", environment="production")
+        p = Prompt(
+            template_id=t.id,
+            name=t.name,
+            version=t.version,
+            commit=t.commit,
+            content=t.content,
+            user_id="u42",
+            environment="production",
+        )
         ws.track(p, latency_ms=1)
         ws.metrics.flush()
         # 1. into the buffer, default settings: the background thread flushes every 100 events
         start = time.perf_counter()
         for i in range(n):
-            ws.track(p, latency_ms=812 + (i & 63), success=True, quality_score=0.8,
-                     cost_usd=0.0021)
+            ws.track(p, latency_ms=812 + (i & 63), success=True, quality_score=0.8, cost_usd=0.0021)
         buffered = n / (time.perf_counter() - start)
         ws.close()
-        print(f"track() into the buffer: {buffered:,.0f} events/s   (target >= 100,000: "
-              f"{'OK' if buffered >= 100_000 else 'MISSED'})")
+        print(
+            f"track() into the buffer: {buffered:,.0f} events/s   (target >= 100,000: "
+            f"{'OK' if buffered >= 100_000 else 'MISSED'})"
+        )
 
         # 2. flushed to the file: one flush() of a full buffer
-        settings = Settings().with_overrides(performance_tracking__batch_size=10 * n,
-                                             performance_tracking__flush_interval=3600)
+        settings = Settings().with_overrides(
+            performance_tracking__batch_size=10 * n, performance_tracking__flush_interval=3600
+        )
         ws = Workspace.open(Path(tmp) / "track.duckdb", settings=settings)
         for i in range(n):
-            ws.track(p, latency_ms=812 + (i & 63), success=True, quality_score=0.8,
-                     cost_usd=0.0021, tokens_in=100, thumbs_up=1)
+            ws.track(
+                p,
+                latency_ms=812 + (i & 63),
+                success=True,
+                quality_score=0.8,
+                cost_usd=0.0021,
+                tokens_in=100,
+                thumbs_up=1,
+            )
         start = time.perf_counter()
         written = ws.metrics.flush()
         flushed = written / (time.perf_counter() - start)
         ws.close()
-        print(f"flush() to the file:     {flushed:,.0f} events/s   (target >= 50,000: "
-              f"{'OK' if flushed >= 50_000 else 'MISSED'})")
+        print(
+            f"flush() to the file:     {flushed:,.0f} events/s   (target >= 50,000: "
+            f"{'OK' if flushed >= 50_000 else 'MISSED'})"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=2_000_000)
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--track-events", type=int, default=300_000)
     parser.add_argument("--skip-import", action="store_true")
     args = parser.parse_args()
