@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time as _time
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
@@ -173,6 +174,13 @@ def spool(upload) -> Path:
     folder.mkdir(exist_ok=True)
     path = folder / f"{upload.file_id}.csv"
     if not path.exists():
+        # uploads older than a day are leftovers of finished sessions
+        for old in folder.glob("*.csv"):
+            try:
+                if _time.time() - old.stat().st_mtime > 86_400:
+                    old.unlink()
+            except OSError:  # another session removed it first
+                pass
         upload.seek(0)
         with path.open("wb") as out:
             shutil.copyfileobj(upload, out, 1 << 20)
