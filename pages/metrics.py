@@ -265,8 +265,21 @@ with tab_import:
             if checked is None:
                 pass
             elif isinstance(checked, PromptverError):
-                st.error(checked.message.split(";")[0] + ".")
-                if getattr(checked, "problems", None):
+                problems = getattr(checked, "problems", None) or []
+                if problems:
+                    total = getattr(checked, "total_problems", len(problems))
+                    shown = (
+                        f"{total} problems"
+                        if total <= len(problems)
+                        else f"more than {len(problems)} problems (the first are listed)"
+                    )
+                    st.error(
+                        f"{upload.name} cannot be imported: {shown if total > 1 else 'one problem'}."
+                        " Nothing was imported; fix the file and upload it again."
+                    )
+                else:
+                    st.error(checked.message)
+                if problems:
                     st.dataframe(
                         problems_table(checked),
                         hide_index=True,

@@ -95,7 +95,7 @@ def test_invalid_upload_shows_the_problems_as_a_table_and_imports_nothing(at, db
     at.file_uploader(key="met_upload").set_value(("bad.csv", bad, "text/csv"))
     at.run()
     assert not at.exception, at.exception
-    assert any("refused" in t for t in texts(at.error))
+    assert any("bad.csv cannot be imported: 3 problems" in t for t in texts(at.error))
     problems = frame_with(at, "line", "problem")
     assert list(problems["line"]) == [2, 3, 3]
     assert list(problems["column"]) == ["latency_ms", "template", "success"]

@@ -21,7 +21,7 @@ def test_upload_a_csv_validate_and_import(page, app_url, tmp_path: Path):
     # a broken file: the problems table names the line and the column, no import button
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(bad))
     wait_idle(page)
-    page.get_by_text("refused").first.wait_for(timeout=30_000)
+    page.get_by_text("cannot be imported").first.wait_for(timeout=30_000)
     assert page.get_by_role("button", name="Import").count() == 0
     shot(page, "metrics-upload-refused")
 
