@@ -662,3 +662,21 @@ def test_two_threads_importing_the_same_file_import_it_once(mws, tmp_path):
         t.join()
     assert sorted(outcomes) == ["imported", "refused"]
     assert count(mws) == 3 + 2000
+
+
+def test_spaces_around_values_are_ignored_everywhere(mws, tmp_path):
+    path = write(
+        tmp_path / "padded.csv",
+        H + ",version,environment,experiment,variant,success\n"
+        " 2026-01-05T10:00:00Z , qa-basic , u7 ,5, 1.1.0 , staging , tone-test ,"
+        " concise , TRUE \n",
+    )
+    assert mws.metrics.import_csv(path).rows_imported == 1
+    (r,) = rows(mws, "WHERE user_id = 'u7'")
+    assert (r["version"], r["environment"], r["variant"], r["success"]) == (
+        "1.1.0",
+        "staging",
+        "concise",
+        True,
+    )
+    assert r["ts"] == datetime(2026, 1, 5, 10, tzinfo=UTC)

@@ -487,7 +487,8 @@ def _checks(header: Header) -> list[sql.RowCheck]:
     c.append(
         rc(
             "timestamp",
-            f"{iso} AND __ts IS NULL",
+            # cheap tests first: AND stops evaluating once a row is known to pass
+            f"__ts IS NULL AND timestamp IS NOT NULL AND {iso}",
             f"{shown('timestamp')} || ' is not a valid date and time'",
         )
     )
@@ -869,19 +870,25 @@ def _row_problems(
     checks = _checks(header)
     found: list[tuple[int, str, str, str]] = []  # (row, column, message, code)
     text = [n for n in header.names if n in TEXT_COLUMNS]
+    # padded cells of the reference columns are found on their distinct values (the keys
+    # table), which is much cheaper than testing every row
+    per_row = [n for n in text if n not in sql.KEY_COLUMNS]
     with_ids = header.has("event_id")
-    scanned = sql.scan(con, t["stage"], checks, text, with_ids)
-    if scanned.padded_rows:  # rare: trim the padded cells, then look again
+    has = {n: header.has(n) for n in ("experiment", "variant", "version")}
+    scanned = sql.scan(con, t["stage"], checks, per_row, with_ids)
+    sql.resolve_keys(con, t["stage"], t["keys"], has)
+    if scanned.padded_rows or sql.keys_padded(con, t["keys"]):
+        # rare: trim the padded cells, then look again
         sql.trim_text(con, t["stage"], text)
-        scanned = sql.scan(con, t["stage"], checks, text, with_ids)
+        scanned = sql.scan(con, t["stage"], checks, per_row, with_ids)
+        sql.drop_tables(con, [t["keys"], t["keys"] + "_raw"])
+        sql.resolve_keys(con, t["stage"], t["keys"], has)
     total = scanned.bad_rows
     if total:
         found += [
             (r - base, col, msg, "row")
             for r, col, msg in sql.bad_rows(con, t["stage"], checks, MAX_PROBLEMS)
         ]
-    has = {n: header.has(n) for n in ("experiment", "variant", "version")}
-    sql.resolve_keys(con, t["stage"], t["keys"], has)
     for row, col, msg, n in sql.key_problems(con, t["keys"], MAX_PROBLEMS):
         more = f" ({n:,} rows)" if n > 1 else ""
         found.append((row - base, col, msg + more, "reference"))

@@ -207,6 +207,18 @@ def duplicate_event_ids(con: Con, table: str, limit: int) -> list[tuple[str, int
     return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
 
+KEY_COLUMNS = ("template", "experiment", "variant", "version")
+
+
+def keys_padded(con: Con, keys: str) -> bool:
+    """Whether a distinct key value starts or ends with a space (the file needs trimming)."""
+    return bool(
+        con.execute(
+            f"SELECT count(*) FROM {keys}_raw WHERE {_padded(KEY_COLUMNS)}"  # noqa: S608
+        ).fetchone()[0]
+    )
+
+
 def resolve_keys(con: Con, stage: str, keys: str, has: dict[str, bool]) -> None:
     """Resolve each distinct (template, experiment, variant, version) of the file once.
 
