@@ -471,24 +471,25 @@ def _checks(header: Header) -> list[sql.RowCheck]:
 
     for req in REQUIRED:
         c.append(rc(req, f"{req} IS NULL", "'required value is missing'"))
-    # the common shape is checked with LIKE first, which is several times cheaper than the
-    # regular expression; a LIKE match with non-digits fails the date parse below anyway
-    iso = (
-        "(timestamp LIKE '____-__-__T__:__:__Z'"
-        f" OR regexp_full_match(timestamp, '{sql.ISO_TIMESTAMP_RE}'))"
+    # DuckDB evaluates every operand of AND/OR inside an aggregate's FILTER, but only the
+    # rows that reach a CASE branch: the common shape is recognised with a cheap LIKE, and
+    # only other values pay for the regular expression (a LIKE match holding non-digits
+    # fails the date parse and is reported by the next rule)
+    not_iso = (
+        "CASE WHEN timestamp IS NULL OR timestamp LIKE '____-__-__T__:__:__Z' THEN false"
+        f" ELSE NOT regexp_full_match(timestamp, '{sql.ISO_TIMESTAMP_RE}') END"
     )
     c.append(
         rc(
             "timestamp",
-            f"timestamp IS NOT NULL AND NOT {iso}",
+            not_iso,
             f"{shown('timestamp')} || ' is not an ISO 8601 timestamp (like {ISO_EXAMPLE})'",
         )
     )
     c.append(
         rc(
             "timestamp",
-            # cheap tests first: AND stops evaluating once a row is known to pass
-            f"__ts IS NULL AND timestamp IS NOT NULL AND {iso}",
+            f"CASE WHEN __ts IS NOT NULL OR timestamp IS NULL THEN false ELSE NOT ({not_iso}) END",
             f"{shown('timestamp')} || ' is not a valid date and time'",
         )
     )
@@ -509,7 +510,8 @@ def _checks(header: Header) -> list[sql.RowCheck]:
             c.append(
                 rc(
                     name,
-                    f"lower({col}) NOT IN ('true', 'false', '1', '0')",
+                    f"CASE WHEN {col} IN ('true', 'false', '1', '0') THEN false"
+                    f" ELSE lower({col}) NOT IN ('true', 'false', '1', '0') END",
                     f"{shown(name)} || ' is not a boolean: use true, false, 1 or 0'",
                 )
             )
