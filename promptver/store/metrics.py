@@ -93,8 +93,28 @@ def stage_csv(
     return int(rows), int(base)
 
 
+# values that cannot carry spaces around them, recognised cheaply before the LIKE tests
+_CLEAN = {
+    "timestamp": "timestamp LIKE '____-__-__T__:__:__Z'",
+    "success": "success IN ('true', 'false', '1', '0')",
+    "error": "error IN ('true', 'false', '1', '0')",
+    "environment": "list_contains(getvariable('pv_envs'), environment)",
+}
+
+
 def _padded(names: Sequence[str]) -> str:
-    return " OR ".join(f"({q(n)} LIKE ' %' OR {q(n)} LIKE '% ')" for n in names) or "false"
+    """True for a row where one of ``names`` starts or ends with a space.
+
+    Inside an aggregate's FILTER DuckDB evaluates every operand of OR, but a CASE branch only
+    for the rows that reach it: common clean values skip the two LIKE tests.
+    """
+    parts = []
+    for n in names:
+        test = f"({q(n)} LIKE ' %' OR {q(n)} LIKE '% ')"
+        if n in _CLEAN:
+            test = f"CASE WHEN {_CLEAN[n]} THEN false ELSE coalesce({test}, false) END"
+        parts.append(test)
+    return " OR ".join(parts) or "false"
 
 
 def trim_text(con: Con, table: str, names: Sequence[str]) -> None:
@@ -351,7 +371,13 @@ def insert_staged(
         return f"CAST(s.{q(name)} AS {cast})" if name in present else f"NULL::{cast}"
 
     def boolean(name: str) -> str:
-        return f"lower(s.{name}) IN ('true', '1')" if name in present else "NULL::BOOLEAN"
+        if name not in present:
+            return "NULL::BOOLEAN"
+        col = f"s.{name}"  # checked: true/false/1/0 in any case
+        return (
+            f"CASE WHEN {col} IN ('true', '1') THEN true WHEN {col} IN ('false', '0')"
+            f" THEN false ELSE lower({col}) IN ('true', '1') END"
+        )
 
     if custom:
         entries = ", ".join(f"{{'key': '{c}', 'value': s.{q(c)}}}" for c in custom)
