@@ -368,3 +368,16 @@ def test_threads_tracking_at_once_lose_nothing(db_path):
         assert n == distinct == 8000
     finally:
         ws.close()
+
+
+def test_event_ids_already_stored_are_skipped_like_csv_reimports(tws):
+    p = prompt_for(tws)
+    tws.track(p, latency_ms=1, event_id="a")
+    tws.track(p, latency_ms=2, event_id="a")  # the same id twice in one batch
+    tws.track(p, latency_ms=3)
+    assert tws.metrics.flush() == 2
+    tws.track(p, latency_ms=4, event_id="a")  # already stored
+    tws.track(p, latency_ms=5, event_id="b")
+    assert tws.metrics.flush() == 1
+    got = sorted((r["event_id"] or "", r["latency_ms"]) for r in rows(tws))
+    assert got == [("", 3.0), ("a", 1.0), ("b", 5.0)]

@@ -337,6 +337,7 @@ class TrackingBuffer:
             if not rows:
                 return 0
             try:
+                written = 0
                 with self.db.transaction() as con:
                     for i in range(0, len(rows), _BATCH_WRITE):
                         part = rows[i : i + _BATCH_WRITE]
@@ -344,7 +345,7 @@ class TrackingBuffer:
                         cols["custom"] = [
                             None if c is None else json.dumps(c) for c in cols["custom"]
                         ]
-                        sql.insert_columns(con, cols)
+                        written += sql.insert_columns(con, cols)
             except BaseException:
                 with self._lock:
                     self._rows[:0] = rows  # back in front, in order: nothing is lost
@@ -354,16 +355,16 @@ class TrackingBuffer:
                 self._inflight = 0
         self.last_error = None
         ts = [r[1] for r in rows]
-        written = MetricsWritten(
+        note = MetricsWritten(
             source="track",
-            rows=len(rows),
+            rows=written,
             template_ids=sorted({r[2] for r in rows}),
             first=_from_us(min(ts)),
             last=_from_us(max(ts)),
             written_at=utcnow(),
         )
-        self._on_written(written)
-        return len(rows)
+        self._on_written(note)
+        return written
 
     def _start(self) -> None:
         with self._lock:

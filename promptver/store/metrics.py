@@ -503,7 +503,11 @@ def insert_columns(con: Con, cols: dict[str, Sequence[Any]]) -> int:
 
     The columns become typed pandas arrays that DuckDB scans directly: binding hundreds of
     thousands of Python values as query parameters would cost several times more. ``ts_us``
-    holds epoch microseconds (UTC).
+    holds epoch microseconds (UTC). As with CSV imports, an event whose ``event_id`` is
+    already stored (or appears earlier in the batch) is skipped.
+
+    Returns:
+        The number of events written.
     """
     import numpy as np
     import pandas as pd
@@ -517,25 +521,34 @@ def insert_columns(con: Con, cols: dict[str, Sequence[Any]]) -> int:
             if kind == "int64"
             else pd.array(cols[name], dtype=kind)
             for name, kind in TRACK_TYPES.items()
-        },
+        }
+        | {"__i": np.arange(n, dtype=np.int64)},  # batch order: the first of an id wins
         copy=False,
     )
+    dedupe = ""
+    if any(e is not None for e in cols["event_id"]):
+        dedupe = (
+            " WHERE event_id IS NULL OR NOT EXISTS (SELECT 1 FROM metric_events m"
+            " WHERE m.event_id = b.event_id)"
+            " QUALIFY event_id IS NULL"
+            " OR row_number() OVER (PARTITION BY event_id ORDER BY __i) = 1"
+        )
     view = "pv_track_batch"
     con.register(view, frame)
     try:
-        con.execute(
+        row = con.execute(
             f"""
             INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)})
             SELECT event_id, NULL, make_timestamptz(ts_us), template_id, user_id,
                    experiment_id, variant, version, commit_id, environment, latency_ms,
                    success, error, quality_score, cost_usd, tokens_in, tokens_out,
                    CAST(custom::JSON AS MAP(VARCHAR, DOUBLE))
-            FROM {view}
+            FROM {view} b{dedupe}
             """  # noqa: S608
-        )
+        ).fetchone()
     finally:
         con.unregister(view)
-    return n
+    return int(row[0]) if row else n
 
 
 def known_template_ids(con: Con) -> set[str]:
