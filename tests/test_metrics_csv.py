@@ -62,6 +62,16 @@ def shared(tmp_path_factory):
     ws.close()
 
 
+@pytest.fixture(params=["one-pass", "detailed"])
+def mode(request, monkeypatch):
+    """Run a test through the one-pass import (valid files) and through the detailed path."""
+    from promptver.metrics import csv_import
+
+    if request.param == "detailed":
+        monkeypatch.setattr(csv_import, "_import_in_one_pass", lambda *a, **k: None)
+    return request.param
+
+
 def future(days: int = 30) -> str:
     return (datetime.now(UTC) + timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -383,7 +393,7 @@ def test_several_problems_in_one_file_are_all_reported(mws, tmp_path):
 # ---- what a valid file stores ----------------------------------------------------------------
 
 
-def test_bom_crlf_quotes_offsets_empties_and_booleans(mws, tmp_path):
+def test_bom_crlf_quotes_offsets_empties_and_booleans(mws, tmp_path, mode):
     content = (
         "\ufeffevent_id,timestamp,template,user_id,version,environment,latency_ms,success,"
         "error,quality_score,cost_usd,tokens_in,tokens_out,thumbs_up\r\n"
@@ -423,7 +433,7 @@ def test_bom_crlf_quotes_offsets_empties_and_booleans(mws, tmp_path):
     assert a4["tokens_in"] == 0 and a4["cost_usd"] == 0.0
 
 
-def test_template_by_id_and_experiment_by_name_or_id(mws, tmp_path):
+def test_template_by_id_and_experiment_by_name_or_id(mws, tmp_path, mode):
     qa = mws.templates.row("qa-basic")
     exp_id = add_experiment(mws, "qa-basic", "second", [("a", "1.0.0"), ("b", "1.1.0")])
     path = write(
@@ -455,7 +465,7 @@ def test_ambiguous_experiment_name_is_refused(mws, tmp_path):
         mws.metrics.import_csv(path)
 
 
-def test_custom_metric_cells_may_be_empty_and_columns_match_by_name(mws, tmp_path):
+def test_custom_metric_cells_may_be_empty_and_columns_match_by_name(mws, tmp_path, mode):
     # the same data with columns in another order lands identically
     a = write(
         tmp_path / "a.csv",
@@ -484,7 +494,7 @@ def test_custom_metric_cells_may_be_empty_and_columns_match_by_name(mws, tmp_pat
 # ---- idempotence ---------------------------------------------------------------------------
 
 
-def test_reimport_with_event_ids_skips_what_is_stored(mws, tmp_path):
+def test_reimport_with_event_ids_skips_what_is_stored(mws, tmp_path, mode):
     first = write(
         tmp_path / "one.csv",
         "event_id,"
@@ -516,7 +526,7 @@ def test_reimport_with_event_ids_skips_what_is_stored(mws, tmp_path):
     assert history[0].sha256 == r3.sha256 and len(r3.sha256) == 64
 
 
-def test_file_without_event_ids_cannot_be_imported_twice(mws, tmp_path):
+def test_file_without_event_ids_cannot_be_imported_twice(mws, tmp_path, mode):
     path = write(tmp_path / "plain.csv", H + "\n" + OK + "\n")
     r1 = mws.metrics.import_csv(path, author="ana")
     n, imports_n = count(mws), imports_count(mws)
@@ -531,7 +541,7 @@ def test_file_without_event_ids_cannot_be_imported_twice(mws, tmp_path):
     assert mws.metrics.import_csv(copy).rows_imported == 2
 
 
-def test_dry_run_checks_and_counts_without_writing(mws, tmp_path):
+def test_dry_run_checks_and_counts_without_writing(mws, tmp_path, mode):
     path = write(tmp_path / "dry.csv", "event_id," + H + "\ns1," + OK + "\nn1," + OK + "\n")
     n, imports_n = count(mws), imports_count(mws)
     result = mws.metrics.import_csv(path, dry_run=True)
@@ -539,7 +549,7 @@ def test_dry_run_checks_and_counts_without_writing(mws, tmp_path):
     assert count(mws) == n and imports_count(mws) == imports_n
 
 
-def test_listener_hears_each_import(mws, tmp_path):
+def test_listener_hears_each_import(mws, tmp_path, mode):
     heard = []
     remove = mws.metrics.add_listener(heard.append)
     path = write(tmp_path / "l.csv", H + "\n" + OK + "\n")
@@ -563,6 +573,9 @@ def test_missing_file_is_a_clear_error(mws, tmp_path):
 KILLER = textwrap.dedent("""
     import os, signal, sys
     from promptver import Workspace
+    if sys.argv[3] == "detailed":
+        import promptver.metrics.csv_import as ci
+        ci._import_in_one_pass = lambda *a, **k: None
     ws = Workspace.open(sys.argv[1])
     def progress(fraction, message):
         if message == "committing":   # rows inserted, transaction not yet committed
@@ -572,13 +585,14 @@ KILLER = textwrap.dedent("""
 """)
 
 
-def test_process_killed_mid_import_leaves_nothing_behind(mws, tmp_path, db_path):
+@pytest.mark.parametrize("path_mode", ["one-pass", "detailed"])
+def test_process_killed_mid_import_leaves_nothing_behind(mws, tmp_path, db_path, path_mode):
     n, imports_n = count(mws), imports_count(mws)
     mws.close()
     body = "".join(f"2026-01-05T10:00:00Z,qa-basic,k{i},{i}\n" for i in range(20_000))
     path = write(tmp_path / "big.csv", H + "\n" + body)
     proc = subprocess.run(
-        [sys.executable, "-c", KILLER, str(db_path), str(path)],
+        [sys.executable, "-c", KILLER, str(db_path), str(path), path_mode],
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
@@ -639,7 +653,7 @@ def test_preview_lists_columns_with_roles_and_first_rows(mws, tmp_path):
     assert bad.columns == [] and "semicolon" in bad.problems[0]
 
 
-def test_two_threads_importing_the_same_file_import_it_once(mws, tmp_path):
+def test_two_threads_importing_the_same_file_import_it_once(mws, tmp_path, mode):
     import threading
 
     path = write(
@@ -664,7 +678,7 @@ def test_two_threads_importing_the_same_file_import_it_once(mws, tmp_path):
     assert count(mws) == 3 + 2000
 
 
-def test_spaces_around_values_are_ignored_everywhere(mws, tmp_path):
+def test_spaces_around_values_are_ignored_everywhere(mws, tmp_path, mode):
     path = write(
         tmp_path / "padded.csv",
         H + ",version,environment,experiment,variant,success\n"
@@ -680,3 +694,39 @@ def test_spaces_around_values_are_ignored_everywhere(mws, tmp_path):
         True,
     )
     assert r["ts"] == datetime(2026, 1, 5, 10, tzinfo=UTC)
+
+
+VALID = [
+    "event_id,timestamp,template,user_id,version,environment,latency_ms,success,nps\n"
+    "v1,2026-01-05T10:00:00Z,qa-basic,u1,1.0.0,staging,5,TRUE,3\n"
+    'v2,2026-01-05 10:00:00.5+02:00,summarize,"u,2",,,6,0,\n',
+    "timestamp,template,user_id,experiment,variant,quality_score\r\n"
+    "2026-01-05,qa-basic,u3,tone-test,concise,0.5\r\n",
+]
+
+
+@pytest.mark.parametrize("content", VALID)
+def test_valid_files_take_the_one_pass_path_and_store_the_same(mws, tmp_path, monkeypatch, content):
+    from promptver.metrics import csv_import
+
+    path = write(tmp_path / "valid.csv", content)
+    calls = []
+    real = csv_import.sql.stage_csv
+    monkeypatch.setattr(
+        csv_import.sql, "stage_csv", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    fast = mws.metrics.import_csv(path)
+    assert calls == []  # no detailed pass for a valid file
+    fast_rows = rows(mws, f"WHERE import_id = '{fast.import_id}' ORDER BY user_id")
+    monkeypatch.setattr(csv_import, "_import_in_one_pass", lambda *a, **k: None)
+    mws.metrics.purge(1, dry_run=False)  # events are old: empties the table, imports stay
+    with mws.db.transaction() as con:
+        con.execute("DELETE FROM imports")
+    slow = mws.metrics.import_csv(path)
+    assert calls == [1]
+    slow_rows = rows(mws, f"WHERE import_id = '{slow.import_id}' ORDER BY user_id")
+    strip = [{k: v for k, v in r.items() if k != "import_id"} for r in fast_rows]
+    assert strip == [{k: v for k, v in r.items() if k != "import_id"} for r in slow_rows]
+    assert fast.model_dump(exclude={"import_id", "seconds"}) == slow.model_dump(
+        exclude={"import_id", "seconds"}
+    )

@@ -40,7 +40,7 @@ from pathlib import Path
 import duckdb
 
 from promptver.config import Settings
-from promptver.errors import ImportError_, Problem
+from promptver.errors import Conflict, ImportError_, Problem
 from promptver.models import CsvColumn, CsvPreview, ImportRecord, ImportResult
 from promptver.store import metrics as sql
 from promptver.store.db import Database
@@ -735,6 +735,24 @@ def import_csv(
     hasher.start()
     now = utcnow()
     tolerance = timedelta(seconds=settings.performance_tracking.future_tolerance_seconds)
+    if not db.in_transaction():  # the fast path needs a transaction of its own to roll back
+        fast = _import_in_one_pass(
+            db,
+            settings,
+            path,
+            header,
+            hasher,
+            shown_name,
+            author,
+            now,
+            tolerance,
+            dry_run,
+            report,
+            started,
+        )
+        if fast is not None:
+            return fast
+        report(0.05, "checking every row in detail")
     t = _names()
     with db.connect() as con:
         try:
@@ -850,6 +868,122 @@ def import_csv(
         template_ids=template_ids,
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+class _FallbackError(Exception):
+    """The one-pass import met something that needs the detailed path (rolled back)."""
+
+
+class _DryRunDoneError(Exception):
+    """Carries a dry run's result out of the transaction, which is then rolled back."""
+
+    def __init__(self, result: ImportResult) -> None:
+        super().__init__("dry run")
+        self.result = result
+
+
+def _import_in_one_pass(
+    db: Database,
+    settings: Settings,
+    path: Path,
+    header: Header,
+    hasher: _Hasher,
+    name: str,
+    author: str,
+    now: datetime,
+    tolerance: timedelta,
+    dry_run: bool,
+    report: Progress,
+    started: float,
+) -> ImportResult | None:
+    """The fast path for valid files: parse, check, resolve and append in one statement.
+
+    The same rules as the detailed path run inside the ``INSERT`` (a failing row raises), then
+    event ids and the file hash are checked on what landed. Anything unusual (a problem,
+    padded cells, duplicate ids, a parse error) rolls everything back and returns ``None``:
+    the detailed path then finds and reports the problems with their line numbers. Nothing
+    the detailed path would refuse can pass here: the row rules are literally the same SQL.
+    """
+    prefix = "pv_lookup_" + uuid.uuid4().hex[:12]
+    import_id = uuid.uuid4().hex[:16]
+    text = [n for n in header.names if n in TEXT_COLUMNS]
+    with db.connect() as con:
+        try:
+            with db.transaction():
+                sql.set_variable(con, "pv_now", now + tolerance)
+                sql.set_variable(con, "pv_started", now)
+                sql.set_variable(con, "pv_envs", list(settings.deployment.environments))
+                sql.create_lookups(con, prefix)
+                report(0.05, "importing")
+                try:
+                    written = sql.insert_direct(
+                        con,
+                        str(path),
+                        header.types(),
+                        import_id,
+                        _checks(header),
+                        text,
+                        header.custom,
+                        prefix,
+                    )
+                except duckdb.Error:
+                    raise _FallbackError() from None
+                report(0.8, "checking event ids")
+                got = sql.landed(con, import_id, header.has("event_id"))
+                if got.rows == 0 or got.duplicate_event_ids:
+                    raise _FallbackError()
+                digest = hasher.result()
+                if got.without_event_id and sql.import_by_hash(con, digest) is not None:
+                    raise _FallbackError()
+                skipped = sql.drop_already_stored(con, import_id) if got.already_stored else 0
+                imported = written - skipped
+                names = [
+                    r[0]
+                    for r in con.execute(
+                        "SELECT name FROM templates WHERE list_contains(?, id) ORDER BY name",
+                        [got.template_ids],
+                    ).fetchall()
+                ]
+                result = ImportResult(
+                    import_id="" if dry_run else import_id,
+                    file_name=name,
+                    sha256=digest,
+                    rows_imported=imported,
+                    rows_skipped_duplicate=skipped,
+                    rows_in_file=written,
+                    columns=header.names,
+                    custom_metrics=header.custom,
+                    first=got.first,
+                    last=got.last,
+                    templates=names,
+                    template_ids=got.template_ids,
+                    seconds=round(time.monotonic() - started, 3),
+                )
+                if dry_run:
+                    raise _DryRunDoneError(result)
+                sql.insert_import(
+                    con,
+                    ImportRecord(
+                        id=import_id,
+                        file_name=name[:255],
+                        sha256=digest,
+                        rows_imported=imported,
+                        rows_skipped_duplicate=skipped,
+                        has_event_ids=got.without_event_id == 0,
+                        created_at=now,
+                        created_by=author,
+                    ),
+                )
+                report(0.95, "committing")
+        except (_FallbackError, Conflict):
+            return None
+        except _DryRunDoneError as done:
+            report(1.0, "done")
+            return done.result
+        finally:
+            sql.drop_tables(con, [f"{prefix}_{k}" for k in "tvea"])
+    report(1.0, "done")
+    return result.model_copy(update={"seconds": round(time.monotonic() - started, 3)})
 
 
 def _row_problems(

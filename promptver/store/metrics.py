@@ -415,6 +415,186 @@ def insert_staged(
     return int(row[0]) if row else 0
 
 
+# ---- the one-pass import (valid files) -------------------------------------------------------
+
+FAST_FAILURE = "promptver: the file needs a detailed check"
+
+
+def _values(present: set[str], custom: Sequence[str], src: str = "s") -> dict[str, str]:
+    """SQL for the stored value of each column, from the parsed (and checked) cells."""
+
+    def text(name: str) -> str:
+        return f"{src}.{name}" if name in present else "NULL"
+
+    def num(name: str, cast: str = "DOUBLE") -> str:
+        return f"CAST({src}.{q(name)} AS {cast})" if name in present else f"NULL::{cast}"
+
+    def boolean(name: str) -> str:
+        if name not in present:
+            return "NULL::BOOLEAN"
+        col = f"{src}.{name}"  # checked: true/false/1/0 in any case
+        return (
+            f"CASE WHEN {col} IN ('true', '1') THEN true WHEN {col} IN ('false', '0')"
+            f" THEN false ELSE lower({col}) IN ('true', '1') END"
+        )
+
+    if custom:
+        entries = ", ".join(f"{{'key': '{c}', 'value': {src}.{q(c)}}}" for c in custom)
+        custom_sql = (
+            f"CASE WHEN {' OR '.join(f'{src}.{q(c)} IS NOT NULL' for c in custom)} THEN"
+            f" map_from_entries(list_filter([{entries}], lambda e: e.value IS NOT NULL)) END"
+        )
+    else:
+        custom_sql = "NULL::MAP(VARCHAR, DOUBLE)"
+    return {
+        "event_id": text("event_id"),
+        "variant": text("variant"),
+        "environment": text("environment"),
+        "latency_ms": num("latency_ms"),
+        "success": boolean("success"),
+        "error": boolean("error"),
+        "quality_score": num("quality_score"),
+        "cost_usd": num("cost_usd"),
+        "tokens_in": num("tokens_in", "BIGINT"),
+        "tokens_out": num("tokens_out", "BIGINT"),
+        "custom": custom_sql,
+    }
+
+
+def insert_direct(
+    con: Con,
+    path: str,
+    columns: dict[str, str],
+    import_id: str,
+    checks: Sequence[RowCheck],
+    text: Sequence[str],
+    custom: Sequence[str],
+    lookups: str,
+) -> int:
+    """Parse, check, resolve and append the whole file in one statement (no staging).
+
+    Every row rule of the detailed path is evaluated; any failing row, unparseable cell,
+    padded text, or unresolved reference raises (``FAST_FAILURE`` or DuckDB's own error),
+    and the caller rolls back and runs the detailed path, which reports the problems with
+    their line numbers. ``lookups`` prefixes the small temporary tables of
+    :func:`create_lookups`.
+    """
+    present = set(columns)
+    v = _values(present, custom)
+    joins = [f"LEFT JOIN {lookups}_t tm ON tm.tm_ref = s.template"]
+    bad = [f"coalesce({c.condition}, false)" for c in checks]
+    bad.append(_padded(text))
+    bad.append("tm.tm_id IS NULL")
+    version_out, commit = "NULL::VARCHAR", "NULL::VARCHAR"
+    if "version" in present:
+        joins.append(
+            f"LEFT JOIN {lookups}_v vm ON vm.vm_tid = tm.tm_id AND vm.vm_version = s.version"
+        )
+        bad.append("(s.version IS NOT NULL AND vm.vm_commit IS NULL)")
+        version_out, commit = "s.version", "vm.vm_commit"
+    experiment_id = "NULL::VARCHAR"
+    if "experiment" in present:
+        joins.append(
+            f"LEFT JOIN {lookups}_e em ON em.em_tid = tm.tm_id AND em.em_ref = s.experiment"
+        )
+        joins.append(f"LEFT JOIN {lookups}_a va ON va.va_eid = em.em_id AND va.va_name = s.variant")
+        bad.append("(s.experiment IS NOT NULL AND (em.em_id IS NULL OR va.va_commit IS NULL))")
+        experiment_id = "em.em_id"
+        version_out = f"coalesce({version_out}, va.va_version)"
+        commit = f"coalesce({commit}, va.va_commit)"
+    source = (
+        "(SELECT *, try_cast(timestamp AS TIMESTAMPTZ) AS __ts FROM read_csv(?, header = true,"
+        " auto_detect = false, delim = ',', quote = '\"', escape = '\"', strict_mode = true,"
+        " null_padding = false, columns = ?))"
+    )
+    row = con.execute(
+        f"""
+        INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)})
+        SELECT {v["event_id"]}, ?, s.__ts, tm.tm_id, s.user_id, {experiment_id}, {v["variant"]},
+               {version_out}, {commit}, {v["environment"]}, {v["latency_ms"]}, {v["success"]},
+               {v["error"]}, {v["quality_score"]}, {v["cost_usd"]}, {v["tokens_in"]},
+               {v["tokens_out"]}, {v["custom"]}
+        FROM {source} s {" ".join(joins)}
+        WHERE CASE WHEN {" OR ".join(bad)} THEN error(?) ELSE true END
+        """,  # noqa: S608
+        [import_id, path, columns, FAST_FAILURE],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def create_lookups(con: Con, prefix: str) -> None:
+    """Small tables resolving references the way :func:`resolve_keys` does (valid ones only).
+
+    A template by id or name (id wins); a version of it; an experiment of that template by id,
+    or by a name unique within it; a variant of that experiment, with its commit's version.
+    """
+    con.execute(
+        f"CREATE TEMP TABLE {prefix}_t AS SELECT tm_ref, arg_max(id, prio) AS tm_id FROM ("  # noqa: S608
+        " SELECT id AS tm_ref, id, 1 AS prio FROM templates"
+        " UNION ALL SELECT name, id, 0 FROM templates) GROUP BY tm_ref"
+    )
+    con.execute(
+        f"CREATE TEMP TABLE {prefix}_v AS SELECT template_id AS vm_tid, version AS vm_version,"  # noqa: S608
+        " commit_id AS vm_commit FROM versions"
+    )
+    con.execute(
+        f"CREATE TEMP TABLE {prefix}_e AS SELECT em_tid, em_ref, arg_max(em_id, prio) AS em_id"  # noqa: S608
+        " FROM (SELECT template_id AS em_tid, id AS em_ref, id AS em_id, 1 AS prio"
+        " FROM experiments UNION ALL SELECT template_id, name, min(id), 0 FROM experiments"
+        " GROUP BY template_id, name HAVING count(*) = 1) GROUP BY em_tid, em_ref"
+    )
+    con.execute(
+        f"CREATE TEMP TABLE {prefix}_a AS SELECT v.experiment_id AS va_eid, v.name AS va_name,"  # noqa: S608
+        " v.commit_id AS va_commit, (SELECT arg_max(x.version, x.major * 1000000000000"
+        " + x.minor * 1000000 + x.patch) FROM versions x WHERE x.commit_id = v.commit_id)"
+        " AS va_version FROM experiment_variants v"
+    )
+
+
+@dataclass(frozen=True)
+class Landed:
+    """What an import's rows look like once appended (before commit)."""
+
+    rows: int
+    without_event_id: int
+    duplicate_event_ids: bool
+    already_stored: int
+    first: datetime | None
+    last: datetime | None
+    template_ids: list[str]
+
+
+def landed(con: Con, import_id: str, with_event_ids: bool) -> Landed:
+    """Counts over the rows an import just appended (duplicate and already stored ids)."""
+    row = con.execute(
+        "SELECT count(*), count(*) - count(event_id), count(event_id) <> count(DISTINCT"
+        " event_id), min(ts), max(ts), list(DISTINCT template_id ORDER BY template_id)"
+        " FROM metric_events WHERE import_id = ?",
+        [import_id],
+    ).fetchone()
+    stored = 0
+    if with_event_ids and row[1] < row[0]:
+        stored = con.execute(
+            "SELECT count(*) FROM metric_events n WHERE n.import_id = ? AND n.event_id IN"
+            " (SELECT event_id FROM metric_events WHERE import_id IS DISTINCT FROM ?"
+            " AND event_id IS NOT NULL)",
+            [import_id, import_id],
+        ).fetchone()[0]
+    return Landed(
+        int(row[0]), int(row[1]), bool(row[2]), int(stored), row[3], row[4], list(row[5] or [])
+    )
+
+
+def drop_already_stored(con: Con, import_id: str) -> int:
+    """Remove the import's rows whose event_id was stored before it (re-imports skip them)."""
+    row = con.execute(
+        "DELETE FROM metric_events WHERE import_id = ? AND event_id IN (SELECT event_id FROM"
+        " metric_events WHERE import_id IS DISTINCT FROM ? AND event_id IS NOT NULL)",
+        [import_id, import_id],
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 # ---- imports -------------------------------------------------------------------------------
 
 
