@@ -1,27 +1,32 @@
 """CSV import of metric events: strict, streaming, atomic, idempotent.
 
-The pipeline, designed so that a 2-million-row file never passes through Python row by row:
+Designed so that a 2-million-row file never passes through Python row by row:
 
 1. **Header, by us.** The first record is read here (BOM, quotes, line ending), and every rule on
    column names is checked before DuckDB sees the file: lower-case names, no duplicates, the
    required columns, at least one metric, custom metric names, a hint when another delimiter
    was used. This fixes each column's type *by name*.
-2. **Typed parsing, by DuckDB.** ``read_csv`` with an explicit dialect (comma, ``"`` quotes,
-   header) and explicit types, no sniffing, into a temporary table in file order. Cells that do
-   not parse (``12ms`` as a number, ragged rows, broken quotes, invalid UTF-8) are collected by
-   DuckDB's reject store with their byte position, which we turn into a physical line number.
-   Meanwhile a thread computes the file's SHA-256.
-3. **Row checks, in SQL.** One scan counts rows breaking any rule (ranges, booleans, ISO
-   timestamps, future times, missing values, environments); only when that count is non-zero do
-   we fetch the first offenders. References (template, experiment, variant, version) are
-   resolved once per distinct combination, not per row. Duplicate event ids likewise.
+2. **One pass for valid files.** ``read_csv`` with an explicit dialect (comma, ``"`` quotes,
+   header) and explicit types, no sniffing, feeds one ``INSERT … SELECT`` that resolves
+   references by joining small lookup tables and evaluates every row rule (ranges, booleans,
+   ISO timestamps, future times, missing values, environments, references) in a ``WHERE``
+   that raises on the first failing row. Event ids and the file hash are then checked on what
+   landed, stored ids are dropped again (re-imports skip them), and the ``imports`` record is
+   written, all in one transaction. Meanwhile a thread computes the file's SHA-256.
+3. **The detailed path**, taken when the one pass raised or met anything unusual (after a full
+   rollback): the file is parsed into a temporary table in file order; cells that do not parse
+   (``12ms`` as a number, ragged rows, broken quotes, invalid UTF-8) are collected by DuckDB's
+   reject store with their byte position, which we turn into a physical line number. The same
+   row rules run as one SQL scan; only when it finds something do we fetch the first
+   offenders. References are resolved once per distinct combination; duplicate event ids are
+   found with a window. Padded cells are trimmed here (the one pass leaves them to this path).
 4. **Line numbers.** A staged row knows its index among the data rows (``rowid``). Because
    quoted cells may hold line breaks and blank lines are skipped, the physical line of a record
    is found, only when reporting, by re-reading the file with Python's ``csv`` module up to the
    last record needed.
-5. **Write.** One ``INSERT … SELECT`` joins the staged rows with their resolved ids, skipping
-   event ids already stored, and the ``imports`` record is written in the same transaction.
-   Anything failing (or the process dying) before the commit leaves nothing behind.
+5. **Write.** A valid file is written by the one pass, or by the detailed path's
+   ``INSERT … SELECT`` over the staged rows. Anything failing (or the process dying) before
+   the commit leaves nothing behind.
 """
 
 from __future__ import annotations
