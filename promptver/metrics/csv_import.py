@@ -525,13 +525,13 @@ def _checks(header: Header) -> list[sql.RowCheck]:
         c.append(rc(name, f"isinf({col})", "'infinity is not a valid value'"))
         finite = f"NOT isnan({col}) AND NOT isinf({col})"
         if name in ("latency_ms", "cost_usd", "tokens_in", "tokens_out"):
-            c.append(rc(name, f"{finite} AND {col} < 0", f"'must be ≥ 0 (got ' || {col} || ')'"))
+            c.append(rc(name, f"{finite} AND {col} < 0", f"'must be ≥ 0 (got ' || printf('%g', {col}) || ')'"))
         if name == "quality_score":
             c.append(
                 rc(
                     name,
                     f"{finite} AND ({col} < 0 OR {col} > 1)",
-                    f"'must be between 0 and 1 (got ' || {col} || ')'",
+                    f"'must be between 0 and 1 (got ' || printf('%g', {col}) || ')'",
                 )
             )
         if kind == "integer":
@@ -539,14 +539,14 @@ def _checks(header: Header) -> list[sql.RowCheck]:
                 rc(
                     name,
                     f"{finite} AND {col} >= 0 AND {col} <> floor({col})",
-                    f"'must be a whole number (got ' || {col} || ')'",
+                    f"'must be a whole number (got ' || printf('%g', {col}) || ')'",
                 )
             )
             c.append(
                 rc(
                     name,
                     f"{finite} AND {col} > {MAX_INTEGER}",
-                    f"'is too large (got ' || {col} || ')'",
+                    f"'is too large (got ' || printf('%g', {col}) || ')'",
                 )
             )
     if header.has("variant"):
