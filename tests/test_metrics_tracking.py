@@ -307,7 +307,7 @@ EXITER = textwrap.dedent("""
     import sys
     from promptver import Settings, Workspace
     from promptver.models import Prompt
-    settings = Settings().with_overrides(performance_tracking__batch_size=100000,
+    settings = Settings.load().with_overrides(performance_tracking__batch_size=100000,
                                          performance_tracking__flush_interval=3600)
     ws = Workspace.open(sys.argv[1], settings=settings)
     t = ws.templates.get("qa-basic")
@@ -381,3 +381,42 @@ def test_event_ids_already_stored_are_skipped_like_csv_reimports(tws):
     assert tws.metrics.flush() == 1
     got = sorted((r["event_id"] or "", r["latency_ms"]) for r in rows(tws))
     assert got == [("", 3.0), ("a", 1.0), ("b", 5.0)]
+
+
+WAITER = EXITER + textwrap.dedent("""
+    sys.stdout.flush()
+    sys.stdin.readline()  # the parent locks the file, then lets us exit
+""")
+
+
+def test_events_that_cannot_be_written_at_exit_are_saved_and_written_later(db_path):
+    ws = Workspace.open(db_path)
+    ws.templates.create("qa-basic", "Answer {question}.", author="ana")
+    ws.close()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WAITER, str(db_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "PROMPTVER_BUSY_TIMEOUT": "0.3"},
+    )
+    assert proc.stdout.readline().strip() == "250"  # tracked, nothing written yet
+    holder = hold_file(db_path)
+    try:
+        _, err = proc.communicate("\n", timeout=120)  # exits while the file is locked
+    finally:
+        release(holder)
+    assert proc.returncode == 0, err
+    assert "saved to" in err
+    pending = Path(f"{db_path}.pending")
+    assert len(list(pending.glob("*.jsonl"))) == 1
+    again = Workspace.open(db_path)
+    try:
+        assert count(again) == 0
+        assert again.metrics.flush() == 250  # the next flush writes the saved events
+        assert count(again) == 250
+        assert again.metrics.summary().metrics["thumbs_up"].count == 250
+        assert list(pending.iterdir()) == []
+    finally:
+        again.close()

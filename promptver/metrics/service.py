@@ -194,8 +194,9 @@ class MetricsService:
         self.buffer.record(prompt, metrics, user_id=user_id, event_id=event_id, timestamp=timestamp)
 
     def flush(self) -> int:
-        """Write buffered events now; returns how many were written."""
-        return 0 if self._buffer is None else self._buffer.flush()
+        """Write buffered events now, and any saved by a process that could not write them
+        at exit; returns how many were written."""
+        return self.buffer.flush()
 
     @property
     def pending(self) -> int:

@@ -7,7 +7,9 @@ flush takes the whole buffer in one ``INSERT`` (column-wise parameters, no row-b
 the database file is busy (another process is writing) or the write fails, the events go back to
 the front of the buffer and the thread retries later with backoff; ``flush()`` raises to a caller
 that asked for it. ``close()`` and interpreter exit (``atexit``) flush what is left, waiting for
-the file up to ``storage.busy_timeout`` like any other write.
+the file up to ``storage.busy_timeout`` like any other write. If the file is still busy at exit,
+the events are saved to ``<database>.pending/`` and the next flush of any process tracking on
+that database writes them (files are claimed by renaming, so two processes never both do).
 
 References (template, version, commit, experiment, variant) are checked against sets cached from
 the database; a miss reloads them once, so a template created after the cache was filled is
@@ -21,11 +23,14 @@ import json
 import logging
 import math
 import numbers
+import os
 import threading
 import time
+import uuid
 import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from promptver.config import Settings
@@ -67,7 +72,8 @@ _METRIC_SLOT = {
     "tokens_in": 14,
     "tokens_out": 15,
 }
-_BATCH_WRITE = 100_000  # events per INSERT statement when a big backlog is flushed
+_BATCH_WRITE = 100_000
+_STALE_CLAIM_SECONDS = 600  # a claimed file this old belongs to a process that died  # events per INSERT statement when a big backlog is flushed
 
 
 def _bad(name: str, message: str) -> ValidationError:
@@ -325,7 +331,8 @@ class TrackingBuffer:
 
     # -- writing ------------------------------------------------------------------------
     def flush(self) -> int:
-        """Write everything buffered now; returns the number of events written.
+        """Write everything buffered now (and events saved by an earlier exit, see
+        :meth:`spill`); returns the number of events written.
 
         Raises:
             DatabaseBusy: the file stayed locked; the events stay buffered for a later flush.
@@ -334,13 +341,17 @@ class TrackingBuffer:
             with self._lock:
                 rows, self._rows = self._rows, []
                 self._inflight = len(rows)
-            if not rows:
+            claimed = self._claim_spilled()
+            batch = [r for _, saved in claimed for r in saved] + rows
+            if not batch:
+                with self._lock:
+                    self._inflight = 0
                 return 0
             try:
                 written = 0
                 with self.db.transaction() as con:
-                    for i in range(0, len(rows), _BATCH_WRITE):
-                        part = rows[i : i + _BATCH_WRITE]
+                    for i in range(0, len(batch), _BATCH_WRITE):
+                        part = batch[i : i + _BATCH_WRITE]
                         cols = dict(zip(_FIELDS, zip(*part), strict=True))
                         cols["custom"] = [
                             None if c is None else json.dumps(c) for c in cols["custom"]
@@ -350,21 +361,82 @@ class TrackingBuffer:
                 with self._lock:
                     self._rows[:0] = rows  # back in front, in order: nothing is lost
                     self._inflight = 0
+                for path, _ in claimed:  # give saved files back for a later flush
+                    _rename(path, path.with_name(path.name.split(".claimed-")[0]))
                 raise
             with self._lock:
                 self._inflight = 0
+            for path, _ in claimed:
+                path.unlink(missing_ok=True)
         self.last_error = None
-        ts = [r[1] for r in rows]
+        ts = [r[1] for r in batch]
         note = MetricsWritten(
             source="track",
             rows=written,
-            template_ids=sorted({r[2] for r in rows}),
+            template_ids=sorted({r[2] for r in batch}),
             first=_from_us(min(ts)),
             last=_from_us(max(ts)),
             written_at=utcnow(),
         )
         self._on_written(note)
         return written
+
+    # -- events that could not be written before exit ----------------------------------
+    @property
+    def spill_dir(self) -> Path | None:
+        """Where events that could not be written at exit wait (next to the database)."""
+        if str(self.db.path) == ":memory:":
+            return None
+        return Path(f"{self.db.path}.pending")
+
+    def spill(self) -> Path | None:
+        """Save the buffer to a file next to the database (the last resort at exit).
+
+        The next flush of any process tracking on this database writes those events.
+        Returns the file, or None when there was nothing to save.
+        """
+        folder = self.spill_dir
+        with self._lock:
+            rows, self._rows = self._rows, []
+        if not rows or folder is None:
+            with self._lock:
+                self._rows[:0] = rows
+            return None
+        folder.mkdir(exist_ok=True)
+        name = f"{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
+        tmp = folder / (name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r) + "\n")
+        final = folder / name
+        os.replace(tmp, final)  # complete files only: a reader never sees half of one
+        return final
+
+    def _claim_spilled(self) -> list[tuple[Path, list[tuple[Any, ...]]]]:
+        """Take saved files (renamed, so that two processes never write the same events)."""
+        folder = self.spill_dir
+        if folder is None or not folder.is_dir():
+            return []
+        now = time.time()
+        for stale in folder.glob("*.claimed-*"):  # a process died while writing them
+            try:
+                if now - stale.stat().st_mtime > _STALE_CLAIM_SECONDS:
+                    _rename(stale, stale.with_name(stale.name.split(".claimed-")[0]))
+            except OSError:
+                pass
+        claimed = []
+        for path in sorted(folder.glob("*.jsonl")):
+            mine = path.with_name(f"{path.name}.claimed-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+            if not _rename(path, mine):
+                continue  # another process took it
+            try:
+                with mine.open(encoding="utf-8") as f:
+                    saved = [tuple(json.loads(line)) for line in f if line.strip()]
+            except (OSError, ValueError) as exc:
+                log.error("promptver: cannot read saved events %s: %s", mine, exc)
+                continue
+            claimed.append((mine, saved))
+        return claimed
 
     def _start(self) -> None:
         with self._lock:
@@ -411,11 +483,35 @@ def _from_us(us: int) -> datetime:
     return datetime.fromtimestamp(us / 1_000_000, tz=UTC)
 
 
+def _rename(src: Path, dst: Path) -> bool:
+    try:
+        os.rename(src, dst)
+        return True
+    except OSError:
+        return False
+
+
 def _flush_at_exit(ref: weakref.ReferenceType[TrackingBuffer]) -> None:
     buf = ref()
     if buf is None or buf._closed:
         return
     try:
         buf.close()
-    except Exception as exc:  # nothing can be raised to anyone now: say what was not written
-        log.error("promptver: %d tracked events could not be written at exit: %s", buf.pending, exc)
+    except Exception as exc:  # nothing can be raised to anyone now: keep the events on disk
+        try:
+            saved = buf.spill()
+        except OSError as spill_exc:
+            log.error(
+                "promptver: %d tracked events could not be written at exit (%s) nor saved (%s)",
+                buf.pending,
+                exc,
+                spill_exc,
+            )
+            return
+        if saved is not None:
+            log.warning(
+                "promptver: tracked events could not be written at exit (%s); they were saved "
+                "to %s and the next flush on this database writes them",
+                exc,
+                saved,
+            )
