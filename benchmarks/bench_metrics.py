@@ -38,7 +38,7 @@ def generate(rows: int) -> Path:
     import duckdb
 
     DATA.mkdir(exist_ok=True)
-    path = DATA / f"events_{rows}.csv"
+    path = DATA / f"events_v2_{rows}.csv"
     if path.exists():
         return path
     tmp = path.with_suffix(".tmp")
@@ -46,13 +46,12 @@ def generate(rows: int) -> Path:
     con.execute(
         f"""
         COPY (
-          SELECT 'e' || i AS event_id,
+          SELECT 'e' || to_base(i, 36) AS event_id,
                  strftime(TIMESTAMP '2026-08-01' + INTERVAL (i) SECOND,
                           '%Y-%m-%dT%H:%M:%SZ') AS timestamp,
                  ['qa-basic', 'qa-citations', 'summarize-article'][i % 3 + 1] AS template,
                  'u' || (hash(i) % 50000) AS user_id,
                  CASE WHEN i % 2 = 0 THEN '1.0.0' ELSE '1.1.0' END AS version,
-                 CASE WHEN i % 5 = 0 THEN 'staging' ELSE 'production' END AS environment,
                  round(200 + (hash(i * 7) % 100000) / 100.0, 1) AS latency_ms,
                  CASE WHEN hash(i * 3) % 10 = 0 THEN 'false' ELSE 'true' END AS success,
                  round((hash(i * 11) % 1000) / 1000.0, 2) AS quality_score,
