@@ -13,6 +13,7 @@ PAGES = [
     st.Page("pages/history.py", title="History & Diff", icon=":material/account_tree:"),
     st.Page("pages/deployments.py", title="Deployments", icon=":material/rocket_launch:"),
     st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
+    st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
 ]
 
 page = st.navigation(PAGES)

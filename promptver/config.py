@@ -76,6 +76,8 @@ class PerformanceTracking(_Section):
     batch_size: int = Field(100, ge=1)
     #: seconds between background flushes of tracked events
     flush_interval: float = Field(60.0, gt=0)
+    #: clock skew allowed for imported timestamps: later than now + this is "in the future"
+    future_tolerance_seconds: float = Field(60.0, ge=0)
 
 
 class DeploymentValidation(_Section):

@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass
 
 from promptver.errors import ValidationError
+from promptver.metrics.demo import add_demo_events
 from promptver.workspace import Workspace
 
 AUTHORS = ["ana.silva", "ben.okafor", "chen.wei", "dara.kim"]
@@ -185,6 +186,7 @@ def build_demo(ws: Workspace, seed: int = 7) -> list[str]:
             created.append(d.name)
         build_demo_branches(ws, rng)
         _demo_deployments(ws, rng, created)
+        add_demo_events(ws, seed)
         ws.mark("seeded", f"demo seed {seed}")
     return created
 

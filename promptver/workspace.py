@@ -21,6 +21,7 @@ from promptver.config import Settings
 from promptver.deployments import DeploymentService, LivePrompt
 from promptver.errors import Problem, PromptverError, ValidationError
 from promptver.experiments import ExperimentService
+from promptver.metrics import MetricsService
 from promptver.models import Prompt
 from promptver.store import templates as sql
 from promptver.store.db import Database
@@ -48,6 +49,7 @@ class Workspace:
         self.templates.on_serving_change = self.deployments.invalidate
         self.experiments = ExperimentService(self.db, self.settings, self.versions)
         self._arm_prompts: dict[tuple[str, str], Prompt] = {}
+        self.metrics = MetricsService(self.db, self.settings)
         self._closed = False
 
     @classmethod
@@ -160,10 +162,24 @@ class Workspace:
         with self.db.session():
             yield self
 
+    def track(self, prompt: Prompt, **metrics: Any) -> None:
+        """Record one call of ``prompt`` (buffered; written in batches, on close and at exit).
+
+        ``metrics`` are the built-in ones (``latency_ms``, ``success``, ``error``,
+        ``quality_score``, ``cost_usd``, ``tokens_in``, ``tokens_out``) and any custom numeric
+        ones; ``user_id``, ``event_id`` and ``timestamp`` may be given too. They are checked
+        now with the CSV import's rules.
+
+        Raises:
+            ValidationError: a bad value, an unknown metric that is not numeric, no metric.
+        """
+        self.metrics.track(prompt, **metrics)
+
     def close(self) -> None:
         """Flush what is buffered and release resources. Safe to call twice."""
         if self._closed:
             return
+        self.metrics.close()
         self._closed = True
         self.db.close()
 

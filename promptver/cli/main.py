@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "promptver.cli.commands.versioning",
     "promptver.cli.commands.deployments",
     "promptver.cli.commands.experiments",
+    "promptver.cli.commands.metrics",
 ]
 
 

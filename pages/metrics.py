@@ -1,0 +1,441 @@
+"""Metrics: performance figures, CSV import (preview, validation, progress), recent events."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time as _time
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from promptver import PromptverError
+from promptver.errors import ImportError_
+from promptver.metrics.service import DIMENSIONS, WINDOWS
+from ui.common import author, domain_errors, workspace
+
+ws = workspace()
+MAX_MB = ws.settings.uploads.max_upload_mb
+
+st.title("Metrics")
+st.caption(
+    "Latency, success, quality, cost and tokens of every call, from `track()` in your "
+    "application or from CSV files. Figures are computed in the database."
+)
+
+tab_perf, tab_import, tab_events, tab_history = st.tabs(
+    ["Performance", "Import CSV", "Recent events", "Import history"], key="met_tab"
+)
+
+
+def template_names() -> list[str]:
+    return [t.name for t in ws.templates.list(include_archived=True)]
+
+
+def window_picker(key: str) -> tuple[str | None, datetime | None, datetime | None]:
+    """A window select (24h, 7d, 30d, all, custom); returns (window, start, end)."""
+    labels = {
+        "24h": "Last 24 hours",
+        "7d": "Last 7 days",
+        "30d": "Last 30 days",
+        "all": "All time",
+        "custom": "Custom range",
+    }
+    choice = st.selectbox("Window", [*WINDOWS, "custom"], index=1, key=key, format_func=labels.get)
+    if choice != "custom":
+        return choice, None, None
+    today = datetime.now(UTC).date()
+    picked = st.date_input(
+        "From – to (UTC)",
+        value=(today - timedelta(days=7), today),
+        key=f"{key}_range",
+        max_value=today,
+    )
+    if not isinstance(picked, tuple) or len(picked) != 2:
+        st.caption("Pick the last day of the range; until then the range ends today.")
+        picked = (picked[0] if isinstance(picked, tuple) and picked else today, today)
+    start = datetime.combine(picked[0], time.min, tzinfo=UTC)
+    end = datetime.combine(picked[1], time.max, tzinfo=UTC)
+    return None, start, end
+
+
+FIGURE_COLUMNS = {
+    "requests": st.column_config.NumberColumn("Requests", format="%d"),
+    "users": st.column_config.NumberColumn("Users", format="%d"),
+    "latency_avg": st.column_config.NumberColumn("Latency avg (ms)", format="%.0f"),
+    "latency_p50": st.column_config.NumberColumn("p50 (ms)", format="%.0f"),
+    "latency_p95": st.column_config.NumberColumn("p95 (ms)", format="%.0f"),
+    "success_rate": st.column_config.NumberColumn("Success", format="percent"),
+    "error_rate": st.column_config.NumberColumn("Errors", format="percent"),
+    "quality_mean": st.column_config.NumberColumn("Quality", format="%.3f"),
+    "cost_per_request": st.column_config.NumberColumn("Cost / request ($)", format="%.5f"),
+    "tokens_in_avg": st.column_config.NumberColumn("Tokens in (avg)", format="%.0f"),
+    "tokens_out_avg": st.column_config.NumberColumn("Tokens out (avg)", format="%.0f"),
+}
+
+
+# ---- performance ----------------------------------------------------------------------------
+
+with tab_perf:
+    c1, c2, c3, c4 = st.columns([2, 2, 2, 3], vertical_alignment="bottom")
+    with c1:
+        window, start, end = window_picker("met_window")
+    template = c2.selectbox("Template", ["All", *template_names()], key="met_template")
+    env = c3.selectbox("Environment", ["All", *ws.settings.deployment.environments], key="met_env")
+    by = c4.multiselect(
+        "Group by",
+        list(DIMENSIONS),
+        default=list(DIMENSIONS),
+        key="met_by",
+        help="Figures per combination of these",
+    )
+    with domain_errors():
+        figures = ws.metrics.figures(
+            window,
+            start=start,
+            end=end,
+            template=None if template == "All" else template,
+            environment=None if env == "All" else env,
+            by=by,
+        )
+        if not figures:
+            st.info(
+                "No events in this window. Import a CSV under **Import CSV**, or call "
+                "`ws.track(prompt, latency_ms=…, success=…)` from your application."
+            )
+        else:
+            frame = pd.DataFrame([f.model_dump() for f in figures])
+            shown = [d for d in ("template", "version", "variant", "environment") if d in by]
+            frame = frame[[*shown, *FIGURE_COLUMNS]]
+            for d in shown:
+                frame[d] = frame[d].fillna("–")
+            st.dataframe(frame, hide_index=True, width="stretch", column_config=FIGURE_COLUMNS)
+            if template != "All":
+                split = st.segmented_control(
+                    "Series",
+                    ["version", "variant", "environment"],
+                    default="version",
+                    key="met_split",
+                )
+                bucket = "hour" if window == "24h" else "day"
+                series = ws.metrics.timeseries(
+                    window,
+                    bucket=bucket,
+                    split=split,
+                    start=start,
+                    end=end,
+                    template=template,
+                    environment=None if env == "All" else env,
+                )
+                ts = pd.DataFrame(series)
+                if not ts.empty:
+                    ts["series"] = ts["series"].fillna("–")
+                    measure = st.segmented_control(
+                        "Measure",
+                        [
+                            "requests",
+                            "latency_p50",
+                            "latency_p95",
+                            "success_rate",
+                            "quality_mean",
+                            "cost_per_request",
+                        ],
+                        default="requests",
+                        key="met_measure",
+                    )
+                    chart = (
+                        alt.Chart(ts)
+                        .mark_line(point=True)
+                        .encode(
+                            x=alt.X("bucket:T", title=f"{bucket} (UTC)"),
+                            y=alt.Y(f"{measure or 'requests'}:Q", title=measure),
+                            color=alt.Color("series:N", title=split or ""),
+                            tooltip=[
+                                "bucket:T",
+                                "series:N",
+                                "requests:Q",
+                                "latency_p50:Q",
+                                "success_rate:Q",
+                            ],
+                        )
+                    )
+                    st.altair_chart(chart, width="stretch")
+
+
+# ---- import ---------------------------------------------------------------------------------
+
+
+def spool(upload) -> Path:
+    """Copy the upload to a temporary file once (the import streams from a path)."""
+    folder = Path(tempfile.gettempdir()) / "promptver-uploads"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{upload.file_id}.csv"
+    if not path.exists():
+        # uploads older than a day are leftovers of finished sessions
+        for old in folder.glob("*.csv"):
+            try:
+                if _time.time() - old.stat().st_mtime > 86_400:
+                    old.unlink()
+            except OSError:  # another session removed it first
+                pass
+        upload.seek(0)
+        with path.open("wb") as out:
+            shutil.copyfileobj(upload, out, 1 << 20)
+    return path
+
+
+def problems_table(exc: PromptverError) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {"line": p.line, "column": p.field or "", "problem": p.message}
+            for p in getattr(exc, "problems", [])
+        ],
+        columns=["line", "column", "problem"],
+    )
+
+
+with tab_import:
+    st.markdown(
+        "Upload a comma-separated UTF-8 file with a header row: `timestamp`, `template` and "
+        "`user_id`, plus at least one metric. A file is imported whole or not at all; rows "
+        "whose `event_id` is already stored are skipped."
+    )
+    st.download_button(
+        "Download an example CSV",
+        data=ws.metrics.example_csv(),
+        file_name="example_events.csv",
+        mime="text/csv",
+        key="met_example",
+        icon=":material/download:",
+    )
+    upload = st.file_uploader(
+        f"Metric events CSV (up to {MAX_MB} MB)",
+        type=["csv"],
+        key="met_upload",
+        max_upload_size=MAX_MB,
+    )
+    if upload is not None:
+        if upload.size > MAX_MB * 1024 * 1024:
+            st.error(
+                f"{upload.name} is {upload.size / 1024 / 1024:.1f} MB, more than the "
+                f"{MAX_MB} MB allowed (setting uploads.max_upload_mb). Split the file or "
+                "import it with `promptver metrics import FILE.csv`."
+            )
+        else:
+            path = spool(upload)
+            preview = ws.metrics.preview_csv(path, file_name=upload.name)
+            st.subheader("Columns")
+            if preview.columns:
+                st.dataframe(
+                    pd.DataFrame([c.model_dump() for c in preview.columns]),
+                    hide_index=True,
+                    width="stretch",
+                    key="met_columns",
+                )
+                st.subheader("First rows")
+                names = [c.name for c in preview.columns]
+                width = max([len(names), *(len(r) for r in preview.rows)])
+                headers = names + [f"(extra {i})" for i in range(1, width - len(names) + 1)]
+                rows = [r + [""] * (width - len(r)) for r in preview.rows]
+                st.dataframe(
+                    pd.DataFrame(rows, columns=headers),
+                    hide_index=True,
+                    width="stretch",
+                    key="met_first_rows",
+                )
+            else:
+                for problem in preview.problems:
+                    st.error(problem)
+            st.subheader("Validation")
+            checks = st.session_state.setdefault("met_checked", {})
+            if upload.file_id not in checks:
+                with st.spinner("Checking every row…"), domain_errors():
+                    try:
+                        checks[upload.file_id] = ws.metrics.import_csv(
+                            path, file_name=upload.name, author=author(), dry_run=True
+                        )
+                    except ImportError_ as exc:
+                        checks[upload.file_id] = exc
+            # None: the check itself failed (shown above), e.g. the file was busy
+            checked = checks.get(upload.file_id)
+            done = st.session_state.get("met_done", {}).get(upload.file_id)
+            if checked is None:
+                pass
+            elif isinstance(checked, PromptverError):
+                problems = getattr(checked, "problems", None) or []
+                if problems:
+                    total = getattr(checked, "total_problems", len(problems))
+                    shown = (
+                        f"{total} problems"
+                        if total <= len(problems)
+                        else f"more than {len(problems)} problems (the first are listed)"
+                    )
+                    st.error(
+                        f"{upload.name} cannot be imported: {shown if total > 1 else 'one problem'}."
+                        " Nothing was imported; fix the file and upload it again."
+                    )
+                else:
+                    st.error(checked.message)
+                if problems:
+                    st.dataframe(
+                        problems_table(checked),
+                        hide_index=True,
+                        width="stretch",
+                        key="met_problems",
+                    )
+            elif done is not None:
+                st.success(
+                    f"Imported {done.rows_imported:,} events from {done.file_name} "
+                    f"({done.rows_skipped_duplicate:,} already stored, skipped) in "
+                    f"{done.seconds:.2f} s."
+                )
+                cols = st.columns(4)
+                cols[0].metric("Events imported", f"{done.rows_imported:,}")
+                cols[1].metric("Skipped (already stored)", f"{done.rows_skipped_duplicate:,}")
+                cols[2].metric("Templates", len(done.templates))
+                cols[3].metric("Custom metrics", len(done.custom_metrics))
+                if done.first is not None:
+                    st.caption(
+                        f"Events from {done.first:%Y-%m-%d %H:%M} to "
+                        f"{done.last:%Y-%m-%d %H:%M} UTC for "
+                        f"{', '.join(done.templates)}; import id `{done.import_id}`."
+                    )
+            else:
+                st.success(
+                    f"All {checked.rows_in_file:,} rows are valid: "
+                    f"{checked.rows_imported:,} new events, "
+                    f"{checked.rows_skipped_duplicate:,} already stored."
+                )
+                if st.button(
+                    f"Import {checked.rows_imported:,} events",
+                    type="primary",
+                    key="met_import",
+                    disabled=checked.rows_in_file == 0,
+                ):
+                    with st.status(f"Importing {upload.name}…", expanded=True) as status:
+                        bar = st.progress(0.0, text="starting")
+                        try:
+                            result = ws.metrics.import_csv(
+                                path,
+                                file_name=upload.name,
+                                author=author(),
+                                progress=lambda f, m: bar.progress(min(1.0, f), text=m),
+                            )
+                        except PromptverError as exc:
+                            status.update(label="Import refused", state="error")
+                            checks[upload.file_id] = exc
+                            st.error(exc.message)
+                        else:
+                            status.update(
+                                label=f"Imported {result.rows_imported:,} events",
+                                state="complete",
+                                expanded=False,
+                            )
+                            st.session_state.setdefault("met_done", {})[upload.file_id] = result
+                            st.rerun()
+
+
+# ---- recent events --------------------------------------------------------------------------
+
+with tab_events:
+    e1, e2, e3, e4, e5 = st.columns([2, 2, 2, 2, 1], vertical_alignment="bottom")
+    ev_template = e1.selectbox("Template", ["All", *template_names()], key="met_ev_template")
+    tref = None if ev_template == "All" else ev_template
+    ev_env = e2.selectbox(
+        "Environment", ["All", *ws.settings.deployment.environments], key="met_ev_env"
+    )
+    ev_version = e3.selectbox(
+        "Version", ["All", *ws.metrics.distinct("version", tref)], key="met_ev_version"
+    )
+    ev_user = e4.text_input("User id", key="met_ev_user", placeholder="exact user id")
+    ev_limit = e5.number_input(
+        "Rows", min_value=10, max_value=5000, value=200, step=50, key="met_ev_limit"
+    )
+    with domain_errors():
+        events = ws.metrics.events(
+            int(ev_limit),
+            template=tref,
+            environment=None if ev_env == "All" else ev_env,
+            version=None if ev_version == "All" else ev_version,
+            user_id=ev_user.strip() or None,
+        )
+        if events:
+            frame = pd.DataFrame([e.model_dump() for e in events])
+            frame["custom"] = frame["custom"].map(
+                lambda d: ", ".join(f"{k}={v:g}" for k, v in d.items()) if d else ""
+            )
+            frame = frame[
+                [
+                    "timestamp",
+                    "template",
+                    "version",
+                    "environment",
+                    "user_id",
+                    "experiment_id",
+                    "variant",
+                    "latency_ms",
+                    "success",
+                    "error",
+                    "quality_score",
+                    "cost_usd",
+                    "tokens_in",
+                    "tokens_out",
+                    "custom",
+                    "event_id",
+                    "import_id",
+                ]
+            ]
+            st.dataframe(
+                frame,
+                hide_index=True,
+                width="stretch",
+                key="met_events",
+                column_config={
+                    "timestamp": st.column_config.DatetimeColumn(
+                        "Time (UTC)", format="YYYY-MM-DD HH:mm:ss"
+                    )
+                },
+            )
+            st.caption(f"{len(events):,} most recent events matching the filters.")
+        else:
+            st.info("No events match these filters.")
+
+
+# ---- history --------------------------------------------------------------------------------
+
+with tab_history:
+    history = ws.metrics.imports(200)
+    if history:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "when (UTC)": r.created_at,
+                        "file": r.file_name,
+                        "who": r.created_by,
+                        "imported": r.rows_imported,
+                        "skipped": r.rows_skipped_duplicate,
+                        "still stored": r.events_present,
+                        "event ids": r.has_event_ids,
+                        "sha256": r.sha256[:16] + "…",
+                        "import id": r.id,
+                    }
+                    for r in history
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+            key="met_history",
+            column_config={
+                "when (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
+            },
+        )
+        st.caption(
+            "Purging old events (`promptver metrics purge`) keeps these records; "
+            "'still stored' counts what is left of each import."
+        )
+    else:
+        st.info("No CSV has been imported yet.")
