@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,9 @@ from promptver.models import (
 )
 from promptver.store import stats as sql
 from promptver.versioning import utcnow
+
+if TYPE_CHECKING:  # the workspace imports the services, not the other way round
+    from promptver.workspace import Workspace
 
 #: metrics that winsorisation caps (long right tails: a few slow or expensive calls)
 WINSORIZABLE = ("latency_ms", "cost_usd")
@@ -75,7 +79,7 @@ class Options:
 
 
 def experiment_results(
-    ws,  # a Workspace (promptver.workspace is not imported here: it imports the services)
+    ws: Workspace,
     experiment: Experiment,
     metric: str | None = None,
     *,
@@ -415,7 +419,24 @@ class _Analysis:
             )
             if c.message and stats[control].sum_y and stats[name].sum_y:
                 messages.append(f"{name} vs {control}: {c.message}")
-        power = [self._power(spec, role, alternative, stats, name, fixed) for name, fixed, _ in raw]
+        elapsed = None
+        if self.start is not None:
+            elapsed = ((self.end or self.now) - self.start).total_seconds() / 86400
+        power = [
+            power_for(
+                variants[0],
+                variants[self.names.index(c.treatment)],
+                c,
+                role=role,
+                n_comparisons=len(comparisons),
+                alpha=alpha,
+                power=opts.power,
+                target_lift=opts.target_lift,
+                minimum_sample_size=self.exp.minimum_sample_size,
+                elapsed_days=elapsed,
+            )
+            for c in comparisons
+        ]
         quantile = None
         if spec.name == QUANTILE_METRIC and not key.endswith(UNCAPPED):
             quantile = self._quantile(spec.name)
@@ -432,60 +453,6 @@ class _Analysis:
         )
 
     # -- power ------------------------------------------------------------------------------------
-    def _power(
-        self,
-        spec: MetricSpec,
-        role: str,
-        alternative: st.Alternative,
-        stats: dict[str, st.MetricStats],
-        name: str,
-        fixed: st.Comparison,
-    ) -> PowerResult:
-        control = self.names[0]
-        k = max(1, len(self.names) - 1)
-        # Holm's first step divides alpha by the number of comparisons: plan for that (guardrails
-        # are checked unadjusted, one-sided).
-        alpha = self.alpha if role == "guardrail" else self.alpha / k
-        n_c, n_t = int(stats[control].n), int(stats[name].n)
-        w_c, w_t = self.weights[0], self.weights[self.names.index(name)]
-        p = st.power_analysis(
-            fixed.se,
-            n_c,
-            n_t,
-            st.finite(stats[control].mean),
-            alpha=alpha,
-            power=self.opts.power,
-            target_lift=self.opts.target_lift,
-            weight_ratio=w_t / w_c,
-            alternative=alternative,
-        )
-        progress = min(self.sums.users[control], self.sums.users[name]) / max(
-            1, self.exp.minimum_sample_size
-        )
-        days = None
-        if p.users_needed_control is not None and self.start is not None:
-            elapsed = ((self.end or self.now) - self.start).total_seconds() / 86400
-            have = n_c + n_t
-            need = p.users_needed_control + p.users_needed_treatment
-            if elapsed > 0 and have > 0 and need > have:
-                days = (need - have) / (have / elapsed)
-        return PowerResult(
-            treatment=name,
-            alpha=alpha,
-            power=p.power,
-            sigma=p.sigma,
-            mde=p.mde,
-            mde_relative=p.mde_relative,
-            target_lift=p.target_lift,
-            users_needed_control=p.users_needed_control,
-            users_needed_treatment=p.users_needed_treatment,
-            users_control=n_c,
-            users_treatment=n_t,
-            progress=progress,
-            days_to_target=days,
-            message=p.message,
-        )
-
     # -- p95 latency --------------------------------------------------------------------------
     def _quantile(self, metric: str) -> QuantileResult:
         q = QUANTILE
@@ -696,6 +663,112 @@ class _Analysis:
             f"p = {best.p_value_adjusted:.2g}); the sample minimum is met, the split matches the "
             "configuration and no guardrail is significantly worse."
         )
+
+
+def power_for(
+    control: VariantResult,
+    treatment: VariantResult,
+    comparison: ComparisonResult,
+    *,
+    role: str,
+    n_comparisons: int,
+    alpha: float,
+    power: float,
+    target_lift: float | None,
+    minimum_sample_size: int,
+    elapsed_days: float | None,
+) -> PowerResult:
+    """Power figures of one comparison from its results (no data access)."""
+    # Holm's first step divides alpha by the number of comparisons: plan for that. Guardrails are
+    # checked unadjusted and one-sided.
+    used_alpha = alpha if role == "guardrail" else alpha / max(1, n_comparisons)
+    n_c, n_t = control.metric_users, treatment.metric_users
+    p = st.power_analysis(
+        comparison.se,
+        n_c,
+        n_t,
+        control.mean,
+        alpha=used_alpha,
+        power=power,
+        target_lift=target_lift,
+        weight_ratio=treatment.weight / control.weight,
+        alternative=comparison.alternative,
+    )
+    progress = min(control.users, treatment.users) / max(1, minimum_sample_size)
+    days = None
+    if p.users_needed_control is not None and elapsed_days and elapsed_days > 0:
+        have = n_c + n_t
+        need = p.users_needed_control + p.users_needed_treatment
+        if have > 0 and need > have:
+            days = (need - have) / (have / elapsed_days)
+    return PowerResult(
+        treatment=treatment.name,
+        alpha=used_alpha,
+        power=p.power,
+        sigma=p.sigma,
+        mde=p.mde,
+        mde_relative=p.mde_relative,
+        target_lift=p.target_lift,
+        users_needed_control=p.users_needed_control,
+        users_needed_treatment=p.users_needed_treatment,
+        users_control=n_c,
+        users_treatment=n_t,
+        progress=progress,
+        days_to_target=days,
+        message=p.message,
+    )
+
+
+def plan_power(
+    results: ExperimentResults,
+    *,
+    target_lift: float | None,
+    power: float = 0.8,
+    metric: str | None = None,
+) -> list[PowerResult]:
+    """Power figures for another target lift or power, from computed results (the dashboard's
+    power calculator): the minimum detectable effect now, users needed, days at the rate so far.
+
+    Raises:
+        ValidationError: ``power`` is not between 0 and 1, or ``target_lift`` is not positive.
+    """
+    if not 0 < power < 1:
+        raise ValidationError(
+            "power must be between 0 and 1 (e.g. 0.8)",
+            [Problem("must be between 0 and 1", field="power")],
+        )
+    if target_lift is not None and not target_lift > 0:
+        raise ValidationError(
+            "the target lift must be positive (e.g. 0.05 for 5 %)",
+            [Problem("must be positive", field="target_lift")],
+        )
+    m = results.for_metric(metric or results.metric)
+    elapsed = None
+    if results.window_start is not None:
+        end = results.window_end or results.computed_at
+        elapsed = (end - results.window_start).total_seconds() / 86400
+    by_name = {v.name: v for v in m.variants}
+    return [
+        power_for(
+            m.variants[0],
+            by_name[c.treatment],
+            c,
+            role=m.role,
+            n_comparisons=len(m.comparisons),
+            alpha=results.alpha,
+            power=power,
+            target_lift=target_lift,
+            minimum_sample_size=results.minimum_sample_size,
+            elapsed_days=elapsed,
+        )
+        for c in m.comparisons
+    ]
+
+
+def results_fingerprint(ws: Workspace, experiment: Experiment) -> tuple:
+    """A cheap value that changes when the experiment's events change (for caches)."""
+    with ws.db.read() as con:
+        return (experiment.model_dump_json(), *sql.events_fingerprint(con, experiment.id))
 
 
 def _at(boot: st.BootstrapComparison | None, name: str, j: int) -> float | None:
