@@ -35,6 +35,8 @@ VERDICT_COLORS = {
     "not tested": "#bdbdbd",
 }
 KIND_ORDER = ["analytic", "bootstrap (percentile)", "bootstrap (BCa)"]
+#: height of one comparison's row in the forest plots (three interval lanes)
+LANES_PX = 66
 
 
 def md(text: object) -> str:
@@ -375,19 +377,21 @@ def forest_frame(m: MetricResult, scale: str = "abs") -> pd.DataFrame:
 
 
 def forest_chart(frame: pd.DataFrame, title: str, axis_format: str = "~g") -> alt.LayerChart:
-    """Intervals as rules (one row per comparison, offset per kind), the estimate as a dot."""
-    y = alt.Y("comparison:N", title=None, sort=None)
+    """Intervals as rules (one row per comparison, one lane per kind), the estimate as a dot."""
+    y = alt.Y("comparison:N", title=None, sort=None, axis=alt.Axis(labelLimit=260))
+    lane = alt.YOffset("interval:N", sort=KIND_ORDER, scale=alt.Scale(domain=KIND_ORDER))
     base = alt.Chart(frame)
-    rules = base.mark_rule(strokeWidth=3).encode(
-        x=alt.X("low:Q", title=title, axis=alt.Axis(format=axis_format)),
+    rules = base.mark_bar(height=5, cornerRadius=2).encode(
+        x=alt.X("low:Q", title=title, axis=alt.Axis(format=axis_format, tickCount=8)),
         x2="high:Q",
         y=y,
-        yOffset=alt.YOffset("interval:N", sort=KIND_ORDER),
+        yOffset=lane,
         color=alt.Color(
             "interval:N",
             sort=KIND_ORDER,
-            legend=alt.Legend(orient="bottom"),
-            scale=alt.Scale(range=["#1565c0", "#ef6c00", "#8e24aa"]),
+            title="interval",
+            scale=alt.Scale(domain=KIND_ORDER, range=["#1565c0", "#ef6c00", "#8e24aa"]),
+            legend=alt.Legend(orient="top"),
         ),
         tooltip=[
             "comparison",
@@ -397,28 +401,36 @@ def forest_chart(frame: pd.DataFrame, title: str, axis_format: str = "~g") -> al
             alt.Tooltip("high:Q", format=axis_format),
         ],
     )
-    points = (
-        base.transform_filter(alt.datum.interval == "analytic")
-        .mark_point(filled=True, size=90, shape="diamond")
-        .encode(
-            x="estimate:Q",
-            y=y,
-            fill=alt.Fill(
-                "verdict:N",
-                scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values())),
-                legend=alt.Legend(orient="bottom"),
-            ),
-            stroke=alt.value("white"),
-            tooltip=["comparison", "verdict", alt.Tooltip("estimate:Q", format=axis_format)],
-        )
+    points = base.mark_point(filled=True, size=70, shape="diamond", opacity=1).encode(
+        x="estimate:Q",
+        y=y,
+        yOffset=lane,
+        fill=alt.Fill(
+            "verdict:N",
+            title="verdict",
+            scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values())),
+            legend=alt.Legend(orient="top"),
+        ),
+        stroke=alt.value("white"),
+        tooltip=["comparison", "verdict", alt.Tooltip("estimate:Q", format=axis_format)],
     )
     zero = (
         alt.Chart(pd.DataFrame({"x": [0.0]}))
         .mark_rule(strokeDash=[4, 4], color="#424242")
         .encode(x="x:Q")
     )
+    return (
+        alt.layer(zero, rules, points)
+        .properties(height=forest_height(frame))
+        .resolve_scale(color="independent")
+    )
+
+
+def forest_height(frame: pd.DataFrame) -> int:
+    """Height of a forest plot in pixels: a row of three interval lanes per comparison, plus the
+    legends and the axis (Streamlit fits the whole chart, legends included, into this height)."""
     rows = max(1, frame["comparison"].nunique()) if len(frame) else 1
-    return alt.layer(zero, rules, points).properties(height=max(120, 70 * rows))
+    return LANES_PX * rows + 170
 
 
 def _forest(r: ExperimentResults) -> None:
@@ -444,7 +456,10 @@ def _overview(r: ExperimentResults) -> None:
         "All metrics: relative lift with analytic and bootstrap intervals",
         expanded=len(r.metrics) > 1,
     ):
-        st.altair_chart(forest_chart(frame, "relative lift", ".1%"), width="stretch")
+        st.altair_chart(
+            forest_chart(frame, "relative lift", ".1%"),
+            width="stretch",
+        )
 
 
 # ---- power ----------------------------------------------------------------------------------
