@@ -52,9 +52,11 @@ WINSORIZABLE = ("latency_ms", "cost_usd")
 #: the metric whose upper quantile gets a bootstrap CI, and the quantile
 QUANTILE_METRIC = "latency_ms"
 QUANTILE = 0.95
-#: hashed user buckets per arm for the bootstrap of large arms; arms up to this many users are
-#: resampled user by user
-DEFAULT_BUCKETS = 2000
+#: hashed user buckets per arm for the bootstrap of large arms (the bucket bootstrap's interval
+#: widths carry a relative error of about 1/sqrt(2 · buckets), 2 % here)
+DEFAULT_BUCKETS = 1000
+#: arms up to this many users are resampled user by user
+DEFAULT_USER_LIMIT = 2000
 #: arms with at most this many events resample the exact event values for the p95 bootstrap
 EXACT_QUANTILE_EVENTS = 20_000
 #: bins of the p95 histograms of large arms (inside a narrow window around the quantile)
@@ -108,7 +110,8 @@ def experiment_results(
         target_lift: relative lift the power figures plan for (0.05 = 5 %), ``None`` for none.
         power: wanted power of the planning figures.
         buckets: hashed user buckets per arm for the bootstrap of large arms.
-        user_limit: arms up to this many users are resampled user by user (default: ``buckets``).
+        user_limit: when every arm has at most this many users, the bootstrap resamples users
+            one by one (default 2,000).
         now: the current time for rates (tests).
 
     Raises:
@@ -130,7 +133,7 @@ def experiment_results(
         target_lift=target_lift,
         power=power,
         buckets=buckets,
-        user_limit=buckets if user_limit is None else user_limit,
+        user_limit=DEFAULT_USER_LIMIT if user_limit is None else user_limit,
     )
     check_metric(experiment, metric)
     with ws.db.read() as con:

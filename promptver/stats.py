@@ -655,12 +655,12 @@ def _power_replace(p: Power, **changes: Any) -> Power:
 
 
 def resample_counts(
-    rng: np.random.Generator, n_units: int, resamples: int, chunk_elems: int = 4_000_000
+    rng: np.random.Generator, n_units: int, resamples: int, chunk_elems: int = 1 << 20
 ) -> np.ndarray:
     """How often each unit appears in each resample: a ``(resamples, n_units)`` float matrix.
 
     Each row is a multinomial(n_units, uniform) draw made by drawing ``n_units`` indices with
-    replacement and counting them (``bincount``), chunked to bound memory.
+    replacement and counting them (``bincount``), in chunks small enough for the CPU cache.
     """
     out = np.empty((resamples, n_units), dtype=float)
     if n_units == 0:
@@ -676,7 +676,8 @@ def resample_counts(
 
 def bootstrap_ratio(counts: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Resampled Σx/Σy for each resample (rows of ``counts``) and metric (columns of x, y)."""
-    return _div(counts @ x, counts @ y)
+    both = counts @ np.hstack([x, y])  # one pass over the (large) count matrix
+    return _div(both[:, : x.shape[1]], both[:, x.shape[1] :])
 
 
 def jackknife_ratio(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -872,12 +873,15 @@ def bootstrap_quantile_binned(
         The resampled quantiles, and the share of resamples whose quantile fell outside the window
         (they are clamped to its edge; the caller widens the window when this is not tiny).
     """
-    n_below = counts @ below
-    n_bins = counts @ hist  # (resamples, M)
-    n_total = counts @ totals
+    m = hist.shape[1]
+    n_below, n_total = (counts @ np.column_stack([below, totals])).T
+    if hist.sum() * max(1.0, float(counts.max(initial=0))) < 2**24:
+        # float32 is exact for these integer counts and halves the cost of the largest product
+        n_bins = (counts.astype(np.float32) @ hist.astype(np.float32)).astype(float)
+    else:
+        n_bins = counts @ hist  # (resamples, M)
     h = (n_total - 1) * q  # 0-based rank wanted
     cum = n_below[:, None] + np.cumsum(n_bins, axis=1)  # events up to the end of each bin
-    m = hist.shape[1]
     j = np.minimum((cum <= h[:, None]).sum(axis=1), m - 1)
     before = np.where(j > 0, cum[np.arange(len(j)), np.maximum(j - 1, 0)], n_below)
     in_bin = n_bins[np.arange(len(j)), j]

@@ -39,6 +39,15 @@ BUILTIN_COLUMNS: dict[str, bool] = {
 UnitKind = Literal["user", "bucket"]
 
 
+def bucket_sql(column: str = "user_id") -> str:
+    """The hashed user bucket of the bootstrap, ``0 … $buckets − 1``.
+
+    Salted, so that buckets are independent of any assignment that hashes the bare user id; the
+    modulus is cast to UBIGINT (an untyped parameter makes DuckDB take a much slower path).
+    """
+    return f"hash({column}, 'promptver:bootstrap') % $buckets::UBIGINT"
+
+
 @dataclass(frozen=True)
 class MetricColumn:
     """One column to reduce: a metric, optionally capped (winsorised) at ``cap``."""
@@ -140,6 +149,8 @@ def experiment_sums(
     where, params = flt.where(variants=False)
     inner, agg, mparams = _select_metrics(columns)
     params = {**params, **mparams, "buckets": buckets}
+    # One grouping only: the per-bucket sums of the user-level products. Sufficient statistics
+    # add up, so each variant's are the sums over its buckets (done below, in Python).
     outer = ", ".join(
         f"count(*) FILTER (WHERE y{i} > 0) AS n{i}, sum(x{i}) AS sx{i}, sum(x{i} * x{i}) AS sxx{i},"
         f" sum(y{i}) AS sy{i}, sum(y{i} * y{i}) AS syy{i}, sum(x{i} * y{i}) AS sxy{i},"
@@ -149,59 +160,53 @@ def experiment_sums(
     comma = ", " if columns else ""
     sql = f"""
         WITH u AS (
-            SELECT variant, user_id, hash(user_id) % $buckets AS unit, count(*)::DOUBLE AS ev_n
-                   {comma}{agg}
+            SELECT variant, user_id, count(*) AS ev_n{comma}{agg}
             FROM (SELECT variant, user_id{comma}{inner} FROM metric_events WHERE {where})
             GROUP BY variant, user_id
         )
-        SELECT variant, unit, grouping(unit) AS whole, count(*) AS users, sum(ev_n) AS events
+        SELECT variant, {bucket_sql()} AS unit, count(*) AS users, sum(ev_n) AS events
                {comma}{outer}
         FROM u
-        GROUP BY GROUPING SETS ((variant), (variant, unit))
-        ORDER BY variant, unit
+        GROUP BY variant, unit
     """  # noqa: S608 - only fixed column names and aliases are formatted; values are parameters
     res = con.execute(sql, params).fetchnumpy()
     variants = list(flt.variants)
-    whole = np.asarray(res["whole"]) == 1
+    names = _names(res["variant"])
     users = {v: 0 for v in variants}
     events = {v: 0 for v in variants}
     stats: dict[str, dict[str, MetricStats]] = {
         c.key: {v: MetricStats() for v in variants} for c in columns
     }
-    names = _names(res["variant"])
-    unknown_events, unknown = 0, []
-    for r in np.flatnonzero(whole):
-        v = names[r]
-        if v not in users:
-            unknown_events += int(res["events"][r])
-            unknown.append("(none)" if v is None else str(v))
+    rows = {v: np.flatnonzero(names == v) for v in variants}
+    for v, sel in rows.items():
+        if not len(sel):
             continue
-        users[v] = int(res["users"][r])
-        events[v] = int(res["events"][r])
+        users[v] = int(_col(res, "users", sel).sum())
+        events[v] = int(_col(res, "events", sel).sum())
         for i, col in enumerate(columns):
             stats[col.key][v] = MetricStats(
-                n=int(res[f"n{i}"][r]),
-                sum_x=_f(res[f"sx{i}"][r]),
-                sum_x2=_f(res[f"sxx{i}"][r]),
-                sum_y=_f(res[f"sy{i}"][r]),
-                sum_y2=_f(res[f"syy{i}"][r]),
-                sum_xy=_f(res[f"sxy{i}"][r]),
-                event_sum_x2=_f(res[f"sq{i}"][r]),
+                n=int(_col(res, f"n{i}", sel).sum()),
+                sum_x=float(_col(res, f"sx{i}", sel).sum()),
+                sum_x2=float(_col(res, f"sxx{i}", sel).sum()),
+                sum_y=float(_col(res, f"sy{i}", sel).sum()),
+                sum_y2=float(_col(res, f"syy{i}", sel).sum()),
+                sum_xy=float(_col(res, f"sxy{i}", sel).sum()),
+                event_sum_x2=float(_col(res, f"sq{i}", sel).sum()),
             )
-    small = max(users.values(), default=0) <= user_limit
-    if small:
+    known = np.isin(names, np.asarray(variants, dtype=object))
+    unknown_events = int(_col(res, "events", np.flatnonzero(~known)).sum())
+    unknown = sorted({"(none)" if n is None else str(n) for n in names[~known]})
+    if max(users.values(), default=0) <= user_limit:
         unit_keys, units = _user_units(con, flt, columns, variants)
         kind: UnitKind = "user"
     else:
         kind = "bucket"
         unit_keys, units = {}, {}
-        rows = ~whole
-        for v in variants:
-            sel = np.flatnonzero(rows & (names == v))
+        for v, sel in rows.items():
             unit_keys[v] = np.asarray(res["unit"])[sel].astype(np.uint64)
             units[v] = _units_from(res, sel, len(columns))
     return ExperimentSums(
-        users, events, stats, units, unit_keys, kind, list(columns), unknown_events, sorted(unknown)
+        users, events, stats, units, unit_keys, kind, list(columns), unknown_events, unknown
     )
 
 
@@ -212,13 +217,6 @@ def _names(arr: Any) -> np.ndarray:
         out[np.ma.getmaskarray(arr)] = None
         return out
     return np.asarray(arr, dtype=object)
-
-
-def _f(value: Any) -> float:
-    """A fetched aggregate as float (SUM over no non-null rows is NULL → 0)."""
-    if value is np.ma.masked or value is None:
-        return 0.0
-    return float(value)
 
 
 def _col(res: dict[str, Any], name: str, sel: np.ndarray) -> np.ndarray:
@@ -306,7 +304,7 @@ def variant_quantiles(
 
 
 def _unit_sql(kind: UnitKind) -> str:
-    return "user_id" if kind == "user" else "hash(user_id) % $buckets"
+    return "user_id" if kind == "user" else bucket_sql()
 
 
 def metric_event_values(
@@ -354,11 +352,13 @@ def metric_histograms(
             "wlo": [float(windows[v][0]) for v in names_w],
             "whi": [float(windows[v][1]) for v in names_w],
             "bins": bins,
+            # the lowest edge filters events before the join (most events lie below every window)
+            "floor": min(float(w[0]) for w in windows.values()),
         }
     )
     if kind == "bucket":
         params["buckets"] = buckets
-    unit = "e.user_id" if kind == "user" else "hash(e.user_id) % $buckets"
+    unit = "e.user_id" if kind == "user" else bucket_sql("e.user_id")
     sql = f"""
         SELECT e.variant, {unit} AS unit,
                CASE WHEN {expr} >= w.hi THEN $bins
@@ -368,7 +368,7 @@ def metric_histograms(
         FROM metric_events e
         JOIN (SELECT unnest($wv) AS variant, unnest($wlo) AS lo, unnest($whi) AS hi) w
           ON e.variant = w.variant
-        WHERE {where} AND {expr} >= w.lo
+        WHERE {where} AND {expr} >= $floor AND {expr} >= w.lo
         GROUP BY ALL
     """  # noqa: S608 - fixed column names only
     res = con.execute(sql, params).fetchnumpy()
