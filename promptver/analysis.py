@@ -166,7 +166,9 @@ def bad_alternative(direction: str) -> st.Alternative:
 
 
 class _Analysis:
-    def __init__(self, con, experiment: Experiment, opts: Options, now: datetime) -> None:
+    """One analysis: reads through ``con`` (inside the caller's read transaction) and computes."""
+
+    def __init__(self, con: sql.Con, experiment: Experiment, opts: Options, now: datetime) -> None:
         self.con = con
         self.exp = experiment
         self.opts = opts
@@ -291,8 +293,9 @@ class _Analysis:
     def _window_text(self) -> str:
         if self.start is None and self.end is None:
             return ""
-        fmt = lambda d: d.isoformat() if d else "…"  # noqa: E731
-        return f" ({fmt(self.start)} to {fmt(self.end)})"
+        start = self.start.isoformat() if self.start else "the beginning"
+        end = self.end.isoformat() if self.end else "now"
+        return f" ({start} to {end})"
 
     # -- bootstrap ----------------------------------------------------------------------------
     def _bootstrap(self) -> None:
@@ -455,7 +458,6 @@ class _Analysis:
             messages=list(dict.fromkeys(messages)),
         )
 
-    # -- power ------------------------------------------------------------------------------------
     # -- p95 latency --------------------------------------------------------------------------
     def _quantile(self, metric: str) -> QuantileResult:
         q = QUANTILE

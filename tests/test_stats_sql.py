@@ -207,3 +207,27 @@ def test_fingerprint_changes_when_events_arrive(ws, events):
     insert_events(ws, events.head(1))
     with ws.db.read() as con:
         assert sql.events_fingerprint(con, "exp-1") != before
+
+
+def test_buckets_are_independent_of_an_assignment_by_the_same_hash(ws):
+    """Variants assigned by hash(user_id) parity must still fill every bucket of each arm."""
+    with ws.db.transaction() as con:
+        con.execute(
+            "INSERT INTO metric_events (ts, template_id, user_id, experiment_id, variant,"
+            " quality_score) SELECT $t0, 'tpl-1', 'u' || i, 'exp-1',"
+            " CASE WHEN hash('u' || i) % 2 = 0 THEN 'control' ELSE 'treatment' END, random()"
+            " FROM range(20000) r(i)",
+            {"t0": T0},
+        )
+    with ws.db.read() as con:
+        sums = sql.experiment_sums(
+            con,
+            sql.EventFilter("exp-1", VARIANTS),
+            [sql.MetricColumn("quality_score", "quality_score")],
+            buckets=64,
+            user_limit=0,
+        )
+    for v in VARIANTS:
+        assert sums.units[v].n_units == 64
+        sizes = sums.units[v].y[:, 0]
+        assert sizes.min() > 0.5 * sizes.mean()  # roughly even buckets
