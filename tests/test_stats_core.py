@@ -8,6 +8,9 @@ import warnings
 import numpy as np
 import pytest
 import scipy.stats as ss
+from hypothesis import given, settings
+from hypothesis import strategies as hs
+from hypothesis.extra.numpy import arrays
 from scipy import special
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestIndPower
@@ -512,3 +515,48 @@ def test_binned_quantile_bootstrap_agrees_with_the_exact_one():
     assert abs(got_lo - ref_lo) < 0.05 * (ref_hi - ref_lo)
     assert abs(got_hi - ref_hi) < 0.05 * (ref_hi - ref_lo)
     assert binned.std() == pytest.approx(exact.std(), rel=0.03)
+
+
+# ---- properties ----------------------------------------------------------------------------
+
+_values = arrays(
+    np.float64,
+    hs.integers(2, 60),
+    elements=hs.floats(-1e4, 1e4, allow_nan=False, allow_subnormal=False),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_values, _values)
+def test_welch_equals_scipy_for_any_data(a, b):
+    if np.ptp(a) < 1e-6 or np.ptp(b) < 1e-6:
+        return  # a constant arm: scipy warns and loses precision; covered separately
+    r = st.welch_test(MetricStats.from_values(a), MetricStats.from_values(b))
+    ref = ss.ttest_ind(b, a, equal_var=False)
+    ci = ref.confidence_interval()
+    scale = max(1.0, abs(ref.statistic))
+    assert r.p_value == pytest.approx(ref.pvalue, abs=1e-6)
+    assert r.t == pytest.approx(ref.statistic, abs=1e-6 * scale)
+    width = ci.high - ci.low
+    assert r.ci_low == pytest.approx(ci.low, abs=1e-6 * max(1.0, width))
+    assert r.ci_high == pytest.approx(ci.high, abs=1e-6 * max(1.0, width))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    hs.lists(hs.tuples(hs.integers(1, 5), hs.floats(0, 100)), min_size=3, max_size=40),
+    hs.integers(1, 39),
+)
+def test_sufficient_statistics_add_for_any_split(users, cut):
+    cut = min(cut, len(users) - 1)
+    y = np.array([u[0] for u in users], dtype=float)
+    x = np.array([u[0] * u[1] for u in users])
+    q = np.array([u[0] * u[1] ** 2 for u in users])
+    whole = MetricStats.from_users(x, y, q)
+    parts = MetricStats.from_users(x[:cut], y[:cut], q[:cut]) + MetricStats.from_users(
+        x[cut:], y[cut:], q[cut:]
+    )
+    assert parts.mean == pytest.approx(whole.mean, rel=1e-9)
+    assert parts.n == whole.n and parts.sum_y == whole.sum_y
+    if whole.var_mean == whole.var_mean:  # not nan
+        assert parts.var_mean == pytest.approx(whole.var_mean, rel=1e-6, abs=1e-12)
