@@ -178,7 +178,7 @@ def _summary(r: ExperimentResults) -> None:
         return
     cols = st.columns(min(4, len(r.comparisons)))
     for i, c in enumerate(r.comparisons):
-        label = f"{c.treatment} vs {c.control}"
+        label = f"{md(c.treatment)} vs {md(c.control)}"  # labels and help render Markdown
         delta = None
         if c.p_value_adjusted is not None:
             delta = f"p adj = {c.p_value_adjusted:.3g} · {c.verdict}"
@@ -190,7 +190,7 @@ def _summary(r: ExperimentResults) -> None:
             delta_color="off"
             if c.verdict not in ("better", "worse")
             else ("normal" if (c.verdict == "better") == good else "inverse"),
-            help=f"{r.metric}: difference {fmt(c.diff)} "
+            help=f"{md(r.metric)}: difference {fmt(c.diff)} "
             f"({c.confidence:.0%} CI {interval(c.ci_low, c.ci_high)})",
         )
 
