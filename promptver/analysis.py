@@ -61,7 +61,8 @@ DEFAULT_USER_LIMIT = 2000
 EXACT_QUANTILE_EVENTS = 20_000
 #: bins of the p95 histograms of large arms (inside a narrow window around the quantile)
 QUANTILE_BINS = 128
-UNCAPPED = "#uncapped"
+#: suffix of the key of a metric's uncapped column (not printable, so no metric name ends so)
+UNCAPPED = "\x00uncapped"
 
 
 @dataclass(frozen=True)
