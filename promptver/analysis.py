@@ -14,7 +14,8 @@ Used by the CLI (``experiment results``), the dashboard's results view and the r
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -61,6 +62,8 @@ DEFAULT_USER_LIMIT = 2000
 EXACT_QUANTILE_EVENTS = 20_000
 #: bins of the p95 histograms of large arms (inside a narrow window around the quantile)
 QUANTILE_BINS = 128
+#: the widest window, in quantile levels either side of the quantile
+MAX_DELTA = 0.045
 #: suffix of the key of a metric's uncapped column (not printable, so no metric name ends so)
 UNCAPPED = "\x00uncapped"
 
@@ -79,6 +82,26 @@ class Options:
     power: float
     buckets: int
     user_limit: int
+
+
+@dataclass
+class _QuantilePlan:
+    """What SQL returned for the p95 bootstrap of one metric, per arm."""
+
+    metric: str
+    method: str
+    events: dict[str, int]
+    present: list[str]
+    delta: float = 0.0
+    points: dict[str, float | None] = field(default_factory=dict)
+    #: exact method: (event values, their unit index)
+    exact: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: binned method: (events below the window, in-window histogram, bin edges, totals) per unit
+    binned: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=dict
+    )
+    #: arms whose window is a single value (ties): that value
+    flat: dict[str, float] = field(default_factory=dict)
 
 
 def experiment_results(
@@ -200,28 +223,14 @@ class _Analysis:
             self.con, self.flt, columns, buckets=opts.buckets, user_limit=opts.user_limit
         )
         unknown_n, unknown_names = self.sums.unknown_events, self.sums.unknown_variants
-        self._bootstrap()
-
-        metrics: list[MetricResult] = []
-        for spec in exp.metrics:
-            result = self._metric(spec, spec.name)
-            if spec.name in caps and caps[spec.name] is not None:
-                uncapped = self._metric(spec, spec.name + UNCAPPED)
-                result = result.model_copy(
-                    update={
-                        "winsorized": WinsorInfo(
-                            percentile=opts.winsorize_percentile, cap=caps[spec.name]
-                        ),
-                        "uncapped": uncapped,
-                    }
-                )
-            elif spec.name in caps:
-                result = result.model_copy(
-                    update={
-                        "winsorized": WinsorInfo(percentile=opts.winsorize_percentile, cap=None)
-                    }
-                )
-            metrics.append(result)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="promptver-stats") as pool:
+            self.pool = pool
+            self._start_bootstrap()
+            # the p95 queries run while the worker threads resample
+            self._q_plan = (
+                self._quantile_fetch(QUANTILE_METRIC) if QUANTILE_METRIC in metric_names else None
+            )
+            metrics = self._metrics(caps)
 
         users = [self.sums.users[n] for n in self.names]
         srm_raw = st.srm_test(users, self.weights)
@@ -291,6 +300,31 @@ class _Analysis:
         )
         return base.select(selected)
 
+    def _metrics(self, caps: dict[str, float | None]) -> list[MetricResult]:
+        """Every metric's result (the capped one with its uncapped twin when winsorising)."""
+        opts = self.opts
+        metrics: list[MetricResult] = []
+        for spec in self.exp.metrics:
+            result = self._metric(spec, spec.name)
+            if spec.name in caps and caps[spec.name] is not None:
+                uncapped = self._metric(spec, spec.name + UNCAPPED)
+                result = result.model_copy(
+                    update={
+                        "winsorized": WinsorInfo(
+                            percentile=opts.winsorize_percentile, cap=caps[spec.name]
+                        ),
+                        "uncapped": uncapped,
+                    }
+                )
+            elif spec.name in caps:
+                result = result.model_copy(
+                    update={
+                        "winsorized": WinsorInfo(percentile=opts.winsorize_percentile, cap=None)
+                    }
+                )
+            metrics.append(result)
+        return metrics
+
     def _window_text(self) -> str:
         if self.start is None and self.end is None:
             return ""
@@ -299,31 +333,39 @@ class _Analysis:
         return f" ({start} to {end})"
 
     # -- bootstrap ----------------------------------------------------------------------------
-    def _bootstrap(self) -> None:
+    def _start_bootstrap(self) -> None:
+        """Resample every arm in the worker threads (numpy releases the GIL), one seeded stream
+        per arm, while the main thread goes on with SQL."""
         seqs = np.random.SeedSequence(self.opts.seed).spawn(len(self.names))
-        self.counts: dict[str, np.ndarray] = {}
-        self.boot_means: dict[str, np.ndarray] = {}
+        self._boot_jobs: dict[str, Future] = {}
+        self._boot_done: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, seq in zip(self.names, seqs):
             units = self.sums.units[name]
             if units.n_units == 0:
                 continue
-            counts, means = st.bootstrap_arm(units, self.opts.resamples, np.random.default_rng(seq))
-            self.counts[name] = counts
-            self.boot_means[name] = means
+            self._boot_jobs[name] = self.pool.submit(
+                st.bootstrap_arm, units, self.opts.resamples, np.random.default_rng(seq)
+            )
         self.boot_cmp: dict[tuple[str, float], st.BootstrapComparison] = {}
+
+    def _arm(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(count matrix, resampled means) of an arm, or None when it has no units."""
+        if name not in self._boot_done:
+            job = self._boot_jobs.get(name)
+            if job is None:
+                return None
+            self._boot_done[name] = job.result()
+        return self._boot_done[name]
 
     def _boot_comparison(self, treatment: str, alpha: float) -> st.BootstrapComparison | None:
         control = self.names[0]
-        if control not in self.boot_means or treatment not in self.boot_means:
+        arm_c, arm_t = self._arm(control), self._arm(treatment)
+        if arm_c is None or arm_t is None:
             return None
         key = (treatment, alpha)
         if key not in self.boot_cmp:
             self.boot_cmp[key] = st.bootstrap_compare(
-                self.sums.units[control],
-                self.sums.units[treatment],
-                self.boot_means[control],
-                self.boot_means[treatment],
-                alpha,
+                self.sums.units[control], self.sums.units[treatment], arm_c[1], arm_t[1], alpha
             )
         return self.boot_cmp[key]
 
@@ -339,8 +381,9 @@ class _Analysis:
             s = stats[name]
             summ = st.summarise(s, alpha, name=f"variant {name!r}")
             blo = bhi = None
-            if name in self.boot_means:
-                lo, hi = st.percentile_interval(self.boot_means[name][:, j], alpha)
+            arm = self._arm(name)
+            if arm is not None:
+                lo, hi = st.percentile_interval(arm[1][:, j], alpha)
                 blo, bhi = st.finite(lo), st.finite(hi)
             variants.append(
                 VariantResult(
@@ -460,97 +503,120 @@ class _Analysis:
         )
 
     # -- p95 latency --------------------------------------------------------------------------
-    def _quantile(self, metric: str) -> QuantileResult:
+    def _quantile_fetch(self, metric: str, delta: float | None = None) -> _QuantilePlan:
+        """The SQL half of the p95 bootstrap (main thread, the analysis' connection)."""
         q = QUANTILE
         key = metric + UNCAPPED if metric + UNCAPPED in self.col_index else metric
         j = self.col_index[key]
         stats = self.sums.stats[key]
         events = {n: int(round(float(stats[n].sum_y))) for n in self.names}
-        present = [n for n in self.names if events[n] > 0 and n in self.counts]
-        method = (
-            "exact"
-            if (
-                self.sums.unit_kind == "user"
-                and max(events.values(), default=0) <= EXACT_QUANTILE_EVENTS
-            )
-            else "binned"
+        present = [n for n in self.names if events[n] > 0 and self.sums.units[n].n_units > 0]
+        exact = (
+            self.sums.unit_kind == "user"
+            and max(events.values(), default=0) <= EXACT_QUANTILE_EVENTS
         )
-        message = None
-        boot: dict[str, np.ndarray] = {}
-        points: dict[str, float | None] = {n: None for n in self.names}
-        if present and method == "exact":
+        plan = _QuantilePlan(metric, "exact" if exact else "binned", events, present)
+        if not present:
+            return plan
+        if exact:
             values = sql.metric_event_values(
                 self.con, self.flt, metric, self.sums.unit_kind, self.opts.buckets
             )
             for n in present:
                 keys, vals = values[n]
-                idx = pd.Index(self.sums.unit_keys[n]).get_indexer(keys)
-                points[n] = float(np.quantile(vals, q))
-                boot[n] = st.bootstrap_quantile_exact(vals, idx, self.counts[n], q)
-        elif present:
-            delta = 0.0
-            for n in present:
-                m_users = max(1.0, float(stats[n].n))
-                delta = max(
-                    delta,
-                    8
-                    * math.sqrt(q * (1 - q) / events[n])
-                    * math.sqrt(max(1.0, events[n] / m_users)),
+                plan.points[n] = float(np.quantile(vals, q))
+                plan.exact[n] = (vals, pd.Index(self.sums.unit_keys[n]).get_indexer(keys))
+            return plan
+        if delta is None:
+            # ±8 standard errors of the level, widened for events clustered in users
+            delta = max(
+                8
+                * math.sqrt(q * (1 - q) / events[n])
+                * math.sqrt(max(1.0, events[n] / max(1.0, float(stats[n].n))))
+                for n in present
+            )
+            delta = min(max(delta, 0.003), MAX_DELTA)
+        plan.delta = delta
+        qs = sql.variant_quantiles(self.con, self.flt, metric, [q - delta, q, q + delta])
+        windows = {n: (qs[n][1][0], qs[n][1][2]) for n in present if n in qs}
+        live = {n: w for n, w in windows.items() if w[1] > w[0]}
+        hists = (
+            sql.metric_histograms(
+                self.con,
+                self.flt,
+                metric,
+                live,
+                QUANTILE_BINS,
+                self.sums.unit_kind,
+                self.opts.buckets,
+            )
+            if live
+            else {}
+        )
+        for n in present:
+            plan.points[n] = qs[n][1][1] if n in qs else None
+            if n not in live:  # the window is one value: every resample has that quantile
+                plan.flat[n] = windows[n][0]
+                continue
+            keys, bins, cnt = hists[n]
+            k_units = self.sums.units[n].n_units
+            idx = pd.Index(self.sums.unit_keys[n]).get_indexer(keys)
+            ok = idx >= 0  # always true: the same events define the units
+            dense = np.bincount(
+                idx[ok] * (QUANTILE_BINS + 1) + bins[ok],
+                weights=cnt[ok],
+                minlength=k_units * (QUANTILE_BINS + 1),
+            ).reshape(k_units, QUANTILE_BINS + 1)
+            totals = self.sums.units[n].y[:, j]
+            lo, hi = live[n]
+            plan.binned[n] = (
+                totals - dense.sum(axis=1),
+                dense[:, :QUANTILE_BINS],
+                np.linspace(lo, hi, QUANTILE_BINS + 1),
+                totals,
+            )
+        return plan
+
+    def _quantile_boot(self, plan: _QuantilePlan) -> tuple[dict[str, np.ndarray], float]:
+        """The numpy half: each arm's resampled p95 (arms in parallel); the worst share of
+        resamples that fell outside a binned window."""
+        q = QUANTILE
+        jobs = {}
+        for n in plan.present:
+            counts = self._arm(n)[0]
+            if n in plan.exact:
+                vals, idx = plan.exact[n]
+                jobs[n] = self.pool.submit(st.bootstrap_quantile_exact, vals, idx, counts, q)
+            elif n in plan.binned:
+                below, hist, edges, totals = plan.binned[n]
+                jobs[n] = self.pool.submit(
+                    st.bootstrap_quantile_binned, below, hist, edges, totals, counts, q
                 )
-            delta = min(max(delta, 0.003), 0.045)
-            for _attempt in range(3):
-                levels = [q - delta, q, min(q + delta, 0.9995)]
-                qs = sql.variant_quantiles(self.con, self.flt, metric, levels)
-                windows = {n: (qs[n][1][0], qs[n][1][2]) for n in present if n in qs}
-                flat = {n: w for n, w in windows.items() if not w[1] > w[0]}
-                live = {n: w for n, w in windows.items() if w[1] > w[0]}
-                hists = (
-                    sql.metric_histograms(
-                        self.con,
-                        self.flt,
-                        metric,
-                        live,
-                        QUANTILE_BINS,
-                        self.sums.unit_kind,
-                        self.opts.buckets,
-                    )
-                    if live
-                    else {}
-                )
-                worst = 0.0
-                for n in present:
-                    points[n] = qs[n][1][1] if n in qs else None
-                    if n in flat:  # the window is one value: every resample has that quantile
-                        boot[n] = np.full(self.opts.resamples, flat[n][0])
-                        continue
-                    keys, bins, cnt = hists[n]
-                    k_units = self.sums.units[n].n_units
-                    idx = pd.Index(self.sums.unit_keys[n]).get_indexer(keys)
-                    ok = idx >= 0  # always true: the same events define the units
-                    idx, bins, cnt = idx[ok], bins[ok], cnt[ok]
-                    dense = np.bincount(
-                        idx * (QUANTILE_BINS + 1) + bins,
-                        weights=cnt,
-                        minlength=k_units * (QUANTILE_BINS + 1),
-                    )
-                    dense = dense.reshape(k_units, QUANTILE_BINS + 1)
-                    totals = self.sums.units[n].y[:, j]
-                    below = totals - dense.sum(axis=1)
-                    lo, hi = live[n]
-                    edges = np.linspace(lo, hi, QUANTILE_BINS + 1)
-                    boot[n], outside = st.bootstrap_quantile_binned(
-                        below, dense[:, :QUANTILE_BINS], edges, totals, self.counts[n], q
-                    )
-                    worst = max(worst, outside)
-                if worst <= 0.002 or delta >= 0.045:
-                    if worst > 0.002:
-                        message = (
-                            f"{worst:.1%} of the resampled p95 values fell outside the "
-                            "binned window; the bootstrap CI may be slightly too narrow"
-                        )
-                    break
-                delta = min(delta * 3, 0.045)
+        boot = {n: np.full(self.opts.resamples, v) for n, v in plan.flat.items()}
+        worst = 0.0
+        for n, job in jobs.items():
+            out = job.result()
+            if isinstance(out, tuple):
+                boot[n], outside = out
+                worst = max(worst, outside)
+            else:
+                boot[n] = out
+        return boot, worst
+
+    def _quantile(self, metric: str) -> QuantileResult:
+        plan = self._q_plan if self._q_plan is not None else self._quantile_fetch(metric)
+        message = None
+        boot, worst = self._quantile_boot(plan)
+        while plan.method == "binned" and worst > 0.002 and plan.delta < MAX_DELTA:
+            plan = self._quantile_fetch(metric, min(plan.delta * 3, MAX_DELTA))
+            boot, worst = self._quantile_boot(plan)
+        if worst > 0.002:
+            message = (
+                f"{worst:.1%} of the resampled p95 values fell outside the binned window; "
+                "the bootstrap CI may be slightly too narrow"
+            )
         alpha = self.alpha
+        points = plan.points
         variants = []
         for n in self.names:
             lo = hi = None
@@ -560,8 +626,8 @@ class _Analysis:
             variants.append(
                 QuantileVariant(
                     name=n,
-                    events=events[n],
-                    value=points[n],
+                    events=plan.events[n],
+                    value=points.get(n),
                     bootstrap_ci_low=lo,
                     bootstrap_ci_high=hi,
                 )
@@ -570,7 +636,7 @@ class _Analysis:
         comparisons = []
         for n in self.names[1:]:
             diff = lo = hi = None
-            if points[control] is not None and points[n] is not None:
+            if points.get(control) is not None and points.get(n) is not None:
                 diff = points[n] - points[control]
             if control in boot and n in boot:
                 a, b = st.percentile_interval(boot[n] - boot[control], alpha)
@@ -584,12 +650,12 @@ class _Analysis:
                     bootstrap_ci_high=hi,
                 )
             )
-        if not present:
+        if not plan.present:
             message = "no latency events yet"
         return QuantileResult(
             metric=metric,
-            quantile=q,
-            method=method,
+            quantile=QUANTILE,
+            method=plan.method,
             variants=variants,
             comparisons=comparisons,
             message=message,
