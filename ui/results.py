@@ -258,7 +258,7 @@ def _quantile(r: ExperimentResults) -> None:
     rows = [
         {
             "variant": v.name,
-            "events": v.events,
+            "events": f"{v.events:,}",
             f"p{q.quantile * 100:g}": fmt(v.value),
             "CI (bootstrap)": interval(v.bootstrap_ci_low, v.bootstrap_ci_high),
         }
@@ -268,7 +268,7 @@ def _quantile(r: ExperimentResults) -> None:
         rows.append(
             {
                 "variant": f"{c.treatment} − {c.control}",
-                "events": None,
+                "events": "",
                 f"p{q.quantile * 100:g}": fmt(c.diff),
                 "CI (bootstrap)": interval(c.bootstrap_ci_low, c.bootstrap_ci_high),
             }
@@ -376,7 +376,7 @@ def forest_frame(m: MetricResult, scale: str = "abs") -> pd.DataFrame:
     )
 
 
-def forest_chart(frame: pd.DataFrame, title: str, axis_format: str = "~g") -> alt.LayerChart:
+def forest_chart(frame: pd.DataFrame, title: str, axis_format: str = ",.4~g") -> alt.LayerChart:
     """Intervals as rules (one row per comparison, one lane per kind), the estimate as a dot."""
     y = alt.Y("comparison:N", title=None, sort=None, axis=alt.Axis(labelLimit=260))
     lane = alt.YOffset("interval:N", sort=KIND_ORDER, scale=alt.Scale(domain=KIND_ORDER))
@@ -438,7 +438,11 @@ def _forest(r: ExperimentResults) -> None:
     if frame.empty:
         return
     st.altair_chart(
-        forest_chart(frame, f"{r.metric}: treatment − control"),
+        forest_chart(
+            frame,
+            f"{r.metric}: treatment − control (analytic = "
+            + ("always-valid confidence sequence)" if r.method == "sequential" else "Welch)"),
+        ),
         width="stretch",
     )
 
