@@ -265,7 +265,7 @@ class _Analysis:
                 + ", ".join(f"{n} {u}" for n, u in zip(self.names, users))
                 + " differ from the configured split "
                 + ", ".join(f"{w:.0%}" for w in self.weights)
-                + f" (chi-square p = {srm.p_value:.2g} < {st.SRM_THRESHOLD:g}); check the "
+                + f" (chi-square {p_text(srm.p_value)} < {st.SRM_THRESHOLD:g}); check the "
                 "assignment and the tracking before trusting these figures; no winner is named"
             )
         base = ExperimentResults(
@@ -699,7 +699,7 @@ class _Analysis:
         ]
         reasons = []
         if not srm.ok:
-            reasons.append(f"sample ratio mismatch (p = {srm.p_value:.2g})")
+            reasons.append(f"sample ratio mismatch ({p_text(srm.p_value)})")
         if not sample_ok:
             short = [
                 f"{n} has {self.sums.users[n]}"
@@ -732,7 +732,7 @@ class _Analysis:
         )
         return best.treatment, (
             f"{best.treatment} beats {self.names[0]} on {primary.metric} ({lift}, adjusted "
-            f"p = {best.p_value_adjusted:.2g}); the sample minimum is met, the split matches the "
+            f"{p_text(best.p_value_adjusted)}); the sample minimum is met, the split matches the "
             "configuration and no guardrail is significantly worse."
         )
 
@@ -841,6 +841,13 @@ def results_fingerprint(ws: Workspace, experiment: Experiment) -> tuple:
     """A cheap value that changes when the experiment's events change (for caches)."""
     with ws.db.read() as con:
         return (experiment.model_dump_json(), *sql.events_fingerprint(con, experiment.id))
+
+
+def p_text(p: float | None) -> str:
+    """A p-value for sentences: ``p = 0.012``, or ``p < 0.0001`` for tiny ones."""
+    if p is None:
+        return "p undefined"
+    return "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
 
 
 def _at(boot: st.BootstrapComparison | None, name: str, j: int) -> float | None:

@@ -19,6 +19,7 @@ import streamlit as st
 from promptver.analysis import (
     WINSORIZABLE,
     experiment_results,
+    p_text,
     plan_power,
     results_fingerprint,
 )
@@ -49,6 +50,13 @@ def fmt(value: float | None, digits: int = 4) -> str:
     if value is None:
         return "—"
     return f"{value:.{digits}g}"
+
+
+def fmt_p(value: float | None) -> str:
+    """A p-value for tables: three significant digits, ``< 0.0001`` for tiny ones."""
+    if value is None:
+        return "—"
+    return "< 0.0001" if value < 1e-4 else f"{value:.3g}"
 
 
 def pct(value: float | None, signed: bool = True) -> str:
@@ -146,7 +154,7 @@ def _banners(r: ExperimentResults) -> None:
         observed = ", ".join(f"{md(n)}: {u:,}" for n, u in r.srm.observed.items())
         expected = ", ".join(f"{md(n)}: {e:,.0f}" for n, e in r.srm.expected.items())
         st.error(
-            f"**Sample ratio mismatch** (chi-square p = {r.srm.p_value:.2g} < "
+            f"**Sample ratio mismatch** (chi-square {p_text(r.srm.p_value)} < "
             f"{r.srm.threshold:g}). Users per variant: {observed}; expected from the configured "
             f"split: {expected}. Something in the assignment or the tracking is broken, so these "
             "figures may be biased and no winner is named.",
@@ -181,7 +189,7 @@ def _summary(r: ExperimentResults) -> None:
         label = f"{md(c.treatment)} vs {md(c.control)}"  # labels and help render Markdown
         delta = None
         if c.p_value_adjusted is not None:
-            delta = f"p adj = {c.p_value_adjusted:.3g} · {c.verdict}"
+            delta = f"adjusted {p_text(c.p_value_adjusted)} · {c.verdict}"
         good = r.direction == "higher"
         cols[i % len(cols)].metric(
             label,
@@ -231,8 +239,8 @@ def _comparisons(r: ExperimentResults) -> None:
             "CI (BCa)": interval(c.bootstrap_bca_ci_low, c.bootstrap_bca_ci_high),
             "lift": pct(c.relative_lift),
             "lift CI": interval(c.relative_lift_ci_low, c.relative_lift_ci_high, "pct"),
-            "p": fmt(c.p_value, 3),
-            "p (Holm)": fmt(c.p_value_adjusted, 3),
+            "p": fmt_p(c.p_value),
+            "p (Holm)": fmt_p(c.p_value_adjusted),
             "significant": c.significant,
             "Hedges' g": fmt(c.effect_size, 3),
             "df": fmt(c.df, 4),
@@ -291,9 +299,9 @@ def _uncapped(r: ExperimentResults) -> None:
             {
                 "treatment": capped_c.treatment,
                 "difference (winsorised)": fmt(capped_c.diff),
-                "p (winsorised)": fmt(capped_c.p_value_adjusted, 3),
+                "p (winsorised)": fmt_p(capped_c.p_value_adjusted),
                 "difference (uncapped)": fmt(raw_c.diff),
-                "p (uncapped)": fmt(raw_c.p_value_adjusted, 3),
+                "p (uncapped)": fmt_p(raw_c.p_value_adjusted),
                 "CI (uncapped)": interval(raw_c.ci_low, raw_c.ci_high),
             }
         )
@@ -309,7 +317,7 @@ def _guardrails(r: ExperimentResults) -> None:
             "treatment": g.treatment,
             "difference": fmt(g.diff),
             "lift": pct(g.relative_lift),
-            "p (worse)": fmt(g.p_value, 3),
+            "p (worse)": fmt_p(g.p_value),
             "status": "significantly worse" if g.worse else "ok",
         }
         for g in r.guardrails

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from promptver.analysis import experiment_results
+from promptver.analysis import experiment_results, p_text
 from promptver.cli.context import Context, table
 from promptver.models import Experiment, ExperimentResults
 
@@ -67,6 +67,12 @@ def _n(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
 
 
+def _p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "<0.0001" if value < 1e-4 else f"{value:.3g}"
+
+
 def _ci(low: float | None, high: float | None, pct: bool = False) -> str:
     if low is None or high is None:
         return "-"
@@ -87,7 +93,7 @@ def format_results(r: ExperimentResults) -> str:
         "SRM: "
         + ("ok" if r.srm.ok else "MISMATCH")
         + (
-            f" (chi-square p = {r.srm.p_value:.3g})"
+            f" (chi-square {p_text(r.srm.p_value)})"
             if r.srm.p_value is not None
             else " (no users yet)"
         )
@@ -129,8 +135,8 @@ def format_results(r: ExperimentResults) -> str:
                         _ci(c.ci_low, c.ci_high),
                         _ci(c.bootstrap_ci_low, c.bootstrap_ci_high),
                         "-" if c.relative_lift is None else f"{c.relative_lift:+.2%}",
-                        _n(c.p_value, 3),
-                        _n(c.p_value_adjusted, 3),
+                        _p(c.p_value),
+                        _p(c.p_value_adjusted),
                         "yes" if c.significant else "no",
                         _n(c.effect_size, 3),
                         c.verdict,
@@ -174,7 +180,7 @@ def format_results(r: ExperimentResults) -> str:
                         g.metric,
                         g.treatment,
                         _n(g.diff),
-                        _n(g.p_value, 3),
+                        _p(g.p_value),
                         "WORSE" if g.worse else "ok",
                     ]
                     for g in r.guardrails
