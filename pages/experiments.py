@@ -23,6 +23,7 @@ from ui.experiments import (
     split_table,
     when,
 )
+from ui.results import render_results
 
 ws = workspace()
 svc = ws.experiments
@@ -311,8 +312,6 @@ with tab_overview:
 
 
 # ---- results --------------------------------------------------------------------------------
-# This tab is where the statistics engine shows an experiment's results (its own helper fills
-# it in). Until then it shows the experiment's configuration and status, never invented numbers.
 
 with tab_results:
     if selected is None:
@@ -326,21 +325,19 @@ with tab_results:
             f"Primary metric **{md(e.primary_metric.name)}** ({e.primary_metric.direction} is "
             f"better) · events from {when(start, 'the start')} to {when(end, 'now (running)')}"
         )
-        others = e.metrics[1:]
-        if others:
-            st.markdown(
-                "Also watched: "
-                + ", ".join(f"{md(m.name)} ({m.role}, {m.direction} is better)" for m in others)
-            )
         st.markdown(settings_line(e))
-        stored = svc.stored_results(e.id)
-        if stored is not None:
-            st.markdown("**Final results, frozen when the experiment stopped**")
-            st.json(stored)
-        elif e.status in ("completed", "stopped"):
-            st.info("No final results were stored for this experiment.")
+        if e.status == "draft":
+            st.info(
+                "This experiment has not started: start it from **Overview**; results "
+                "appear here as events arrive."
+            )
         else:
-            st.info("No results have been computed for this experiment yet.")
+            if e.status in ("completed", "stopped"):
+                st.caption(
+                    "Final results, frozen when the experiment stopped (turn an option "
+                    "on to re-analyse the same events)."
+                )
+            render_results(ws, e)
 
 
 # ---- routing preview ------------------------------------------------------------------------

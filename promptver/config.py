@@ -60,6 +60,8 @@ class StatisticalAnalysis(_Section):
     bootstrap_seed: int = 20261124
     #: latency and cost are capped at this percentile over all arms (the uncapped result is kept)
     winsorize_percentile: float = Field(99.9, gt=50, le=100)
+    #: winsorise latency_ms and cost_usd by default (the dashboard and the CLI can toggle it)
+    winsorize: bool = False
     #: always-valid confidence sequences for teams that look at results every day
     sequential: bool = False
     #: tuning of the mixture confidence sequence: the sample size (users per arm) it is tightest at

@@ -19,10 +19,10 @@ from typing import Any
 
 from promptver.config import Settings
 from promptver.deployments import DeploymentService, LivePrompt
-from promptver.errors import Problem, PromptverError, ValidationError
+from promptver.errors import NotFound, Problem, PromptverError, ValidationError
 from promptver.experiments import ExperimentService
 from promptver.metrics import MetricsService
-from promptver.models import Prompt
+from promptver.models import Experiment, ExperimentResults, Prompt
 from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.store.migrations import migrate
@@ -48,6 +48,7 @@ class Workspace:
         self.deployments = DeploymentService(self.db, self.settings, self.versions, self.templates)
         self.templates.on_serving_change = self.deployments.invalidate
         self.experiments = ExperimentService(self.db, self.settings, self.versions)
+        self.experiments.results_provider = self._final_results
         self._arm_prompts: dict[tuple[str, str], Prompt] = {}
         self.metrics = MetricsService(self.db, self.settings)
         self._closed = False
@@ -161,6 +162,36 @@ class Workspace:
         """Keep the file open for a block of operations (one dashboard run, a CLI command)."""
         with self.db.session():
             yield self
+
+    def experiment_results(
+        self, ref: str | Experiment, metric: str | None = None, **options: Any
+    ) -> ExperimentResults:
+        """The results of an experiment (id, name or model) for ``metric`` (default: primary).
+
+        A running experiment is analysed now. An ended one answers with the results frozen
+        when it stopped (events imported later cannot change a decision), unless another
+        metric or analysis ``options`` are asked for (see
+        :func:`promptver.analysis.experiment_results`).
+        """
+        from promptver.analysis import experiment_results
+
+        exp = ref if isinstance(ref, Experiment) else self.experiments.get(ref)
+        if exp.status in ("completed", "stopped") and not any(
+            v is not None for v in options.values()
+        ):
+            try:
+                frozen = self.experiments.stored_results(exp.id)
+            except NotFound:  # an experiment model that was never stored
+                frozen = None
+            if frozen and metric in (None, frozen.get("metric")):
+                return ExperimentResults.model_validate(frozen)
+        return experiment_results(self, exp, metric, **options)
+
+    def _final_results(self, experiment: Experiment) -> dict[str, Any]:
+        """What ``experiments.stop`` freezes: the full results of the primary metric."""
+        from promptver.analysis import experiment_results
+
+        return experiment_results(self, experiment).model_dump(mode="json")
 
     def track(self, prompt: Prompt, **metrics: Any) -> None:
         """Record one call of ``prompt`` (buffered; written in batches, on close and at exit).

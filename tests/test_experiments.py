@@ -484,8 +484,11 @@ def test_lifecycle_draft_running_completed(lab) -> None:
         ("created", "unknown"),
         ("started", "ben"),
         ("completed", "chen"),
+        ("results frozen", "chen"),
     ]
-    assert lab.experiments.stored_results(e.id) is None  # no statistics engine wired yet
+    frozen = lab.experiments.stored_results(e.id)  # the statistics engine's final results
+    assert frozen["experiment_id"] == e.id and frozen["status"] == "completed"
+    assert frozen["winner"] is None  # no events at all
 
 
 def test_stopping_early_needs_a_reason_before_the_planned_end(lab) -> None:

@@ -180,13 +180,34 @@ def test_routing_preview_matches_the_router(db) -> None:
     assert list(split["variant"]) == ["control", "concise", "(outside coverage)"]
 
 
-def test_results_area_shows_configuration_not_numbers(db) -> None:
-    e = db.experiments.create(spec())
-    db.experiments.start(e.id)
+def test_results_tab_a_draft_has_none_yet(db) -> None:
+    db.experiments.create(spec())
     at = open_page()
     assert any("Results of" in h.value for h in at.subheader)
-    assert any("No results have been computed" in i.value for i in at.info)
+    assert any("has not started" in i.value for i in at.info)
     assert any("Primary metric **quality\\_score**" in m.value for m in at.markdown)
+
+
+def test_results_tab_shows_the_statistics_of_a_running_experiment(db) -> None:
+    import numpy as np
+
+    from promptver.routing import route
+
+    db.deployments.deploy("qa-basic", "1.1.0", "production", author="t")
+    e = db.experiments.create(spec(minimum_sample_size=20, salt="page"))
+    db.experiments.start(e.id)
+    e = db.experiments.get(e.id)
+    rng = np.random.default_rng(4)
+    for i in range(120):
+        p = db.get_prompt("qa-basic", env="production", user_id=f"u{i}")
+        assert p.variant == route(e, f"u{i}")[0]
+        lift = 0.15 if p.variant == "concise" else 0.0
+        db.track(p, quality_score=float(np.clip(rng.normal(0.6 + lift, 0.05), 0, 1)))
+    db.metrics.flush()
+    at = open_page()
+    assert not at.exception
+    assert any("Winner: concise" in s.value for s in at.success)
+    assert len(at.get("vega_lite_chart")) >= 1  # the forest plot
 
 
 def test_running_experiments_offer_a_copy_and_drafts_an_edit(db) -> None:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from promptver.cli.commands import results as results_cli
 from promptver.cli.context import Context, table, to_jsonable
 from promptver.experiments import STATUSES, dump_spec, load_spec, read_spec_file, to_spec
 from promptver.models import Experiment
@@ -47,6 +48,14 @@ def register(sub: Any) -> None:
     p.add_argument("--file", required=True, metavar="PATH")
     p.add_argument("--author")
     p.set_defaults(handler=cmd_edit)
+
+    p = esub.add_parser(
+        "results",
+        help="statistics of an experiment (running: now; ended: the frozen final results)",
+    )
+    p.add_argument("experiment", metavar="ID", help="experiment id or name")
+    results_cli.add_arguments(p)
+    p.set_defaults(handler=cmd_results)
 
     p = esub.add_parser("start", help="start a draft: freeze its variants and route users")
     p.add_argument("experiment", metavar="ID", help="experiment id or name")
@@ -200,6 +209,10 @@ def cmd_list(ctx: Context) -> None:
             else "no experiments (create one with 'promptver experiment create --file')"
         ),
     )
+
+
+def cmd_results(ctx: Context) -> None:
+    results_cli.show_results(ctx, ctx.ws.experiments.get(ctx.args.experiment))
 
 
 def cmd_show(ctx: Context) -> None:

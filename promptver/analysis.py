@@ -1,0 +1,877 @@
+"""Experiment results: from an :class:`~promptver.models.Experiment` and its events to
+:class:`~promptver.models.ExperimentResults`.
+
+One call reads the experiment's events once (``promptver.store.stats``: SQL down to sufficient
+statistics and bootstrap units), then computes in ``promptver.stats``, for every metric of the
+experiment: per-variant means per event with CIs; each treatment against the control (Welch / delta
+method, or the always-valid confidence sequence in sequential mode; Holm across treatments); the
+bootstrap intervals beside the analytic ones; power; guardrails; p95 latency; SRM; and the winner
+rule. Results are deterministic: the bootstrap's generator is seeded from the settings.
+
+Used by the CLI (``experiment results``), the dashboard's results view and the reports.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from promptver import stats as st
+from promptver.errors import Problem, ValidationError
+from promptver.models import (
+    BINARY_METRICS,
+    BootstrapInfo,
+    ComparisonResult,
+    Experiment,
+    ExperimentResults,
+    GuardrailCheck,
+    Inference,
+    MetricResult,
+    MetricSpec,
+    PowerResult,
+    QuantileComparison,
+    QuantileResult,
+    QuantileVariant,
+    SRMResult,
+    VariantResult,
+    WinsorInfo,
+)
+from promptver.store import stats as sql
+from promptver.versioning import utcnow
+
+if TYPE_CHECKING:  # the workspace imports the services, not the other way round
+    from promptver.workspace import Workspace
+
+#: metrics that winsorisation caps (long right tails: a few slow or expensive calls)
+WINSORIZABLE = ("latency_ms", "cost_usd")
+#: the metric whose upper quantile gets a bootstrap CI, and the quantile
+QUANTILE_METRIC = "latency_ms"
+QUANTILE = 0.95
+#: hashed user buckets per arm for the bootstrap of large arms (the bucket bootstrap's interval
+#: widths carry a relative error of about 1/sqrt(2 · buckets), 2 % here)
+DEFAULT_BUCKETS = 1000
+#: arms up to this many users are resampled user by user
+DEFAULT_USER_LIMIT = 2000
+#: arms with at most this many events resample the exact event values for the p95 bootstrap
+EXACT_QUANTILE_EVENTS = 20_000
+#: bins of the p95 histograms of large arms (inside a narrow window around the quantile)
+QUANTILE_BINS = 128
+#: the widest window, in quantile levels either side of the quantile
+MAX_DELTA = 0.045
+#: suffix of the key of a metric's uncapped column (not printable, so no metric name ends so)
+UNCAPPED = "\x00uncapped"
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to analyse (resolved from the settings and the caller's overrides)."""
+
+    sequential: bool
+    sequential_tuning_n: int
+    winsorize: bool
+    winsorize_percentile: float
+    resamples: int
+    seed: int
+    target_lift: float | None
+    power: float
+    buckets: int
+    user_limit: int
+
+
+@dataclass
+class _QuantilePlan:
+    """What SQL returned for the p95 bootstrap of one metric, per arm."""
+
+    metric: str
+    method: str
+    events: dict[str, int]
+    present: list[str]
+    delta: float = 0.0
+    points: dict[str, float | None] = field(default_factory=dict)
+    #: exact method: (event values, their unit index)
+    exact: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: binned method: (events below the window, in-window histogram, bin edges, totals) per unit
+    binned: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=dict
+    )
+    #: arms whose window is a single value (ties): that value
+    flat: dict[str, float] = field(default_factory=dict)
+
+
+def experiment_results(
+    ws: Workspace,
+    experiment: Experiment,
+    metric: str | None = None,
+    *,
+    sequential: bool | None = None,
+    winsorize: bool | None = None,
+    resamples: int | None = None,
+    seed: int | None = None,
+    target_lift: float | None = 0.05,
+    power: float = 0.8,
+    buckets: int = DEFAULT_BUCKETS,
+    user_limit: int | None = None,
+    now: datetime | None = None,
+) -> ExperimentResults:
+    """Analyse an experiment's events in its window.
+
+    Args:
+        ws: the workspace holding the events.
+        experiment: the experiment (window from ``experiment.window()``, split from
+            ``experiment.weights()``, metrics with their direction and role).
+        metric: the metric the contract fields describe (default: the primary metric).
+        sequential: always-valid confidence sequences (default: settings).
+        winsorize: cap latency and cost at the settings' percentile over all arms (default:
+            settings); the uncapped result is kept in ``uncapped``.
+        resamples: bootstrap resamples (default: settings, 2,000).
+        seed: bootstrap seed (default: settings).
+        target_lift: relative lift the power figures plan for (0.05 = 5 %), ``None`` for none.
+        power: wanted power of the planning figures.
+        buckets: hashed user buckets per arm for the bootstrap of large arms.
+        user_limit: when every arm has at most this many users, the bootstrap resamples users
+            one by one (default 2,000).
+        now: the current time for rates (tests).
+
+    Raises:
+        ValidationError: ``metric`` is not one of the experiment's metrics.
+    """
+    cfg = ws.settings.ab_testing.statistical_analysis
+    if not 0 < power < 1:
+        raise ValidationError(
+            "power must be between 0 and 1 (e.g. 0.8)",
+            [Problem("must be between 0 and 1", field="power")],
+        )
+    opts = Options(
+        sequential=cfg.sequential if sequential is None else bool(sequential),
+        sequential_tuning_n=cfg.sequential_tuning_n,
+        winsorize=cfg.winsorize if winsorize is None else bool(winsorize),
+        winsorize_percentile=cfg.winsorize_percentile,
+        resamples=cfg.bootstrap_resamples if resamples is None else int(resamples),
+        seed=cfg.bootstrap_seed if seed is None else int(seed),
+        target_lift=target_lift,
+        power=power,
+        buckets=buckets,
+        user_limit=DEFAULT_USER_LIMIT if user_limit is None else user_limit,
+    )
+    check_metric(experiment, metric)
+    with ws.db.read() as con:
+        return _Analysis(con, experiment, opts, now or utcnow()).run(
+            metric or experiment.primary_metric.name
+        )
+
+
+def check_metric(experiment: Experiment, metric: str | None) -> None:
+    """Refuse a metric the experiment does not watch, naming the ones it does."""
+    if metric is None or experiment.metric(metric) is not None:
+        return
+    known = ", ".join(m.name for m in experiment.metrics)
+    raise ValidationError(
+        f"metric {metric!r} is not a metric of experiment {experiment.name!r}; use one of: {known}",
+        [Problem(f"unknown metric {metric!r} (known: {known})", field="metric")],
+    )
+
+
+def role_of(experiment: Experiment, spec: MetricSpec) -> str:
+    """The first metric is the primary one whatever its declared role."""
+    if experiment.metrics and spec.name == experiment.metrics[0].name:
+        return "primary"
+    return "guardrail" if spec.role == "guardrail" else "secondary"
+
+
+def bad_alternative(direction: str) -> st.Alternative:
+    """The one-sided alternative in which a metric gets worse."""
+    return "greater" if direction == "lower" else "less"
+
+
+class _Analysis:
+    """One analysis: reads through ``con`` (inside the caller's read transaction) and computes."""
+
+    def __init__(self, con: sql.Con, experiment: Experiment, opts: Options, now: datetime) -> None:
+        self.con = con
+        self.exp = experiment
+        self.opts = opts
+        self.now = now
+        self.names = [v.name for v in experiment.variants]
+        self.weights = experiment.weights()
+        start, end = experiment.window()
+        self.start, self.end = start, end
+        self.flt = sql.EventFilter(experiment.id, tuple(self.names), start, end)
+        self.alpha = experiment.alpha
+
+    # -- the whole analysis -----------------------------------------------------------------
+    def run(self, selected: str) -> ExperimentResults:
+        exp, opts = self.exp, self.opts
+        metric_names = [m.name for m in exp.metrics]
+        caps: dict[str, float | None] = {}
+        if opts.winsorize and opts.winsorize_percentile < 100:
+            wins = [m for m in metric_names if m in WINSORIZABLE]
+            caps = sql.pooled_quantiles(self.con, self.flt, wins, opts.winsorize_percentile / 100)
+        columns: list[sql.MetricColumn] = []
+        for m in metric_names:
+            columns.append(sql.MetricColumn(m, m, caps.get(m)))
+            if caps.get(m) is not None:
+                columns.append(sql.MetricColumn(m + UNCAPPED, m, None))
+        self.columns = columns
+        self.col_index = {c.key: i for i, c in enumerate(columns)}
+        self.sums = sql.experiment_sums(
+            self.con, self.flt, columns, buckets=opts.buckets, user_limit=opts.user_limit
+        )
+        unknown_n, unknown_names = self.sums.unknown_events, self.sums.unknown_variants
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="promptver-stats") as pool:
+            self.pool = pool
+            self._start_bootstrap()
+            # the p95 queries run while the worker threads resample
+            self._q_plan = (
+                self._quantile_fetch(QUANTILE_METRIC) if QUANTILE_METRIC in metric_names else None
+            )
+            metrics = self._metrics(caps)
+
+        users = [self.sums.users[n] for n in self.names]
+        srm_raw = st.srm_test(users, self.weights)
+        srm = SRMResult(
+            p_value=srm_raw.p_value,
+            ok=srm_raw.ok,
+            chi2=srm_raw.chi2,
+            df=srm_raw.df,
+            observed=dict(zip(self.names, srm_raw.observed)),
+            expected=dict(zip(self.names, srm_raw.expected)),
+            threshold=st.SRM_THRESHOLD,
+        )
+        sample_ok = bool(users) and min(users) >= exp.minimum_sample_size
+        guardrails = self._guardrails(metrics)
+        winner, reason = self._winner(metrics, srm, sample_ok, guardrails)
+
+        notes: list[str] = []
+        if sum(users) == 0:
+            notes.append("no events for this experiment in its window yet" + self._window_text())
+        else:
+            notes += [
+                f"variant {n!r} has no users yet" for n, u in zip(self.names, users) if u == 0
+            ]
+        if unknown_n:
+            notes.append(
+                f"{unknown_n} event(s) carry a variant that is not configured "
+                f"({', '.join(repr(x) for x in unknown_names)}) and were ignored"
+            )
+        if not srm.ok:
+            notes.append(
+                "sample ratio mismatch: users per variant "
+                + ", ".join(f"{n} {u}" for n, u in zip(self.names, users))
+                + " differ from the configured split "
+                + ", ".join(f"{w:.0%}" for w in self.weights)
+                + f" (chi-square {p_text(srm.p_value)} < {st.SRM_THRESHOLD:g}); check the "
+                "assignment and the tracking before trusting these figures; no winner is named"
+            )
+        base = ExperimentResults(
+            experiment_id=exp.id,
+            status=exp.status,
+            metric=metrics[0].metric,
+            alpha=self.alpha,
+            variants=metrics[0].variants,
+            comparisons=metrics[0].comparisons,
+            srm=srm,
+            sample_size_ok=sample_ok,
+            winner=winner,
+            direction=metrics[0].direction,
+            role=metrics[0].role,
+            binary=metrics[0].binary,
+            method="sequential" if opts.sequential else "fixed-horizon",
+            primary_metric=exp.primary_metric.name,
+            minimum_sample_size=exp.minimum_sample_size,
+            window_start=self.start,
+            window_end=self.end,
+            computed_at=self.now,
+            bootstrap=BootstrapInfo(
+                resamples=opts.resamples,
+                seed=opts.seed,
+                unit=self.sums.unit_kind,
+                units={n: self.sums.units[n].n_units for n in self.names},
+            ),
+            guardrails=guardrails,
+            winner_reason=reason,
+            experiment_messages=notes,
+            metrics=metrics,
+        )
+        return base.select(selected)
+
+    def _metrics(self, caps: dict[str, float | None]) -> list[MetricResult]:
+        """Every metric's result (the capped one with its uncapped twin when winsorising)."""
+        opts = self.opts
+        metrics: list[MetricResult] = []
+        for spec in self.exp.metrics:
+            result = self._metric(spec, spec.name)
+            if spec.name in caps and caps[spec.name] is not None:
+                uncapped = self._metric(spec, spec.name + UNCAPPED)
+                result = result.model_copy(
+                    update={
+                        "winsorized": WinsorInfo(
+                            percentile=opts.winsorize_percentile, cap=caps[spec.name]
+                        ),
+                        "uncapped": uncapped,
+                    }
+                )
+            elif spec.name in caps:
+                result = result.model_copy(
+                    update={
+                        "winsorized": WinsorInfo(percentile=opts.winsorize_percentile, cap=None)
+                    }
+                )
+            metrics.append(result)
+        return metrics
+
+    def _window_text(self) -> str:
+        if self.start is None and self.end is None:
+            return ""
+        start = self.start.isoformat() if self.start else "the beginning"
+        end = self.end.isoformat() if self.end else "now"
+        return f" ({start} to {end})"
+
+    # -- bootstrap ----------------------------------------------------------------------------
+    def _start_bootstrap(self) -> None:
+        """Resample every arm in the worker threads (numpy releases the GIL), one seeded stream
+        per arm, while the main thread goes on with SQL."""
+        seqs = np.random.SeedSequence(self.opts.seed).spawn(len(self.names))
+        self._boot_jobs: dict[str, Future] = {}
+        self._boot_done: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, seq in zip(self.names, seqs):
+            units = self.sums.units[name]
+            if units.n_units == 0:
+                continue
+            self._boot_jobs[name] = self.pool.submit(
+                st.bootstrap_arm, units, self.opts.resamples, np.random.default_rng(seq)
+            )
+        self.boot_cmp: dict[tuple[str, float], st.BootstrapComparison] = {}
+
+    def _arm(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(count matrix, resampled means) of an arm, or None when it has no units."""
+        if name not in self._boot_done:
+            job = self._boot_jobs.get(name)
+            if job is None:
+                return None
+            self._boot_done[name] = job.result()
+        return self._boot_done[name]
+
+    def _boot_comparison(self, treatment: str, alpha: float) -> st.BootstrapComparison | None:
+        control = self.names[0]
+        arm_c, arm_t = self._arm(control), self._arm(treatment)
+        if arm_c is None or arm_t is None:
+            return None
+        key = (treatment, alpha)
+        if key not in self.boot_cmp:
+            self.boot_cmp[key] = st.bootstrap_compare(
+                self.sums.units[control], self.sums.units[treatment], arm_c[1], arm_t[1], alpha
+            )
+        return self.boot_cmp[key]
+
+    # -- one metric ---------------------------------------------------------------------------
+    def _metric(self, spec: MetricSpec, key: str) -> MetricResult:
+        alpha, opts = self.alpha, self.opts
+        role = role_of(self.exp, spec)
+        j = self.col_index[key]
+        stats = self.sums.stats[key]
+        messages: list[str] = []
+        variants = []
+        for name, weight in zip(self.names, self.weights):
+            s = stats[name]
+            summ = st.summarise(s, alpha, name=f"variant {name!r}")
+            blo = bhi = None
+            arm = self._arm(name)
+            if arm is not None:
+                lo, hi = st.percentile_interval(arm[1][:, j], alpha)
+                blo, bhi = st.finite(lo), st.finite(hi)
+            variants.append(
+                VariantResult(
+                    name=name,
+                    users=self.sums.users[name],
+                    events=summ.events,
+                    mean=summ.mean,
+                    std=summ.std,
+                    ci_low=summ.ci_low,
+                    ci_high=summ.ci_high,
+                    weight=weight,
+                    metric_users=summ.users,
+                    se=summ.se,
+                    bootstrap_ci_low=blo,
+                    bootstrap_ci_high=bhi,
+                    message=summ.message,
+                )
+            )
+            if summ.message and self.sums.users[name] > 0:
+                messages.append(summ.message)
+
+        alternative: st.Alternative = (
+            bad_alternative(spec.direction) if role == "guardrail" else "two-sided"
+        )
+        tuning = 2 * opts.sequential_tuning_n  # the setting is per arm; n counts both arms
+        control = self.names[0]
+        raw = []
+        for name in self.names[1:]:
+            fixed = st.compare(
+                stats[control],
+                stats[name],
+                alpha=alpha,
+                alternative=alternative,
+                names=(control, name),
+            )
+            seq = st.compare(
+                stats[control],
+                stats[name],
+                alpha=alpha,
+                alternative=alternative,
+                sequential_tuning_n=tuning,
+                names=(control, name),
+            )
+            raw.append((name, fixed, seq))
+        chosen = [seq if opts.sequential else fixed for _, fixed, seq in raw]
+        adjusted = st.holm([c.p_value for c in chosen])
+        comparisons = []
+        boot_alpha = 2 * alpha if alternative != "two-sided" else alpha
+        for (name, fixed, seq), c, p_adj in zip(raw, chosen, adjusted):
+            boot = self._boot_comparison(name, boot_alpha)
+            significant = p_adj is not None and p_adj < alpha
+            comparisons.append(
+                ComparisonResult(
+                    control=control,
+                    treatment=name,
+                    diff=c.diff,
+                    ci_low=c.ci_low,
+                    ci_high=c.ci_high,
+                    relative_lift=c.relative_lift,
+                    p_value=c.p_value,
+                    p_value_adjusted=p_adj,
+                    significant=significant,
+                    effect_size=c.effect_size,
+                    bootstrap_ci_low=_at(boot, "diff_low", j),
+                    bootstrap_ci_high=_at(boot, "diff_high", j),
+                    alternative=alternative,
+                    method="sequential" if opts.sequential else "fixed-horizon",
+                    confidence=c.confidence,
+                    se=c.se,
+                    df=c.df,
+                    t_stat=c.t,
+                    relative_lift_ci_low=c.relative_lift_ci_low,
+                    relative_lift_ci_high=c.relative_lift_ci_high,
+                    bootstrap_bca_ci_low=_at(boot, "bca_low", j),
+                    bootstrap_bca_ci_high=_at(boot, "bca_high", j),
+                    bootstrap_relative_lift_ci_low=_at(boot, "lift_low", j),
+                    bootstrap_relative_lift_ci_high=_at(boot, "lift_high", j),
+                    verdict=_verdict(c, significant, spec.direction),
+                    fixed_horizon=_inference(fixed),
+                    sequential=_inference(seq),
+                    message=c.message,
+                )
+            )
+            if c.message and stats[control].sum_y and stats[name].sum_y:
+                messages.append(f"{name} vs {control}: {c.message}")
+        elapsed = None
+        if self.start is not None:
+            elapsed = ((self.end or self.now) - self.start).total_seconds() / 86400
+        power = [
+            power_for(
+                variants[0],
+                variants[self.names.index(c.treatment)],
+                c,
+                role=role,
+                n_comparisons=len(comparisons),
+                alpha=alpha,
+                power=opts.power,
+                target_lift=opts.target_lift,
+                minimum_sample_size=self.exp.minimum_sample_size,
+                elapsed_days=elapsed,
+            )
+            for c in comparisons
+        ]
+        quantile = None
+        if spec.name == QUANTILE_METRIC and not key.endswith(UNCAPPED):
+            quantile = self._quantile(spec.name)
+        return MetricResult(
+            metric=spec.name,
+            direction=spec.direction,
+            role=role,
+            binary=spec.name in BINARY_METRICS,
+            variants=variants,
+            comparisons=comparisons,
+            power=power,
+            quantile=quantile,
+            messages=list(dict.fromkeys(messages)),
+        )
+
+    # -- p95 latency --------------------------------------------------------------------------
+    def _quantile_fetch(self, metric: str, delta: float | None = None) -> _QuantilePlan:
+        """The SQL half of the p95 bootstrap (main thread, the analysis' connection)."""
+        q = QUANTILE
+        key = metric + UNCAPPED if metric + UNCAPPED in self.col_index else metric
+        j = self.col_index[key]
+        stats = self.sums.stats[key]
+        events = {n: int(round(float(stats[n].sum_y))) for n in self.names}
+        present = [n for n in self.names if events[n] > 0 and self.sums.units[n].n_units > 0]
+        exact = (
+            self.sums.unit_kind == "user"
+            and max(events.values(), default=0) <= EXACT_QUANTILE_EVENTS
+        )
+        plan = _QuantilePlan(metric, "exact" if exact else "binned", events, present)
+        if not present:
+            return plan
+        if exact:
+            values = sql.metric_event_values(
+                self.con, self.flt, metric, self.sums.unit_kind, self.opts.buckets
+            )
+            for n in present:
+                keys, vals = values[n]
+                plan.points[n] = float(np.quantile(vals, q))
+                plan.exact[n] = (vals, pd.Index(self.sums.unit_keys[n]).get_indexer(keys))
+            return plan
+        if delta is None:
+            # ±8 standard errors of the level, widened for events clustered in users
+            delta = max(
+                8
+                * math.sqrt(q * (1 - q) / events[n])
+                * math.sqrt(max(1.0, events[n] / max(1.0, float(stats[n].n))))
+                for n in present
+            )
+            delta = min(max(delta, 0.003), MAX_DELTA)
+        plan.delta = delta
+        qs = sql.variant_quantiles(self.con, self.flt, metric, [q - delta, q, q + delta])
+        windows = {n: (qs[n][1][0], qs[n][1][2]) for n in present if n in qs}
+        live = {n: w for n, w in windows.items() if w[1] > w[0]}
+        hists = (
+            sql.metric_histograms(
+                self.con,
+                self.flt,
+                metric,
+                live,
+                QUANTILE_BINS,
+                self.sums.unit_kind,
+                self.opts.buckets,
+            )
+            if live
+            else {}
+        )
+        for n in present:
+            plan.points[n] = qs[n][1][1] if n in qs else None
+            if n not in live:  # the window is one value: every resample has that quantile
+                plan.flat[n] = windows[n][0]
+                continue
+            keys, bins, cnt = hists[n]
+            k_units = self.sums.units[n].n_units
+            idx = pd.Index(self.sums.unit_keys[n]).get_indexer(keys)
+            ok = idx >= 0  # always true: the same events define the units
+            dense = np.bincount(
+                idx[ok] * (QUANTILE_BINS + 1) + bins[ok],
+                weights=cnt[ok],
+                minlength=k_units * (QUANTILE_BINS + 1),
+            ).reshape(k_units, QUANTILE_BINS + 1)
+            totals = self.sums.units[n].y[:, j]
+            lo, hi = live[n]
+            plan.binned[n] = (
+                totals - dense.sum(axis=1),
+                dense[:, :QUANTILE_BINS],
+                np.linspace(lo, hi, QUANTILE_BINS + 1),
+                totals,
+            )
+        return plan
+
+    def _quantile_boot(self, plan: _QuantilePlan) -> tuple[dict[str, np.ndarray], float]:
+        """The numpy half: each arm's resampled p95 (arms in parallel); the worst share of
+        resamples that fell outside a binned window."""
+        q = QUANTILE
+        jobs = {}
+        for n in plan.present:
+            counts = self._arm(n)[0]
+            if n in plan.exact:
+                vals, idx = plan.exact[n]
+                jobs[n] = self.pool.submit(st.bootstrap_quantile_exact, vals, idx, counts, q)
+            elif n in plan.binned:
+                below, hist, edges, totals = plan.binned[n]
+                jobs[n] = self.pool.submit(
+                    st.bootstrap_quantile_binned, below, hist, edges, totals, counts, q
+                )
+        boot = {n: np.full(self.opts.resamples, v) for n, v in plan.flat.items()}
+        worst = 0.0
+        for n, job in jobs.items():
+            out = job.result()
+            if isinstance(out, tuple):
+                boot[n], outside = out
+                worst = max(worst, outside)
+            else:
+                boot[n] = out
+        return boot, worst
+
+    def _quantile(self, metric: str) -> QuantileResult:
+        plan = self._q_plan if self._q_plan is not None else self._quantile_fetch(metric)
+        message = None
+        boot, worst = self._quantile_boot(plan)
+        while plan.method == "binned" and worst > 0.002 and plan.delta < MAX_DELTA:
+            plan = self._quantile_fetch(metric, min(plan.delta * 3, MAX_DELTA))
+            boot, worst = self._quantile_boot(plan)
+        if worst > 0.002:
+            message = (
+                f"{worst:.1%} of the resampled p95 values fell outside the binned window; "
+                "the bootstrap CI may be slightly too narrow"
+            )
+        alpha = self.alpha
+        points = plan.points
+        variants = []
+        for n in self.names:
+            lo = hi = None
+            if n in boot:
+                a, b = st.percentile_interval(boot[n], alpha)
+                lo, hi = st.finite(a), st.finite(b)
+            variants.append(
+                QuantileVariant(
+                    name=n,
+                    events=plan.events[n],
+                    value=points.get(n),
+                    bootstrap_ci_low=lo,
+                    bootstrap_ci_high=hi,
+                )
+            )
+        control = self.names[0]
+        comparisons = []
+        for n in self.names[1:]:
+            diff = lo = hi = None
+            if points.get(control) is not None and points.get(n) is not None:
+                diff = points[n] - points[control]
+            if control in boot and n in boot:
+                a, b = st.percentile_interval(boot[n] - boot[control], alpha)
+                lo, hi = st.finite(a), st.finite(b)
+            comparisons.append(
+                QuantileComparison(
+                    control=control,
+                    treatment=n,
+                    diff=diff,
+                    bootstrap_ci_low=lo,
+                    bootstrap_ci_high=hi,
+                )
+            )
+        if not plan.present:
+            message = "no latency events yet"
+        return QuantileResult(
+            metric=metric,
+            quantile=QUANTILE,
+            method=plan.method,
+            variants=variants,
+            comparisons=comparisons,
+            message=message,
+        )
+
+    # -- guardrails and the winner -----------------------------------------------------------
+    def _guardrails(self, metrics: list[MetricResult]) -> list[GuardrailCheck]:
+        out = []
+        for m in metrics:
+            if m.role != "guardrail":
+                continue
+            for c in m.comparisons:
+                worse = c.p_value is not None and c.p_value < self.alpha
+                out.append(
+                    GuardrailCheck(
+                        metric=m.metric,
+                        direction=m.direction,
+                        treatment=c.treatment,
+                        diff=c.diff,
+                        relative_lift=c.relative_lift,
+                        p_value=c.p_value,
+                        worse=worse,
+                        message=c.message,
+                    )
+                )
+        return out
+
+    def _winner(
+        self,
+        metrics: list[MetricResult],
+        srm: SRMResult,
+        sample_ok: bool,
+        guardrails: list[GuardrailCheck],
+    ) -> tuple[str | None, str]:
+        primary = metrics[0]
+        good = 1 if primary.direction == "higher" else -1
+        better = [
+            c
+            for c in primary.comparisons
+            if c.significant and c.diff is not None and c.diff * good > 0
+        ]
+        reasons = []
+        if not srm.ok:
+            reasons.append(f"sample ratio mismatch ({p_text(srm.p_value)})")
+        if not sample_ok:
+            short = [
+                f"{n} has {self.sums.users[n]}"
+                for n in self.names
+                if self.sums.users[n] < self.exp.minimum_sample_size
+            ]
+            reasons.append(
+                f"below the minimum sample of {self.exp.minimum_sample_size} users "
+                f"per variant ({', '.join(short)})"
+            )
+        if not better:
+            reasons.append(
+                f"no treatment is significantly better than {self.names[0]} on "
+                f"{primary.metric} after Holm adjustment at alpha {self.alpha:g}"
+            )
+        blocked = {g.treatment: g for g in guardrails if g.worse}
+        candidates = [c for c in better if c.treatment not in blocked]
+        if better and not candidates:
+            reasons.append(
+                "; ".join(
+                    f"{c.treatment} is significantly worse on guardrail {blocked[c.treatment].metric}"
+                    for c in better
+                )
+            )
+        if reasons:
+            return None, "No winner: " + "; ".join(reasons) + "."
+        best = max(candidates, key=lambda c: (c.diff or 0) * good)
+        lift = (
+            f"{best.relative_lift:+.1%}" if best.relative_lift is not None else f"{best.diff:+.4g}"
+        )
+        return best.treatment, (
+            f"{best.treatment} beats {self.names[0]} on {primary.metric} ({lift}, adjusted "
+            f"{p_text(best.p_value_adjusted)}); the sample minimum is met, the split matches the "
+            "configuration and no guardrail is significantly worse."
+        )
+
+
+def power_for(
+    control: VariantResult,
+    treatment: VariantResult,
+    comparison: ComparisonResult,
+    *,
+    role: str,
+    n_comparisons: int,
+    alpha: float,
+    power: float,
+    target_lift: float | None,
+    minimum_sample_size: int,
+    elapsed_days: float | None,
+) -> PowerResult:
+    """Power figures of one comparison from its results (no data access)."""
+    # Holm's first step divides alpha by the number of comparisons: plan for that. Guardrails are
+    # checked unadjusted and one-sided.
+    used_alpha = alpha if role == "guardrail" else alpha / max(1, n_comparisons)
+    n_c, n_t = control.metric_users, treatment.metric_users
+    p = st.power_analysis(
+        comparison.se,
+        n_c,
+        n_t,
+        control.mean,
+        alpha=used_alpha,
+        power=power,
+        target_lift=target_lift,
+        weight_ratio=treatment.weight / control.weight,
+        alternative=comparison.alternative,
+    )
+    progress = min(control.users, treatment.users) / max(1, minimum_sample_size)
+    days = None
+    if p.users_needed_control is not None and elapsed_days and elapsed_days > 0:
+        have = n_c + n_t
+        need = p.users_needed_control + p.users_needed_treatment
+        if have > 0 and need > have:
+            days = (need - have) / (have / elapsed_days)
+    return PowerResult(
+        treatment=treatment.name,
+        alpha=used_alpha,
+        power=p.power,
+        sigma=p.sigma,
+        mde=p.mde,
+        mde_relative=p.mde_relative,
+        target_lift=p.target_lift,
+        users_needed_control=p.users_needed_control,
+        users_needed_treatment=p.users_needed_treatment,
+        users_control=n_c,
+        users_treatment=n_t,
+        progress=progress,
+        days_to_target=days,
+        message=p.message,
+    )
+
+
+def plan_power(
+    results: ExperimentResults,
+    *,
+    target_lift: float | None,
+    power: float = 0.8,
+    metric: str | None = None,
+) -> list[PowerResult]:
+    """Power figures for another target lift or power, from computed results (the dashboard's
+    power calculator): the minimum detectable effect now, users needed, days at the rate so far.
+
+    Raises:
+        ValidationError: ``power`` is not between 0 and 1, or ``target_lift`` is not positive.
+    """
+    if not 0 < power < 1:
+        raise ValidationError(
+            "power must be between 0 and 1 (e.g. 0.8)",
+            [Problem("must be between 0 and 1", field="power")],
+        )
+    if target_lift is not None and not target_lift > 0:
+        raise ValidationError(
+            "the target lift must be positive (e.g. 0.05 for 5 %)",
+            [Problem("must be positive", field="target_lift")],
+        )
+    m = results.for_metric(metric or results.metric)
+    elapsed = None
+    if results.window_start is not None:
+        end = results.window_end or results.computed_at
+        elapsed = (end - results.window_start).total_seconds() / 86400
+    by_name = {v.name: v for v in m.variants}
+    return [
+        power_for(
+            m.variants[0],
+            by_name[c.treatment],
+            c,
+            role=m.role,
+            n_comparisons=len(m.comparisons),
+            alpha=results.alpha,
+            power=power,
+            target_lift=target_lift,
+            minimum_sample_size=results.minimum_sample_size,
+            elapsed_days=elapsed,
+        )
+        for c in m.comparisons
+    ]
+
+
+def results_fingerprint(ws: Workspace, experiment: Experiment) -> tuple:
+    """A cheap value that changes when the experiment's events change (for caches)."""
+    with ws.db.read() as con:
+        return (experiment.model_dump_json(), *sql.events_fingerprint(con, experiment.id))
+
+
+def p_text(p: float | None) -> str:
+    """A p-value for sentences: ``p = 0.012``, or ``p < 0.0001`` for tiny ones."""
+    if p is None:
+        return "p undefined"
+    return "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
+
+
+def _at(boot: st.BootstrapComparison | None, name: str, j: int) -> float | None:
+    if boot is None:
+        return None
+    return st.finite(getattr(boot, name)[j])
+
+
+def _inference(c: st.Comparison) -> Inference:
+    return Inference(
+        p_value=c.p_value,
+        ci_low=c.ci_low,
+        ci_high=c.ci_high,
+        relative_lift_ci_low=c.relative_lift_ci_low,
+        relative_lift_ci_high=c.relative_lift_ci_high,
+    )
+
+
+def _verdict(c: st.Comparison, significant: bool, direction: str) -> str:
+    if c.p_value is None:
+        return "not tested"
+    if not significant:
+        return "inconclusive"
+    if c.alternative != "two-sided":
+        return "worse"
+    good = (c.diff or 0) > 0 if direction == "higher" else (c.diff or 0) < 0
+    return "better" if good else "worse"

@@ -1,0 +1,217 @@
+"""``experiment results ID [--metric M]``: the handler and its options.
+
+The ``experiment`` command group belongs to the experiments CLI, which looks the experiment up by id
+or name and then calls :func:`show_results` with it; :func:`add_arguments` adds this command's
+options to that parser. ``--json`` prints the contract's results object (plus the extras).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from promptver.analysis import p_text
+from promptver.cli.context import Context, table
+from promptver.models import Experiment, ExperimentResults
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``experiment results`` (after its ID argument)."""
+    parser.add_argument(
+        "--metric", metavar="M", help="metric to report (default: the primary metric)"
+    )
+    parser.add_argument(
+        "--sequential",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="always-valid confidence sequences (default: settings)",
+    )
+    parser.add_argument(
+        "--winsorize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="cap latency and cost at the settings' percentile over all arms "
+        "(default: settings); the uncapped result is kept",
+    )
+    parser.add_argument(
+        "--resamples", type=int, metavar="N", help="bootstrap resamples (default: settings, 2000)"
+    )
+    parser.add_argument("--seed", type=int, help="bootstrap seed (default: settings)")
+    parser.add_argument(
+        "--target-lift",
+        type=float,
+        default=None,
+        metavar="PCT",
+        help="relative lift, in %%, that the power figures plan for (default 5)",
+    )
+
+
+def show_results(ctx: Context, experiment: Experiment) -> ExperimentResults:
+    """Analyse ``experiment`` and print its results (JSON with ``--json``)."""
+    args = ctx.args
+    options = {
+        "sequential": getattr(args, "sequential", None),
+        "winsorize": getattr(args, "winsorize", None),
+        "resamples": getattr(args, "resamples", None),
+        "seed": getattr(args, "seed", None),
+    }
+    if getattr(args, "target_lift", None) is not None:
+        options["target_lift"] = args.target_lift / 100
+    # ended experiments answer with their frozen results unless an option asks for a new analysis
+    results = ctx.ws.experiment_results(experiment, getattr(args, "metric", None), **options)
+    ctx.emit(results, lambda: format_results(results))
+    return results
+
+
+def _n(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}g}"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "<0.0001" if value < 1e-4 else f"{value:.3g}"
+
+
+def _ci(low: float | None, high: float | None, pct: bool = False) -> str:
+    if low is None or high is None:
+        return "-"
+    return f"[{low:+.2%}, {high:+.2%}]" if pct else f"[{low:.4g}, {high:.4g}]"
+
+
+def format_results(r: ExperimentResults) -> str:
+    """The results as plain text for the terminal."""
+    better = "higher" if r.direction == "higher" else "lower"
+    window = (
+        f"{r.window_start.isoformat() if r.window_start else 'the beginning'} to "
+        f"{r.window_end.isoformat() if r.window_end else 'now'}"
+    )
+    lines = [
+        f"experiment {r.experiment_id} ({r.status}) · metric {r.metric} ({r.role}, {better} is "
+        f"better) · alpha {r.alpha:g} · {r.method}",
+        f"events from {window}",
+        "SRM: "
+        + ("ok" if r.srm.ok else "MISMATCH")
+        + (
+            f" (chi-square {p_text(r.srm.p_value)})"
+            if r.srm.p_value is not None
+            else " (no users yet)"
+        )
+        + f" · sample size: {'ok' if r.sample_size_ok else 'not reached'} "
+        f"(minimum {r.minimum_sample_size} users per variant)",
+    ]
+    if r.winsorized is not None:
+        lines.append(
+            f"winsorised at p{r.winsorized.percentile:g} of all arms "
+            f"(cap {_n(r.winsorized.cap)}); uncapped figures in --json 'uncapped'"
+        )
+    conf = f"{1 - r.alpha:.0%}"
+    lines += [
+        "",
+        table(
+            [
+                [
+                    v.name,
+                    v.users,
+                    v.events,
+                    _n(v.mean),
+                    _n(v.std),
+                    _ci(v.ci_low, v.ci_high),
+                    _ci(v.bootstrap_ci_low, v.bootstrap_ci_high),
+                ]
+                for v in r.variants
+            ],
+            ["variant", "users", "events", "mean", "std", f"{conf} CI", "bootstrap CI"],
+        ),
+    ]
+    if r.comparisons:
+        lines += [
+            "",
+            table(
+                [
+                    [
+                        f"{c.treatment} vs {c.control}",
+                        _n(c.diff),
+                        _ci(c.ci_low, c.ci_high),
+                        _ci(c.bootstrap_ci_low, c.bootstrap_ci_high),
+                        "-" if c.relative_lift is None else f"{c.relative_lift:+.2%}",
+                        _p(c.p_value),
+                        _p(c.p_value_adjusted),
+                        "yes" if c.significant else "no",
+                        _n(c.effect_size, 3),
+                        c.verdict,
+                    ]
+                    for c in r.comparisons
+                ],
+                [
+                    "comparison",
+                    "diff",
+                    f"{r.comparisons[0].confidence:.0%} CI",
+                    "bootstrap CI",
+                    "lift",
+                    "p",
+                    "p (Holm)",
+                    "significant",
+                    "g",
+                    "verdict",
+                ],
+            ),
+        ]
+    if r.quantile is not None:
+        q = r.quantile
+        rows = [
+            [v.name, _n(v.value), _ci(v.bootstrap_ci_low, v.bootstrap_ci_high)] for v in q.variants
+        ]
+        rows += [
+            [
+                f"{c.treatment} - {c.control}",
+                _n(c.diff),
+                _ci(c.bootstrap_ci_low, c.bootstrap_ci_high),
+            ]
+            for c in q.comparisons
+        ]
+        lines += ["", table(rows, [f"p{q.quantile * 100:g} {q.metric}", "value", "bootstrap CI"])]
+    if r.guardrails:
+        lines += [
+            "",
+            table(
+                [
+                    [
+                        g.metric,
+                        g.treatment,
+                        _n(g.diff),
+                        _p(g.p_value),
+                        "WORSE" if g.worse else "ok",
+                    ]
+                    for g in r.guardrails
+                ],
+                ["guardrail", "treatment", "diff", "p (worse)", "status"],
+            ),
+        ]
+    if r.power:
+        lines += [
+            "",
+            table(
+                [
+                    [
+                        p.treatment,
+                        _n(p.mde),
+                        "-" if p.mde_relative is None else f"{p.mde_relative:.2%}",
+                        "-"
+                        if p.users_needed_control is None
+                        else f"{p.users_needed_control} / {p.users_needed_treatment}",
+                        "-" if p.days_to_target is None else f"{p.days_to_target:.1f}",
+                    ]
+                    for p in r.power
+                ],
+                [
+                    "power",
+                    "MDE now",
+                    "MDE (relative)",
+                    f"users needed for {_n((r.power[0].target_lift or 0) * 100, 3)} % lift",
+                    "days to go",
+                ],
+            ),
+        ]
+    lines += ["", f"winner: {r.winner or 'none'} — {r.winner_reason}"]
+    lines += [f"note: {m}" for m in r.messages]
+    return "\n".join(lines)

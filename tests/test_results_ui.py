@@ -1,0 +1,179 @@
+"""ui.results.render_results through AppTest (a tiny test-only script hosts the view)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.stats_helpers import insert_events, make_experiment
+
+
+def _host(db_path: str, experiment_json: str) -> None:
+    """The test-only page: open the workspace and draw the results view."""
+    from promptver import Workspace
+    from promptver.models import Experiment
+    from ui.results import render_results
+
+    ws = Workspace.open(db_path)
+    render_results(ws, Experiment.model_validate_json(experiment_json))
+
+
+def _app(db_path, experiment) -> AppTest:
+    at = AppTest.from_function(
+        _host,
+        kwargs={"db_path": str(db_path), "experiment_json": experiment.model_dump_json()},
+        default_timeout=60,
+    )
+    return at.run()
+
+
+def _text(at: AppTest) -> str:
+    parts = []
+    for kind in ("markdown", "success", "info", "warning", "error", "caption"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def _frames(at: AppTest) -> list[pd.DataFrame]:
+    return [d.value for d in at.dataframe]
+
+
+@pytest.fixture
+def data(ws):
+    rng = np.random.default_rng(3)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in range(2 * n)],
+            "variant": ["control"] * n + ["treatment"] * n,
+            "quality_score": np.r_[rng.normal(0.6, 0.1, n), rng.normal(0.65, 0.1, n)],
+            "latency_ms": np.r_[rng.lognormal(6.6, 0.4, n), rng.lognormal(6.6, 0.4, n)],
+        }
+    )
+    frame.loc[5, "latency_ms"] = 5e6
+    insert_events(ws, frame)
+    guard = {"name": "latency_ms", "direction": "lower", "role": "guardrail"}
+    return make_experiment(metrics=["quality_score", guard])
+
+
+def test_results_view_shows_the_decision_tables_and_charts(db_path, data):
+    at = _app(db_path, data)
+    assert not at.exception
+    assert "Winner: treatment" in at.success[0].value
+    frames = _frames(at)
+    variants = frames[0]
+    assert list(variants.variant) == ["control", "treatment"]
+    assert list(variants.users) == [400, 400]
+    comparisons = frames[1]
+    assert comparisons.loc[0, "significant"]
+    assert "CI (bootstrap)" in comparisons and "CI (BCa)" in comparisons
+    assert comparisons.loc[0, "CI (bootstrap)"].startswith("[")
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 2  # the forest plot and the all-metrics overview
+    spec = charts[0].proto.spec
+    assert '"yOffset"' in spec and '"interval"' in spec
+    guard = [f for f in frames if "status" in f]
+    assert guard and guard[0].loc[0, "metric"] == "latency_ms"
+    assert "How these figures are computed" in [e.label for e in at.expander]
+
+
+def test_forest_frame_holds_both_kinds_of_interval(ws, data):
+    from promptver.analysis import experiment_results
+    from ui.results import forest_chart, forest_frame
+
+    r = experiment_results(ws, data)
+    frame = forest_frame(r.for_metric("quality_score"), "abs")
+    c = r.comparisons[0]
+    assert list(frame.interval) == ["analytic", "bootstrap (percentile)", "bootstrap (BCa)"]
+    assert list(frame.low) == [c.ci_low, c.bootstrap_ci_low, c.bootstrap_bca_ci_low]
+    assert set(frame.verdict) == {"better"}
+    rel = forest_frame(r.for_metric("latency_ms"), "rel")
+    assert list(rel.comparison) == ["latency_ms · treatment"] * 2
+    assert list(rel.high) == [
+        r.for_metric("latency_ms").comparisons[0].relative_lift_ci_high,
+        r.for_metric("latency_ms").comparisons[0].bootstrap_relative_lift_ci_high,
+    ]
+    forest_chart(frame, "x").to_dict()  # a valid Vega-Lite spec
+
+
+def test_metric_switcher_and_p95(db_path, data):
+    at = _app(db_path, data)
+    at.selectbox(key="res_exp-1_metric").set_value("latency_ms").run()
+    assert not at.exception
+    text = _text(at)
+    assert r"latency\_ms (mean per event" in text  # names are Markdown-escaped
+    assert "p95 latency" in text
+    assert "one-sided (worse)" in text and "90% intervals" in text
+    p95 = [f for f in _frames(at) if "p95" in f]
+    assert p95 and list(p95[0].variant[:2]) == ["control", "treatment"]
+    # the winner is still the primary metric's
+    assert "Winner: treatment" in at.success[0].value
+
+
+def test_sequential_and_winsorise_toggles(db_path, data):
+    at = _app(db_path, data)
+    at.toggle(key="res_exp-1_seq").set_value(True).run()
+    assert not at.exception
+    assert "CI (sequential)" in _frames(at)[1]
+    assert "Sequential" in _text(at)
+    at.selectbox(key="res_exp-1_metric").set_value("latency_ms")
+    at.toggle(key="res_exp-1_wins").set_value(True).run()
+    assert not at.exception
+    assert "Winsorised vs uncapped" in _text(at)
+    table = [f for f in _frames(at) if "difference (uncapped)" in f][0]
+    assert table.loc[0, "difference (uncapped)"] != table.loc[0, "difference (winsorised)"]
+
+
+def test_power_calculator_reacts_to_the_target(db_path, data):
+    at = _app(db_path, data)
+    needed = [c for c in _frames(at)[-1] if c.startswith("users needed")]
+    before = _frames(at)[-1][needed[0]][0]
+    at.number_input(key="res_exp-1_lift").set_value(1.0).run()
+    assert not at.exception
+    after_frame = _frames(at)[-1]
+    col = [c for c in after_frame if c.startswith("users needed")][0]
+    assert col == "users needed for 1 %"
+    a = int(before.split("/")[0].replace(",", ""))
+    b = int(after_frame[col][0].split("/")[0].replace(",", ""))
+    assert b > 10 * a  # 5× smaller effect: ~25× more users
+
+
+def test_banners_for_srm_and_sample_size(ws, db_path):
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in range(700)],
+            "variant": ["control"] * 400 + ["treatment"] * 300,
+            "quality_score": rng.random(700),
+        }
+    )
+    insert_events(ws, frame)
+    at = _app(db_path, make_experiment(minimum_sample_size=1000))
+    assert not at.exception
+    assert "Sample ratio mismatch" in at.error[0].value
+    assert any("Sample size" in w.value for w in at.warning)
+    assert "No winner" in at.info[0].value or any("No winner" in i.value for i in at.info)
+    assert len(at.get("progress")) >= 1
+
+
+def test_no_events_and_hostile_names_render_safely(ws, db_path):
+    exp = make_experiment(variants=[("control", 1), ("**bold** [x](http://evil.example)", 1)])
+    at = _app(db_path, exp)
+    assert not at.exception
+    assert any("no events" in i.value for i in at.info)
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in range(400)],
+            "variant": ["control"] * 200 + ["**bold** [x](http://evil.example)"] * 200,
+            "quality_score": np.r_[rng.normal(0.5, 0.1, 200), rng.normal(0.6, 0.1, 200)],
+        }
+    )
+    insert_events(ws, frame)
+    at = _app(db_path, exp)
+    assert not at.exception
+    banner = at.success[0].value
+    assert r"\*\*bold\*\* \[x\]\(http://evil" in banner.replace(r"\:", ":").replace(r"\.", ".")
+    assert "](http" not in banner

@@ -1,0 +1,556 @@
+"""The results view of an experiment, shown on the Experiments screen.
+
+``render_results(ws, experiment)`` draws everything a reader needs to decide: the SRM and sample-size
+banners, the winner (or why there is none), the per-variant table, forest plots of the effects with
+the analytic and the bootstrap intervals side by side, guardrails, p95 latency, the uncapped figures
+beside winsorised ones, and a power calculator. All numbers come from
+:func:`promptver.analysis.experiment_results`; this module only lays them out. Its session-state
+keys start with ``res_``.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from promptver.analysis import (
+    WINSORIZABLE,
+    p_text,
+    plan_power,
+    results_fingerprint,
+)
+from promptver.models import Experiment, ExperimentResults, MetricResult
+from promptver.workspace import Workspace
+from ui.common import domain_errors, md
+
+VERDICT_COLORS = {
+    "better": "#2e7d32",
+    "worse": "#c62828",
+    "inconclusive": "#757575",
+    "not tested": "#bdbdbd",
+}
+KIND_ORDER = ["analytic", "bootstrap (percentile)", "bootstrap (BCa)"]
+#: height of one comparison's row in the forest plots (three interval lanes)
+LANES_PX = 66
+
+
+def fmt(value: float | None, digits: int = 4) -> str:
+    """A number with ``digits`` significant digits, or an em dash when undefined."""
+    if value is None:
+        return "—"
+    return f"{value:.{digits}g}"
+
+
+def fmt_p(value: float | None) -> str:
+    """A p-value for tables: three significant digits, ``< 0.0001`` for tiny ones."""
+    if value is None:
+        return "—"
+    return "< 0.0001" if value < 1e-4 else f"{value:.3g}"
+
+
+def pct(value: float | None, signed: bool = True) -> str:
+    if value is None:
+        return "—"
+    return f"{value:+.2%}" if signed else f"{value:.1%}"
+
+
+def interval(low: float | None, high: float | None, scale: str = "abs") -> str:
+    if low is None or high is None:
+        return "—"
+    if scale == "pct":
+        return f"[{low:+.2%}, {high:+.2%}]"
+    return f"[{low:.4g}, {high:.4g}]"
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _compute(
+    _ws: Workspace,
+    db: str,
+    experiment_json: str,
+    sequential: bool,
+    winsorize: bool,
+    fingerprint: tuple,
+) -> ExperimentResults:
+    """Results for one experiment and option set; recomputed when its events change."""
+    experiment = Experiment.model_validate_json(experiment_json)
+    cfg = _ws.settings.ab_testing.statistical_analysis
+    # options left at the settings' defaults are not passed, so an ended experiment shows the
+    # results frozen when it stopped
+    return _ws.experiment_results(
+        experiment,
+        sequential=None if sequential == cfg.sequential else sequential,
+        winsorize=None if winsorize == cfg.winsorize else winsorize,
+    )
+
+
+def render_results(ws: Workspace, experiment: Experiment) -> ExperimentResults | None:
+    """Draw the results of ``experiment``; returns them (``None`` when a domain error was shown)."""
+    key = f"res_{experiment.id}"
+    cfg = ws.settings.ab_testing.statistical_analysis
+    names = [m.name for m in experiment.metrics]
+    roles = {m.name: ("primary" if i == 0 else m.role) for i, m in enumerate(experiment.metrics)}
+    c1, c2, c3 = st.columns([3, 2, 2], vertical_alignment="bottom")
+    metric = c1.selectbox(
+        "Metric",
+        names,
+        key=f"{key}_metric",
+        format_func=lambda n: f"{n} ({roles[n]})",
+        help="The winner is always decided on the primary metric; guardrails use a one-sided "
+        "test in their bad direction.",
+    )
+    sequential = c2.toggle(
+        "Sequential (peeking-safe)",
+        value=cfg.sequential,
+        key=f"{key}_seq",
+        help="Always-valid confidence sequences: the p-values and intervals stay valid however "
+        "often you look at the results. Wider than fixed-horizon intervals.",
+    )
+    capped = [n for n in names if n in WINSORIZABLE]
+    winsorize = c3.toggle(
+        f"Winsorise at p{cfg.winsorize_percentile:g}",
+        value=cfg.winsorize and bool(capped),
+        key=f"{key}_wins",
+        disabled=not capped,
+        help="Cap latency and cost at this percentile of all arms' events, so that a handful of "
+        "extreme calls cannot decide the test; the uncapped figures stay beside them.",
+    )
+    with domain_errors():
+        with st.spinner("Computing results…"):
+            results = _compute(
+                ws,
+                str(ws.path),
+                experiment.model_dump_json(),
+                sequential,
+                winsorize,
+                results_fingerprint(ws, experiment),
+            ).select(metric)
+        _banners(results)
+        _summary(results)
+        _variants(results)
+        _forest(results)
+        _comparisons(results)
+        if results.quantile is not None:
+            _quantile(results)
+        if results.uncapped is not None:
+            _uncapped(results)
+        if results.guardrails:
+            _guardrails(results)
+        _overview(results)
+        _power_calculator(results, key)
+        _method(results)
+        return results
+    return None
+
+
+# ---- banners and the decision -----------------------------------------------------------------
+
+
+def _banners(r: ExperimentResults) -> None:
+    if not r.srm.ok:
+        observed = ", ".join(f"{md(n)}: {u:,}" for n, u in r.srm.observed.items())
+        expected = ", ".join(f"{md(n)}: {e:,.0f}" for n, e in r.srm.expected.items())
+        st.error(
+            f"**Sample ratio mismatch** (chi-square {p_text(r.srm.p_value)} < "
+            f"{r.srm.threshold:g}). Users per variant: {observed}; expected from the configured "
+            f"split: {expected}. Something in the assignment or the tracking is broken, so these "
+            "figures may be biased and no winner is named.",
+            icon=":material/warning:",
+        )
+    if not r.sample_size_ok:
+        smallest = min((v.users for v in r.variants), default=0)
+        st.warning(
+            f"**Sample size**: the smallest variant has {smallest:,} of the "
+            f"{r.minimum_sample_size:,} users needed before a winner may be named.",
+            icon=":material/hourglass_top:",
+        )
+        st.progress(
+            min(1.0, smallest / max(1, r.minimum_sample_size)),
+            text=f"{smallest:,} / {r.minimum_sample_size:,} users",
+        )
+    for m in r.messages:
+        if m.startswith("sample ratio mismatch"):
+            continue
+        st.info(md(m), icon=":material/info:")
+
+
+def _summary(r: ExperimentResults) -> None:
+    if r.winner is not None:
+        st.success(f"**Winner: {md(r.winner)}**. {md(r.winner_reason)}", icon=":material/trophy:")
+    else:
+        st.info(md(r.winner_reason), icon=":material/balance:")
+    if not r.comparisons:
+        return
+    cols = st.columns(min(4, len(r.comparisons)))
+    for i, c in enumerate(r.comparisons):
+        label = f"{md(c.treatment)} vs {md(c.control)}"  # labels and help render Markdown
+        delta = None
+        if c.p_value_adjusted is not None:
+            delta = f"adjusted {p_text(c.p_value_adjusted)} · {c.verdict}"
+        good = r.direction == "higher"
+        cols[i % len(cols)].metric(
+            label,
+            pct(c.relative_lift) if c.relative_lift is not None else fmt(c.diff),
+            delta=delta,
+            delta_color="off"
+            if c.verdict not in ("better", "worse")
+            else ("normal" if (c.verdict == "better") == good else "inverse"),
+            help=f"{md(r.metric)}: difference {fmt(c.diff)} "
+            f"({c.confidence:.0%} CI {interval(c.ci_low, c.ci_high)})",
+        )
+
+
+# ---- tables -------------------------------------------------------------------------------
+
+
+def _variants(r: ExperimentResults) -> None:
+    st.markdown(f"**Variants** · {md(r.metric)} (mean per event, {1 - r.alpha:.0%} intervals)")
+    rows = [
+        {
+            "variant": v.name,
+            "weight": pct(v.weight, signed=False),
+            "users": v.users,
+            "events": v.events,
+            "mean": fmt(v.mean),
+            "std": fmt(v.std),
+            "CI (analytic)": interval(v.ci_low, v.ci_high),
+            "CI (bootstrap)": interval(v.bootstrap_ci_low, v.bootstrap_ci_high),
+            "note": v.message or "",
+        }
+        for v in r.variants
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def _comparisons(r: ExperimentResults) -> None:
+    if not r.comparisons:
+        return
+    rows = [
+        {
+            "treatment": c.treatment,
+            "difference": fmt(c.diff),
+            f"CI ({'sequential' if c.method == 'sequential' else 'Welch'})": interval(
+                c.ci_low, c.ci_high
+            ),
+            "CI (bootstrap)": interval(c.bootstrap_ci_low, c.bootstrap_ci_high),
+            "CI (BCa)": interval(c.bootstrap_bca_ci_low, c.bootstrap_bca_ci_high),
+            "lift": pct(c.relative_lift),
+            "lift CI": interval(c.relative_lift_ci_low, c.relative_lift_ci_high, "pct"),
+            "p": fmt_p(c.p_value),
+            "p (Holm)": fmt_p(c.p_value_adjusted),
+            "significant": c.significant,
+            "Hedges' g": fmt(c.effect_size, 3),
+            "df": fmt(c.df, 4),
+            "verdict": c.verdict,
+            "note": c.message or "",
+        }
+        for c in r.comparisons
+    ]
+    test = "one-sided (worse)" if r.comparisons[0].alternative != "two-sided" else "two-sided"
+    st.markdown(
+        f"**Comparisons against {md(r.comparisons[0].control)}** · {test}, "
+        f"{r.comparisons[0].confidence:.0%} intervals"
+    )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def _quantile(r: ExperimentResults) -> None:
+    q = r.quantile
+    st.markdown(
+        f"**p{q.quantile * 100:g} latency** · bootstrap over users "
+        f"({'exact values' if q.method == 'exact' else 'fine histograms'})"
+    )
+    rows = [
+        {
+            "variant": v.name,
+            "events": f"{v.events:,}",
+            f"p{q.quantile * 100:g}": fmt(v.value),
+            "CI (bootstrap)": interval(v.bootstrap_ci_low, v.bootstrap_ci_high),
+        }
+        for v in q.variants
+    ]
+    for c in q.comparisons:
+        rows.append(
+            {
+                "variant": f"{c.treatment} − {c.control}",
+                "events": "",
+                f"p{q.quantile * 100:g}": fmt(c.diff),
+                "CI (bootstrap)": interval(c.bootstrap_ci_low, c.bootstrap_ci_high),
+            }
+        )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if q.message:
+        st.caption(md(q.message))
+
+
+def _uncapped(r: ExperimentResults) -> None:
+    u = r.uncapped
+    cap = r.winsorized.cap if r.winsorized else None
+    st.markdown(
+        f"**Winsorised vs uncapped** · values above {fmt(cap)} "
+        f"(p{r.winsorized.percentile:g} of all arms) count as {fmt(cap)}"
+    )
+    rows = []
+    for capped_c, raw_c in zip(r.comparisons, u.comparisons):
+        rows.append(
+            {
+                "treatment": capped_c.treatment,
+                "difference (winsorised)": fmt(capped_c.diff),
+                "p (winsorised)": fmt_p(capped_c.p_value_adjusted),
+                "difference (uncapped)": fmt(raw_c.diff),
+                "p (uncapped)": fmt_p(raw_c.p_value_adjusted),
+                "CI (uncapped)": interval(raw_c.ci_low, raw_c.ci_high),
+            }
+        )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def _guardrails(r: ExperimentResults) -> None:
+    st.markdown("**Guardrails** · one-sided test in each metric's bad direction, unadjusted")
+    rows = [
+        {
+            "metric": g.metric,
+            "worse when": "higher" if g.direction == "lower" else "lower",
+            "treatment": g.treatment,
+            "difference": fmt(g.diff),
+            "lift": pct(g.relative_lift),
+            "p (worse)": fmt_p(g.p_value),
+            "status": "significantly worse" if g.worse else "ok",
+        }
+        for g in r.guardrails
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+# ---- forest plots -------------------------------------------------------------------------
+
+
+def forest_frame(m: MetricResult, scale: str = "abs") -> pd.DataFrame:
+    """Long-format intervals of one metric's comparisons for the forest plot.
+
+    ``scale="abs"``: the difference with the analytic, percentile and BCa intervals;
+    ``scale="rel"``: the relative lift with the delta-method and bootstrap intervals.
+    """
+    rows = []
+    for c in m.comparisons:
+        if scale == "abs":
+            est = c.diff
+            kinds = [
+                ("analytic", c.ci_low, c.ci_high),
+                ("bootstrap (percentile)", c.bootstrap_ci_low, c.bootstrap_ci_high),
+                ("bootstrap (BCa)", c.bootstrap_bca_ci_low, c.bootstrap_bca_ci_high),
+            ]
+        else:
+            est = c.relative_lift
+            kinds = [
+                ("analytic", c.relative_lift_ci_low, c.relative_lift_ci_high),
+                (
+                    "bootstrap (percentile)",
+                    c.bootstrap_relative_lift_ci_low,
+                    c.bootstrap_relative_lift_ci_high,
+                ),
+            ]
+        label = c.treatment if scale == "abs" else f"{m.metric} · {c.treatment}"
+        for kind, lo, hi in kinds:
+            if est is None or lo is None or hi is None:
+                continue
+            rows.append(
+                {
+                    "comparison": label,
+                    "metric": m.metric,
+                    "treatment": c.treatment,
+                    "interval": kind,
+                    "estimate": est,
+                    "low": lo,
+                    "high": hi,
+                    "verdict": c.verdict,
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "comparison",
+            "metric",
+            "treatment",
+            "interval",
+            "estimate",
+            "low",
+            "high",
+            "verdict",
+        ],
+    )
+
+
+def forest_chart(frame: pd.DataFrame, title: str, axis_format: str = ",.4~g") -> alt.LayerChart:
+    """Intervals as rules (one row per comparison, one lane per kind), the estimate as a dot."""
+    y = alt.Y("comparison:N", title=None, sort=None, axis=alt.Axis(labelLimit=260))
+    lane = alt.YOffset("interval:N", sort=KIND_ORDER, scale=alt.Scale(domain=KIND_ORDER))
+    base = alt.Chart(frame)
+    rules = base.mark_bar(height=5, cornerRadius=2).encode(
+        x=alt.X("low:Q", title=title, axis=alt.Axis(format=axis_format, tickCount=8)),
+        x2="high:Q",
+        y=y,
+        yOffset=lane,
+        color=alt.Color(
+            "interval:N",
+            sort=KIND_ORDER,
+            title="interval",
+            scale=alt.Scale(domain=KIND_ORDER, range=["#1565c0", "#ef6c00", "#8e24aa"]),
+            legend=alt.Legend(orient="top"),
+        ),
+        tooltip=[
+            "comparison",
+            "interval",
+            alt.Tooltip("estimate:Q", format=axis_format),
+            alt.Tooltip("low:Q", format=axis_format),
+            alt.Tooltip("high:Q", format=axis_format),
+        ],
+    )
+    points = base.mark_point(filled=True, size=70, shape="diamond", opacity=1).encode(
+        x="estimate:Q",
+        y=y,
+        yOffset=lane,
+        fill=alt.Fill(
+            "verdict:N",
+            title="verdict",
+            scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values())),
+            legend=alt.Legend(orient="top"),
+        ),
+        stroke=alt.value("white"),
+        tooltip=["comparison", "verdict", alt.Tooltip("estimate:Q", format=axis_format)],
+    )
+    zero = (
+        alt.Chart(pd.DataFrame({"x": [0.0]}))
+        .mark_rule(strokeDash=[4, 4], color="#424242")
+        .encode(x="x:Q")
+    )
+    return (
+        alt.layer(zero, rules, points)
+        .properties(height=forest_height(frame))
+        .resolve_scale(color="independent")
+    )
+
+
+def forest_height(frame: pd.DataFrame) -> int:
+    """Height of a forest plot in pixels: a row of three interval lanes per comparison, plus the
+    legends and the axis (Streamlit fits the whole chart, legends included, into this height)."""
+    rows = max(1, frame["comparison"].nunique()) if len(frame) else 1
+    return LANES_PX * rows + 170
+
+
+def _forest(r: ExperimentResults) -> None:
+    frame = forest_frame(r.for_metric(r.metric), "abs")
+    if frame.empty:
+        return
+    st.altair_chart(
+        forest_chart(
+            frame,
+            f"{r.metric}: treatment − control (analytic = "
+            + ("always-valid confidence sequence)" if r.method == "sequential" else "Welch)"),
+        ),
+        width="stretch",
+    )
+
+
+def _overview(r: ExperimentResults) -> None:
+    frames = [forest_frame(m, "rel") for m in r.metrics]
+    frame = (
+        pd.concat([f for f in frames if not f.empty], ignore_index=True)
+        if any(not f.empty for f in frames)
+        else pd.DataFrame()
+    )
+    if frame.empty:
+        return
+    with st.expander(
+        "All metrics: relative lift with analytic and bootstrap intervals",
+        expanded=len(r.metrics) > 1,
+    ):
+        st.altair_chart(
+            forest_chart(frame, "relative lift", ".1%"),
+            width="stretch",
+        )
+
+
+# ---- power ----------------------------------------------------------------------------------
+
+
+def _power_calculator(r: ExperimentResults, key: str) -> None:
+    with st.expander("Power calculator", expanded=not r.sample_size_ok):
+        a, b = st.columns(2)
+        lift = a.number_input(
+            "Target lift (%)",
+            min_value=0.1,
+            max_value=1000.0,
+            value=5.0,
+            step=0.5,
+            key=f"{key}_lift",
+            help="The relative change you want to be able to detect",
+        )
+        power = b.select_slider(
+            "Power",
+            options=[0.7, 0.8, 0.85, 0.9, 0.95],
+            value=0.8,
+            key=f"{key}_power",
+            help="The probability of detecting the target lift if it is real",
+        )
+        plans = plan_power(r, target_lift=lift / 100, power=power)
+        rows = []
+        for p in plans:
+            rows.append(
+                {
+                    "treatment": p.treatment,
+                    "users now (control / treatment)": f"{p.users_control:,} / {p.users_treatment:,}",
+                    "MDE now": f"{fmt(p.mde)} ({pct(p.mde_relative, signed=False)})",
+                    f"users needed for {lift:g} %": (
+                        f"{p.users_needed_control:,} / {p.users_needed_treatment:,}"
+                        if p.users_needed_control is not None
+                        else "—"
+                    ),
+                    "days to go (at the rate so far)": (
+                        f"{p.days_to_target:,.1f}" if p.days_to_target is not None else "—"
+                    ),
+                    "alpha used": f"{p.alpha:.3g}",
+                    "note": p.message or "",
+                }
+            )
+        if rows:
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+        smallest = min((v.users for v in r.variants), default=0)
+        st.progress(
+            min(1.0, smallest / max(1, r.minimum_sample_size)),
+            text=f"Minimum sample: {smallest:,} of {r.minimum_sample_size:,} users in "
+            "the smallest variant",
+        )
+        st.caption(
+            "MDE: the smallest true difference this sample detects with the chosen power "
+            "(two-sided at alpha divided by the number of comparisons; guardrails "
+            "one-sided). Users needed follow the configured split."
+        )
+
+
+def _method(r: ExperimentResults) -> None:
+    with st.expander("How these figures are computed"):
+        if r.method == "sequential":
+            method = (
+                "**Sequential**: always-valid normal-mixture confidence sequences (Howard "
+                "et al.); p-values and intervals hold at every look."
+            )
+        else:
+            method = (
+                "**Fixed horizon**: Welch's t-test with the delta method; read the "
+                "p-values once, at the planned end (use the sequential toggle when you "
+                "look every day)."
+            )
+        unit = "users" if r.bootstrap.unit == "user" else "hashed buckets of users (large sample)"
+        st.markdown(
+            f"- The estimand is the mean per event, Σ metric / Σ events; the **user** is the unit "
+            f"of inference (a user's events are not independent).\n"
+            f"- {method}\n"
+            f"- Bootstrap: {r.bootstrap.resamples:,} resamples of {unit}, seed "
+            f"{r.bootstrap.seed}; percentile and BCa intervals.\n"
+            f"- Holm adjustment across the {len(r.comparisons)} comparison(s); alpha "
+            f"{r.alpha:g}.\n"
+            f"- SRM: chi-square of users per variant against the configured split; flagged below "
+            f"p = {r.srm.threshold:g}.\n"
+            "- Details and formulas: `docs/statistics.md`."
+        )
