@@ -247,7 +247,8 @@ def timeline_chart(
         "at:T",
         title="deployed (UTC)",
         scale=alt.Scale(type="utc", padding=24),
-        axis=alt.Axis(format="%Y-%m-%d", labelAngle=0, tickCount=6),
+        # no fixed format: Vega picks dates or times by the span shown
+        axis=alt.Axis(labelAngle=0, tickCount=6, labelOverlap=True),
     )
     y = alt.Y("environment:N", title=None, sort=order, scale=alt.Scale(domain=order))
     layers: list[alt.Chart] = []
