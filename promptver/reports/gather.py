@@ -117,7 +117,9 @@ def gather(
     exp = ref if isinstance(ref, Experiment) else ws.experiments.get(ref)
     options = {k: v for k, v in options.items() if v is not None}
     notes: list[str] = []
-    with ws.db.read():  # one open of the file for all the reads below
+    # one open of the file for all the reads below (a session, not one read transaction: a
+    # lookup that fails is noted and the others go on)
+    with ws.db.session():
         if results is None:
             results = ws.experiment_results(exp, **options)
         results, metrics = _all_metrics(ws, exp, results, options, notes)
@@ -185,8 +187,9 @@ def _is_frozen(ws: Workspace, exp: Experiment, results: ExperimentResults) -> bo
 
 
 def _commit(ws: Workspace, exp: Experiment, v: VariantSpec) -> tuple[Commit | None, bool]:
-    """The variant's commit (frozen at start), or its ref resolved now for a draft."""
-    if v.commit:
+    """The variant's commit, frozen when the experiment started; a draft's refs are resolved
+    again at start, so for a draft the report resolves them now."""
+    if exp.status != "draft" and v.commit:
         return ws.versions.get_commit(v.commit), False
     return ws.versions.resolve(exp.template_id, v.ref, template_name=exp.template), True
 
