@@ -132,7 +132,10 @@ def test_options_ask_for_a_fresh_analysis_and_are_recorded(hostile):
     assert doc["results"]["method"] == "sequential"
     assert doc["results"]["bootstrap"]["resamples"] == 200
     fresh = ws.experiment_results(exp.id, sequential=True, resamples=200)
-    assert doc["results"]["comparisons"][0]["p_value"] == fresh.comparisons[0].p_value
+    # a fresh analysis: DuckDB's parallel sums may differ in the last bits between runs
+    assert doc["results"]["comparisons"][0]["p_value"] == pytest.approx(
+        fresh.comparisons[0].p_value, rel=1e-9
+    )
 
 
 def test_given_results_are_used_as_they_are_and_viewed_on_the_primary_metric(hostile):

@@ -71,7 +71,8 @@ caption { text-align: left; font-weight: 600; padding: 4px 0; caption-side: top;
 th, td { border: 1px solid var(--line); padding: 3px 6px; vertical-align: top; }
 td { overflow-wrap: anywhere; }
 th { background: var(--soft); text-align: left; font-weight: 600; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.tw { overflow-x: auto; }
 tr.hl td { background: #fff3e0; }
 figure { margin: 10px 0 18px; }
 figure svg { max-width: 100%; height: auto; display: block; }
@@ -95,6 +96,7 @@ footer { margin-top: 36px; padding-top: 8px; border-top: 1px solid var(--line);
   tr, pre .line { break-inside: avoid; }
   thead { display: table-header-group; }
   table { font-size: 8pt; }
+  .tw { overflow: visible; }
   th { background: none; }
   tr.hl td { background: none; font-weight: 600; }
   .callout { background: none !important; border: 1px solid #000; border-left-width: 4px; }
@@ -126,7 +128,7 @@ def _text(parts: Text | Inline) -> str:
 
 
 def _table(t: Table) -> str:
-    out = ["<table>"]
+    out = ['<div class="tw"><table>']
     if t.caption:
         out.append(f"<caption>{esc(t.caption)}</caption>")
     out.append("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in t.headers) + "</tr></thead>")
@@ -138,7 +140,7 @@ def _table(t: Table) -> str:
             for j, c in enumerate(row)
         )
         out.append(f'<tr class="{esc(cls)}">{cells}</tr>' if cls else f"<tr>{cells}</tr>")
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
