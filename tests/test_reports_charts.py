@@ -114,6 +114,7 @@ def test_means_frame_holds_both_intervals_and_skips_undefined_means():
     assert list(frame.variant) == ["control", "control"]
     assert list(frame.interval) == ["analytic", "bootstrap (percentile)"]
     assert list(frame.low) == [0.4, 0.41] and list(frame.high) == [0.6, 0.59]
+    means_chart(frame, "quality_score").to_dict()  # validates against the Vega-Lite schema
     out = to_svg(means_chart(frame, "quality_score"))
     assert "<svg" in out and "control" in out
 
@@ -147,6 +148,7 @@ def test_timeline_frame_and_chart():
     ]
     assert list(frame.label) == ["1.0.0", "1.0.0", "2222222222"]
     chart = timeline_chart(frame, ["development", "staging", "production"], (t0, None))
+    chart.to_dict()  # validates against the Vega-Lite schema
     out = to_svg(chart)
     root = ET.fromstring(out)
     labels = [el.text for el in root.iter() if el.tag == f"{{{SVG}}}text"]
