@@ -20,6 +20,7 @@ HYPOTHESIS = (
     '+cmd <iframe src="http://evil.example"></iframe> **bold** <style>@import url(http://evil'
     ".example/x.css)</style>"
 )
+SALT = "pipe|salt ``` <i>x</i>"
 STOP_REASON = "=1+1 </td><script>alert(4)</script>"
 CONTROL = "-1+1"
 TREATMENT = "<b onmouseover=alert(5)>@evil</b>"
@@ -55,7 +56,7 @@ def build_hostile(ws, n: int = 160, stop: bool = True, seed: int = 11):
             "metrics": ["quality_score", "latency_ms", {"name": "cost_usd", "guardrail": True}],
             "minimum_sample_size": 50,
             "alpha": 0.05,
-            "salt": "reports",
+            "salt": SALT,
         },
         author="<i>ana</i>",
     )

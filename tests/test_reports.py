@@ -31,6 +31,7 @@ from tests.reports_helpers import (
     DESCRIPTION,
     HYPOTHESIS,
     NAME,
+    SALT,
     STOP_REASON,
     TEMPLATE_TEXT,
     TREATMENT,
@@ -382,6 +383,11 @@ def test_markdown_renders_without_any_markup_from_user_text(hostile):
     }, attrs
     text = "".join(page.text)
     assert "**bold**" in text and "[click](javascript:alert(3))" in text  # shown literally
+    # a code span holding a pipe and backticks stays one cell of its table row
+    assert (
+        f"<td>Salt</td>\n<td><code>{SALT.replace('<', '&lt;').replace('>', '&gt;')}</code></td>"
+        in (rendered)
+    )
     assert "<h1>" in rendered and rendered.count("<h1>") == 1  # '# not a heading' stays text
     headings = re.findall(r"<h2>(.*?)</h2>", rendered)
     assert headings == [
@@ -432,6 +438,17 @@ def test_markdown_escaping_units():
 
 
 # ---- other experiments, errors, names ---------------------------------------------------------
+
+
+def test_a_running_experiment_is_analysed_when_the_report_is_made(ws):
+    exp = build_hostile(ws, n=40, stop=False)
+    doc = json.loads(report_json(ws, exp.id))
+    assert doc["results_frozen"] is False and doc["results"]["status"] == "running"
+    assert doc["results"]["window_end"] is None
+    html = report_html(ws, exp.id).decode()
+    assert "now (running)" in html and "still running" in html
+    assert "Results computed" in html
+    assert html.count("<svg") == 8
 
 
 def test_a_draft_reports_its_configuration_and_refs_resolved_now(ws):

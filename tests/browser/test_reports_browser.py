@@ -45,6 +45,7 @@ def test_download_the_html_report_and_open_it_offline(
     page.get_by_role("tab", name="Results").click()
     wait_idle(page)
     button = page.get_by_test_id("stDownloadButton").filter(has_text="HTML").get_by_role("button")
+    button.scroll_into_view_if_needed()
     expect(button).to_be_visible()
     shot(page, "reports-download-buttons")
     with page.expect_download(timeout=60_000) as info:
