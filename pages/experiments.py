@@ -23,6 +23,7 @@ from ui.experiments import (
     split_table,
     when,
 )
+from ui.reports import report_downloads
 from ui.results import render_results
 
 ws = workspace()
@@ -337,7 +338,9 @@ with tab_results:
                     "Final results, frozen when the experiment stopped (turn an option "
                     "on to re-analyse the same events)."
                 )
-            render_results(ws, e)
+            shown = render_results(ws, e)
+            if shown is not None:
+                report_downloads(ws, e, shown)
 
 
 # ---- routing preview ------------------------------------------------------------------------

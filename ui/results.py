@@ -10,7 +10,6 @@ keys start with ``res_``.
 
 from __future__ import annotations
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -20,19 +19,17 @@ from promptver.analysis import (
     plan_power,
     results_fingerprint,
 )
-from promptver.models import Experiment, ExperimentResults, MetricResult
+from promptver.charts import (  # noqa: F401 - re-exported: the view's chart builders live there
+    KIND_ORDER,
+    LANES_PX,
+    VERDICT_COLORS,
+    forest_chart,
+    forest_frame,
+    forest_height,
+)
+from promptver.models import Experiment, ExperimentResults
 from promptver.workspace import Workspace
 from ui.common import domain_errors, md
-
-VERDICT_COLORS = {
-    "better": "#2e7d32",
-    "worse": "#c62828",
-    "inconclusive": "#757575",
-    "not tested": "#bdbdbd",
-}
-KIND_ORDER = ["analytic", "bootstrap (percentile)", "bootstrap (BCa)"]
-#: height of one comparison's row in the forest plots (three interval lanes)
-LANES_PX = 66
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -322,120 +319,7 @@ def _guardrails(r: ExperimentResults) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
-# ---- forest plots -------------------------------------------------------------------------
-
-
-def forest_frame(m: MetricResult, scale: str = "abs") -> pd.DataFrame:
-    """Long-format intervals of one metric's comparisons for the forest plot.
-
-    ``scale="abs"``: the difference with the analytic, percentile and BCa intervals;
-    ``scale="rel"``: the relative lift with the delta-method and bootstrap intervals.
-    """
-    rows = []
-    for c in m.comparisons:
-        if scale == "abs":
-            est = c.diff
-            kinds = [
-                ("analytic", c.ci_low, c.ci_high),
-                ("bootstrap (percentile)", c.bootstrap_ci_low, c.bootstrap_ci_high),
-                ("bootstrap (BCa)", c.bootstrap_bca_ci_low, c.bootstrap_bca_ci_high),
-            ]
-        else:
-            est = c.relative_lift
-            kinds = [
-                ("analytic", c.relative_lift_ci_low, c.relative_lift_ci_high),
-                (
-                    "bootstrap (percentile)",
-                    c.bootstrap_relative_lift_ci_low,
-                    c.bootstrap_relative_lift_ci_high,
-                ),
-            ]
-        label = c.treatment if scale == "abs" else f"{m.metric} · {c.treatment}"
-        for kind, lo, hi in kinds:
-            if est is None or lo is None or hi is None:
-                continue
-            rows.append(
-                {
-                    "comparison": label,
-                    "metric": m.metric,
-                    "treatment": c.treatment,
-                    "interval": kind,
-                    "estimate": est,
-                    "low": lo,
-                    "high": hi,
-                    "verdict": c.verdict,
-                }
-            )
-    return pd.DataFrame(
-        rows,
-        columns=[
-            "comparison",
-            "metric",
-            "treatment",
-            "interval",
-            "estimate",
-            "low",
-            "high",
-            "verdict",
-        ],
-    )
-
-
-def forest_chart(frame: pd.DataFrame, title: str, axis_format: str = ",.4~g") -> alt.LayerChart:
-    """Intervals as rules (one row per comparison, one lane per kind), the estimate as a dot."""
-    y = alt.Y("comparison:N", title=None, sort=None, axis=alt.Axis(labelLimit=260))
-    lane = alt.YOffset("interval:N", sort=KIND_ORDER, scale=alt.Scale(domain=KIND_ORDER))
-    base = alt.Chart(frame)
-    rules = base.mark_bar(height=5, cornerRadius=2).encode(
-        x=alt.X("low:Q", title=title, axis=alt.Axis(format=axis_format, tickCount=8)),
-        x2="high:Q",
-        y=y,
-        yOffset=lane,
-        color=alt.Color(
-            "interval:N",
-            sort=KIND_ORDER,
-            title="interval",
-            scale=alt.Scale(domain=KIND_ORDER, range=["#1565c0", "#ef6c00", "#8e24aa"]),
-            legend=alt.Legend(orient="top"),
-        ),
-        tooltip=[
-            "comparison",
-            "interval",
-            alt.Tooltip("estimate:Q", format=axis_format),
-            alt.Tooltip("low:Q", format=axis_format),
-            alt.Tooltip("high:Q", format=axis_format),
-        ],
-    )
-    points = base.mark_point(filled=True, size=70, shape="diamond", opacity=1).encode(
-        x="estimate:Q",
-        y=y,
-        yOffset=lane,
-        fill=alt.Fill(
-            "verdict:N",
-            title="verdict",
-            scale=alt.Scale(domain=list(VERDICT_COLORS), range=list(VERDICT_COLORS.values())),
-            legend=alt.Legend(orient="top"),
-        ),
-        stroke=alt.value("white"),
-        tooltip=["comparison", "verdict", alt.Tooltip("estimate:Q", format=axis_format)],
-    )
-    zero = (
-        alt.Chart(pd.DataFrame({"x": [0.0]}))
-        .mark_rule(strokeDash=[4, 4], color="#424242")
-        .encode(x="x:Q")
-    )
-    return (
-        alt.layer(zero, rules, points)
-        .properties(height=forest_height(frame))
-        .resolve_scale(color="independent")
-    )
-
-
-def forest_height(frame: pd.DataFrame) -> int:
-    """Height of a forest plot in pixels: a row of three interval lanes per comparison, plus the
-    legends and the axis (Streamlit fits the whole chart, legends included, into this height)."""
-    rows = max(1, frame["comparison"].nunique()) if len(frame) else 1
-    return LANES_PX * rows + 170
+# ---- forest plots (the builders live in promptver.charts, shared with the reports) --------
 
 
 def _forest(r: ExperimentResults) -> None:

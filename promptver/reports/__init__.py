@@ -1,0 +1,183 @@
+"""Exported experiment reports: HTML, Markdown, CSV and JSON, each returned as bytes.
+
+One function per format, used by the CLI (``promptver report``) and the Experiments screen
+(download buttons)::
+
+    from promptver.reports import report_html, render_report
+    data = report_html(ws, "concise-vs-control")          # bytes, UTF-8
+    data = render_report(ws, exp_id, "csv", sequential=True)
+
+Each call collects the experiment, its variants' commits and their diffs against the control,
+the results of every metric (``ws.experiment_results``), the template's deployment timeline and
+the experiment's history (:mod:`promptver.reports.gather`), then renders one format. Formats and
+their safety rules: docs/reports.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from promptver.errors import Problem, ValidationError
+from promptver.models import Experiment, ExperimentResults
+from promptver.reports.gather import SCHEMA_VERSION, Report, gather
+from promptver.reports.to_csv import report_csv as _csv
+from promptver.reports.to_html import report_html as _html
+from promptver.reports.to_json import report_json as _json
+from promptver.reports.to_markdown import report_markdown as _markdown
+
+if TYPE_CHECKING:
+    from promptver.workspace import Workspace
+
+__all__ = [
+    "FORMATS",
+    "SCHEMA_VERSION",
+    "Report",
+    "format_from_path",
+    "gather",
+    "render_report",
+    "report_csv",
+    "report_filename",
+    "report_html",
+    "report_json",
+    "report_markdown",
+]
+
+#: format → (MIME type, file extension)
+FORMATS: dict[str, tuple[str, str]] = {
+    "html": ("text/html", "html"),
+    "md": ("text/markdown", "md"),
+    "csv": ("text/csv", "csv"),
+    "json": ("application/json", "json"),
+}
+_RENDERERS: dict[str, Callable[[Report], bytes]] = {
+    "html": _html,
+    "md": _markdown,
+    "csv": _csv,
+    "json": _json,
+}
+_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".csv": "csv"}
+_SUFFIXES[".json"] = "json"
+
+
+def _report(
+    ws: Workspace,
+    ref: str | Experiment,
+    fmt: str,
+    results: ExperimentResults | None,
+    now: datetime | None,
+    options: dict[str, Any],
+) -> bytes:
+    return _RENDERERS[fmt](gather(ws, ref, results=results, now=now, **options))
+
+
+def report_html(
+    ws: Workspace,
+    experiment_ref: str | Experiment,
+    *,
+    results: ExperimentResults | None = None,
+    now: datetime | None = None,
+    **options: Any,
+) -> bytes:
+    """A self-contained, printable HTML report (inline CSS and SVG charts, no scripts, no
+    network requests), UTF-8.
+
+    Args:
+        ws: the workspace.
+        experiment_ref: the experiment's id or name, or the model.
+        results: results already computed (default: ``ws.experiment_results(ref, **options)``;
+            an ended experiment answers with its frozen final results).
+        now: the time stamp printed in the report (default: now).
+        options: analysis options of :func:`promptver.analysis.experiment_results`
+            (``sequential``, ``winsorize``, ``resamples``, ``seed``, ``target_lift`` …).
+
+    Raises:
+        NotFound: unknown experiment.
+        ValidationError: an invalid analysis option.
+    """
+    return _report(ws, experiment_ref, "html", results, now, options)
+
+
+def report_markdown(
+    ws: Workspace,
+    experiment_ref: str | Experiment,
+    *,
+    results: ExperimentResults | None = None,
+    now: datetime | None = None,
+    **options: Any,
+) -> bytes:
+    """The report as GitHub-flavoured Markdown (user text escaped, prompts fenced), UTF-8.
+    Arguments as :func:`report_html`."""
+    return _report(ws, experiment_ref, "md", results, now, options)
+
+
+def report_csv(
+    ws: Workspace,
+    experiment_ref: str | Experiment,
+    *,
+    results: ExperimentResults | None = None,
+    now: datetime | None = None,
+    **options: Any,
+) -> bytes:
+    """One CSV row per variant × metric with every figure (RFC 4180, UTF-8 with a byte order
+    mark, formula-like text cells neutralised). Arguments as :func:`report_html`."""
+    return _report(ws, experiment_ref, "csv", results, now, options)
+
+
+def report_json(
+    ws: Workspace,
+    experiment_ref: str | Experiment,
+    *,
+    results: ExperimentResults | None = None,
+    now: datetime | None = None,
+    **options: Any,
+) -> bytes:
+    """The contract's results object plus configuration and metadata, with ``schema_version``
+    (UTF-8 JSON). Arguments as :func:`report_html`."""
+    return _report(ws, experiment_ref, "json", results, now, options)
+
+
+def render_report(
+    ws: Workspace,
+    experiment_ref: str | Experiment,
+    fmt: str,
+    *,
+    results: ExperimentResults | None = None,
+    now: datetime | None = None,
+    **options: Any,
+) -> bytes:
+    """The report in ``fmt`` (``html``, ``md``, ``csv`` or ``json``).
+
+    Raises:
+        ValidationError: an unknown format (the message lists the formats).
+        NotFound: unknown experiment.
+    """
+    fmt = check_format(fmt)
+    return _report(ws, experiment_ref, fmt, results, now, options)
+
+
+def check_format(fmt: str) -> str:
+    """``fmt`` normalised (``markdown`` → ``md``, ``htm`` → ``html``), or a clear error."""
+    key = str(fmt).strip().lower()
+    key = {"markdown": "md", "htm": "html"}.get(key, key)
+    if key not in FORMATS:
+        raise ValidationError(
+            f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}",
+            [Problem(f"must be one of {', '.join(FORMATS)}", field="format")],
+        )
+    return key
+
+
+def format_from_path(path: str | Path) -> str | None:
+    """The format a file name implies (``report.html`` → ``html``), or None."""
+    return _SUFFIXES.get(Path(path).suffix.lower())
+
+
+def report_filename(experiment: Experiment, fmt: str) -> str:
+    """A safe file name for a download: ``report-<name>.<ext>`` (name reduced to
+    letters, digits, ``-``, ``_`` and ``.``; the id when nothing is left)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", experiment.name).strip("-._")[:60] or experiment.id
+    return f"report-{slug}.{FORMATS[check_format(fmt)][1]}"
