@@ -39,7 +39,7 @@ def open_ws(db_path: Path, **overrides) -> Workspace:
     return Workspace.open(db_path, settings=settings)
 
 
-def wait_for(predicate, timeout: float = 10.0) -> bool:
+def wait_for(predicate, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
