@@ -196,7 +196,12 @@ def bucket_series(
             f" list_sort(list(m{i}) FILTER (WHERE m{i} IS NOT NULL)) AS s{i}"
             f" FROM ev GROUP BY ALL)"
         )
-        joins.append(f"LEFT JOIN q{i} USING (template_id, series, bk)")
+        # series is NULL without a grouping (and for events without a version …): match
+        # NULLs too, which USING would not
+        joins.append(
+            f"LEFT JOIN q{i} ON q{i}.template_id = s.template_id AND q{i}.bk = s.bk"
+            f" AND q{i}.series IS NOT DISTINCT FROM s.series"
+        )
     select = ["s.template_id", "s.series", "make_timestamptz(s.bk + $anchor) AS bucket"]
     select += [_ci_sql(i) for i in means] + [_p95_sql(i) for i in p95s]
     cur = con.execute(

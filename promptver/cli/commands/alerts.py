@@ -165,13 +165,6 @@ def _rule_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
     p.add_argument("--author", help="who (default: $PROMPTVER_AUTHOR or login name)")
 
 
-def _threshold(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ValidationError(f"invalid alert rule: threshold: '{text}' is not a number") from None
-
-
 def _rule_line(r: AlertRule) -> list[Any]:
     return [
         r.id,
@@ -213,7 +206,7 @@ def cmd_add(ctx: Context) -> None:
     rule = ctx.ws.alerts.add(
         a.metric,
         a.comparator,
-        _threshold(a.threshold),
+        a.threshold,  # checked with the other fields, so one error names them all
         a.window,
         min_events=a.min_events,
         template=a.template,
@@ -239,7 +232,7 @@ def cmd_edit(ctx: Context) -> None:
     if a.environment is not None:
         changes["environment"] = a.environment
     if a.threshold is not None:
-        changes["threshold"] = _threshold(a.threshold)
+        changes["threshold"] = a.threshold
     if not changes:
         raise UsageError("nothing to change: give --metric, --threshold, --window … (see --help)")
     rule = ctx.ws.alerts.update(a.rule, author=ctx.author, **changes)
