@@ -79,8 +79,9 @@ with tab_fired:
         )
 
         def label(a: Alert) -> str:
+            rule = a.rule_name or f"rule #{a.rule_id}"
             return (
-                f"#{a.id} {a.template} · {metric_label(a.metric)} {a.comparator} "
+                f"#{a.id} {a.template} · {rule} · {metric_label(a.metric)} {a.comparator} "
                 f"{threshold_text(a.metric, a.threshold)} · {a.window_start:%Y-%m-%d %H:%M} "
                 f"+{a.window} · {a.status}"
             )
@@ -249,7 +250,8 @@ def _rule_form(rule: AlertRule | None) -> None:
 
 def _delete_form(rule: AlertRule) -> None:
     fired = len(svc.alerts(rule_id=rule.id, limit=100_000))
-    st.markdown(f"Delete rule **#{rule.id}** ({md(rule.describe())})?")
+    named = f" “{md(rule.name)}”" if rule.name else ""
+    st.markdown(f"Delete rule **#{rule.id}**{named} ({md(rule.describe())})?")
     st.caption(
         f"The {fired} alert(s) it fired stay in the list, with the condition they fired under."
     )

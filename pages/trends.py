@@ -110,7 +110,9 @@ wanted_url = {
     "bucket": [bucket],
 }
 if wanted_url != url:
-    st.query_params.from_dict(wanted_url)
+    st.query_params.from_dict(
+        {k: v if k in ("template", "metric") else v[0] for k, v in wanted_url.items()}
+    )
 st.session_state["trd_url"] = wanted_url
 
 if not templates or not metrics:

@@ -66,10 +66,23 @@ class MetricDef:
     column: str | None
     custom: str | None = None
     p95: bool = False
+    #: the range of possible values: CI bounds are clipped to it (a rate's normal-approximation
+    #: interval can otherwise reach below 0 % when errors are rare)
+    low: float | None = 0.0
+    high: float | None = None
 
     @property
     def measure(self) -> sql.Measure:
         return sql.Measure(self.column, self.custom, self.p95)
+
+    def clip(self, v: float | None) -> float | None:
+        if v is None:
+            return None
+        if self.low is not None and v < self.low:
+            return self.low
+        if self.high is not None and v > self.high:
+            return self.high
+        return v
 
 
 METRICS: dict[str, MetricDef] = {
@@ -77,9 +90,9 @@ METRICS: dict[str, MetricDef] = {
     for m in (
         MetricDef("latency_avg", "mean latency", "ms", "lower", "latency_ms"),
         MetricDef("latency_p95", "p95 latency", "ms", "lower", "latency_ms", p95=True),
-        MetricDef("error_rate", "error rate", "rate", "lower", "error"),
-        MetricDef("success_rate", "success rate", "rate", "higher", "success"),
-        MetricDef("quality_score", "quality score", "score", "higher", "quality_score"),
+        MetricDef("error_rate", "error rate", "rate", "lower", "error", high=1.0),
+        MetricDef("success_rate", "success rate", "rate", "higher", "success", high=1.0),
+        MetricDef("quality_score", "quality score", "score", "higher", "quality_score", high=1.0),
         MetricDef("cost_per_request", "cost per request", "usd", "lower", "cost_usd"),
         MetricDef("tokens_in", "input tokens per request", "tokens", "lower", "tokens_in"),
         MetricDef("tokens_out", "output tokens per request", "tokens", "lower", "tokens_out"),
@@ -173,7 +186,7 @@ def metric_def(key: str) -> MetricDef:
         return METRICS[key]
     if key.startswith(CUSTOM_PREFIX):
         name = key[len(CUSTOM_PREFIX) :]
-        return MetricDef(key, name, "value", "higher", None, custom=name)
+        return MetricDef(key, name, "value", "higher", None, custom=name, low=None)
     raise KeyError(key)
 
 
@@ -250,6 +263,13 @@ def pct_text(x: float) -> str:
     if a >= 1:
         return f"{a:.1f}"
     return f"{a:.2g}"
+
+
+def signed_pct_text(x: float | None) -> str:
+    """``+14 %``, ``−3.2 %``, ``+0.41 %`` (``–`` when undefined)."""
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{'+' if x >= 0 else '−'}{pct_text(x)} %"
 
 
 def value_text(metric: str, v: float | None) -> str:
@@ -591,8 +611,8 @@ class TrendService:
                         events=int(b[f"events{i}"] or 0),
                         users=int(b[f"users{i}"] or 0),
                         value=stats.finite(b[f"value{i}"]),
-                        ci_low=stats.finite(b[f"lo{i}"]),
-                        ci_high=stats.finite(b[f"hi{i}"]),
+                        ci_low=d.clip(stats.finite(b[f"lo{i}"])),
+                        ci_high=d.clip(stats.finite(b[f"hi{i}"])),
                     )
                     for b in buckets
                     if (b[f"events{i}"] or 0) > 0

@@ -732,3 +732,21 @@ def test_the_demo_clock_only_moves_the_thread_that_set_it():
         t.join()
     assert seen[0] > past + timedelta(days=365)
     assert utcnow() > past + timedelta(days=365)
+
+
+def test_ci_bounds_stay_inside_the_metric_range(tr):
+    day = day_start(2, NOW)
+    add_events(
+        tr,
+        "tr",
+        [
+            {"ts": day + timedelta(minutes=i), "user_id": f"u{i}", "error": i == 0}
+            for i in range(10)
+        ],
+    )
+    (s,) = tr.trends.analyse("tr", "error_rate", period="7d").series
+    (p,) = s.points
+    v = np.array([1.0] + [0.0] * 9)
+    raw_low = v.mean() - sps.t.ppf(0.975, 9) * sps.sem(v)
+    assert raw_low < 0 and p.ci_low == 0.0  # a rate cannot be below 0 %
+    assert p.ci_high == pytest.approx(v.mean() + sps.t.ppf(0.975, 9) * sps.sem(v))

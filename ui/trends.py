@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from promptver.models import ChangePoint, DeploymentMarker, TrendReport, TrendSeries
-from promptver.trends import metric_def, p_text, pct_text, series_name, value_text
+from promptver.trends import metric_def, p_text, series_name, signed_pct_text, value_text
 from promptver.workspace import Workspace
 
 VERDICT_ICONS = {
@@ -103,9 +103,7 @@ def _line(s: TrendSeries, name: str, k: float) -> list[dict[str, Any]]:
                 "series": name,
                 "bucket": t,
                 "trend": (f.level + f.slope_per_day * days) * k,
-                "per day": "–"
-                if f.pct_per_day is None
-                else f"{'+' if f.pct_per_day >= 0 else '−'}{pct_text(f.pct_per_day)} %",
+                "per day": signed_pct_text(f.pct_per_day),
                 "p": p_text(f.p_value),
             }
         )
@@ -138,7 +136,9 @@ def chart(report: TrendReport, metric: str, label: str) -> alt.LayerChart | None
         return None
     title = axis_title(metric, label)
     x = alt.X("bucket:T", title=f"{report.bucket} (UTC)")
-    color = alt.Color("series:N", title=report.by or "template")
+    color = alt.Color(
+        "series:N", title=report.by or "template", scale=alt.Scale(scheme="tableau10")
+    )
     base = alt.Chart(points)
     band = (
         base.transform_filter("isValid(datum.ci_low) && isValid(datum.ci_high)")
@@ -203,12 +203,10 @@ def fits_frame(report: TrendReport) -> pd.DataFrame:
                 "metric": s.label,
                 "buckets": f.buckets,
                 "level": value_text(s.metric, f.level),
-                "per day": "–"
-                if f.pct_per_day is None
-                else f"{'+' if f.pct_per_day >= 0 else '−'}{pct_text(f.pct_per_day)} %",
+                "per day": signed_pct_text(f.pct_per_day),
                 "95% CI per day": "–"
                 if f.pct_ci_low is None or f.pct_ci_high is None
-                else f"[{f.pct_ci_low:+.2g} %, {f.pct_ci_high:+.2g} %]",
+                else f"[{signed_pct_text(f.pct_ci_low)}, {signed_pct_text(f.pct_ci_high)}]",
                 "p": "–" if f.p_value is None else p_text(f.p_value).removeprefix("p "),
                 "trend": f.verdict if f.verdict != "unknown" else "not enough data",
                 "since": "period start"
@@ -228,9 +226,9 @@ def change_frame(cp: ChangePoint) -> pd.DataFrame:
                 "metric": m.label,
                 "before": value_text(m.metric, m.before),
                 "after": value_text(m.metric, m.after),
-                "change": "–"
-                if m.relative_change is None
-                else f"{'+' if m.relative_change >= 0 else '−'}{pct_text(100 * m.relative_change)} %",
+                "change": signed_pct_text(
+                    None if m.relative_change is None else 100 * m.relative_change
+                ),
                 "users before/after": f"{m.users_before:,} / {m.users_after:,}",
                 "p (Holm)": "–"
                 if m.p_value_adjusted is None

@@ -9,7 +9,7 @@ from typing import Any
 from promptver.cli.context import Context, UsageError, table
 from promptver.errors import ValidationError
 from promptver.models import Alert, AlertCheck, AlertRule, TrendReport
-from promptver.trends import METRICS, p_text, parse_duration, pct_text, value_text
+from promptver.trends import METRICS, p_text, parse_duration, signed_pct_text, value_text
 from promptver.versioning import utcnow
 
 
@@ -347,9 +347,7 @@ def _trends_text(r: TrendReport) -> str:
                 s.label,
                 len(s.points),
                 "" if f.level is None else value_text(s.metric, f.level),
-                ""
-                if f.pct_per_day is None
-                else f"{'+' if f.pct_per_day >= 0 else '−'}{pct_text(f.pct_per_day)} %",
+                "" if f.pct_per_day is None else signed_pct_text(f.pct_per_day),
                 "" if f.p_value is None else p_text(f.p_value),
                 f.verdict,
                 "" if f.since_version is None else f"{f.since_version} ({f.since_environment})",
@@ -373,8 +371,7 @@ def _trends_text(r: TrendReport) -> str:
                 change = (
                     ""
                     if m.relative_change is None
-                    else f" ({'+' if m.relative_change >= 0 else '−'}"
-                    f"{pct_text(100 * m.relative_change)} %)"
+                    else f" ({signed_pct_text(100 * m.relative_change)})"
                 )
                 test = (
                     p_text(m.p_value_adjusted)
