@@ -136,6 +136,12 @@ with domain_errors():
         f"{md(report.period)} to {report.end:%Y-%m-%d %H:%M} UTC{scope}, one point per "
         f"{report.bucket}; buckets with fewer than {report.min_bucket_events} events (20 for "
         "p95) are drawn but left out of the trend lines."
+        + (
+            f" Many events: the intervals pool users into {report.clusters:,} hashed clusters "
+            "per bucket, and users are estimated."
+            if report.clusters
+            else ""
+        )
     )
 
     st.subheader("Recommendations")

@@ -390,11 +390,14 @@ class AlertService:
         wanted: set[int] | None = None,
         templates: set[str] | None = None,
     ) -> AlertCheck:
-        fired: list[int] = []
+        # Read first, and write only when a window crosses a threshold for the first time: a
+        # check that finds nothing new (the usual case after a flush) changes nothing in the
+        # file, so the dashboard's caches and other writers are left alone.
+        candidates: list[dict[str, Any]] = []
         again = 0
         windows = 0
         rules = 0
-        with self.db.transaction() as con:
+        with self.db.read() as con:
             for rule in sql.list_rules(con, enabled_only=True):
                 if wanted is not None and rule.id not in wanted:
                     continue
@@ -404,10 +407,9 @@ class AlertService:
                 first, last = span(rule)
                 windows += last - first + 1
                 length = timedelta(seconds=rule.window_seconds)
-                d = metric_def(rule.metric)
                 values = sql.window_values(
                     con,
-                    measure=d.measure,
+                    measure=metric_def(rule.metric).measure,
                     window_us=_us(length),
                     first=first,
                     last=last,
@@ -422,8 +424,10 @@ class AlertService:
                     ):
                         continue
                     start, end = window_bounds(k, length)
-                    new_id = sql.insert_alert(
-                        con,
+                    if sql.alert_exists(con, rule.id, template_id, start):
+                        again += 1
+                        continue
+                    candidates.append(
                         {
                             "rule_id": rule.id,
                             "template_id": template_id,
@@ -440,13 +444,19 @@ class AlertService:
                             "window": rule.window,
                             "min_events": rule.min_events,
                             "environment": rule.environment,
-                        },
+                        }
                     )
+        alerts = []
+        if candidates:
+            with self.db.transaction() as con:
+                fired = []
+                for row in candidates:
+                    new_id = sql.insert_alert(con, row)  # None: another writer stored it first
                     if new_id is None:
                         again += 1
                     else:
                         fired.append(new_id)
-            alerts = sql.get_alerts(con, fired) if fired else []
+                alerts = sql.get_alerts(con, fired) if fired else []
         return AlertCheck(
             source=source,  # type: ignore[arg-type]
             evaluated_at=now,

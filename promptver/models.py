@@ -896,7 +896,7 @@ class TrendPoint(Model):
     bucket: datetime
     #: events with a value of the metric in the bucket
     events: int
-    #: users with a value of the metric in the bucket (the unit of the mean's CI)
+    #: users with an event in the bucket (estimated by HyperLogLog when ``TrendReport.clusters``)
     users: int
     value: float | None
     ci_low: float | None = None
@@ -1013,6 +1013,9 @@ class TrendReport(Model):
     environment: str | None = None
     alpha: float
     min_bucket_events: int
+    #: None: intervals treat each user as a unit; a number: users were pooled into that many
+    #: hashed clusters per bucket (periods with many events; see docs/trends.md)
+    clusters: int | None = None
     series: list[TrendSeries] = Field(default_factory=list)
     deployments: list[DeploymentMarker] = Field(default_factory=list)
     change_points: list[ChangePoint] = Field(default_factory=list)

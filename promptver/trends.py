@@ -122,6 +122,10 @@ MIN_P95_EVENTS = 20
 MAX_BUCKETS = 5000
 #: t critical values are looked up for up to this many degrees of freedom, then z is used
 _T_TABLE = 5000
+#: above this many events in the period, users are pooled into hashed clusters for the CIs
+EXACT_USERS_LIMIT = 100_000
+#: the number of hashed clusters of users per bucket (and per change window) then
+CLUSTERS = 2048
 
 DURATION_RE = re.compile(r"^\s*(\d+)\s*(m|min|h|d|w)\s*$")
 _UNIT_SECONDS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -549,24 +553,30 @@ class TrendService:
         with self.db.read() as con:
             tpl = self._templates(con, refs)
             ids = [t[0] for t in tpl]
-            rows = sql.bucket_series(
-                con,
-                template_ids=ids,
-                start=start,
-                end=end,
-                unit=unit,
-                by=by,
-                environment=environment,
-                measures=[d.measure for d in defs],
-                tcrit=self._crit(alpha),
-                z=float(sps.norm.ppf(1 - alpha / 2)),
-            )
             history = sql.deployments(con, ids, end, environment)
+            many = sql.count_events(con, ids, start, end, environment) > EXACT_USERS_LIMIT
+        clusters = CLUSTERS if many else None
         markers = [d for d in history if d.at >= start]
         # The change points' SQL runs in a worker thread (its own connection; DuckDB releases
-        # the GIL) while the trend lines are fitted here.
+        # the GIL) while the buckets are reduced and the trend lines fitted here.
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(self._change_points, markers, history, defs, window, end, alpha)
+            pending = pool.submit(
+                self._change_points, markers, history, defs, window, end, alpha, clusters
+            )
+            with self.db.read() as con:
+                rows = sql.bucket_series(
+                    con,
+                    template_ids=ids,
+                    start=start,
+                    end=end,
+                    unit=unit,
+                    by=by,
+                    environment=environment,
+                    measures=[d.measure for d in defs],
+                    tcrit=self._crit(alpha),
+                    z=float(sps.norm.ppf(1 - alpha / 2)),
+                    clusters=clusters,
+                )
             series = self._series(rows, dict(tpl), defs)
             fits = [
                 _fit_series(s, by, environment, history, start, end, alpha, min_bucket_events)
@@ -585,6 +595,7 @@ class TrendService:
             environment=environment,
             alpha=alpha,
             min_bucket_events=min_bucket_events,
+            clusters=clusters,
             series=series,
             deployments=markers,
             change_points=changes,
@@ -609,7 +620,7 @@ class TrendService:
                     TrendPoint(
                         bucket=b["bucket"],
                         events=int(b[f"events{i}"] or 0),
-                        users=int(b[f"users{i}"] or 0),
+                        users=int(b["users"] or 0),
                         value=stats.finite(b[f"value{i}"]),
                         ci_low=d.clip(stats.finite(b[f"lo{i}"])),
                         ci_high=d.clip(stats.finite(b[f"hi{i}"])),
@@ -641,6 +652,7 @@ class TrendService:
         window: timedelta,
         end: datetime,
         alpha: float,
+        clusters: int | None = None,
     ) -> list[ChangePoint]:
         plans: list[tuple[DeploymentMarker, sql.Span]] = []
         for m in markers:
@@ -662,7 +674,9 @@ class TrendService:
         if not plans:
             return []
         with self.db.read() as con:
-            sums = sql.change_sums(con, [sp for _, sp in plans], [d.measure for d in defs])
+            sums = sql.change_sums(
+                con, [sp for _, sp in plans], [d.measure for d in defs], clusters
+            )
         out = []
         for (m, span), (b, a) in zip(plans, sums, strict=True):
             metrics = [_change_metric(d, i, b, a, alpha) for i, d in enumerate(defs)]
@@ -707,8 +721,8 @@ def _change_metric(
             after=after,
             events_before=int(b[f"k{i}"]),
             events_after=int(a[f"k{i}"]),
-            users_before=int(b[f"ku{i}"]),
-            users_after=int(a[f"ku{i}"]),
+            users_before=int(b["users"] or 0),
+            users_after=int(a["users"] or 0),
             diff=diff,
             relative_change=rel,
             message="percentiles are compared by value only",
@@ -740,8 +754,8 @@ def _change_metric(
         after=after,
         events_before=int(round(float(sb.sum_y))),
         events_after=int(round(float(sa.sum_y))),
-        users_before=int(sb.n),
-        users_after=int(sa.n),
+        users_before=int(b["users"] or 0),
+        users_after=int(a["users"] or 0),
         diff=c.diff,
         relative_change=rel,
         ci_low=c.ci_low,

@@ -450,3 +450,13 @@ def test_trend_link_shows_the_window(aws):
     assert trend_params(week, NOW)["bucket"] == "day"
     assert trend_params(week, NOW)["period"] == "24d"
     assert trend_params(week, NOW)["env"] == "any"
+
+
+def test_a_check_that_finds_nothing_new_writes_nothing(aws):
+    add_events(aws, "qa", [{"ts": at(0), "user_id": "a", "latency_ms": 900.0}])
+    aws.alerts.add("latency_avg", ">", 500, "1h", min_events=1)
+    aws.alerts.check(NOW, since=W)
+    before = aws.db.data_version()
+    again = aws.alerts.check(NOW, since=W)
+    assert again.already_fired == 1 and again.fired == []
+    assert aws.db.data_version() == before  # read-only: caches keyed on it stay valid

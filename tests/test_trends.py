@@ -313,7 +313,8 @@ def test_p95_per_bucket_and_its_order_statistic_ci(tr):
         p = by_day[bucket]
         n = len(values)
         ordered = np.sort(values)
-        assert p.events == n and p.users == n
+        assert p.events == n
+        assert p.users == n + (bucket == day)  # users with any event: the quality-only call too
         assert p.value == pytest.approx(np.percentile(values, 95), rel=1e-12)
         half = z * math.sqrt(n * 0.95 * 0.05)
         lo, hi = math.floor(n * 0.95 - half), math.ceil(n * 0.95 + half)
@@ -750,3 +751,48 @@ def test_ci_bounds_stay_inside_the_metric_range(tr):
     raw_low = v.mean() - sps.t.ppf(0.975, 9) * sps.sem(v)
     assert raw_low < 0 and p.ci_low == 0.0  # a rate cannot be below 0 %
     assert p.ci_high == pytest.approx(v.mean() + sps.t.ppf(0.975, 9) * sps.sem(v))
+
+
+def test_large_periods_pool_users_into_hashed_clusters(tr, monkeypatch):
+    """Above EXACT_USERS_LIMIT events the CI unit is a hashed cluster of users: the interval
+    equals statsmodels' cluster-robust one with those clusters, stays within a few percent of
+    the per-user interval, and users are counted by HyperLogLog."""
+    import promptver.trends as trends_module
+
+    rng = np.random.default_rng(12)
+    day = day_start(2, NOW)
+    rows = []
+    for u in range(3000):
+        for k in range(int(rng.integers(1, 4))):
+            rows.append(
+                {
+                    "ts": day + timedelta(seconds=u * 20 + k),
+                    "user_id": f"user-{u}",
+                    "latency_ms": float(rng.lognormal(6 + 0.0001 * u, 0.4)),
+                }
+            )
+    add_events(tr, "tr", rows)
+    exact = tr.trends.analyse("tr", "latency_avg", period="7d")
+    assert exact.clusters is None
+    monkeypatch.setattr(trends_module, "EXACT_USERS_LIMIT", 1000)
+    pooled = tr.trends.analyse("tr", "latency_avg", period="7d")
+    assert pooled.clusters == trends_module.CLUSTERS
+    (e,) = exact.series[0].points
+    (c,) = pooled.series[0].points
+    assert c.value == pytest.approx(e.value, rel=1e-12)
+    assert e.users == 3000 and abs(c.users - 3000) < 3000 * 0.05
+    with tr.db.read() as con:
+        cluster = dict(
+            con.execute(
+                "SELECT user_id, hash(user_id, 'promptver:trends') % 2048::UBIGINT"
+                " FROM (SELECT DISTINCT user_id FROM metric_events)"
+            ).fetchall()
+        )
+    v = np.array([r["latency_ms"] for r in rows])
+    groups = np.array([cluster[r["user_id"]] for r in rows])
+    fit = sm.OLS(v, np.ones_like(v)).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    g = len(set(groups.tolist()))
+    half = sps.t.ppf(0.975, g - 1) * fit.bse[0]
+    assert (c.ci_low, c.ci_high) == pytest.approx((v.mean() - half, v.mean() + half), rel=1e-9)
+    exact_half = (e.ci_high - e.ci_low) / 2
+    assert half == pytest.approx(exact_half, rel=0.1)

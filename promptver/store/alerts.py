@@ -192,6 +192,14 @@ def insert_alert(con: Con, row: dict[str, Any]) -> int | None:
     return int(got[0]) if got else None
 
 
+def alert_exists(con: Con, rule_id: int, template_id: str, window_start: datetime) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM alerts WHERE rule_id = ? AND template_id = ? AND window_start = ?",
+        [rule_id, template_id, window_start],
+    ).fetchone()
+    return bool(row and row[0])
+
+
 _ALERT_COLS = (
     "a.id, a.rule_id, r.id IS NOT NULL, a.template_id, coalesce(t.name, a.template_id),"
     " a.window_start, a.window_end, a.value, a.events, a.fired_at, a.source, a.rule_name,"

@@ -107,7 +107,7 @@ def _ci_sql(i: int) -> str:
     se = f"sqrt(n{i} / (n{i} - 1) * {resid} / (sy{i} * sy{i}))"
     crit = f"(CASE WHEN n{i} - 1 <= $tmax THEN $tcrit[(n{i} - 1)::BIGINT] ELSE $z END)"
     return (
-        f"sy{i}::BIGINT AS events{i}, n{i} AS users{i},"
+        f"sy{i}::BIGINT AS events{i},"
         f" CASE WHEN sy{i} > 0 THEN {r} END AS value{i},"
         f" CASE WHEN n{i} >= 2 THEN {r} - {crit} * {se} END AS lo{i},"
         f" CASE WHEN n{i} >= 2 THEN {r} + {crit} * {se} END AS hi{i}"
@@ -130,10 +130,37 @@ def _p95_sql(i: int) -> str:
     lo = f"floor(k{i} * {P95} - {half})::BIGINT"
     hi = f"ceil(k{i} * {P95} + {half})::BIGINT"
     return (
-        f"coalesce(k{i}, 0) AS events{i}, coalesce(ku{i}, 0) AS users{i},"
+        f"coalesce(k{i}, 0) AS events{i},"
         f" CASE WHEN k{i} > 0 THEN {value} END AS value{i},"
         f" CASE WHEN {lo} >= 1 THEN s{i}[{lo}] END AS lo{i},"
         f" CASE WHEN {hi} <= k{i} THEN s{i}[{hi}] END AS hi{i}"
+    )
+
+
+def unit_sql(clusters: int | None) -> str:
+    """The unit of the intervals: the user, or (``clusters``) a hashed cluster of users.
+
+    Independent users pooled in one cluster leave the delta-method variance unbiased, so with
+    thousands of clusters the interval is the per-user one to a fraction of a percent, while
+    the reduction groups a few thousand clusters per bucket instead of every user (salted, so
+    clusters are independent of any experiment assignment that hashes the bare user id).
+    """
+    if clusters is None:
+        return "e.user_id"
+    return "hash(e.user_id, 'promptver:trends') % $clusters::UBIGINT"
+
+
+def count_events(
+    con: Con,
+    template_ids: Sequence[str],
+    start: datetime,
+    end: datetime,
+    environment: str | None,
+) -> int:
+    params: dict[str, Any] = {}
+    where = _where(params, template_ids, start, end, environment)
+    return int(
+        con.execute(f"SELECT count(*) FROM metric_events e WHERE {where}", params).fetchone()[0]
     )
 
 
@@ -149,25 +176,30 @@ def bucket_series(
     measures: Sequence[Measure],
     tcrit: Sequence[float],
     z: float,
+    clusters: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per (template, series, bucket): ``events{i}``, ``users{i}``, ``value{i}``,
-    ``lo{i}`` and ``hi{i}`` for each measure ``i``.
+    """One row per (template, series, bucket): ``users`` and, for each measure ``i``,
+    ``events{i}``, ``value{i}``, ``lo{i}`` and ``hi{i}``.
 
-    One scan of the period's events feeds two aggregations: per user and bucket (the sums
-    behind the means and their CIs, and each user's count of values behind ``users``), and per
-    bucket the sorted values of each p95 measure.
+    One scan of the period's events feeds two aggregations: per unit (user, or hashed cluster
+    of users) and bucket, the sums behind the means and their CIs; and per bucket the sorted
+    values of each p95 measure. ``users`` counts the users with an event in the bucket: exactly
+    when the unit is the user, by HyperLogLog (``approx_count_distinct``) with clusters.
 
     Args:
         unit: ``hour``, ``day`` or ``week`` (UTC; weeks start on Monday, like ``date_trunc``).
         by: the grouping (a key of :data:`SERIES`).
         tcrit: ``tcrit[k − 1]`` is the two-sided t critical value with ``k`` degrees of freedom;
             beyond the list, ``z`` is used.
+        clusters: pool users into this many hashed clusters (large periods); None: per user.
     """
     if unit not in ("hour", "day", "week"):
         raise ValueError(unit)
     if not measures:
         return []
     params: dict[str, Any] = {"anchor": ANCHOR_US, "len": UNIT_US[unit], "z": float(z)}
+    if clusters is not None:
+        params["clusters"] = int(clusters)
     where = _where(params, template_ids, start, end, environment)
     means = [i for i, m in enumerate(measures) if not m.p95]
     p95s = [i for i, m in enumerate(measures) if m.p95]
@@ -175,34 +207,41 @@ def bucket_series(
         params.update(tcrit=[float(t) for t in tcrit], tmax=len(tcrit))
     cols = ", ".join(f"{metric_expr(m, i, params)} AS m{i}" for i, m in enumerate(measures))
     keys = "template_id, series, bk"
-    per_user = [f"sum(m{i}) AS x{i}, count(m{i})::DOUBLE AS y{i}" for i in means]
-    per_user += [f"count(m{i}) AS c{i}" for i in p95s]
-    per_bucket = [
+    per_unit = ["count(*) AS c"]
+    per_unit += [f"sum(m{i}) AS x{i}, count(m{i})::DOUBLE AS y{i}" for i in means]
+    per_bucket = ["count(*) AS units"]
+    per_bucket += [
         f"count(*) FILTER (WHERE y{i} > 0) AS n{i}, sum(x{i}) AS sx{i}, sum(y{i}) AS sy{i},"
         f" sum(x{i} * x{i}) AS sxx{i}, sum(y{i} * y{i}) AS syy{i}, sum(x{i} * y{i}) AS sxy{i}"
         for i in means
     ]
-    per_bucket += [f"count(*) FILTER (WHERE c{i} > 0) AS ku{i}" for i in p95s]
     ctes = [
-        f"ev AS (SELECT e.template_id, {SERIES[by]} AS series, {_BUCKET} AS bk, e.user_id,"
-        f" {cols} FROM metric_events e WHERE {where})",
-        f"u AS (SELECT {keys}, user_id, {', '.join(per_user)} FROM ev GROUP BY ALL)",
+        f"ev AS (SELECT e.template_id, {SERIES[by]} AS series, {_BUCKET} AS bk,"
+        f" {unit_sql(clusters)} AS unit, e.user_id, {cols} FROM metric_events e WHERE {where})",
+        f"u AS (SELECT {keys}, unit, {', '.join(per_unit)} FROM ev GROUP BY ALL)",
         f"s AS (SELECT {keys}, {', '.join(per_bucket)} FROM u GROUP BY ALL)",
     ]
+
+    # per bucket, in one aggregation: the sorted values of each p95 measure, and with clusters
+    # the users by HyperLogLog (the per-cluster rows cannot count them)
+    per_event = [
+        f"count(m{i}) AS k{i}, list_sort(list(m{i}) FILTER (WHERE m{i} IS NOT NULL)) AS s{i}"
+        for i in p95s
+    ]
+    users = "s.units AS users"
+    if clusters is not None:
+        per_event.append("approx_count_distinct(user_id) AS hll")
+        users = "q.hll AS users"
     joins = []
-    for i in p95s:
-        ctes.append(
-            f"q{i} AS (SELECT {keys}, count(m{i}) AS k{i},"
-            f" list_sort(list(m{i}) FILTER (WHERE m{i} IS NOT NULL)) AS s{i}"
-            f" FROM ev GROUP BY ALL)"
-        )
-        # series is NULL without a grouping (and for events without a version …): match
-        # NULLs too, which USING would not
+    if per_event:
+        ctes.append(f"q AS (SELECT {keys}, {', '.join(per_event)} FROM ev GROUP BY ALL)")
+        # series is NULL without a grouping (and for events without a version …): match NULLs
+        # too, which USING would not
         joins.append(
-            f"LEFT JOIN q{i} ON q{i}.template_id = s.template_id AND q{i}.bk = s.bk"
-            f" AND q{i}.series IS NOT DISTINCT FROM s.series"
+            "LEFT JOIN q ON q.template_id = s.template_id AND q.bk = s.bk"
+            " AND q.series IS NOT DISTINCT FROM s.series"
         )
-    select = ["s.template_id", "s.series", "make_timestamptz(s.bk + $anchor) AS bucket"]
+    select = ["s.template_id", "s.series", "make_timestamptz(s.bk + $anchor) AS bucket", users]
     select += [_ci_sql(i) for i in means] + [_p95_sql(i) for i in p95s]
     cur = con.execute(
         f"WITH {', '.join(ctes)} SELECT {', '.join(select)} FROM s {' '.join(joins)}"
@@ -266,16 +305,19 @@ class Span:
 
 
 def change_sums(
-    con: Con, spans: Sequence[Span], measures: Sequence[Measure]
+    con: Con, spans: Sequence[Span], measures: Sequence[Measure], clusters: int | None = None
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """For each span, the (before, after) sums: for each mean measure ``i`` the sufficient
     statistics ``n{i}, sx{i}, sxx{i}, sy{i}, syy{i}, sxy{i}, sq{i}`` (users as the unit, ``sq``
-    = Σ value² over events), and for each p95 measure its value ``p{i}``, ``k{i}`` events and
-    ``ku{i}`` users. Spans may overlap: each reads its own range of events (one range scan per
-    span, which the time order of the table keeps cheap)."""
+    = Σ value² over events), for each p95 measure its value ``p{i}`` and ``k{i}`` events, and
+    ``users`` with an event (exact per user; by HyperLogLog with ``clusters``, which pools the
+    users into hashed clusters as :func:`unit_sql` says). Spans may overlap: each reads its own
+    range of events (one range scan per span, which the time order of the table keeps cheap)."""
     if not spans or not measures:
         return []
     params: dict[str, Any] = {}
+    if clusters is not None:
+        params["clusters"] = int(clusters)
     cols = ", ".join(f"{metric_expr(m, i, params)} AS m{i}" for i, m in enumerate(measures))
     scans = []
     for k, sp in enumerate(spans):
@@ -284,16 +326,17 @@ def change_sums(
             | {f"a{k}": sp.at, f"f{k}": sp.end}
         )
         scans.append(
-            f"SELECT {k} AS k, e.ts >= $a{k} AS after, e.user_id, {cols} FROM metric_events e"
+            f"SELECT {k} AS k, e.ts >= $a{k} AS after, {unit_sql(clusters)} AS unit,"
+            f" e.user_id, {cols} FROM metric_events e"
             f" WHERE e.template_id = $t{k} AND e.environment = $e{k}"
             f" AND e.ts >= $s{k} AND e.ts < $f{k}"
         )
     means = [i for i, m in enumerate(measures) if not m.p95]
     p95s = [i for i, m in enumerate(measures) if m.p95]
-    per_user = [
+    per_user = ["count(*) AS c"]
+    per_user += [
         f"sum(m{i}) AS x{i}, count(m{i})::DOUBLE AS y{i}, sum(m{i} * m{i}) AS q{i}" for i in means
     ]
-    per_user += [f"count(m{i}) AS c{i}" for i in p95s]
     per_side = [
         f"count(*) FILTER (WHERE y{i} > 0) AS n{i}, coalesce(sum(x{i}), 0) AS sx{i},"
         f" coalesce(sum(x{i} * x{i}), 0) AS sxx{i}, coalesce(sum(y{i}), 0) AS sy{i},"
@@ -301,14 +344,22 @@ def change_sums(
         f" coalesce(sum(q{i}), 0) AS sq{i}"
         for i in means
     ]
-    per_side += [f"count(*) FILTER (WHERE c{i} > 0) AS ku{i}" for i in p95s]
+    per_side.append("count(*) AS users")
     ctes = [
         f"ev AS ({' UNION ALL '.join(scans)})",
-        f"u AS (SELECT k, after, user_id, {', '.join(per_user)} FROM ev GROUP BY ALL)",
+        f"u AS (SELECT k, after, unit, {', '.join(per_user)} FROM ev GROUP BY ALL)",
         f"s AS (SELECT k, after, {', '.join(per_side)} FROM u GROUP BY ALL)",
     ]
     joins = []
-    select = ["s.*"]
+    select = ["s.* EXCLUDE (users)"]
+    if clusters is None:
+        select.append("s.users")
+    else:
+        ctes.append(
+            "h AS (SELECT k, after, approx_count_distinct(user_id) AS hll FROM ev GROUP BY ALL)"
+        )
+        joins.append("LEFT JOIN h USING (k, after)")
+        select.append("h.hll AS users")
     for i in p95s:
         ctes.append(
             f"q{i} AS (SELECT k, after, count(m{i}) AS k{i}, quantile_cont(m{i}, {P95}) AS p{i}"
@@ -323,11 +374,11 @@ def change_sums(
     got = {
         (r["k"], r["after"]): r for r in (dict(zip(names, x, strict=True)) for x in cur.fetchall())
     }
-    empty: dict[str, Any] = {}
+    empty: dict[str, Any] = {"users": 0}
     for i in means:
         empty |= {f"{c}{i}": 0 for c in ("n", "sx", "sxx", "sy", "syy", "sxy", "sq")}
     for i in p95s:
-        empty |= {f"k{i}": 0, f"p{i}": None, f"ku{i}": 0}
+        empty |= {f"k{i}": 0, f"p{i}": None}
     return [(got.get((k, False), empty), got.get((k, True), empty)) for k in range(len(spans))]
 
 

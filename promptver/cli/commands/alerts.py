@@ -334,7 +334,9 @@ def _trends_text(r: TrendReport) -> str:
     scope = f" in {r.environment}" if r.environment else ""
     lines = [
         f"{', '.join(r.templates)}{scope}: {r.period} to {r.end:%Y-%m-%d %H:%M} UTC, "
-        f"{r.bucket} buckets" + (f", one series per {r.by}" if r.by else ""),
+        f"{r.bucket} buckets"
+        + (f", one series per {r.by}" if r.by else "")
+        + (f"; intervals over {r.clusters:,} hashed clusters of users" if r.clusters else ""),
         "",
     ]
     lines += [f"- {t}" for t in r.recommendations]
