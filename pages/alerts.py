@@ -154,7 +154,7 @@ TEMPLATES = ["*", *(t.name for t in ws.templates.list())]
 
 def _rule_form(rule: AlertRule | None) -> None:
     """The create / edit form (inside the dialog)."""
-    k = "alr_form"
+    k = f"alr_form_{rule.id if rule else 'new'}"  # per rule: values never leak between forms
     metric_keys = list(METRIC_KEYS)
     if rule is not None and rule.metric not in metric_keys:
         metric_keys.append(rule.metric)

@@ -98,16 +98,16 @@ def test_acknowledge_selected_and_all(app, db_path):
 
 def test_create_a_rule_in_the_dialog_and_check_now(app, db_path):
     app.button(key="alr_new").click().run()
-    app.text_input(key="alr_form_name").input("citations slow").run()
-    app.selectbox(key="alr_form_metric").set_value("latency_avg").run()
-    app.selectbox(key="alr_form_cmp").set_value(">=").run()
-    app.number_input(key="alr_form_threshold").set_value(1.0).run()
-    app.text_input(key="alr_form_window").input("7d").run()
-    app.number_input(key="alr_form_min").set_value(5).run()
-    app.selectbox(key="alr_form_template").set_value("qa-citations").run()
-    app.selectbox(key="alr_form_env").set_value("production").run()
+    app.text_input(key="alr_form_new_name").input("citations slow").run()
+    app.selectbox(key="alr_form_new_metric").set_value("latency_avg").run()
+    app.selectbox(key="alr_form_new_cmp").set_value(">=").run()
+    app.number_input(key="alr_form_new_threshold").set_value(1.0).run()
+    app.text_input(key="alr_form_new_window").input("7d").run()
+    app.number_input(key="alr_form_new_min").set_value(5).run()
+    app.selectbox(key="alr_form_new_template").set_value("qa-citations").run()
+    app.selectbox(key="alr_form_new_env").set_value("production").run()
     assert any("over a 7d window is" in c.value for c in app.caption)
-    app.button(key="alr_form_save").click().run()
+    app.button(key="alr_form_new_save").click().run()
     assert not app.exception and not app.error
     ws = reopen(db_path)
     rule = ws.alerts.rules()[-1]
@@ -133,12 +133,12 @@ def test_create_a_rule_in_the_dialog_and_check_now(app, db_path):
 def test_a_bad_rule_shows_the_error_and_saves_nothing(app, db_path):
     before = len(reopen(db_path).alerts.rules())
     app.button(key="alr_new").click().run()
-    app.text_input(key="alr_form_window").input("90s").run()
-    app.button(key="alr_form_save").click().run()
+    app.text_input(key="alr_form_new_window").input("90s").run()
+    app.button(key="alr_form_new_save").click().run()
     assert not app.exception
     assert any("window" in e.value for e in app.error)
     assert len(reopen(db_path).alerts.rules()) == before
-    app.button(key="alr_form_cancel").click().run()
+    app.button(key="alr_form_new_cancel").click().run()
     assert "alr_dialog" not in app.session_state
 
 
@@ -147,9 +147,11 @@ def test_edit_disable_enable_and_delete_with_confirmation(app, db_path):
     rule = ws.alerts.rules()[0]
     app.selectbox(key="alr_rule").set_value(rule.id).run()
     app.button(key="alr_edit").click().run()
-    assert app.number_input(key="alr_form_threshold").value == rule.threshold
-    app.number_input(key="alr_form_threshold").set_value(1800.0).run()
-    app.button(key="alr_form_save").click().run()
+    form = f"alr_form_{rule.id}"
+    assert app.number_input(key=f"{form}_threshold").value == rule.threshold
+    assert app.text_input(key=f"{form}_window").value == rule.window
+    app.number_input(key=f"{form}_threshold").set_value(1800.0).run()
+    app.button(key=f"{form}_save").click().run()
     assert not app.exception
     assert ws.alerts.get(rule.id).threshold == 1800.0
     app.button(key="alr_disable").click().run()
