@@ -80,6 +80,9 @@ class PerformanceTracking(_Section):
     flush_interval: float = Field(60.0, gt=0)
     #: clock skew allowed for imported timestamps: later than now + this is "in the future"
     future_tolerance_seconds: float = Field(60.0, ge=0)
+    #: after an import or a flush, alert rules are evaluated on the windows the new events fall
+    #: in, back to this many days (older events never fire alerts unless `alerts check --since`)
+    alert_lookback_days: int = Field(7, ge=1)
 
 
 class DeploymentValidation(_Section):

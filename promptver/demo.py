@@ -8,10 +8,13 @@ on a new database by the dashboard and by ``promptver demo``. Later capabilities
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from promptver.errors import ValidationError
-from promptver.metrics.demo import add_demo_events
+from promptver.metrics.demo import DEMO_DAYS, add_demo_events
+from promptver.versioning import demo_clock, utcnow
 from promptver.workspace import Workspace
 
 AUTHORS = ["ana.silva", "ben.okafor", "chen.wei", "dara.kim"]
@@ -147,8 +150,35 @@ DEMO_TEMPLATES: tuple[DemoTemplate, ...] = (
 )
 
 
+#: when the first, second and third version of each demo template was committed (days from now)
+VERSION_DAYS = (-29.5, -20.0, -10.0)
+#: a version reaches development, staging and production this long after its commit
+PROMOTION_DELAYS = {"development": timedelta(hours=2), "staging": timedelta(days=1)}
+PRODUCTION_DELAY = timedelta(days=3)
+#: the demo rolls the regressed qa-basic release back this long before now
+ROLLBACK_AGO = timedelta(days=1)
+
+
+class DemoClock:
+    """The demo's back-dated clock: :meth:`at` sets the time of the next writes, and every
+    reading advances it by a millisecond so that records written in one step keep their order."""
+
+    def __init__(self, start: datetime) -> None:
+        self.t = start
+
+    def at(self, t: datetime) -> None:
+        self.t = t
+
+    def __call__(self) -> datetime:
+        self.t += timedelta(milliseconds=1)
+        return self.t
+
+
 def build_demo(ws: Workspace, seed: int = 7) -> list[str]:
     """Create the demo content; returns the names of the templates created.
+
+    The history is back-dated over the last 30 days (commits, branches, a deployment timeline
+    with a rollback), the metric events follow what was live when, and alert rules watch them.
 
     Raises:
         ValidationError: the workspace already holds a template with a demo name.
@@ -160,39 +190,51 @@ def build_demo(ws: Workspace, seed: int = 7) -> list[str]:
         raise ValidationError(
             f"the demo needs an empty workspace; these templates already exist: {', '.join(clash)}"
         )
+    now = utcnow()
+    clock = DemoClock(now - timedelta(days=DEMO_DAYS))
     created: list[str] = []
     with ws.session():
-        for d in DEMO_TEMPLATES:
-            authors = rng.sample(AUTHORS, k=2)
-            first, *rest = d.versions
-            ws.templates.create(
-                d.name,
-                first[0],
-                description=d.description,
-                category=d.category,
-                tags=list(d.tags),
-                metadata=d.metadata,
-                author=authors[0],
-                message=first[1],
-            )
-            for i, (content, message) in enumerate(rest):
-                ws.templates.update(
+        with demo_clock(clock):
+            for i, d in enumerate(DEMO_TEMPLATES):
+                authors = rng.sample(AUTHORS, k=2)
+                first, *rest = d.versions
+                stagger = timedelta(minutes=70 * i)
+                clock.at(now + timedelta(days=VERSION_DAYS[0]) + stagger)
+                ws.templates.create(
                     d.name,
-                    content,
-                    author=authors[(i + 1) % 2],
-                    message=message,
-                    bump="patch" if rng.random() < 0.3 else "minor",
+                    first[0],
+                    description=d.description,
+                    category=d.category,
+                    tags=list(d.tags),
+                    metadata=d.metadata,
+                    author=authors[0],
+                    message=first[1],
                 )
-            created.append(d.name)
-        build_demo_branches(ws, rng)
-        _demo_deployments(ws, rng, created)
-        add_demo_events(ws, seed)
+                for j, (content, message) in enumerate(rest, start=1):
+                    clock.at(now + timedelta(days=VERSION_DAYS[j]) + stagger)
+                    ws.templates.update(
+                        d.name,
+                        content,
+                        author=authors[j % 2],
+                        message=message,
+                        bump="patch" if rng.random() < 0.3 else "minor",
+                    )
+                created.append(d.name)
+            build_demo_branches(ws, rng, clock.at, now)
+            _demo_deployments(ws, rng, created, clock.at, now)
+        add_demo_events(ws, seed, now=now)
+        add_demo_alerts(ws, rng, now)
         ws.mark("seeded", f"demo seed {seed}")
     return created
 
 
-def build_demo_branches(ws: Workspace, rng: random.Random) -> None:
-    """Branches that show version control at work.
+def build_demo_branches(
+    ws: Workspace,
+    rng: random.Random,
+    at: Callable[[datetime], None] | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Branches that show version control at work (``at(t)`` back-dates each step).
 
     - ``qa-basic``/``concise-tone``: an open alternative one commit ahead of ``main`` (the
       experiment examples compare it with the live version);
@@ -202,8 +244,15 @@ def build_demo_branches(ws: Workspace, rng: random.Random) -> None:
     - ``qa-citations``/``strict-sources``: branched from 1.0.0 and changing the line ``main``
       rewrote since, so merging it opens the conflict editor.
     """
+    now = now or utcnow()
+
+    def when(days: float) -> None:
+        if at is not None:
+            at(now + timedelta(days=days))
+
     who = rng.sample(AUTHORS, k=3)
     qa = ws.templates.get("qa-basic")
+    when(-4.0)
     ws.versions.create_branch("qa-basic", "concise-tone", author=who[0])
     ws.templates.update(
         "qa-basic",
@@ -217,10 +266,12 @@ def build_demo_branches(ws: Workspace, rng: random.Random) -> None:
     )
     art = ws.templates.get("summarize-article")
     previous = ws.versions.log(art.id, art.commit, first_parent=True, limit=2)[-1]
+    when(-8.5)
     ws.versions.create_branch(
         "summarize-article", "delimit-article", from_ref=previous.id, author=who[1]
     )
     old = previous.content
+    when(-8.0)
     ws.templates.update(
         "summarize-article",
         old.replace("Article:\n{article}", 'Article:\n"""\n{article}\n"""'),
@@ -228,12 +279,14 @@ def build_demo_branches(ws: Workspace, rng: random.Random) -> None:
         author=who[1],
         message="Delimit the article text",
     )
+    when(-7.5)
     ws.versions.merge(
         "summarize-article",
         "delimit-article",
         author=who[1],
         message="Merge delimit-article: quote the article",
     )
+    when(-3.0)
     ws.versions.create_branch("qa-citations", "strict-sources", from_ref="1.0.0", author=who[2])
     ws.templates.update(
         "qa-citations",
@@ -245,48 +298,93 @@ def build_demo_branches(ws: Workspace, rng: random.Random) -> None:
     )
 
 
-def _demo_deployments(ws: Workspace, rng: random.Random, names: list[str]) -> None:
-    """Each template walks the promotion path in order (so the demo also builds under
-    ``require_previous``); production lags behind, and qa-basic has a release that was rolled
-    back, so the history and the rollback button have something to show. The reason covers the
-    evidence gate, should the settings turn it on."""
+def _demo_deployments(
+    ws: Workspace,
+    rng: random.Random,
+    names: list[str],
+    at: Callable[[datetime], None],
+    now: datetime,
+) -> None:
+    """Each version walks the promotion path after its commit (so the demo also builds under
+    ``require_previous``): development two hours later, staging a day later, production three
+    days later; production lags behind (the newest version of most templates stays in staging),
+    and qa-basic's latest release, which made answers longer and slower, was rolled back a day
+    ago, so the history, the rollback button, the trends and the alerts have something to show.
+    The reason covers the evidence gate, should the settings turn it on."""
     envs = ws.deployments.environments
     why = "demo history (promptver demo)"
+    last = envs[-1]
+    steps: list[tuple[datetime, int, str, str, str]] = []  # (when, order, template, version, env)
     for name in names:
         t = ws.templates.get(name)
-        versions = [
-            c.version
-            for c in reversed(ws.versions.log(t.id, t.commit, first_parent=True))
-            if c.version
-        ]
-        for env in envs[:-1]:
-            for v in versions:
-                ws.deployments.deploy(
-                    name,
-                    v,
-                    env,
-                    author=rng.choice(AUTHORS),
-                    reason=why,
-                    note=f"try {v}" if env == envs[0] else f"review {v}",
-                )
-        if len(envs) == 1:
-            continue
-        last = envs[-1]
-        released = versions if name == "qa-basic" else versions[:-1] or versions
-        notes = ["initial release", "grounded answers", "name the product in answers"]
-        for i, v in enumerate(released):
-            ws.deployments.deploy(
-                name,
-                v,
-                last,
-                author=rng.choice(AUTHORS),
-                reason=why,
-                note=notes[i] if i < len(notes) else f"release {v}",
-            )
-        if name == "qa-basic" and len(released) > 1:
-            ws.deployments.rollback(
-                name,
-                last,
-                author=rng.choice(AUTHORS),
-                note="answers got longer and slower; back to the previous",
-            )
+        log = [c for c in reversed(ws.versions.log(t.id, t.commit, first_parent=True)) if c.version]
+        released = log if name == "qa-basic" else log[:-1] or log
+        for c in log:
+            for k, env in enumerate(envs[:-1] if len(envs) > 1 else envs):
+                delay = PROMOTION_DELAYS.get(env, timedelta(hours=2 + 22 * k))
+                steps.append((c.created_at + delay, len(steps), name, c.version, env))
+        if len(envs) > 1:
+            for c in released:
+                steps.append((c.created_at + PRODUCTION_DELAY, len(steps), name, c.version, last))
+    notes = ["initial release", "grounded answers", "name the product in answers"]
+    released_count: dict[str, int] = {}
+    for when, _, name, version, env in sorted(steps):
+        at(when)
+        if env == last and len(envs) > 1:
+            i = released_count[name] = released_count.get(name, -1) + 1
+            note = notes[i] if i < len(notes) else f"release {version}"
+        else:
+            note = f"try {version}" if env == envs[0] else f"review {version}"
+        ws.deployments.deploy(name, version, env, author=rng.choice(AUTHORS), reason=why, note=note)
+    if len(envs) > 1 and ws.deployments.history("qa-basic", last, limit=2)[1:]:
+        at(now - ROLLBACK_AGO)
+        ws.deployments.rollback(
+            "qa-basic",
+            last,
+            author=rng.choice(AUTHORS),
+            note="answers got longer and slower; back to the previous",
+        )
+
+
+def add_demo_alerts(ws: Workspace, rng: random.Random, now: datetime) -> None:
+    """Alert rules over the demo events, evaluated on the last 30 days: the p95 latency rule
+    fires on the days of qa-basic's regressed release (the oldest of those alerts is already
+    acknowledged), the error-rate rule on templates whose errors run high, the quality rule
+    stays quiet, and a disabled cost rule shows how rules are switched off."""
+    who = rng.sample(AUTHORS, k=2)
+    slow = ws.alerts.add(
+        "latency_p95",
+        ">",
+        1500,
+        "24h",
+        min_events=20,
+        template="qa-basic",
+        environment="production",
+        name="qa-basic answers slow",
+        author=who[0],
+    )
+    ws.alerts.add("error_rate", ">", 0.09, "7d", min_events=50, name="error budget", author=who[1])
+    ws.alerts.add(
+        "quality_score",
+        "<",
+        0.55,
+        "24h",
+        min_events=10,
+        template="summarize-meeting",
+        name="meeting notes quality floor",
+        author=who[0],
+    )
+    ws.alerts.add(
+        "cost_per_request",
+        ">",
+        0.002,
+        "1h",
+        min_events=5,
+        name="cost spike",
+        enabled=False,
+        author=who[1],
+    )
+    ws.alerts.check(now, since=now - timedelta(days=DEMO_DAYS))
+    first = ws.alerts.alerts(rule_id=slow.id, limit=10_000)
+    if first:
+        ws.alerts.acknowledge(first[-1].id, author=who[1])

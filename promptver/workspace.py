@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from promptver.alerts import AlertService
 from promptver.config import Settings
 from promptver.deployments import DeploymentService, LivePrompt
 from promptver.errors import NotFound, Problem, PromptverError, ValidationError
@@ -27,6 +28,7 @@ from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.store.migrations import migrate
 from promptver.templates import TemplateService
+from promptver.trends import TrendService
 from promptver.versioning import VersionControl, utcnow
 
 
@@ -51,6 +53,9 @@ class Workspace:
         self.experiments.results_provider = self._final_results
         self._arm_prompts: dict[tuple[str, str], Prompt] = {}
         self.metrics = MetricsService(self.db, self.settings)
+        self.trends = TrendService(self.db, self.settings)
+        self.alerts = AlertService(self.db, self.settings)
+        self.metrics.add_listener(self.alerts.on_metrics_written)  # rules run after each write
         self._closed = False
 
     @classmethod

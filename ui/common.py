@@ -18,6 +18,7 @@ import streamlit as st
 
 from promptver import PromptverError, Settings, Workspace
 from promptver.config import default_author
+from ui.alerts import sidebar_badge
 
 
 @st.cache_resource(show_spinner=False)
@@ -71,6 +72,7 @@ def author() -> str:
 def sidebar(ws: Workspace) -> None:
     with st.sidebar:
         st.caption(f"Database: `{ws.path}`")
+    sidebar_badge(ws)
 
 
 def problems_frame(problems: list[Any]) -> pd.DataFrame:

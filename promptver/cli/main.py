@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "promptver.cli.commands.experiments",
     "promptver.cli.commands.metrics",
     "promptver.cli.commands.reports",
+    "promptver.cli.commands.alerts",
 ]
 
 

@@ -308,3 +308,60 @@ def m030_experiment_lifecycle(con: duckdb.DuckDBPyConnection) -> None:
         """
     )
     con.execute("CREATE INDEX experiment_log_experiment ON experiment_log (experiment_id)")
+
+
+@migration
+def m060_alerts(con: duckdb.DuckDBPyConnection) -> None:
+    # Alert rules: what to watch (a metric over a window, compared with a threshold) and where
+    # (one template or every one, one environment or any). Rules can be edited, disabled and
+    # deleted; the alerts they fired keep a copy of the condition that fired them.
+    con.execute("CREATE SEQUENCE alert_rules_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE alert_rules (
+            id BIGINT PRIMARY KEY DEFAULT nextval('alert_rules_id_seq'),
+            name VARCHAR NOT NULL DEFAULT '',
+            metric VARCHAR NOT NULL,          -- latency_avg … or custom:NAME
+            comparator VARCHAR NOT NULL,      -- > >= < <=
+            threshold DOUBLE NOT NULL,
+            window_text VARCHAR NOT NULL,     -- as shown: 1h, 24h, 7d …
+            window_seconds BIGINT NOT NULL,
+            min_events BIGINT NOT NULL,
+            template_id VARCHAR,              -- NULL: every template ('*'), each on its own
+            environment VARCHAR,              -- NULL: any environment
+            enabled BOOLEAN NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            created_by VARCHAR NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL,
+            updated_by VARCHAR NOT NULL
+        )
+        """
+    )
+    # Fired alerts: at most one per rule, template and window (the key below), so evaluating
+    # the same window again never adds a second one.
+    con.execute("CREATE SEQUENCE alerts_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE alerts (
+            id BIGINT PRIMARY KEY DEFAULT nextval('alerts_id_seq'),
+            rule_id BIGINT NOT NULL,
+            template_id VARCHAR NOT NULL,
+            window_start TIMESTAMPTZ NOT NULL,
+            window_end TIMESTAMPTZ NOT NULL,
+            value DOUBLE NOT NULL,            -- the metric over the window when it fired
+            events BIGINT NOT NULL,           -- events with the metric in the window then
+            fired_at TIMESTAMPTZ NOT NULL,
+            source VARCHAR NOT NULL,          -- check | import | track
+            rule_name VARCHAR NOT NULL,       -- the rule as it was when it fired
+            metric VARCHAR NOT NULL,
+            comparator VARCHAR NOT NULL,
+            threshold DOUBLE NOT NULL,
+            window_text VARCHAR NOT NULL,
+            min_events BIGINT NOT NULL,
+            environment VARCHAR,
+            acknowledged_at TIMESTAMPTZ,
+            acknowledged_by VARCHAR,
+            UNIQUE (rule_id, template_id, window_start)
+        )
+        """
+    )
