@@ -57,7 +57,7 @@ def create_app(ws: Workspace, *, close_on_shutdown: bool = False) -> FastAPI:
     app.add_exception_handler(PromptverError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.request_error)
     app.add_exception_handler(StarletteHTTPException, problems.http_error)
-    app.add_exception_handler(Exception, problems.internal_error)
+    app.add_middleware(problems.CatchBugs)
     app.add_middleware(BodyLimit, max_bytes=ws.settings.uploads.max_upload_mb * 1024 * 1024)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.workspace = ws

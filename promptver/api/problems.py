@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptver.errors import (
     Conflict,
@@ -193,13 +194,42 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-    """A bug: logged with its traceback; the client gets a 500 without internals."""
-    log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(
-        500,
-        "internal-error",
-        "Internal Server Error",
-        f"internal error ({type(exc).__name__}); the server log has the details, please report it",
-        request.url.path,
-    )
+class CatchBugs:
+    """Any other exception is a bug: logged with its traceback, answered with a 500 problem
+    (without internals), and the connection stays usable.
+
+    Starlette's own handler for ``Exception`` re-raises after answering, and uvicorn then
+    closes the connection, which can reset it before the client has read the answer.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            if started:  # too late for a problem document: let uvicorn close the connection
+                raise
+            request = Request(scope)
+            log.error("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+            response = problem_response(
+                500,
+                "internal-error",
+                "Internal Server Error",
+                f"internal error ({type(exc).__name__}); the server log has the details, "
+                "please report it",
+                request.url.path,
+            )
+            await response(scope, receive, send)
