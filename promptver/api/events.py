@@ -58,9 +58,15 @@ class Batch:
                 self.first_with.setdefault(key, i)
                 if key not in columns:
                     columns.append(key)
+        if "experiment" in columns and "variant" not in columns:
+            # the CSV needs the column whenever experiment is one; each event then gets the
+            # row rule ("required with an experiment") under its own index
+            columns.append("variant")
         self.columns = columns
         buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
+        # CRLF: the writer then quotes any value holding CR or LF (with LF alone it leaves a
+        # bare CR unquoted, which would end the record early)
+        writer = csv.writer(buf, lineterminator="\r\n")
         writer.writerow(columns)
         #: physical line (1-based) where each event's record starts
         self.starts: list[int] = []
@@ -91,7 +97,9 @@ class Batch:
         else:
             index = None
         message = _LINE_REF.sub(lambda m: self._at(int(m.group(1))), p.message)
-        if p.code == "duplicate_file":
+        if p.code == "encoding":  # in a JSON string, only a lone surrogate escape can do this
+            message = "is not valid Unicode text (a lone surrogate escape such as \\ud800)"
+        elif p.code == "duplicate_file":
             message = (
                 message.replace("this file was", "this batch was")
                 .replace(
