@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from promptver.versioning import utcnow
 from tests.api_helpers import (
     EXPERIMENT,
@@ -415,8 +417,9 @@ def test_experiment_lifecycle_routing_events_and_results(api, ws, cli):
     assert (results["metric"], results["status"]) == ("quality_score", "running")
     assert sum(v["users"] for v in results["variants"]) == 24
     on_cli = cli("experiment", "results", eid, json=True).json()
-    assert results["variants"] == on_cli["variants"]
-    assert results["comparisons"][0]["p_value"] == on_cli["comparisons"][0]["p_value"]
+    # the same analysis (DuckDB's parallel sums may differ in the last bits between runs)
+    assert results["variants"] == pytest.approx(on_cli["variants"], rel=1e-9)
+    assert results["comparisons"] == pytest.approx(on_cli["comparisons"], rel=1e-9)
     lat = api.get(f"/experiments/{eid}/results", params={"metric": "latency_ms"}).json()
     assert lat["metric"] == "latency_ms"
     problem(
@@ -587,6 +590,29 @@ def test_many_threads_render_while_deployments_change(api, ws):
     assert versions <= {"1.0.0", "1.1.0"}
     final = api.post("/prompts/qa-basic/render", json={"variables": VARS, "env": "production"})
     assert final.json()["version"] == "1.0.0"
+
+
+def test_the_database_opens_from_many_threads_at_once(ws):
+    """Request threads open and close their own connections; a connect racing the close of
+    the last one used to fail as "Unique file handle conflict" (reported as a damaged file)."""
+    from promptver.errors import PromptverError
+
+    errors: list[str] = []
+
+    def work() -> None:
+        for _ in range(600):  # open and close as fast as possible: the race is at the edges
+            try:
+                with ws.db.read():
+                    pass
+            except PromptverError as exc:
+                errors.append(exc.message)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
 
 
 def test_concurrent_writes_all_land_or_conflict_cleanly(api):

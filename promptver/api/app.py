@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptver import __version__
 from promptver.api import problems
-from promptver.api.routes import build_router
+from promptver.api.routes import add_routes
 from promptver.errors import PromptverError
 from promptver.workspace import Workspace
 
@@ -53,7 +53,7 @@ def create_app(ws: Workspace, *, close_on_shutdown: bool = False) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
     )
-    app.include_router(build_router(ws))
+    add_routes(app, ws, PREFIX)
     app.add_exception_handler(PromptverError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.request_error)
     app.add_exception_handler(StarletteHTTPException, problems.http_error)

@@ -15,6 +15,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptver.errors import (
@@ -177,20 +178,37 @@ async def request_error(request: Request, exc: Exception) -> JSONResponse:
 async def http_error(request: Request, exc: Exception) -> JSONResponse:
     """Starlette's own errors (unknown path, wrong method) as problem details too."""
     assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail if isinstance(exc.detail, str) else "bad request"
+    if exc.status_code == 400:
+        # FastAPI's "error parsing the body" (e.g. bytes that are not UTF-8): the same kind of
+        # problem, and the same status, as a body that is not valid JSON
+        return problem_response(
+            422,
+            "invalid-request",
+            "Invalid Request",
+            f"invalid request: the body cannot be read as JSON ({detail})",
+            request.url.path,
+            [{"message": detail, "field": None, "in": "body", "code": "body", "severity": "error"}],
+        )
     kind, title = _HTTP_KINDS.get(exc.status_code, ("http-error", "HTTP Error"))
-    detail = exc.detail if isinstance(exc.detail, str) else title
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"no such endpoint: {request.method} {request.url.path} (see /api/v1/openapi.json)"
-    elif exc.status_code == 405:
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names the methods of the first route on the path only; a path served by
+        # several routes (GET and POST /prompts) allows the methods of all of them
+        allowed: set[str] = set()
+        for route in request.app.routes:
+            match, _ = route.matches(request.scope)
+            if match != Match.NONE:
+                allowed |= set(getattr(route, "methods", None) or ())
+        allowed.discard("HEAD")
         detail = f"{request.method} is not allowed on {request.url.path}"
+        if allowed:
+            headers["Allow"] = ", ".join(sorted(allowed))
+            detail += f" (allowed: {headers['Allow']})"
     return problem_response(
-        exc.status_code,
-        kind,
-        title,
-        detail,
-        request.url.path,
-        None,
-        dict(exc.headers or {}) or None,
+        exc.status_code, kind, title, detail, request.url.path, None, headers or None
     )
 
 

@@ -13,8 +13,9 @@ import hmac
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import Depends, FastAPI, Query, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.convertors import PathConvertor, register_url_convertor
 
 from promptver import __version__
 from promptver.api import schemas as s
@@ -71,13 +72,13 @@ class Endpoints:
     def list_prompts(
         self,
         category: str | None = None,
-        tag: Annotated[list[str] | None, Query(description="all of these tags")] = None,
+        tag: Annotated[list[str], Query(description="all of these tags")] = [],  # noqa: B006
         search: str | None = Query(None, description="text in names, descriptions, tags, text"),
         include_archived: bool = False,
     ) -> list[Template]:
         """Templates at the head of main, filtered."""
         return self.ws.templates.list(
-            category=category, tags=tag, search=search, include_archived=include_archived
+            category=category, tags=tag or None, search=search, include_archived=include_archived
         )
 
     def create_prompt(self, body: s.TemplateCreate, response: Response) -> Template:
@@ -290,15 +291,43 @@ def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-def build_router(ws: Workspace) -> APIRouter:
-    """The ``/api/v1`` router with every endpoint bound to ``ws``."""
+class _RefConvertor(PathConvertor):
+    """A template or experiment ref in a path: like ``{x:path}`` (names may hold '/'), but not
+    ending in one of the action words, so ``PUT /prompts/qa/render`` is a 405 on the render
+    route rather than an update of a template named ``qa/render`` (reach one by its id)."""
+
+    actions: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.regex = f"(?!.*/(?:{'|'.join(cls.actions)})$).*"
+
+
+class _TemplateRef(_RefConvertor):
+    actions = ("render", "deploy", "rollback", "deployments", "experiments")
+
+
+class _ExperimentRef(_RefConvertor):
+    actions = ("start", "stop", "results")
+
+
+register_url_convertor("template_ref", _TemplateRef())
+register_url_convertor("experiment_ref", _ExperimentRef())
+
+
+def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
+    """Add every endpoint, bound to ``ws``, under ``prefix`` (on the app itself rather than
+    through an included router, so that ``app.routes`` lists them: the 405 handler reads it)."""
     e = Endpoints(ws)
     write = [Depends(e.authorize)]
-    r = APIRouter(prefix="/api/v1")
+
+    def route(path: str, endpoint: Any, **kwargs: Any) -> None:
+        app.add_api_route(prefix + path, endpoint, **kwargs)
+
     common = (422, 409, 503)
     tags_t, tags_d, tags_e = ["templates"], ["deployments"], ["experiments"]
 
-    r.add_api_route(
+    route(
         "/prompts",
         e.list_prompts,
         methods=["GET"],
@@ -306,7 +335,7 @@ def build_router(ws: Workspace) -> APIRouter:
         summary="List templates",
         responses=_problems(*common),
     )
-    r.add_api_route(
+    route(
         "/prompts",
         e.create_prompt,
         methods=["POST"],
@@ -317,7 +346,7 @@ def build_router(ws: Workspace) -> APIRouter:
         responses=_problems(401, 413, *common),
     )
     # the action routes come before the plain template route: a name may contain '/'
-    r.add_api_route(
+    route(
         "/prompts/{ref:path}/render",
         e.render,
         methods=["POST"],
@@ -325,7 +354,7 @@ def build_router(ws: Workspace) -> APIRouter:
         summary="Render a template (or what is live in an environment)",
         responses=_problems(404, 413, *common),
     )
-    r.add_api_route(
+    route(
         "/prompts/{ref:path}/deploy",
         e.deploy,
         methods=["POST"],
@@ -335,7 +364,7 @@ def build_router(ws: Workspace) -> APIRouter:
         dependencies=write,
         responses=_problems(401, 404, 413, *common),
     )
-    r.add_api_route(
+    route(
         "/prompts/{ref:path}/rollback",
         e.rollback,
         methods=["POST"],
@@ -345,7 +374,7 @@ def build_router(ws: Workspace) -> APIRouter:
         dependencies=write,
         responses=_problems(401, 404, 413, *common),
     )
-    r.add_api_route(
+    route(
         "/prompts/{ref:path}/deployments",
         e.deployments,
         methods=["GET"],
@@ -353,7 +382,7 @@ def build_router(ws: Workspace) -> APIRouter:
         summary="Deployment history, newest first",
         responses=_problems(404, *common),
     )
-    r.add_api_route(
+    route(
         "/prompts/{ref:path}/experiments",
         e.create_experiment,
         methods=["POST"],
@@ -363,16 +392,16 @@ def build_router(ws: Workspace) -> APIRouter:
         dependencies=write,
         responses=_problems(401, 404, 413, *common),
     )
-    r.add_api_route(
-        "/prompts/{ref:path}",
+    route(
+        "/prompts/{ref:template_ref}",
         e.get_prompt,
         methods=["GET"],
         tags=tags_t,
         summary="Get a template (head of main, or ?version=)",
         responses=_problems(404, *common),
     )
-    r.add_api_route(
-        "/prompts/{ref:path}",
+    route(
+        "/prompts/{ref:template_ref}",
         e.update_prompt,
         methods=["PUT"],
         tags=tags_t,
@@ -380,7 +409,7 @@ def build_router(ws: Workspace) -> APIRouter:
         dependencies=write,
         responses=_problems(401, 404, 413, *common),
     )
-    r.add_api_route(
+    route(
         "/experiments",
         e.list_experiments,
         methods=["GET"],
@@ -388,7 +417,7 @@ def build_router(ws: Workspace) -> APIRouter:
         summary="List experiments",
         responses=_problems(404, *common),
     )
-    r.add_api_route(
+    route(
         "/experiments/{experiment:path}/start",
         e.start_experiment,
         methods=["POST"],
@@ -397,7 +426,7 @@ def build_router(ws: Workspace) -> APIRouter:
         dependencies=write,
         responses=_problems(401, 404, 413, *common),
     )
-    r.add_api_route(
+    route(
         "/experiments/{experiment:path}/stop",
         e.stop_experiment,
         methods=["POST"],
@@ -406,7 +435,7 @@ def build_router(ws: Workspace) -> APIRouter:
         dependencies=write,
         responses=_problems(401, 404, 413, *common),
     )
-    r.add_api_route(
+    route(
         "/experiments/{experiment:path}/results",
         e.results,
         methods=["GET"],
@@ -414,15 +443,15 @@ def build_router(ws: Workspace) -> APIRouter:
         summary="Experiment results (the contract's results object)",
         responses=_problems(404, *common),
     )
-    r.add_api_route(
-        "/experiments/{experiment:path}",
+    route(
+        "/experiments/{experiment:experiment_ref}",
         e.get_experiment,
         methods=["GET"],
         tags=tags_e,
         summary="Get an experiment",
         responses=_problems(404, *common),
     )
-    r.add_api_route(
+    route(
         "/events",
         e.events,
         methods=["POST"],
@@ -431,7 +460,7 @@ def build_router(ws: Workspace) -> APIRouter:
         dependencies=write,
         responses=_problems(401, 413, *common),
     )
-    r.add_api_route(
+    route(
         "/health",
         e.health,
         methods=["GET"],
@@ -439,4 +468,3 @@ def build_router(ws: Workspace) -> APIRouter:
         summary="Version and database status",
         responses={503: {"model": s.Health, "description": "the database cannot be used"}},
     )
-    return r

@@ -30,6 +30,12 @@ from promptver.errors import Conflict, DatabaseBusy, DatabaseError
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 _WAL_MARKERS = ("replay", "WAL", "write-ahead", "checkpoint")
 
+# Opening and closing connections to a file must not interleave between threads: a connect
+# that races the close of the last connection (which tears DuckDB's database instance down)
+# fails with "Unique file handle conflict ... already attached" (seen under the HTTP API's
+# thread pool). Both are short; queries run outside the lock.
+_OPEN_CLOSE = threading.Lock()
+
 RECOVERY_HINT = (
     "see 'Recovering a damaged database' in README.md: restore the latest backup "
     "(promptver backup) or move the .wal file aside and open again"
@@ -82,7 +88,8 @@ class Database:
         delay = 0.005
         while True:
             try:
-                return duckdb.connect(str(self.path))
+                with _OPEN_CLOSE:
+                    return duckdb.connect(str(self.path))
             except duckdb.IOException as exc:
                 text = str(exc)
                 if not any(m in text for m in _LOCK_MARKERS):
@@ -128,7 +135,8 @@ class Database:
         if st.depth == 0:
             con, st.con = st.con, None
             try:
-                con.close()  # type: ignore[union-attr]
+                with _OPEN_CLOSE:
+                    con.close()  # type: ignore[union-attr]
             except duckdb.Error:  # pragma: no cover - closing never matters for correctness
                 pass
 

@@ -57,7 +57,8 @@ def cmd_serve(ctx: Context) -> None:
     sock = bind(host, port)  # before opening the database: a taken port fails at once
     try:
         ws = ctx.ws
-        server = make_server(ws, access_log=not a.no_access_log)
+        # closed when the server shuts down, before uvicorn re-raises a SIGTERM it caught
+        server = make_server(ws, access_log=not a.no_access_log, close_on_shutdown=True)
         auth = "bearer token required for writes" if settings.token_hashes else "no auth"
         sys.stderr.write(
             f"promptver API on {address(sock)}/api/v1 (database {ws.path}; {auth}); "
@@ -69,7 +70,10 @@ def cmd_serve(ctx: Context) -> None:
                 "address can create, deploy and roll back prompts (set server.token_hashes)\n"
             )
         sys.stderr.flush()
-        server.run(sockets=[sock])
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # Ctrl+C is how a server is stopped: not an error
+            sys.stderr.write("promptver API stopped\n")
     finally:
         sock.close()
 
