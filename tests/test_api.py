@@ -508,6 +508,7 @@ def test_a_busy_database_is_409_with_retry_after(serve, db_path):
     holder = None
     try:
         seed(ws)
+        ws.deployments.deploy("qa-basic", "1.1.0", "production")
         api = serve(ws)
         holder = subprocess.Popen(
             [sys.executable, "-c", HOLDER, str(db_path)],
@@ -521,6 +522,9 @@ def test_a_busy_database_is_409_with_retry_after(serve, db_path):
         assert body["detail"].startswith("database busy")
         assert r.headers["retry-after"] == "1"
         problem(api.get("/prompts"), 409, "database-busy")
+        # render's cache is cold: it waits for the file in a worker thread, then gives up too
+        render = {"variables": {"question": "q", "context": "c"}, "env": "production"}
+        problem(api.post("/prompts/qa-basic/render", json=render), 409, "database-busy")
         h = api.get("/health")
         assert h.status_code == 503 and "busy" in h.json()["database"]["detail"]
         holder.communicate("\n", timeout=30)
@@ -613,6 +617,42 @@ def test_the_database_opens_from_many_threads_at_once(ws):
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_cache_only_blocks_raise_before_touching_anything(ws):
+    from promptver.store.db import WouldBlock
+
+    ws.templates.create("qa", "Hi {x}.")
+    ws.deployments.deploy("qa", "1.0.0", "production")
+    with ws.db.cache_only(), pytest.raises(WouldBlock):
+        ws.get_prompt("qa", "production", "u1")  # nothing cached yet: it needs the file
+    p = ws.get_prompt("qa", "production", "u1")  # normal calls are unaffected
+    with ws.db.cache_only():
+        assert ws.get_prompt("qa", "production", "u2").commit == p.commit  # from the cache
+        with pytest.raises(WouldBlock):
+            ws.templates.get("qa")
+    assert ws.templates.get("qa").version == "1.0.0"
+
+
+def test_render_of_a_live_prompt_is_served_from_the_cache_on_the_event_loop(api, ws):
+    seed(ws)
+    api.post("/prompts/qa-basic/deploy", json={"version": "1.1.0", "env": "production"})
+    calls: list[tuple[str, bool]] = []
+    real = ws.get_prompt
+
+    def spy(*args, **kwargs):
+        calls.append((threading.current_thread().name, ws.db._state.cache_only > 0))
+        return real(*args, **kwargs)
+
+    ws.get_prompt = spy  # type: ignore[method-assign]
+    body = {"variables": VARS, "env": "production", "user_id": "u1"}
+    assert api.post("/prompts/qa-basic/render", json=body).json()["version"] == "1.1.0"
+    # a cold cache: tried on the loop without the file, then run in a worker thread
+    assert [c[1] for c in calls] == [True, False] and calls[0][0] != calls[1][0]
+    loop_thread = calls[0][0]
+    calls.clear()
+    assert api.post("/prompts/qa-basic/render", json=body).json()["version"] == "1.1.0"
+    assert calls == [(loop_thread, True)]  # warm: answered on the loop, no thread hop
 
 
 def test_concurrent_writes_all_land_or_conflict_cleanly(api):
