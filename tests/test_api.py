@@ -143,6 +143,26 @@ def test_template_errors_are_problems_with_the_cli_messages(api, cli):
     )
     assert fields(body) == ["bump"]
 
+    # a lone surrogate escape is valid JSON syntax but not Unicode text: refused, by field
+    for url, raw in (
+        ("/prompts", '{"name": "s", "content": "Hi \\ud800 {x}"}'),
+        ("/prompts/qa/render", '{"variables": {"question": "a\\udc00"}}'),
+    ):
+        body = problem(
+            api.post(url, content=raw, headers={"content-type": "application/json"}),
+            422,
+            "invalid-request",
+        )
+        assert "lone surrogate" in body["detail"]
+    assert fields(body) == ["variables.question"]
+    # a proper pair is fine
+    r = api.post(
+        "/prompts/qa/render",
+        content='{"variables": {"question": "\\ud83d\\ude00"}}',
+        headers={"content-type": "application/json"},
+    )
+    assert r.json()["text"] == "Answer 😀 now."
+
     # unknown endpoints and methods are problems too
     body = problem(api.get("/nowhere"), 404, "not-found")
     assert "no such endpoint" in body["detail"]
@@ -313,6 +333,8 @@ def test_deploy_rollback_and_history(api, ws, cli):
         api.get("/prompts/qa-basic/deployments", params={"limit": 0}), 422, "invalid-request"
     )
     assert body["problems"][0]["in"] == "query" and fields(body) == ["limit"]
+    big = api.get("/prompts/qa-basic/deployments", params={"limit": 10**23})
+    assert fields(problem(big, 422, "invalid-request")) == ["limit"]
     problem(api.get("/prompts/qa-basic/deployments", params={"env": "nope"}), 404, "not-found")
     body = problem(
         api.post("/prompts/qa-basic/deploy", json={"version": "7.0.0", "env": "staging"}),

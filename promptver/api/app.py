@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptver import __version__
@@ -53,6 +57,7 @@ def create_app(ws: Workspace, *, close_on_shutdown: bool = False) -> FastAPI:
         swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
     )
+    app.router.route_class = IJsonRoute
     add_routes(app, ws, PREFIX)
     app.add_exception_handler(PromptverError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.request_error)
@@ -62,6 +67,75 @@ def create_app(ws: Workspace, *, close_on_shutdown: bool = False) -> FastAPI:
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.workspace = ws
     return app
+
+
+class LoneSurrogate(json.JSONDecodeError):
+    """FastAPI reports a ``JSONDecodeError`` as an invalid body (422); ``field`` says where."""
+
+    def __init__(self, field: str, msg: str, doc: str, pos: int) -> None:
+        super().__init__(msg, doc, pos)
+        self.field = field
+
+
+class IJsonRequest(Request):
+    """A request whose JSON body must be I-JSON (RFC 7493): no lone surrogate escapes.
+
+    JSON lets a string hold ``"\\ud800"`` alone; Python then holds a string that cannot be
+    encoded as UTF-8, which would fail deep inside (a commit hash, the rendered answer). Such a
+    body is refused here as invalid JSON, naming where the string is.
+    """
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            body = await self.body()
+            data = json.loads(body)
+            where = _lone_surrogate(data, "")
+            if where is not None:
+                raise LoneSurrogate(
+                    where,
+                    f"{where or 'the body'} holds a lone surrogate escape (\\ud800-\\udfff), "
+                    "which is not valid Unicode text",
+                    body.decode("utf-8", "replace"),
+                    0,
+                )
+            self._json = data
+        return self._json
+
+
+def _lone_surrogate(value: Any, path: str) -> str | None:
+    """Where (``events[0].user_id``) the first string holding a lone surrogate is, if any."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = _lone_surrogate(key, path) if isinstance(key, str) else None
+            if where is not None:
+                return where
+            where = _lone_surrogate(item, f"{path}.{key}" if path else str(key))
+            if where is not None:
+                return where
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            where = _lone_surrogate(item, f"{path}[{i}]")
+            if where is not None:
+                return where
+    return None
+
+
+class IJsonRoute(APIRoute):
+    """Routes whose handlers read JSON bodies through :class:`IJsonRequest`."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            return await handler(IJsonRequest(request.scope, request.receive))
+
+        return handle
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -144,8 +218,6 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from starlette.requests import Request
-
         mb = self.max_bytes // (1024 * 1024)
         response = problems.problem_response(
             413,

@@ -97,9 +97,7 @@ class Batch:
         else:
             index = None
         message = _LINE_REF.sub(lambda m: self._at(int(m.group(1))), p.message)
-        if p.code == "encoding":  # in a JSON string, only a lone surrogate escape can do this
-            message = "is not valid Unicode text (a lone surrogate escape such as \\ud800)"
-        elif p.code == "duplicate_file":
+        if p.code == "duplicate_file":
             message = (
                 message.replace("this file was", "this batch was")
                 .replace(
@@ -133,8 +131,8 @@ def import_events(ws: Workspace, events: Sequence[EventIn], *, author: str) -> I
     name = f"HTTP batch of {len(events)} event{'s' if len(events) != 1 else ''}"
     fd, path = tempfile.mkstemp(prefix="promptver-events-", suffix=".csv")
     try:
-        # lone surrogates (valid in JSON strings, invalid in UTF-8) reach the file as such, and
-        # the import refuses them as it refuses any invalid UTF-8, naming the line
+        # the API refuses lone surrogates in request bodies (app.IJsonRequest); a caller that
+        # passes one anyway gets the import's refusal of invalid UTF-8, naming the event
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogatepass", newline="") as f:
             f.write(batch.text)
         try:

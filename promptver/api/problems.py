@@ -149,7 +149,7 @@ async def request_error(request: Request, exc: Exception) -> JSONResponse:
         if err.get("type") == "json_invalid":
             ctx = err.get("ctx") or {}
             message = f"the body is not valid JSON ({ctx.get('error', 'syntax error')})"
-            field = ""
+            field = getattr(exc.__cause__, "field", "")  # set by app.LoneSurrogate
         elif err.get("type") == "missing" and where == "body" and not field:
             message = "a JSON body is required (Content-Type: application/json)"
         problems.append(

@@ -62,7 +62,7 @@ def make_server(
         create_app(ws, close_on_shutdown=close_on_shutdown),
         access_log=access_log,
         log_level=log_level,
-        # the server header and date cost time on every response and tell clients nothing
+        # a "server: uvicorn" header tells clients nothing they need
         server_header=False,
         timeout_graceful_shutdown=10,
     )
