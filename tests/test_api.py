@@ -350,6 +350,8 @@ def test_deploy_rollback_and_history(api, ws, cli):
         api.get("/prompts/qa-basic/deployments", params={"limit": 0}), 422, "invalid-request"
     )
     assert body["problems"][0]["in"] == "query" and fields(body) == ["limit"]
+    twice = api.get("/prompts/qa-basic/deployments", params=[("env", "staging"), ("env", "x")])
+    assert fields(problem(twice, 422, "invalid-request")) == ["env"]
     big = api.get("/prompts/qa-basic/deployments", params={"limit": 10**23})
     assert fields(problem(big, 422, "invalid-request")) == ["limit"]
     problem(api.get("/prompts/qa-basic/deployments", params={"env": "nope"}), 404, "not-found")

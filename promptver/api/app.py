@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptver import __version__
 from promptver.api import problems
-from promptver.api.routes import add_routes
+from promptver.api.routes import add_routes, single_query_values
 from promptver.errors import PromptverError
 from promptver.workspace import Workspace
 
@@ -47,6 +47,7 @@ def create_app(ws: Workspace, *, close_on_shutdown: bool = False) -> FastAPI:
             ws.close()
 
     app = FastAPI(
+        dependencies=[Depends(single_query_values)],
         title="promptver",
         version=__version__,
         description=DESCRIPTION,
@@ -152,6 +153,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     for path in doc.get("paths", {}).values():
         for op in path.values():
+            for param in op.get("parameters", []):
+                # a query string has no null: an optional parameter is simply absent, so
+                # "string or null" is documented as "string" (what is on the wire)
+                schema = param.get("schema", {})
+                kinds = [k for k in schema.get("anyOf", []) if k.get("type") != "null"]
+                if len(kinds) == 1 and len(schema["anyOf"]) == 2:
+                    rest = {k: v for k, v in schema.items() if k not in ("anyOf", "default")}
+                    param["schema"] = {**kinds[0], **rest}
             for response in op.get("responses", {}).values():
                 content = response.get("content", {})
                 ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")

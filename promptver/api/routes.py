@@ -16,7 +16,8 @@ import json
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
@@ -46,6 +47,25 @@ def _json(data: dict[str, Any]) -> Response:
     and encoding of a response model (a third of the hot path's time) would add nothing."""
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     return Response(body, media_type="application/json")
+
+
+def single_query_values(request: Request) -> None:
+    """A query parameter that takes one value may be given once: ``?env=a&env=b`` is refused
+    rather than silently read as ``b`` (``tag`` is the one list)."""
+    params = request.query_params
+    repeated = sorted(k for k in set(params.keys()) if k != "tag" and len(params.getlist(k)) > 1)
+    if repeated:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "repeated",
+                    "loc": ("query", k),
+                    "msg": f"given {len(params.getlist(k))} times; give it once",
+                    "input": params.getlist(k),
+                }
+                for k in repeated
+            ]
+        )
 
 
 def _invalid(field: str, message: str) -> ValidationError:

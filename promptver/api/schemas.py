@@ -17,7 +17,9 @@ Scalar = str | int | float | bool | None
 
 
 class ApiModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON value of another type is refused, not converted (0 is not false, "50" is
+    # not a number): what the OpenAPI document says is what the server accepts
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 # ---- problems ---------------------------------------------------------------------------------
@@ -200,7 +202,7 @@ class EventIn(BaseModel):
     import's rules (docs/metrics.md); ``null`` means missing.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     # extra keys (custom metrics) must be JSON scalars too
     __pydantic_extra__: dict[str, Scalar] = Field(init=False)  # type: ignore[assignment]
 
