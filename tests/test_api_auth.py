@@ -129,9 +129,8 @@ def test_without_token_hashes_writes_are_open(serve, ws):
 
 
 def test_settings_refuse_a_token_in_place_of_its_hash():
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ConfigError, match=r"server\.token_hashes: .*hash-token"):
         Settings.from_dict({"server": {"token_hashes": [TOKEN]}})
-    assert "server.token_hashes" in str(info.value) and "hash-token" in str(info.value)
     ok = Settings.from_dict({"server": {"token_hashes": [f"  {TOKEN_HASH.upper()} "]}})
     assert ok.server.token_hashes == [TOKEN_HASH]
 
