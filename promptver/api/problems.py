@@ -66,10 +66,6 @@ class Unauthorized(PromptverError):
         self.error = error
 
 
-class PayloadTooLarge(PromptverError):
-    http_status = 413
-
-
 def problem_response(
     status: int,
     kind: str,
@@ -110,8 +106,6 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         if exc.error:
             challenge += f', error="{exc.error}"'
         headers["WWW-Authenticate"] = challenge
-    elif isinstance(exc, PayloadTooLarge):
-        kind, title = _HTTP_KINDS[413]
     elif isinstance(exc, DatabaseBusy):
         headers["Retry-After"] = "1"
     problems = None
