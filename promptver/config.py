@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from promptver.errors import ConfigError, Problem
@@ -152,6 +153,21 @@ class ServerSettings(_Section):
     port: int = Field(8600, ge=1, le=65535)
     #: SHA-256 hex digests of accepted bearer tokens; empty means no authentication
     token_hashes: list[str] = Field(default_factory=list)
+
+    @field_validator("token_hashes")
+    @classmethod
+    def _sha256_hex(cls, value: list[str]) -> list[str]:
+        # a token pasted here by mistake (instead of its hash) must not silently lock everyone out
+        out = []
+        for i, digest in enumerate(value):
+            digest = digest.strip().lower()
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError(
+                    f"entry {i + 1} is not a SHA-256 hex digest (64 hex digits): store the "
+                    "hash of a token, printed by 'promptver serve --hash-token', not the token"
+                )
+            out.append(digest)
+        return out
 
 
 class UploadSettings(_Section):

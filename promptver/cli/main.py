@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "promptver.cli.commands.metrics",
     "promptver.cli.commands.reports",
     "promptver.cli.commands.alerts",
+    "promptver.cli.commands.serve",
 ]
 
 

@@ -30,10 +30,24 @@ from promptver.errors import Conflict, DatabaseBusy, DatabaseError
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 _WAL_MARKERS = ("replay", "WAL", "write-ahead", "checkpoint")
 
+# Opening and closing connections to a file must not interleave between threads: a connect
+# that races the close of the last connection (which tears DuckDB's database instance down)
+# fails with "Unique file handle conflict ... already attached" (seen under the HTTP API's
+# thread pool). Both are short; queries run outside the lock.
+_OPEN_CLOSE = threading.Lock()
+
 RECOVERY_HINT = (
     "see 'Recovering a damaged database' in README.md: restore the latest backup "
     "(promptver backup) or move the .wal file aside and open again"
 )
+
+
+class WouldBlock(Exception):
+    """Raised inside :meth:`Database.cache_only` by an operation that needs the file.
+
+    Not a ``PromptverError``: it never reaches a user; the caller runs the operation again where
+    blocking is fine (a worker thread).
+    """
 
 
 class _ThreadState(threading.local):
@@ -45,6 +59,7 @@ class _ThreadState(threading.local):
         self.wrote = False  # a transaction() (not read()) block ran inside the outer one
         self.lazy = 0  # open lazy_session() blocks
         self.held = False  # a lazy session holds a reference on ``con``
+        self.cache_only = 0  # open cache_only() blocks: opening the file raises WouldBlock
 
 
 class Database:
@@ -82,7 +97,8 @@ class Database:
         delay = 0.005
         while True:
             try:
-                return duckdb.connect(str(self.path))
+                with _OPEN_CLOSE:
+                    return duckdb.connect(str(self.path))
             except duckdb.IOException as exc:
                 text = str(exc)
                 if not any(m in text for m in _LOCK_MARKERS):
@@ -113,6 +129,8 @@ class Database:
         """A connection for this thread, reused by nested calls, closed when the outer block ends."""
         st = self._state
         if st.con is None:
+            if st.cache_only:
+                raise WouldBlock(f"{self.path} would be opened")
             st.con = self._open()
             if st.lazy and not st.held:  # a lazy session keeps it until the session ends
                 st.held = True
@@ -128,7 +146,8 @@ class Database:
         if st.depth == 0:
             con, st.con = st.con, None
             try:
-                con.close()  # type: ignore[union-attr]
+                with _OPEN_CLOSE:
+                    con.close()  # type: ignore[union-attr]
             except duckdb.Error:  # pragma: no cover - closing never matters for correctness
                 pass
 
@@ -142,6 +161,22 @@ class Database:
         several misses in the block share one open of the file.
         """
         return _LazySession(self)
+
+    @contextmanager
+    def cache_only(self) -> Iterator[None]:
+        """A block that must not touch the file: anything that would open it raises
+        :class:`WouldBlock` before changing any state.
+
+        For hot paths served from an event loop (the HTTP API's render): answer from the
+        in-process caches when they hold the answer, otherwise run the same call in a worker
+        thread, where waiting for the file cannot stall other requests.
+        """
+        st = self._state
+        st.cache_only += 1
+        try:
+            yield
+        finally:
+            st.cache_only -= 1
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -1,0 +1,257 @@
+"""Request and response bodies of the HTTP API that are not already core models.
+
+Responses reuse the core's models (``Template``, ``Deployment``, ``Experiment``,
+``ExperimentResults``) so that the API and the CLI's ``--json`` output have the same shapes.
+Request bodies check types only; the services check meaning (names, refs, ranges) with the
+same rules and messages as the CLI, so a rule is never written twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: a JSON value that can fill a placeholder or a metric cell
+Scalar = str | int | float | bool | None
+
+
+class ApiModel(BaseModel):
+    # strict: a JSON value of another type is refused, not converted (0 is not false, "50" is
+    # not a number): what the OpenAPI document says is what the server accepts
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# ---- problems ---------------------------------------------------------------------------------
+
+
+class ProblemItem(BaseModel):
+    """One problem of a refused request: where (``field``, ``index``, ``line`` …) and what."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+    field: str | None = None
+    line: int | None = None
+    column: int | None = None
+    offset: int | None = None
+    code: str | None = None
+    severity: str = "error"
+
+
+class ProblemDetails(BaseModel):
+    """An error, as RFC 9457 problem details (``application/problem+json``).
+
+    ``detail`` is the message the CLI prints after ``error:``; ``problems`` lists each problem
+    of a refused input with its field (and item index or line where it has one).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(description="a URN naming the kind of problem")
+    title: str
+    status: int
+    detail: str
+    instance: str | None = Field(None, description="the request path")
+    problems: list[ProblemItem] | None = None
+
+
+# ---- templates --------------------------------------------------------------------------------
+
+
+class TemplateCreate(ApiModel):
+    """A new template; its text becomes version 1.0.0 on ``main``."""
+
+    name: str = Field(description="letters, digits, '-', '_', '.' and '/' (1-100 characters)")
+    content: str = Field(description="the template text; placeholders are {name}")
+    description: str = ""
+    category: str = ""
+    tags: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] | None = Field(
+        None, description="e.g. a variable schema under 'variables'"
+    )
+    author: str | None = Field(None, description="who (recorded); default 'api'")
+    message: str | None = Field(None, description="commit message")
+
+
+class TemplateUpdate(ApiModel):
+    """A new commit: a new text and/or metadata (``null`` keeps the current one)."""
+
+    content: str | None = None
+    metadata: dict[str, Any] | None = None
+    branch: str = Field("main", description="branch to commit on; commits on main get a version")
+    bump: Literal["major", "minor", "patch"] = "minor"
+    expected_head: str | None = Field(
+        None, description="refuse (409) if the branch head is no longer this commit"
+    )
+    author: str | None = None
+    message: str | None = None
+
+
+class TemplateSummary(ApiModel):
+    """The contract's ``template create/update --json`` shape."""
+
+    id: str
+    name: str
+    version: str | None
+    commit: str
+    variables: list[str]
+
+
+# ---- rendering --------------------------------------------------------------------------------
+
+
+class RenderRequest(ApiModel):
+    """What to render: the head of ``main``, a ``version`` (any ref), or what is live in ``env``
+    (as ``get_prompt`` serves it, routing ``user_id`` into a running experiment)."""
+
+    variables: dict[str, Scalar] = Field(default_factory=dict)
+    version: str | None = Field(None, description="a version, branch or commit prefix")
+    env: str | None = Field(None, description="an environment: render what is deployed there")
+    user_id: str | None = Field(None, description="with env: the user asking")
+    strict: bool = Field(True, description="refuse variables the template does not use")
+
+
+class RenderResponse(ApiModel):
+    """The CLI's ``render --json`` shape."""
+
+    text: str
+    version: str | None
+    commit: str
+    variant: str | None
+
+
+# ---- deployments ------------------------------------------------------------------------------
+
+
+class DeployRequest(ApiModel):
+    version: str = Field(description="a version, commit prefix or branch")
+    env: str
+    note: str = ""
+    force: bool = Field(False, description="override the promotion-order rule (needs reason)")
+    reason: str | None = None
+    author: str | None = None
+
+
+class RollbackRequest(ApiModel):
+    env: str
+    to: str | None = Field(
+        None, description="restore this version (default: the one live before the current one)"
+    )
+    note: str = ""
+    author: str | None = None
+
+
+# ---- experiments ------------------------------------------------------------------------------
+
+
+class VariantIn(ApiModel):
+    name: str
+    ref: str = Field(description="a version, commit prefix or branch")
+    weight: float
+
+
+class MetricIn(ApiModel):
+    name: str
+    direction: Literal["higher", "lower"] | None = None
+    guardrail: bool | None = None
+
+
+class GuardrailIn(ApiModel):
+    name: str
+    direction: Literal["higher", "lower"] | None = None
+
+
+class ExperimentCreate(ApiModel):
+    """The fields of an experiment file (see docs/experiments.md); the template is the one in
+    the path. The first variant is the control, the first metric the primary one."""
+
+    name: str
+    description: str | None = None
+    hypothesis: str | None = None
+    template: str | None = Field(None, description="optional; must name the template in the path")
+    environment: str | None = Field(None, description="default production")
+    variants: list[VariantIn]
+    metrics: list[str | MetricIn]
+    guardrails: list[str | GuardrailIn] | None = None
+    minimum_sample_size: int | None = None
+    alpha: float | None = None
+    salt: str | None = None
+    coverage: float | None = None
+    start: str | None = Field(None, description="ISO 8601; no offset means UTC")
+    end: str | None = Field(None, description="ISO 8601; no offset means UTC")
+    author: str | None = None
+
+
+class ExperimentStart(ApiModel):
+    author: str | None = None
+
+
+class ExperimentStop(ApiModel):
+    reason: str | None = Field(None, description="why it stops early (needed before its end)")
+    author: str | None = None
+
+
+# ---- metric events ----------------------------------------------------------------------------
+
+
+class EventIn(BaseModel):
+    """One metric event: the columns of the metric-events CSV as keys.
+
+    Any other key whose value is numeric is a custom metric. Values are checked with the CSV
+    import's rules (docs/metrics.md); ``null`` means missing.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    # extra keys (custom metrics) must be JSON scalars too
+    __pydantic_extra__: dict[str, Scalar] = Field(init=False)  # type: ignore[assignment]
+
+    timestamp: str = Field(description="ISO 8601; no offset means UTC")
+    template: str = Field(description="template name or id")
+    user_id: str
+    event_id: str | None = Field(None, description="unique id; an id already stored is skipped")
+    experiment: str | None = Field(None, description="experiment id or name (needs variant)")
+    variant: str | None = None
+    version: str | None = None
+    environment: str | None = None
+    latency_ms: Scalar = Field(None, description="milliseconds, >= 0")
+    success: Scalar = Field(None, description="true/false/1/0")
+    error: Scalar = Field(None, description="true/false/1/0")
+    quality_score: Scalar = Field(None, description="between 0 and 1")
+    cost_usd: Scalar = Field(None, description="US dollars, >= 0")
+    tokens_in: Scalar = Field(None, description="whole number >= 0")
+    tokens_out: Scalar = Field(None, description="whole number >= 0")
+
+
+class EventBatch(ApiModel):
+    """A batch of events, stored whole or not at all."""
+
+    events: list[EventIn] = Field(min_length=1)
+    author: str | None = Field(None, description="who sends them (recorded on the import)")
+
+
+class EventsResult(ApiModel):
+    """The CLI's ``metrics import --json`` shape."""
+
+    import_id: str
+    rows_imported: int
+    rows_skipped_duplicate: int
+
+
+# ---- health -----------------------------------------------------------------------------------
+
+
+class DatabaseHealth(ApiModel):
+    path: str
+    exists: bool
+    ok: bool
+    size_bytes: int | None = None
+    migrations: int | None = Field(None, description="schema migrations applied")
+    detail: str | None = Field(None, description="why the database cannot be used, if it cannot")
+
+
+class Health(ApiModel):
+    status: Literal["ok", "unavailable"]
+    version: str
+    database: DatabaseHealth
+    auth: bool = Field(description="write endpoints need a bearer token")
