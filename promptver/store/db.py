@@ -16,7 +16,9 @@ the ~10 ms open cost per query.
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +36,21 @@ RECOVERY_HINT = (
     "see 'Recovering a damaged database' in README.md: restore the latest backup "
     "(promptver backup) or move the .wal file aside and open again"
 )
+
+
+#: Crash-test hook, off unless ``PROMPTVER_CRASH_POINT`` is set (tests/test_reliability_crash.py).
+#: ``before-commit`` pauses a write transaction after its last statement, ``after-commit`` right
+#: after COMMIT (before anything is checkpointed): the process prints
+#: ``promptver-crash-point NAME`` on stderr and sleeps, so a test can ``kill -9`` it exactly
+#: there. When unset, the cost is one ``if`` on a module constant per write transaction.
+CRASH_POINT: str | None = os.environ.get("PROMPTVER_CRASH_POINT") or None
+
+
+def _crash_point(name: str) -> None:
+    if name == CRASH_POINT:
+        sys.stderr.write(f"promptver-crash-point {name}\n")
+        sys.stderr.flush()
+        time.sleep(3600)
 
 
 class _ThreadState(threading.local):
@@ -186,6 +203,8 @@ class Database:
             if st.tx_failed:  # an inner block failed and the caller swallowed it
                 _rollback(con)
                 raise Conflict("the operation was aborted part-way; nothing was written")
+            if CRASH_POINT is not None and st.wrote:
+                _crash_point("before-commit")
             try:
                 con.execute("COMMIT")
             except duckdb.TransactionException as exc:
@@ -196,6 +215,8 @@ class Database:
                 ) from None
             if st.wrote:
                 self._writes += 1
+                if CRASH_POINT is not None:
+                    _crash_point("after-commit")
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
