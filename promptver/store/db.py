@@ -30,6 +30,15 @@ import duckdb
 from promptver.errors import Conflict, DatabaseBusy, DatabaseError
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
+#: another thread of this process is closing the last connection to the file right now
+_RACE_MARKERS = ("Unique file handle conflict", "is already attached")
+
+#: Serialises ``duckdb.connect`` and ``close`` within this process. Opening the first
+#: connection creates the shared database instance and closing the last one tears it down
+#: (checkpointing the log); a thread connecting in the middle of either got "Unique file handle
+#: conflict … already attached" or a connection without the pandas scan function ("Table
+#: Function with name pandas_scan does not exist"), found by tests/test_reliability_stress.py.
+_OPEN_CLOSE_LOCK = threading.Lock()
 _WAL_MARKERS = ("replay", "WAL", "write-ahead", "checkpoint")
 
 RECOVERY_HINT = (
@@ -99,10 +108,11 @@ class Database:
         delay = 0.005
         while True:
             try:
-                return duckdb.connect(str(self.path))
+                with _OPEN_CLOSE_LOCK:
+                    return duckdb.connect(str(self.path))
             except duckdb.IOException as exc:
                 text = str(exc)
-                if not any(m in text for m in _LOCK_MARKERS):
+                if not any(m in text for m in _LOCK_MARKERS + _RACE_MARKERS):
                     raise self._damaged(exc) from None
                 if time.monotonic() >= deadline:
                     raise DatabaseBusy(
@@ -114,6 +124,9 @@ class Database:
                 )
                 delay = min(delay * 2, 0.2)
             except duckdb.Error as exc:
+                if any(m in str(exc) for m in _RACE_MARKERS) and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    continue
                 raise self._damaged(exc) from None
 
     def _damaged(self, exc: Exception) -> DatabaseError:
@@ -145,7 +158,8 @@ class Database:
         if st.depth == 0:
             con, st.con = st.con, None
             try:
-                con.close()  # type: ignore[union-attr]
+                with _OPEN_CLOSE_LOCK:
+                    con.close()  # type: ignore[union-attr]
             except duckdb.Error:  # pragma: no cover - closing never matters for correctness
                 pass
 
