@@ -476,3 +476,156 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---- hostile input: a workspace whose every free-text field carries XSS payloads -------------
+
+#: markers inside the payloads: a marker seen in the page must keep its Markdown around it
+XSS_MARKERS = {"XSSRED": ":red[XSSRED]", "XSSLINK": "[XSSLINK]", "XSSBOLD": "**XSSBOLD**"}
+XSS_PIECES = [
+    '<img src=x onerror="window.__xss=1">',
+    "<script>window.__xss=2</script>",
+    "[XSSLINK](javascript:window.__xss=3)",
+    "![XSSIMG](http://xss.invalid/i.png)",
+    ":red[XSSRED]",
+    "$\\LaTeX XSSTEX$",
+    '<a href="javascript:window.__xss=4">XSSA</a>',
+    "**XSSBOLD**",
+    "<iframe src=javascript:window.__xss=6></iframe>",
+]
+#: every payload at once, for fields that take up to 1000 characters
+XSS_LONG = " ".join(XSS_PIECES)
+#: the most dangerous ones within 100 characters (names), and within 50 (categories, tags)
+XSS_100 = "<img src=x onerror=window.__xss=1>[XSSLINK](javascript:window.__xss=3):red[XSSRED]"
+XSS_50 = "<img src=x onerror=window.__xss=1>:red[XSSRED]"
+XSS_IMAGE_100 = "![XSSIMG](http://xss.invalid/v.png)<script>window.__xss=2</script>**XSSBOLD**"
+#: payload fields this seeding fills (RELIABILITY.md counts them)
+XSS_FIELDS = [
+    "template description",
+    "template category",
+    "template tags",
+    "template content",
+    "variable schema description and default",
+    "commit messages (main and a branch)",
+    "commit author",
+    "deployment notes",
+    "forced-deployment reason",
+    "evidence-override reason",
+    "deployment author",
+    "experiment names",
+    "experiment descriptions",
+    "experiment hypotheses",
+    "variant names",
+    "experiment salt",
+    "stop reason",
+    "experiment author",
+    "import file name",
+    "import author",
+    "event user ids",
+]
+
+
+def xss_settings_yaml() -> str:
+    """Settings for the hostile workspace: rules that make deployments carry reasons."""
+    return (
+        "deployment:\n"
+        "  rules:\n"
+        "    staging: {require_previous: true}\n"
+        "    production: {require_experiment_win: true}\n"
+    )
+
+
+def seed_hostile_workspace(db: Path, settings_file: Path) -> dict[str, str]:
+    """Fill ``db`` with payloads in every user-written field; returns the ids pages need."""
+    import csv
+    import io
+
+    from promptver import Settings, Workspace
+
+    settings_file.write_text(xss_settings_yaml())
+    settings = Settings.load(settings_file)
+    ws = Workspace.open(db, settings=settings)
+    who = XSS_100
+    meta = {"variables": {"q": {"description": XSS_LONG, "default": XSS_100}}}
+    ws.templates.create(
+        "xss-template",
+        f"{XSS_LONG}\nQuestion: {{q}}",
+        description=XSS_LONG,
+        category=XSS_50,
+        tags=[XSS_50, "[XSSLINK](javascript:x)", "![i](http://xss.invalid/t.png)"],
+        metadata=meta,
+        author=who,
+        message=XSS_LONG,
+    )
+    ws.templates.update(
+        "xss-template", f"{XSS_LONG}\nQuestion, shorter: {{q}}", author=who, message=XSS_LONG
+    )
+    ws.versions.create_branch("xss-template", "xss-branch", from_ref="1.0.0", author=who)
+    ws.templates.update(
+        "xss-template",
+        f"{XSS_LONG}\nBranch question: {{q}} {XSS_100}",
+        branch="xss-branch",
+        author=who,
+        message=XSS_LONG,
+    )
+    ws.deployments.deploy("xss-template", "1.0.0", "development", note=XSS_LONG, author=who)
+    ws.deployments.deploy("xss-template", "1.1.0", "development", note=XSS_LONG, author=who)
+    ws.deployments.deploy(
+        "xss-template", "1.0.0", "staging", note=XSS_LONG, author=who, force=True, reason=XSS_LONG
+    )
+    ws.deployments.deploy("xss-template", "1.0.0", "production", note=XSS_LONG, author=who)
+    ws.deployments.deploy(
+        "xss-template", "1.1.0", "production", note=XSS_LONG, author=who, reason=XSS_LONG
+    )
+
+    def spec(name: str, environment: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "template": "xss-template",
+            "environment": environment,
+            "description": XSS_LONG,
+            "hypothesis": XSS_LONG,
+            "salt": XSS_100,
+            "variants": [
+                {"name": XSS_100, "ref": "1.0.0", "weight": 50},
+                {"name": XSS_IMAGE_100, "ref": "xss-branch", "weight": 50},
+            ],
+            "metrics": ["quality_score", "latency_ms"],
+            "minimum_sample_size": 10,
+        }
+
+    stopped = ws.experiments.create(spec(XSS_IMAGE_100, "staging"), author=who)
+    ws.experiments.start(stopped.id, author=who)
+    running = ws.experiments.create(spec(XSS_100, "production"), author=who)
+    ws.experiments.start(running.id, author=who)
+    draft = ws.experiments.create(spec(XSS_50 + " draft", "development"), author=who)
+
+    from promptver.versioning import utcnow
+
+    now = utcnow().isoformat()  # inside both experiments' windows (they started just now)
+    rows = io.StringIO()
+    w = csv.writer(rows)
+    w.writerow(
+        ["timestamp", "template", "user_id", "experiment", "variant", "quality_score", "latency_ms"]
+    )
+    for exp in (stopped, running):
+        for i in range(60):
+            variant = exp.variants[i % 2].name
+            w.writerow(
+                [
+                    now,
+                    "xss-template",
+                    f"{XSS_50}-{i}",
+                    exp.id,
+                    variant,
+                    (i % 10) / 10,
+                    100 + i,
+                ]
+            )
+    path = Path(f"{db}.events.csv")
+    path.write_text(rows.getvalue(), encoding="utf-8")
+    ws.metrics.import_csv(path, file_name=XSS_LONG[:200], author=who)
+    ws.experiments.stop(stopped.id, reason=XSS_LONG[:500], author=who)
+    ws.mark("seeded", "xss")
+    ws.close()
+    return {"running": running.id, "stopped": stopped.id, "draft": draft.id}

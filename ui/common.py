@@ -158,6 +158,18 @@ def md(text: object, *, keep_lines: bool = False) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n" if keep_lines else " ")
 
 
+def code(text: object) -> str:
+    """User text as an inline code span for Markdown: shown exactly as written.
+
+    Backslash escapes are not processed inside code spans (``md`` would show its backslashes
+    there), so the span is fenced with one backtick more than the longest run inside it.
+    """
+    s = str(text).replace("\n", " ")
+    longest = max((len(run) for run in re.findall(r"`+", s)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {s} {fence}" if s.strip() else "` `"
+
+
 def show_error(exc: PromptverError) -> None:
     """A domain error as an error box, with its problems as a table when it has several."""
     problems = getattr(exc, "problems", None) or []
