@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import duckdb
 import pandas as pd
@@ -135,3 +136,44 @@ def test_the_attach_race_is_retried_not_reported_as_damage(tmp_path, monkeypatch
 
 def test_the_crash_hook_is_off_unless_asked_for():
     assert dbmod.CRASH_POINT is None  # PROMPTVER_CRASH_POINT is never set in the test suite
+
+
+def test_saved_tracking_events_are_written_once_even_if_the_writer_died_before_cleaning_up(
+    tmp_path, monkeypatch
+):
+    """Events a process could not write at exit are saved next to the database; the next flush
+    anywhere writes them. If that writer is killed after its COMMIT but before removing the
+    file, the file's claim goes stale and is retried 10 minutes later: it must not be written
+    a second time (events without ``event_id`` cannot be told apart otherwise)."""
+    import os
+
+    from promptver import Workspace
+
+    db = tmp_path / "spill.duckdb"
+    ws = Workspace.open(db)
+    ws.templates.create("t", "Hello {a}")
+    ws.deployments.deploy("t", "1.0.0", "production")
+    p = ws.get_prompt("t", "production")
+    for i in range(5):
+        ws.track(p, user_id=f"u{i}", latency_ms=i)  # no event ids
+    saved = ws.metrics.buffer.spill()
+    assert saved is not None and saved.exists()
+
+    def events() -> int:
+        with ws.db.read() as con:
+            return con.execute("SELECT count(*) FROM metric_events").fetchone()[0]
+
+    other = Workspace.open(db)
+    with monkeypatch.context() as m:  # the writer dies right after COMMIT: nothing cleaned up
+        m.setattr(Path, "unlink", lambda self, missing_ok=False: None)
+        assert other.metrics.flush() == 5
+    (claimed,) = saved.parent.glob("*.claimed-*")
+    stale = time.time() - 3600
+    os.utime(claimed, (stale, stale))
+
+    third = Workspace.open(db)
+    third.metrics.flush()  # takes the stale claim back, sees it was written, removes it
+    assert events() == 5
+    assert list(saved.parent.iterdir()) == []
+    for w in (other, third, ws):
+        w.close()
