@@ -436,7 +436,7 @@ def dashboard_actor(db: str, out: Path, seconds: float, sessions: int = 3) -> No
                     _refusal(errors or ["no confirmation shown"])
                 m = re.search(r"import id `([^`]+)`", captions[0])
                 assert m, captions
-                return {"import_id": m.group(1), "rows": 200}
+                return {"import_id": m.group(1).strip(), "rows": 200}
 
             attempt("import", one, file=name)
 

@@ -45,6 +45,7 @@ def fuzz(name: str) -> settings:
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         database=None,
+        print_blob=True,  # a failure prints the @reproduce_failure line to replay it
     )
 
 

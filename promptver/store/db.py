@@ -47,16 +47,25 @@ RECOVERY_HINT = (
 )
 
 
-#: Crash-test hook, off unless ``PROMPTVER_CRASH_POINT`` is set (tests/test_reliability_crash.py).
-#: ``before-commit`` pauses a write transaction after its last statement, ``after-commit`` right
-#: after COMMIT (before anything is checkpointed): the process prints
-#: ``promptver-crash-point NAME`` on stderr and sleeps, so a test can ``kill -9`` it exactly
-#: there. When unset, the cost is one ``if`` on a module constant per write transaction.
-CRASH_POINT: str | None = os.environ.get("PROMPTVER_CRASH_POINT") or None
+#: Crash-test hook, off unless ``PROMPTVER_CRASH_POINT`` is set (tests/test_reliability_crash.py,
+#: RELIABILITY.md). ``before-commit`` pauses a write transaction after its last statement,
+#: ``after-commit`` right after COMMIT (before anything is checkpointed); ``NAME:N`` pauses at
+#: the N-th such moment (opening a file is the first: it checks the migrations in a write
+#: transaction). The process prints ``promptver-crash-point NAME`` on stderr and sleeps, so a
+#: test can ``kill -9`` it exactly there. When unset, the cost is one ``if`` on a module
+#: constant per write transaction.
+_crash_spec = (os.environ.get("PROMPTVER_CRASH_POINT") or "").partition(":")
+CRASH_POINT: str | None = _crash_spec[0] or None
+CRASH_AT: int = int(_crash_spec[2]) if _crash_spec[2].isdigit() else 1
+_crash_hits = 0
 
 
 def _crash_point(name: str) -> None:
-    if name == CRASH_POINT:
+    global _crash_hits
+    if name != CRASH_POINT:
+        return
+    _crash_hits += 1
+    if _crash_hits >= CRASH_AT:
         sys.stderr.write(f"promptver-crash-point {name}\n")
         sys.stderr.flush()
         time.sleep(3600)
