@@ -177,3 +177,62 @@ def test_saved_tracking_events_are_written_once_even_if_the_writer_died_before_c
     assert list(saved.parent.iterdir()) == []
     for w in (other, third, ws):
         w.close()
+
+
+HOG = """
+import sys, threading, time
+from promptver.store.db import Database
+db = Database(sys.argv[1], busy_timeout=30)
+stop = time.monotonic() + float(sys.argv[2])
+def work():
+    while time.monotonic() < stop:
+        with db.read() as con:  # the threads' connections overlap: the file is never let go
+            con.execute("SELECT count(*) FROM t").fetchall()
+            time.sleep(0.02)
+threads = [threading.Thread(target=work) for _ in range(3)]
+for t in threads:
+    t.start()
+print("holding", flush=True)
+for t in threads:
+    t.join()
+"""
+
+
+@pytest.mark.slow
+def test_a_process_that_keeps_the_file_busy_lets_a_waiting_process_in(tmp_path):
+    """Without turns, a process whose threads open connections back to back never lets the
+    file go, and every write of another process ends in DatabaseBusy."""
+    import os
+    import subprocess
+    import sys
+
+    from promptver.errors import DatabaseBusy
+
+    root = Path(__file__).resolve().parents[1]
+    path = tmp_path / "turns.duckdb"
+    db = Database(path, busy_timeout=8)  # generous for loaded CI machines: turns take ~0.1 s
+    with db.transaction() as con:
+        con.execute("CREATE TABLE t (a INTEGER)")
+    hog = subprocess.Popen(
+        [sys.executable, "-c", HOG, str(path), "30"],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    waits, busy = [], 0
+    try:
+        assert hog.stdout.readline().strip() == "holding"
+        time.sleep(0.3)
+        for i in range(5):
+            t0 = time.monotonic()
+            try:
+                with db.transaction() as con:
+                    con.execute("INSERT INTO t VALUES (?)", [i])
+                waits.append(time.monotonic() - t0)
+            except DatabaseBusy:
+                busy += 1
+    finally:
+        hog.kill()
+        hog.wait()
+    assert busy == 0 and len(waits) == 5
+    assert not Path(f"{path}.waiting").exists()  # the mark is gone once the waiter got in

@@ -200,7 +200,7 @@ def test_dashboard_cli_and_application_share_the_file_without_losing_anything(tm
     summary = Counter((r["actor"], r["op"], "ok" if r["ok"] else "refused") for r in ops)
     print("\nstress outcomes:", json.dumps({" ".join(k): v for k, v in sorted(summary.items())}))
     for actor in sorted({r["actor"] for r in ops}):
-        took = sorted(r["at"] - r["started"] for r in ops if r["actor"] == actor)
+        took = sorted(r["at"] - r.get("started", r["at"]) for r in ops if r["actor"] == actor)
         print(
             f"{actor}: {len(took)} operations, median {took[len(took) // 2]:.2f} s, "
             f"max {took[-1]:.2f} s"

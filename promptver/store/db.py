@@ -39,6 +39,22 @@ _RACE_MARKERS = ("Unique file handle conflict", "is already attached")
 #: conflict … already attached" or a connection without the pandas scan function ("Table
 #: Function with name pandas_scan does not exist"), found by tests/test_reliability_stress.py.
 _OPEN_CLOSE_LOCK = threading.Lock()
+
+# Taking turns with other processes. DuckDB's file lock has no queue: a process whose threads
+# open connections back to back keeps its database instance (and the lock) alive indefinitely,
+# and another process retrying for the file never gets in (tests/test_reliability_db.py). A
+# process that finds the file locked therefore writes its pid into ``<file>.waiting`` on each
+# retry; a process that holds the file and sees a fresh mark from another process opens no new
+# connection until its open ones are closed (at most ``_DRAIN_WAIT`` seconds, so a long
+# operation of its own cannot stall it), then keeps away for ``_HANDOVER`` seconds, longer than
+# a waiter's longest retry pause, so the waiter can take the file. Without contention none of
+# this runs: the mark is only looked at while this process already has the file open.
+_TURNS = threading.Condition(_OPEN_CLOSE_LOCK)
+_OPEN: dict[Path, int] = {}  # connections this process has open, per file
+_HOLD_OFF: dict[Path, float] = {}  # no new connection to the file before this monotonic time
+_WAIT_FRESH = 1.0  # seconds a waiting mark counts
+_DRAIN_WAIT = 1.0
+_HANDOVER = 0.3
 _WAL_MARKERS = ("replay", "WAL", "write-ahead", "checkpoint")
 
 RECOVERY_HINT = (
@@ -107,7 +123,11 @@ class Database:
                 con = self._memory_con.cursor()
         else:
             con = self._open_file()
-        con.execute("SET TimeZone = 'UTC'")
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+        except BaseException:
+            self._close(con)
+            raise
         return con
 
     def _open_file(self) -> duckdb.DuckDBPyConnection:
@@ -115,15 +135,18 @@ class Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.busy_timeout
         delay = 0.005
+        waited = False
         while True:
             try:
-                with _OPEN_CLOSE_LOCK:
-                    return duckdb.connect(str(self.path))
+                con = self._connect_in_turn()
             except duckdb.IOException as exc:
                 text = str(exc)
                 if not any(m in text for m in _LOCK_MARKERS + _RACE_MARKERS):
                     raise self._damaged(exc) from None
+                waited = True
+                self._mark_waiting()
                 if time.monotonic() >= deadline:
+                    self._unmark_waiting()
                     raise DatabaseBusy(
                         "database busy: another promptver process is writing "
                         f"{self.path} (waited {self.busy_timeout:g} s); try again"
@@ -137,6 +160,54 @@ class Database:
                     time.sleep(0.005)
                     continue
                 raise self._damaged(exc) from None
+            else:
+                if waited:
+                    self._unmark_waiting()
+                return con
+
+    @property
+    def _wait_mark(self) -> Path:
+        return Path(f"{self.path}.waiting")
+
+    def _connect_in_turn(self) -> duckdb.DuckDBPyConnection:
+        """``duckdb.connect``, after letting a process that waits for the file go first."""
+        path = self.path
+        assert isinstance(path, Path)
+        with _TURNS:
+            if _OPEN.get(path, 0) and self._others_waiting():
+                drain_until = time.monotonic() + _DRAIN_WAIT
+                while _OPEN.get(path, 0) and time.monotonic() < drain_until:
+                    _TURNS.wait(drain_until - time.monotonic())
+                if not _OPEN.get(path, 0):
+                    _HOLD_OFF[path] = time.monotonic() + _HANDOVER
+            while time.monotonic() < _HOLD_OFF.get(path, 0.0) and not _OPEN.get(path, 0):
+                _TURNS.wait(_HOLD_OFF[path] - time.monotonic())
+            con = duckdb.connect(str(path))
+            _OPEN[path] = _OPEN.get(path, 0) + 1
+            return con
+
+    def _others_waiting(self) -> bool:
+        """Another process marked the file as waited for within the last ``_WAIT_FRESH`` s."""
+        try:
+            mark = self._wait_mark
+            if time.time() - mark.stat().st_mtime > _WAIT_FRESH:
+                return False
+            return mark.read_text().strip() != str(os.getpid())
+        except (OSError, ValueError):
+            return False
+
+    def _mark_waiting(self) -> None:
+        try:
+            self._wait_mark.write_text(str(os.getpid()))
+        except OSError:  # a read-only folder: no turns, plain retries
+            pass
+
+    def _unmark_waiting(self) -> None:
+        try:
+            if self._wait_mark.read_text().strip() == str(os.getpid()):
+                self._wait_mark.unlink()
+        except OSError:
+            pass
 
     def _damaged(self, exc: Exception) -> DatabaseError:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -166,11 +237,19 @@ class Database:
         st.depth -= 1
         if st.depth == 0:
             con, st.con = st.con, None
+            self._close(con)  # type: ignore[arg-type]
+
+    def _close(self, con: duckdb.DuckDBPyConnection) -> None:
+        with _TURNS:
             try:
-                with _OPEN_CLOSE_LOCK:
-                    con.close()  # type: ignore[union-attr]
+                con.close()
             except duckdb.Error:  # pragma: no cover - closing never matters for correctness
                 pass
+            if isinstance(self.path, Path):
+                left = _OPEN.get(self.path, 1) - 1
+                _OPEN[self.path] = left
+                if not left:
+                    _TURNS.notify_all()
 
     session = connect
     """Hold one connection for a block (e.g. a dashboard script run); same as :meth:`connect`."""
