@@ -91,3 +91,23 @@ def test_cli_backups_while_another_process_writes_are_complete_and_consistent(tm
         t = ws.templates.get("t")
         assert len(ws.versions.log(t.id, t.commit)) == heads[0]
         assert ws.templates.update("t", "after restore {x}").version == f"1.{heads[0]}.0"
+
+
+def test_restore_refuses_a_backup_that_fails_fsck_and_changes_nothing(tmp_path):
+    """The backup is checked like ``fsck`` before it replaces anything (a tampered commit)."""
+    import duckdb
+
+    from promptver.backup import backup
+    from promptver.errors import IntegrityError
+
+    db = tmp_path / "live.duckdb"
+    with Workspace.open(db) as ws:
+        ws.templates.create("t", "Hello {x}", author="seed")
+        copy = backup(ws.db, tmp_path / "copy.duckdb")
+    with duckdb.connect(str(copy)) as con:
+        con.execute("UPDATE commits SET content = 'Tampered {x}'")
+    with Workspace.open(db) as ws:
+        with pytest.raises(IntegrityError, match="fails the integrity check.*does not match"):
+            restore(ws.db, copy)
+        assert ws.templates.get("t").content == "Hello {x}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.duckdb", "live.duckdb"]
