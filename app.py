@@ -2,11 +2,10 @@
 
 import streamlit as st
 
-from ui.common import show_flash, sidebar, workspace
+from ui.common import require_login, show_flash, sidebar, storage_errors, workspace
 
-st.set_page_config(page_title="promptver", page_icon=":material/history_edu:", layout="wide")
-
-ws = workspace()
+st.set_page_config(page_title="promptver", page_icon="🗂️", layout="wide")
+require_login()  # only with an [auth] section in .streamlit/secrets.toml
 
 PAGES = [
     st.Page("pages/templates.py", title="Templates", icon=":material/description:", default=True),
@@ -19,7 +18,9 @@ PAGES = [
 ]
 
 page = st.navigation(PAGES)
-sidebar(ws)
-with ws.session():
-    show_flash()
-    page.run()
+with storage_errors():
+    ws = workspace()
+    sidebar(ws)
+    with ws.session():
+        show_flash()
+        page.run()

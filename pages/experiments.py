@@ -12,7 +12,7 @@ from promptver import PromptverError
 from promptver.experiments import dump_spec, to_spec
 from promptver.models import BUILTIN_METRICS, Experiment
 from promptver.routing import Router, router_for, synthetic_split
-from ui.common import author, flash, workspace
+from ui.common import author, code, flash, workspace
 from ui.experiments import (
     STATUS,
     domain_errors,
@@ -145,7 +145,7 @@ def metrics_frame(e: Experiment) -> pd.DataFrame:
 def settings_line(e: Experiment) -> str:
     return (
         f"α = {e.alpha:g} · minimum {e.minimum_sample_size:,} users per variant · "
-        f"coverage {percent(e.coverage)} · salt `{md(e.salt)}`"
+        f"coverage {percent(e.coverage)} · salt {code(e.salt)}"
     )
 
 
@@ -389,7 +389,7 @@ with tab_routing:
             "the experiment being configured)."
         )
     else:
-        st.markdown(f"Routing of **{md(selected.name)}** (salt `{md(selected.salt)}`)")
+        st.markdown(f"Routing of **{md(selected.name)}** (salt {code(selected.salt)})")
         routing_preview(router_for(selected), "exp_route")
 
 
@@ -687,7 +687,9 @@ with tab_config:
             for col, m in zip(dcols, custom):
                 if s.get(f"{F}dir_{m}") not in ("higher", "lower"):
                     s[f"{F}dir_{m}"] = "higher"
-                col.segmented_control(f"{m}: better when", ["higher", "lower"], key=f"{F}dir_{m}")
+                col.segmented_control(
+                    f"{md(m)}: better when", ["higher", "lower"], key=f"{F}dir_{m}"
+                )
         st.caption(
             "Directions: "
             + ", ".join(

@@ -11,7 +11,7 @@ import streamlit as st
 from promptver import Conflict, PromptverError
 from promptver.merging import CHOICES, conflict_markers
 from promptver.models import NAME_RE
-from ui.common import author, domain_errors, flash, show_error, workspace
+from ui.common import author, code, domain_errors, flash, md, show_error, workspace
 from ui.history import history_chart, history_chart_height, history_frame, side_by_side_html
 
 ws = workspace()
@@ -130,7 +130,7 @@ with tab_diff:
     if diff is not None:
         if diff.identical:
             st.info(
-                f"No differences: **{ref_a}** and **{ref_b}** have the same text and "
+                f"No differences: **{md(ref_a)}** and **{md(ref_b)}** have the same text and "
                 "metadata."
                 + ("" if diff.old_commit != diff.new_commit else " (They are the same commit.)")
             )
@@ -247,7 +247,7 @@ with tab_branches:
             @st.dialog("Delete branch?")
             def _confirm_delete() -> None:
                 st.write(
-                    f"Delete branch **{victim}** of **{name}** (head `{info.head[:10]}`)? "
+                    f"Delete branch **{md(victim)}** of **{md(name)}** (head `{info.head[:10]}`)? "
                     "Its commits are kept; you can recreate the branch from the head id."
                 )
                 force = st.checkbox(
@@ -317,7 +317,7 @@ with tab_merge:
                         **kwargs,
                     )  # type: ignore[arg-type]
                 except Conflict as exc:
-                    st.error(f"{exc.message}", icon="🔄")
+                    st.error(md(exc.message), icon="🔄")
                 except PromptverError as exc:
                     show_error(exc)
                 else:
@@ -329,10 +329,10 @@ with tab_merge:
                     st.rerun()
 
             if plan.kind == "up_to_date":
-                st.success(f"**{target}** already contains **{source}**: nothing to merge.")
+                st.success(f"**{md(target)}** already contains **{md(source)}**: nothing to merge.")
             elif plan.kind == "fast_forward":
                 st.info(
-                    f"Fast-forward: **{target}** has not moved since **{source}** left it, "
+                    f"Fast-forward: **{md(target)}** has not moved since **{md(source)}** left it, "
                     f"so it simply moves to `{plan.theirs.id[:10]}`"
                     + (" and that commit becomes the next version." if target == "main" else ".")
                 )
@@ -350,7 +350,7 @@ with tab_merge:
                         else ""
                     )
                     + ". The result, compared with "
-                    f"**{target}**:"
+                    f"**{md(target)}**:"
                 )
                 from promptver.diffing import diff_texts
 
@@ -373,7 +373,7 @@ with tab_merge:
                         if plan.metadata.conflicts
                         else ""
                     )
-                    + f": **{target}** and **{source}** changed the same lines. Choose a "
+                    + f": **{md(target)}** and **{md(source)}** changed the same lines. Choose a "
                     "side for each hunk or edit the result, then commit the merge. "
                     "Nothing is written until you do.",
                     icon="⚠️",
@@ -386,9 +386,9 @@ with tab_merge:
                         h1, h2, h3 = st.columns(3)
                         h1.caption("base")
                         h1.code("\n".join(c.base) or "(nothing)", language=None)
-                        h2.caption(f"{target} (ours)")
+                        h2.caption(f"{md(target)} (ours)")
                         h2.code("\n".join(c.ours) or "(deleted)", language=None)
-                        h3.caption(f"{source} (theirs)")
+                        h3.caption(f"{md(source)} (theirs)")
                         h3.code("\n".join(c.theirs) or "(deleted)", language=None)
                         pick = st.radio(
                             "Take",
@@ -397,8 +397,8 @@ with tab_merge:
                             horizontal=True,
                             key=f"hist_choice_{tag}_{i}",
                             format_func=lambda x: {
-                                "ours": f"{target}",
-                                "theirs": f"{source}",
+                                "ours": md(target),
+                                "theirs": md(source),
                                 "ours+theirs": "both (ours first)",
                                 "theirs+ours": "both (theirs first)",
                                 "base": "base",
@@ -408,7 +408,7 @@ with tab_merge:
                 meta_choices: dict[str, str] = {}
                 for mc in plan.metadata.conflicts:
                     with st.container(border=True):
-                        st.markdown(f"**Metadata** `{mc.key}`")
+                        st.markdown(f"**Metadata** {code(mc.key)}")
                         st.json(
                             {"base": mc.base, target: mc.ours, source: mc.theirs}, expanded=True
                         )
@@ -419,8 +419,8 @@ with tab_merge:
                                 horizontal=True,
                                 key=f"hist_meta_{tag}_{mc.key}",
                                 format_func=lambda x: {
-                                    "ours": target,
-                                    "theirs": source,
+                                    "ours": md(target),
+                                    "theirs": md(source),
                                     "base": "base",
                                 }[x],
                             )

@@ -15,7 +15,7 @@ import streamlit as st
 from promptver import PromptverError
 from promptver.errors import ImportError_
 from promptver.metrics.service import DIMENSIONS, WINDOWS
-from ui.common import author, domain_errors, workspace
+from ui.common import author, code, domain_errors, md, workspace
 
 ws = workspace()
 MAX_MB = ws.settings.uploads.max_upload_mb
@@ -220,7 +220,7 @@ with tab_import:
     if upload is not None:
         if upload.size > MAX_MB * 1024 * 1024:
             st.error(
-                f"{upload.name} is {upload.size / 1024 / 1024:.1f} MB, more than the "
+                f"{md(upload.name)} is {upload.size / 1024 / 1024:.1f} MB, more than the "
                 f"{MAX_MB} MB allowed (setting uploads.max_upload_mb). Split the file or "
                 "import it with `promptver metrics import FILE.csv`."
             )
@@ -248,7 +248,7 @@ with tab_import:
                 )
             else:
                 for problem in preview.problems:
-                    st.error(problem)
+                    st.error(md(problem))
             st.subheader("Validation")
             checks = st.session_state.setdefault("met_checked", {})
             if upload.file_id not in checks:
@@ -274,11 +274,12 @@ with tab_import:
                         else f"more than {len(problems)} problems (the first are listed)"
                     )
                     st.error(
-                        f"{upload.name} cannot be imported: {shown if total > 1 else 'one problem'}."
+                        f"{md(upload.name)} cannot be imported: "
+                        f"{shown if total > 1 else 'one problem'}."
                         " Nothing was imported; fix the file and upload it again."
                     )
                 else:
-                    st.error(checked.message)
+                    st.error(md(checked.message))
                 if problems:
                     st.dataframe(
                         problems_table(checked),
@@ -288,7 +289,7 @@ with tab_import:
                     )
             elif done is not None:
                 st.success(
-                    f"Imported {done.rows_imported:,} events from {done.file_name} "
+                    f"Imported {done.rows_imported:,} events from {md(done.file_name)} "
                     f"({done.rows_skipped_duplicate:,} already stored, skipped) in "
                     f"{done.seconds:.2f} s."
                 )
@@ -301,7 +302,7 @@ with tab_import:
                     st.caption(
                         f"Events from {done.first:%Y-%m-%d %H:%M} to "
                         f"{done.last:%Y-%m-%d %H:%M} UTC for "
-                        f"{', '.join(done.templates)}; import id `{done.import_id}`."
+                        f"{md(', '.join(done.templates))}; import id {code(done.import_id)}."
                     )
             else:
                 st.success(
@@ -315,7 +316,7 @@ with tab_import:
                     key="met_import",
                     disabled=checked.rows_in_file == 0,
                 ):
-                    with st.status(f"Importing {upload.name}…", expanded=True) as status:
+                    with st.status(f"Importing {md(upload.name)}…", expanded=True) as status:
                         bar = st.progress(0.0, text="starting")
                         try:
                             result = ws.metrics.import_csv(
@@ -327,7 +328,7 @@ with tab_import:
                         except PromptverError as exc:
                             status.update(label="Import refused", state="error")
                             checks[upload.file_id] = exc
-                            st.error(exc.message)
+                            st.error(md(exc.message))
                         else:
                             status.update(
                                 label=f"Imported {result.rows_imported:,} events",

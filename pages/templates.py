@@ -8,7 +8,7 @@ import streamlit as st
 from promptver import Conflict, PromptverError
 from promptver.models import Template
 from promptver.templating import VariableSpec, parse_schema
-from ui.common import author, domain_errors, flash, show_error, workspace
+from ui.common import author, domain_errors, flash, md, show_error, workspace
 
 ws = workspace()
 
@@ -90,9 +90,9 @@ def show_report(content: str, metadata: dict) -> bool:
     if report.variables:
         st.markdown("Variables: " + " ".join(f"`{v}`" for v in report.variables))
     for p in report.errors:
-        st.error(f"{p.location()}: {p.message}" if p.location() else p.message, icon="⛔")
+        st.error(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon="⛔")
     for p in report.warnings:
-        st.warning(f"{p.location()}: {p.message}" if p.location() else p.message, icon="⚠️")
+        st.warning(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon="⚠️")
     return report.ok
 
 
@@ -108,7 +108,7 @@ def preview(key: str, content: str, metadata: dict, variables: list[str]) -> Non
                 name,
                 value=default or f"<{name}>",
                 key=f"{key}_{name}",
-                help=spec.description if spec and spec.description else None,
+                help=md(spec.description) if spec and spec.description else None,
             )
         from promptver.templates import render_template
 
@@ -117,7 +117,7 @@ def preview(key: str, content: str, metadata: dict, variables: list[str]) -> Non
                 content, metadata, values, max_chars=ws.settings.templates.max_render_chars
             )
         except PromptverError as exc:
-            st.error(f"Cannot render: {exc.message}")
+            st.error(f"Cannot render: {md(exc.message)}")
         else:
             st.code(text, language=None, wrap_lines=True)
 
@@ -205,12 +205,12 @@ with tab_edit:
         )
         current: Template = ws.templates.get(name, branch=branch)
         st.markdown(
-            f"**{current.name}** · {current.version or 'no version (branch)'} · commit "
-            f"`{current.commit[:10]}` · {current.category or 'no category'}"
+            f"**{md(current.name)}** · {current.version or 'no version (branch)'} · commit "
+            f"`{current.commit[:10]}` · {md(current.category) or 'no category'}"
             + ("" if current.is_active else " · :orange[archived]")
         )
         if current.description:
-            st.caption(current.description)
+            st.caption(md(current.description))
         base_key = f"tpl_base_{current.id}_{branch}"
         if st.session_state.get(base_key) is None:
             st.session_state[base_key] = current.commit
@@ -276,7 +276,7 @@ with tab_edit:
                     expected_head=base,
                 )
             except Conflict as exc:
-                st.error(f"{exc.message}. Copy your text, reload, and apply it again.")
+                st.error(f"{md(exc.message)}. Copy your text, reload, and apply it again.")
             except PromptverError as exc:
                 show_error(exc)
             else:
@@ -325,7 +325,7 @@ with tab_edit:
             @st.dialog("Archive template?")
             def _confirm() -> None:
                 st.write(
-                    f"Archive **{name}**? It disappears from lists; its history, versions "
+                    f"Archive **{md(name)}**? It disappears from lists; its history, versions "
                     "and deployments stay and you can restore it later."
                 )
                 a, b = st.columns(2)

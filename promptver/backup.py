@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from promptver.errors import DatabaseError, PromptverError
+from promptver.errors import DatabaseError, IntegrityError, PromptverError
 from promptver.store import maintenance
 from promptver.store.db import Database
 from promptver.store.migrations import MIGRATIONS, applied
@@ -73,6 +73,31 @@ def check_backup(path: Path) -> list[str]:
     return names
 
 
+def _verify(staged: Path, source: Path, busy_timeout: float) -> None:
+    """Open the staged copy of a backup (upgrading it if older) and run ``fsck`` on it.
+
+    Raises:
+        IntegrityError: a commit, branch, version, experiment arm or deployment is broken.
+    """
+    from promptver.config import Settings
+    from promptver.workspace import Workspace
+
+    settings = Settings().with_overrides(storage__busy_timeout=busy_timeout)
+    ws = Workspace.open(staged, settings=settings)
+    try:
+        report = ws.versions.fsck()
+    finally:
+        ws.close()
+    if not report.ok:
+        shown = "; ".join(p.message for p in report.problems[:5])
+        more = len(report.problems) - 5
+        raise IntegrityError(
+            f"{source} fails the integrity check, nothing was restored: {shown}"
+            + (f"; … and {more} more" if more > 0 else "")
+            + " (run 'promptver --db BACKUP fsck' for the full list)"
+        )
+
+
 def restore(db: Database, source: str | os.PathLike[str]) -> Path | None:
     """Replace the database with a backup; returns where the replaced file was kept.
 
@@ -88,6 +113,12 @@ def restore(db: Database, source: str | os.PathLike[str]) -> Path | None:
     kept: Path | None = None
     staged = target.with_name(target.name + ".restoring")
     shutil.copyfile(src, staged)
+    try:
+        _verify(staged, src, db.busy_timeout)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        Path(str(staged) + ".wal").unlink(missing_ok=True)
+        raise
     if target.exists():
         # fold the write-ahead log into the file so the kept copy is complete, then set it aside
         with db.connect() as con:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ def at(db_path, monkeypatch):
 
 
 def texts(elements) -> list[str]:
-    return [e.value for e in elements]
+    """The text as shown: user text in the Markdown source is escaped (``example\\.csv``)."""
+    return [re.sub(r"\\(.)", r"\1", e.value) for e in elements]
 
 
 def frame_with(app, *columns: str):

@@ -9,15 +9,17 @@ script run keeps the file open only for its own duration (``app.py`` wraps the p
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
 import streamlit as st
+from streamlit.errors import StreamlitSecretNotFoundError
 
 from promptver import PromptverError, Settings, Workspace
 from promptver.config import default_author
+from promptver.errors import DatabaseBusy, DatabaseError
 from ui.alerts import sidebar_badge
 
 
@@ -59,14 +61,71 @@ def workspace() -> Workspace:
 
 
 def author() -> str:
-    """The logged-in user when the app runs behind authentication, else the local user."""
-    try:
-        user = st.user
-        if getattr(user, "is_logged_in", False):
-            return str(user.get("email") or user.get("name") or default_author())
-    except (AttributeError, KeyError):
-        pass
+    """Who is working: the logged-in user (e-mail, else name, else subject) when the app runs
+    behind Streamlit's login, else the local user (``$PROMPTVER_AUTHOR`` or the login name).
+
+    Every write a page makes passes this as its ``author``.
+    """
+    user = st.user
+    if user.get("is_logged_in"):
+        for claim in ("email", "name", "preferred_username", "sub"):
+            value = user.get(claim)
+            if value:
+                return str(value)
     return default_author()
+
+
+def login_required() -> bool:
+    """Authentication mode: on when ``.streamlit/secrets.toml`` has an ``[auth]`` section
+    (Streamlit's OIDC login; see docs/deployment-and-access.md)."""
+    try:
+        return "auth" in st.secrets
+    except StreamlitSecretNotFoundError:  # no secrets file: a local, single-user dashboard
+        return False
+
+
+def _providers() -> list[str]:
+    """Named providers of the ``[auth]`` section (``[auth.google]`` …); empty for one default."""
+    section = st.secrets["auth"]
+    return [k for k, v in section.items() if isinstance(v, Mapping)]
+
+
+def require_login() -> None:
+    """In authentication mode, stop the run with a login screen until the user is logged in;
+    once logged in, show who it is (and a log-out button) in the sidebar."""
+    if not login_required():
+        return
+    if st.user.get("is_logged_in"):
+        with st.sidebar:
+            st.caption(f"Signed in as {md(author())}")
+            st.button("Log out", key="auth_logout", on_click=st.logout)
+        return
+    st.title("promptver")
+    st.info("Sign in to see and change prompts, deployments and experiments.", icon="🔒")
+    providers = _providers()
+    if not providers:
+        st.button("Log in", key="auth_login", type="primary", on_click=st.login)
+    for name in providers:
+        st.button(
+            f"Log in with {md(name)}",
+            key=f"auth_login_{name}",
+            type="primary",
+            on_click=st.login,
+            args=(name,),
+        )
+    st.stop()
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """A busy or damaged database file, anywhere in a run, as an error box with what to do
+    (never a traceback): the CLI or an application may hold the file for a moment."""
+    try:
+        yield
+    except (DatabaseBusy, DatabaseError) as exc:
+        st.error(md(exc.message), icon=":material/lock_clock:")
+        if isinstance(exc, DatabaseBusy):
+            st.button("Try again", key="storage_retry", type="primary")
 
 
 def sidebar(ws: Workspace) -> None:
@@ -99,6 +158,18 @@ def md(text: object, *, keep_lines: bool = False) -> str:
     line breaks with ``keep_lines``.
     """
     return _MD_SPECIAL.sub(r"\\\1", str(text)).replace("\n", "  \n" if keep_lines else " ")
+
+
+def code(text: object) -> str:
+    """User text as an inline code span for Markdown: shown exactly as written.
+
+    Backslash escapes are not processed inside code spans (``md`` would show its backslashes
+    there), so the span is fenced with one backtick more than the longest run inside it.
+    """
+    s = str(text).replace("\n", " ")
+    longest = max((len(run) for run in re.findall(r"`+", s)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {s} {fence}" if s.strip() else "` `"
 
 
 def show_error(exc: PromptverError) -> None:

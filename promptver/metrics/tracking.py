@@ -38,6 +38,7 @@ from promptver.errors import PromptverError, ValidationError
 from promptver.metrics.csv_import import CUSTOM_NAME_RE, MAX_INTEGER
 from promptver.models import MetricsWritten, Prompt
 from promptver.store import metrics as sql
+from promptver.store import templates as template_sql
 from promptver.store.db import Database
 from promptver.versioning import utcnow
 
@@ -342,14 +343,23 @@ class TrackingBuffer:
                 rows, self._rows = self._rows, []
                 self._inflight = len(rows)
             claimed = self._claim_spilled()
-            batch = [r for _, saved in claimed for r in saved] + rows
-            if not batch:
+            if not claimed and not rows:
                 with self._lock:
                     self._inflight = 0
                 return 0
+            batch: list[tuple[Any, ...]] = []
             try:
                 written = 0
                 with self.db.transaction() as con:
+                    # A saved file is written once: its name is recorded in the same
+                    # transaction, so a process killed after COMMIT but before removing the
+                    # file cannot have it written again when its claim goes stale.
+                    for path, saved in claimed:
+                        key = "tracking-spill:" + path.name.split(".claimed-")[0]
+                        if template_sql.get_info(con, key) is None:
+                            template_sql.set_info(con, key, "written", utcnow())
+                            batch.extend(saved)
+                    batch.extend(rows)
                     for i in range(0, len(batch), _BATCH_WRITE):
                         part = batch[i : i + _BATCH_WRITE]
                         cols = dict(zip(_FIELDS, zip(*part), strict=True))
@@ -369,6 +379,8 @@ class TrackingBuffer:
             for path, _ in claimed:
                 path.unlink(missing_ok=True)
         self.last_error = None
+        if not batch:  # only saved files that had been written already
+            return 0
         ts = [r[1] for r in batch]
         note = MetricsWritten(
             source="track",

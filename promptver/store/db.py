@@ -16,7 +16,9 @@ the ~10 ms open cost per query.
 
 from __future__ import annotations
 
+import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -28,18 +30,61 @@ import duckdb
 from promptver.errors import Conflict, DatabaseBusy, DatabaseError
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
-_WAL_MARKERS = ("replay", "WAL", "write-ahead", "checkpoint")
+#: another thread of this process is closing the last connection to the file right now
+_RACE_MARKERS = ("Unique file handle conflict", "is already attached")
 
-# Opening and closing connections to a file must not interleave between threads: a connect
-# that races the close of the last connection (which tears DuckDB's database instance down)
-# fails with "Unique file handle conflict ... already attached" (seen under the HTTP API's
-# thread pool). Both are short; queries run outside the lock.
-_OPEN_CLOSE = threading.Lock()
+#: Serialises ``duckdb.connect`` and ``close`` within this process. Opening the first
+#: connection creates the shared database instance and closing the last one tears it down
+#: (checkpointing the log); a thread connecting in the middle of either got "Unique file handle
+#: conflict … already attached" or a connection without the pandas scan function ("Table
+#: Function with name pandas_scan does not exist"), found by tests/test_reliability_stress.py.
+_OPEN_CLOSE_LOCK = threading.Lock()
+
+# Taking turns with other processes. DuckDB's file lock has no queue: a process whose threads
+# open connections back to back keeps its database instance (and the lock) alive indefinitely,
+# and another process retrying for the file never gets in (tests/test_reliability_db.py). A
+# process that finds the file locked therefore writes its pid into ``<file>.waiting`` on each
+# retry; a process that holds the file and sees a fresh mark from another process opens no new
+# connection until its open ones are closed (at most ``_DRAIN_WAIT`` seconds, so a long
+# operation of its own cannot stall it), then keeps away for ``_HANDOVER`` seconds, longer than
+# a waiter's longest retry pause, so the waiter can take the file. Without contention none of
+# this runs: the mark is only looked at while this process already has the file open.
+_TURNS = threading.Condition(_OPEN_CLOSE_LOCK)
+_OPEN: dict[Path, int] = {}  # connections this process has open, per file
+_HOLD_OFF: dict[Path, float] = {}  # no new connection to the file before this monotonic time
+_WAIT_FRESH = 1.0  # seconds a waiting mark counts
+_DRAIN_WAIT = 1.0
+_HANDOVER = 0.3
+_WAL_MARKERS = ("replay", "WAL", "write-ahead", "checkpoint")
 
 RECOVERY_HINT = (
     "see 'Recovering a damaged database' in README.md: restore the latest backup "
     "(promptver backup) or move the .wal file aside and open again"
 )
+
+
+#: Crash-test hook, off unless ``PROMPTVER_CRASH_POINT`` is set (tests/test_reliability_crash.py,
+#: RELIABILITY.md). ``before-commit`` pauses a write transaction after its last statement,
+#: ``after-commit`` right after COMMIT (before anything is checkpointed); ``NAME:N`` pauses at
+#: the N-th such moment (opening a file is the first: it checks the migrations in a write
+#: transaction). The process prints ``promptver-crash-point NAME`` on stderr and sleeps, so a
+#: test can ``kill -9`` it exactly there. When unset, the cost is one ``if`` on a module
+#: constant per write transaction.
+_crash_spec = (os.environ.get("PROMPTVER_CRASH_POINT") or "").partition(":")
+CRASH_POINT: str | None = _crash_spec[0] or None
+CRASH_AT: int = int(_crash_spec[2]) if _crash_spec[2].isdigit() else 1
+_crash_hits = 0
+
+
+def _crash_point(name: str) -> None:
+    global _crash_hits
+    if name != CRASH_POINT:
+        return
+    _crash_hits += 1
+    if _crash_hits >= CRASH_AT:
+        sys.stderr.write(f"promptver-crash-point {name}\n")
+        sys.stderr.flush()
+        time.sleep(3600)
 
 
 class WouldBlock(Exception):
@@ -87,7 +132,11 @@ class Database:
                 con = self._memory_con.cursor()
         else:
             con = self._open_file()
-        con.execute("SET TimeZone = 'UTC'")
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+        except BaseException:
+            self._close(con)
+            raise
         return con
 
     def _open_file(self) -> duckdb.DuckDBPyConnection:
@@ -95,15 +144,18 @@ class Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.busy_timeout
         delay = 0.005
+        waited = False
         while True:
             try:
-                with _OPEN_CLOSE:
-                    return duckdb.connect(str(self.path))
+                con = self._connect_in_turn()
             except duckdb.IOException as exc:
                 text = str(exc)
-                if not any(m in text for m in _LOCK_MARKERS):
+                if not any(m in text for m in _LOCK_MARKERS + _RACE_MARKERS):
                     raise self._damaged(exc) from None
+                waited = True
+                self._mark_waiting()
                 if time.monotonic() >= deadline:
+                    self._unmark_waiting()
                     raise DatabaseBusy(
                         "database busy: another promptver process is writing "
                         f"{self.path} (waited {self.busy_timeout:g} s); try again"
@@ -113,7 +165,58 @@ class Database:
                 )
                 delay = min(delay * 2, 0.2)
             except duckdb.Error as exc:
+                if any(m in str(exc) for m in _RACE_MARKERS) and time.monotonic() < deadline:
+                    time.sleep(0.005)
+                    continue
                 raise self._damaged(exc) from None
+            else:
+                if waited:
+                    self._unmark_waiting()
+                return con
+
+    @property
+    def _wait_mark(self) -> Path:
+        return Path(f"{self.path}.waiting")
+
+    def _connect_in_turn(self) -> duckdb.DuckDBPyConnection:
+        """``duckdb.connect``, after letting a process that waits for the file go first."""
+        path = self.path
+        assert isinstance(path, Path)
+        with _TURNS:
+            if _OPEN.get(path, 0) and self._others_waiting():
+                drain_until = time.monotonic() + _DRAIN_WAIT
+                while _OPEN.get(path, 0) and time.monotonic() < drain_until:
+                    _TURNS.wait(drain_until - time.monotonic())
+                if not _OPEN.get(path, 0):
+                    _HOLD_OFF[path] = time.monotonic() + _HANDOVER
+            while time.monotonic() < _HOLD_OFF.get(path, 0.0) and not _OPEN.get(path, 0):
+                _TURNS.wait(_HOLD_OFF[path] - time.monotonic())
+            con = duckdb.connect(str(path))
+            _OPEN[path] = _OPEN.get(path, 0) + 1
+            return con
+
+    def _others_waiting(self) -> bool:
+        """Another process marked the file as waited for within the last ``_WAIT_FRESH`` s."""
+        try:
+            mark = self._wait_mark
+            if time.time() - mark.stat().st_mtime > _WAIT_FRESH:
+                return False
+            return mark.read_text().strip() != str(os.getpid())
+        except (OSError, ValueError):
+            return False
+
+    def _mark_waiting(self) -> None:
+        try:
+            self._wait_mark.write_text(str(os.getpid()))
+        except OSError:  # a read-only folder: no turns, plain retries
+            pass
+
+    def _unmark_waiting(self) -> None:
+        try:
+            if self._wait_mark.read_text().strip() == str(os.getpid()):
+                self._wait_mark.unlink()
+        except OSError:
+            pass
 
     def _damaged(self, exc: Exception) -> DatabaseError:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -145,22 +248,22 @@ class Database:
         st.depth -= 1
         if st.depth == 0:
             con, st.con = st.con, None
+            self._close(con)  # type: ignore[arg-type]
+
+    def _close(self, con: duckdb.DuckDBPyConnection) -> None:
+        with _TURNS:
             try:
-                with _OPEN_CLOSE:
-                    con.close()  # type: ignore[union-attr]
+                con.close()
             except duckdb.Error:  # pragma: no cover - closing never matters for correctness
                 pass
+            if isinstance(self.path, Path):
+                left = _OPEN.get(self.path, 1) - 1
+                _OPEN[self.path] = left
+                if not left:
+                    _TURNS.notify_all()
 
     session = connect
     """Hold one connection for a block (e.g. a dashboard script run); same as :meth:`connect`."""
-
-    def lazy_session(self) -> _LazySession:
-        """Like :meth:`session`, but the file is opened only if something in the block needs it.
-
-        For hot paths that usually answer from a cache (``get_prompt``): a hit costs nothing, and
-        several misses in the block share one open of the file.
-        """
-        return _LazySession(self)
 
     @contextmanager
     def cache_only(self) -> Iterator[None]:
@@ -177,6 +280,14 @@ class Database:
             yield
         finally:
             st.cache_only -= 1
+
+    def lazy_session(self) -> _LazySession:
+        """Like :meth:`session`, but the file is opened only if something in the block needs it.
+
+        For hot paths that usually answer from a cache (``get_prompt``): a hit costs nothing, and
+        several misses in the block share one open of the file.
+        """
+        return _LazySession(self)
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -221,6 +332,8 @@ class Database:
             if st.tx_failed:  # an inner block failed and the caller swallowed it
                 _rollback(con)
                 raise Conflict("the operation was aborted part-way; nothing was written")
+            if CRASH_POINT is not None and st.wrote:
+                _crash_point("before-commit")
             try:
                 con.execute("COMMIT")
             except duckdb.TransactionException as exc:
@@ -231,6 +344,8 @@ class Database:
                 ) from None
             if st.wrote:
                 self._writes += 1
+                if CRASH_POINT is not None:
+                    _crash_point("after-commit")
 
     @contextmanager
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
