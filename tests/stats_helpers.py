@@ -13,29 +13,11 @@ import numpy as np
 import pandas as pd
 
 from promptver.models import BUILTIN_METRICS, Experiment, MetricSpec, VariantSpec
+from promptver.store.metrics import EVENT_COLUMNS as _EVENT_COLUMNS
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
-EVENT_COLUMNS = [
-    "event_id",
-    "import_id",
-    "ts",
-    "template_id",
-    "user_id",
-    "experiment_id",
-    "variant",
-    "version",
-    "commit_id",
-    "environment",
-    "latency_ms",
-    "success",
-    "error",
-    "quality_score",
-    "cost_usd",
-    "tokens_in",
-    "tokens_out",
-    "custom",
-]
+EVENT_COLUMNS = list(_EVENT_COLUMNS)
 
 
 def make_experiment(

@@ -23,12 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 WRITER = """
-import sys, time
+import os, sys, time
 from promptver import Workspace
 ws = Workspace.open(sys.argv[1])
-deadline = time.monotonic() + float(sys.argv[2])
+stop = sys.argv[2]  # the test creates this file once its backups are done
+deadline = time.monotonic() + 120  # a bound, should the test die
 i = 0
-while time.monotonic() < deadline:
+while time.monotonic() < deadline and not os.path.exists(stop):
     i += 1
     t = ws.templates.update("t", f"version {i} of {{x}}", author="writer")
     print(t.commit, t.version, flush=True)
@@ -43,8 +44,9 @@ def test_cli_backups_while_another_process_writes_are_complete_and_consistent(tm
         ws.templates.create("t", "version 0 of {x}", author="seed")
         seed = ws.templates.get("t").commit
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PROMPTVER_BUSY_TIMEOUT": "20"}
+    stop = tmp_path / "stop-writing"
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(db), "12"],
+        [sys.executable, "-c", WRITER, str(db), str(stop)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -62,7 +64,9 @@ def test_cli_backups_while_another_process_writes_are_complete_and_consistent(tm
             assert r.code == 0, r.err
             backups.append(target)
             time.sleep(0.5)
+        time.sleep(1.0)  # the writer goes on committing after the last backup
     finally:
+        stop.touch()
         writer.wait(timeout=60)
         reader.join(timeout=10)
     assert writer.returncode == 0, writer.stderr.read()

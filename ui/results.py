@@ -28,6 +28,8 @@ from promptver.charts import (  # noqa: F401 - re-exported: the view's chart bui
     forest_height,
 )
 from promptver.models import Experiment, ExperimentResults
+from promptver.reports.document import p_cell as fmt_p
+from promptver.reports.document import pct
 from promptver.workspace import Workspace
 from ui.common import domain_errors, md
 
@@ -37,19 +39,6 @@ def fmt(value: float | None, digits: int = 4) -> str:
     if value is None:
         return "—"
     return f"{value:.{digits}g}"
-
-
-def fmt_p(value: float | None) -> str:
-    """A p-value for tables: three significant digits, ``< 0.0001`` for tiny ones."""
-    if value is None:
-        return "—"
-    return "< 0.0001" if value < 1e-4 else f"{value:.3g}"
-
-
-def pct(value: float | None, signed: bool = True) -> str:
-    if value is None:
-        return "—"
-    return f"{value:+.2%}" if signed else f"{value:.1%}"
 
 
 def interval(low: float | None, high: float | None, scale: str = "abs") -> str:

@@ -45,25 +45,7 @@ from promptver.versioning import utcnow
 log = logging.getLogger("promptver.metrics")
 
 # tuple layout of one buffered event (the order of sql.insert_columns)
-_FIELDS = (
-    "event_id",
-    "ts_us",
-    "template_id",
-    "user_id",
-    "experiment_id",
-    "variant",
-    "version",
-    "commit_id",
-    "environment",
-    "latency_ms",
-    "success",
-    "error",
-    "quality_score",
-    "cost_usd",
-    "tokens_in",
-    "tokens_out",
-    "custom",
-)
+_FIELDS = tuple(sql.TRACK_TYPES)
 _METRIC_SLOT = {
     "latency_ms": 9,
     "success": 10,
