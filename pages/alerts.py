@@ -1,11 +1,15 @@
 """Alerts: fired alerts (acknowledge them, open their trend) and the rules that fire them
-(create, edit, switch on and off, delete)."""
+(create, edit, switch on and off, delete).
+
+Deep links: ``?alert=ID`` selects a fired alert (showing acknowledged ones too when it is one),
+``?tab=rules`` opens the rules."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from promptver.alerts import COMPARATORS, trend_params
+from promptver.errors import PromptverError
 from promptver.models import Alert, AlertRule
 from promptver.trends import METRICS, metric_label
 from ui.alerts import (
@@ -15,7 +19,7 @@ from ui.alerts import (
     rules_frame,
     threshold_text,
 )
-from ui.common import author, domain_errors, flash, md, workspace
+from ui.common import author, domain_errors, flash, md, take_param, workspace
 
 ws = workspace()
 svc = ws.alerts
@@ -49,6 +53,20 @@ if m3.button(
             + (f", {result.already_fired} had fired before" if result.already_fired else "")
         )
         st.rerun()
+
+if take_param("tab") == "rules":
+    st.session_state["alr_tab"] = "Rules"
+if (wanted_alert := take_param("alert")) is not None:  # deep link: ?alert=ID
+    try:
+        linked = svc.get_alert(int(wanted_alert)) if wanted_alert.isdigit() else None
+    except PromptverError:  # unknown, or not a valid id
+        linked = None
+    if linked is None:
+        st.warning(f"Alert {md(wanted_alert)} does not exist (any more); the list shows the rest.")
+    else:
+        st.session_state["alr_tab"] = "Fired alerts"
+        st.session_state["alr_status"] = "open" if linked.status == "open" else "all"
+        st.session_state["alr_pick"] = linked.id
 
 tab_fired, tab_rules = st.tabs(["Fired alerts", "Rules"], key="alr_tab")
 
@@ -87,6 +105,8 @@ with tab_fired:
             )
 
         by_id = {a.id: a for a in shown}
+        if st.session_state.get("alr_pick") not in by_id:
+            st.session_state.pop("alr_pick", None)  # not in this list (filtered, or too old)
         pick = st.selectbox(
             "Alert",
             list(by_id),

@@ -1,4 +1,6 @@
-"""Deployments: what is live where, deploy and promote behind the gates, roll back, history."""
+"""Deployments: what is live where, deploy and promote behind the gates, roll back, history.
+
+Deep links: ``?template=NAME`` selects it; ``&env=ENV`` shows that environment's history."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import streamlit as st
 
 from promptver import PromptverError
 from promptver.models import Deployment, GateReport, LiveCell
-from ui.common import author, domain_errors, flash, show_error, workspace
+from promptver.overview import deployment_trend_params
+from ui.common import author, domain_errors, flash, show_error, take_param, workspace
 from ui.deployments import entry_title, md, needs_force, needs_reason, show_gates, when
 
 ws = workspace()
@@ -272,7 +275,16 @@ elif pending:
 # ---- timeline -------------------------------------------------------------------------------
 
 st.subheader("History")
-scope = st.segmented_control("Show", ["all", *envs], default="all", key="dep_scope", required=True)
+if (wanted_env := take_param("env")) in envs:  # deep link: that environment's history
+    st.session_state["dep_scope"] = wanted_env
+scope = st.segmented_control(
+    "Show",
+    ["all", *envs],
+    default="all",
+    key="dep_scope",
+    required=True,
+    help="The history of every environment, or of one",
+)
 limit = 50
 history: list[Deployment] = deps.history(name, None if scope == "all" else scope, limit=limit + 1)
 if not history:
@@ -301,6 +313,27 @@ for d in history[:limit]:
         else:
             diff = deps.diff(d)
             st.code(diff or "(the text did not change)", language="diff", wrap_lines=True)
+        links = st.container(horizontal=True)
+        if d.replaced_commit is not None:
+            links.page_link(
+                "pages/history.py",
+                label="Side-by-side diff",
+                icon=":material/difference:",
+                query_params={
+                    "template": d.template,
+                    "from": d.replaced_commit[:12],
+                    "to": d.commit[:12],
+                },
+                help="The replaced version against this one on the History & Diff screen",
+            )
+        links.page_link(
+            "pages/trends.py",
+            label="Trends around it",
+            icon=":material/show_chart:",
+            query_params=deployment_trend_params(d),
+            help=f"The metrics of {d.template} in {d.environment} by version, from a week "
+            "before this deployment",
+        )
 if len(history) > limit:
     st.caption(
         f"Showing the latest {limit}; the CLI lists everything: `promptver deployments {name}`."

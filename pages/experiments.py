@@ -1,4 +1,7 @@
-"""Experiments: list, configure, start and stop A/B experiments, and preview their routing."""
+"""Experiments: list, configure, start and stop A/B experiments, and preview their routing.
+
+Deep links: ``?experiment=ID`` selects one; ``&tab=results`` (or ``overview``, ``routing``,
+``configure``) opens that tab."""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ import streamlit as st
 from promptver import PromptverError
 from promptver.experiments import dump_spec, to_spec
 from promptver.models import BUILTIN_METRICS, Experiment
+from promptver.overview import trend_params
 from promptver.routing import Router, router_for, synthetic_split
-from ui.common import author, flash, workspace
+from ui.common import author, flash, take_param, workspace
 from ui.experiments import (
     STATUS,
     domain_errors,
@@ -113,6 +117,10 @@ if everything:
     selected = by_id[pick]
 
 TABS = ["Overview", "Results", "Routing preview", "Configure"]
+if wanted_tab := take_param("tab"):  # deep link: ?tab=results (the first word of a tab)
+    for t in TABS:
+        if t.lower().split()[0] == wanted_tab.lower():
+            st.session_state["exp_tab"] = t
 tab_overview, tab_results, tab_routing, tab_config = st.tabs(TABS, key="exp_tab")
 
 
@@ -282,6 +290,34 @@ with tab_overview:
                 f"Window of events that count: {when(e.start_at, 'start')} → "
                 f"{when(e.end_at, 'stop')}"
             )
+        elsewhere = st.container(horizontal=True)
+        if e.status != "draft":
+            elsewhere.page_link(
+                "pages/trends.py",
+                label="Trend by variant",
+                icon=":material/show_chart:",
+                query_params=trend_params(e),
+                help=f"{e.primary_metric.name} of {e.template} in {e.environment}, one line "
+                "per variant, since the experiment started",
+            )
+        elsewhere.page_link(
+            "pages/history.py",
+            label="Diff of the variants",
+            icon=":material/difference:",
+            query_params={
+                "template": e.template,
+                "from": e.variants[0].commit[:12] if e.variants[0].commit else e.variants[0].ref,
+                "to": e.variants[1].commit[:12] if e.variants[1].commit else e.variants[1].ref,
+            },
+            help="The control against the first treatment on the History & Diff screen",
+        )
+        elsewhere.page_link(
+            "pages/deployments.py",
+            label="Deployments",
+            icon=":material/rocket_launch:",
+            query_params={"template": e.template, "env": e.environment},
+            help=f"What is live for {e.template} in {e.environment}",
+        )
         b1, b2, b3, _ = st.columns([1, 1, 1, 3])
         if e.status == "draft":
             b1.button(

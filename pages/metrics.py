@@ -1,4 +1,7 @@
-"""Metrics: performance figures, CSV import (preview, validation, progress), recent events."""
+"""Metrics: performance figures, CSV import (preview, validation, progress), recent events.
+
+Deep links: ``?template=NAME&env=ENV`` filter the figures and the recent events;
+``?tab=import`` opens the CSV import."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import streamlit as st
 from promptver import PromptverError
 from promptver.errors import ImportError_
 from promptver.metrics.service import DIMENSIONS, WINDOWS
-from ui.common import author, domain_errors, workspace
+from ui.common import author, domain_errors, take_param, workspace
 
 ws = workspace()
 MAX_MB = ws.settings.uploads.max_upload_mb
@@ -25,6 +28,14 @@ st.caption(
     "Latency, success, quality, cost and tokens of every call, from `track()` in your "
     "application or from CSV files. Figures are computed in the database."
 )
+
+# deep links: ?template=NAME&env=ENV filter both tables, ?tab=import opens the import
+if (wanted := take_param("template")) in {t.name for t in ws.templates.list(include_archived=True)}:
+    st.session_state["met_template"] = st.session_state["met_ev_template"] = wanted
+if (wanted := take_param("env")) in ws.settings.deployment.environments:
+    st.session_state["met_env"] = st.session_state["met_ev_env"] = wanted
+if take_param("tab") == "import":
+    st.session_state["met_tab"] = "Import CSV"
 
 tab_perf, tab_import, tab_events, tab_history = st.tabs(
     ["Performance", "Import CSV", "Recent events", "Import history"], key="met_tab"

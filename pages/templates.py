@@ -1,4 +1,6 @@
-"""Templates: find, create and edit prompt templates with live validation and a preview."""
+"""Templates: find, create and edit prompt templates with live validation and a preview.
+
+Deep links: ``?template=NAME`` opens it in the editor, ``?tab=new`` the form for a new one."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import streamlit as st
 from promptver import Conflict, PromptverError
 from promptver.models import Template
 from promptver.templating import VariableSpec, parse_schema
-from ui.common import author, domain_errors, flash, show_error, workspace
+from ui.common import author, domain_errors, flash, show_error, take_param, workspace
 
 ws = workspace()
 
@@ -170,6 +172,9 @@ else:
         "No templates match these filters. Clear the search or create one under **New template**."
     )
 
+# deep link: ?tab=new opens the form for a new template (?template=NAME picks one to edit)
+if (wanted_tab := take_param("tab")) in ("new", "edit"):
+    st.session_state["tpl_tab"] = "New template" if wanted_tab == "new" else "Edit"
 tab_edit, tab_new = st.tabs(["Edit", "New template"], key="tpl_tab", on_change="rerun")
 
 

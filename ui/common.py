@@ -9,9 +9,10 @@ script run keeps the file open only for its own duration (``app.py`` wraps the p
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -19,6 +20,8 @@ import streamlit as st
 from promptver import PromptverError, Settings, Workspace
 from promptver.config import default_author
 from ui.alerts import sidebar_badge
+
+T = TypeVar("T")
 
 
 @st.cache_resource(show_spinner=False)
@@ -58,6 +61,50 @@ def workspace() -> Workspace:
     return _workspace(settings().storage.path)
 
 
+def cached(fn: Callable[..., T], *args: Any, ttl: float | None = None, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, answered from a cache until the database changes.
+
+    For the heavy reads of the screens (``cached(ws.overview.build)``). The key is the
+    database file, its :meth:`~promptver.store.db.Database.data_version` (which changes on every
+    write by this process and on writes by other processes, as the file or its write-ahead log
+    changes), the function's qualified name and the arguments, so a write is visible on the
+    next run, and a run without writes costs one ``stat`` of the file. Reads that depend on the
+    clock too (a window such as "the last 7 days") pass ``ttl`` (seconds): the answer is then
+    also recomputed when that much time has passed. ``fn`` is a method of the workspace's
+    services (or a function of its arguments); what it returns is copied out of the cache, so
+    callers may change it. Errors are not cached.
+    """
+    ws = workspace()
+    now = int(time.time() // ttl) if ttl else None
+    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    return _cached_call(
+        fn, str(ws.path), ws.db.data_version(), name, args, tuple(sorted(kwargs.items())), now
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _cached_call(
+    _fn: Callable[..., T],
+    db: str,
+    version: tuple,
+    name: str,
+    args: tuple,
+    kwargs: tuple,
+    period: int | None,
+) -> T:
+    return _fn(*args, **dict(kwargs))
+
+
+def take_param(name: str) -> str | None:
+    """A one-shot query parameter (``?tab=results``): returned once, then removed from the
+    address, so that it opens the screen the way a link asked but never overrides what the
+    reader picks afterwards (nor comes back on a reload)."""
+    value = st.query_params.get(name)
+    if value is not None:
+        del st.query_params[name]
+    return value
+
+
 def author() -> str:
     """The logged-in user when the app runs behind authentication, else the local user."""
     try:
@@ -72,7 +119,7 @@ def author() -> str:
 def sidebar(ws: Workspace) -> None:
     with st.sidebar:
         st.caption(f"Database: `{ws.path}`")
-    sidebar_badge(ws)
+    sidebar_badge(ws, cached(ws.alerts.open_count))
 
 
 def problems_frame(problems: list[Any]) -> pd.DataFrame:
