@@ -10,7 +10,15 @@ import streamlit as st
 from promptver import PromptverError
 from promptver.models import Deployment, GateReport, LiveCell
 from promptver.overview import deployment_trend_params
-from ui.common import author, domain_errors, flash, show_error, take_param, workspace
+from ui.common import (
+    author,
+    domain_errors,
+    flash,
+    no_templates,
+    show_error,
+    take_param,
+    workspace,
+)
 from ui.deployments import entry_title, md, needs_force, needs_reason, show_gates, when
 
 ws = workspace()
@@ -28,7 +36,7 @@ st.caption(
 cells: list[LiveCell] = deps.matrix()
 names = list(dict.fromkeys(c.template for c in cells))
 if not names:
-    st.info("There is no template yet: create one on the **Templates** page, then deploy it here.")
+    no_templates(ws, "then deploy it here")
     st.stop()
 
 rows: dict[str, dict[str, str]] = {}
@@ -142,7 +150,14 @@ version = c1.selectbox(
     key=f"dep_version_{name}",
     help="Versions of main, newest first",
 )
-target = c2.segmented_control("Environment", envs, default=envs[0], key="dep_env", required=True)
+target = c2.segmented_control(
+    "Environment",
+    envs,
+    default=envs[0],
+    key="dep_env",
+    help="Where to deploy; the gates below are checked for this environment",
+    required=True,
+)
 current = live[target].deployment
 if current is not None and version in (current.version, current.commit):
     st.info(f"{md(version)} is already live in {md(target)}.", icon=":material/info:")
@@ -167,6 +182,7 @@ else:
             key="dep_note",
             max_chars=1000,
             placeholder="What changes for users, and why now",
+            help="Recorded in the history with the deployment",
         )
         if st.button(
             f"Deploy {version} to {target}",
@@ -206,7 +222,12 @@ def _promote_dialog(template: str, env: str) -> None:
         report = deps.check(template, commit, nxt, force=force, reason=reason)
     with gates_box:
         show_gates(report)
-    note = st.text_input("Note", key="dep_promote_note", max_chars=1000)
+    note = st.text_input(
+        "Note",
+        key="dep_promote_note",
+        help="Recorded in the history with the deployment",
+        max_chars=1000,
+    )
     a, b = st.columns(2)
     if a.button(f"Promote to {nxt}", type="primary", key="dep_promote_yes", disabled=not report.ok):
         done = deps.promote(template, env, note=note, author=author(), force=force, reason=reason)
@@ -224,6 +245,7 @@ def _rollback_dialog(template: str, env: str) -> None:
         "Restore",
         options,
         key="dep_rb_mode",
+        help="By default the version live before the current one comes back",
         format_func=lambda o: {
             "previous": "The version live before the current one",
             "named": "A version I pick",
@@ -232,7 +254,10 @@ def _rollback_dialog(template: str, env: str) -> None:
     to = None
     if mode == "named":
         to = st.selectbox(
-            "Version", [v.version for v in deps.versions_of(template)], key="dep_rb_to"
+            "Version",
+            [v.version for v in deps.versions_of(template)],
+            key="dep_rb_to",
+            help="Any version of main; a rollback is exempt from the promotion order",
         )
     cur, restored = deps.rollback_plan(template, env, to)
     st.markdown(
@@ -242,7 +267,13 @@ def _rollback_dialog(template: str, env: str) -> None:
     diff = deps.rollback_diff(cur, restored)
     if diff:
         st.code(diff, language="diff", wrap_lines=True)
-    note = st.text_input("Note", key="dep_rb_note", max_chars=1000, placeholder="What went wrong")
+    note = st.text_input(
+        "Note",
+        key="dep_rb_note",
+        max_chars=1000,
+        placeholder="What went wrong",
+        help="Recorded in the history with the rollback",
+    )
     a, b = st.columns(2)
     if a.button("Roll back", type="primary", key="dep_rb_yes", icon=":material/undo:"):
         done = deps.rollback(template, env, to=to, note=note, author=author())

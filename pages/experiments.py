@@ -16,7 +16,7 @@ from promptver.experiments import dump_spec, to_spec
 from promptver.models import BUILTIN_METRICS, Experiment
 from promptver.overview import trend_params
 from promptver.routing import Router, router_for, synthetic_split
-from ui.common import author, flash, take_param, workspace
+from ui.common import author, flash, no_templates, take_param, workspace
 from ui.experiments import (
     STATUS,
     domain_errors,
@@ -321,11 +321,29 @@ with tab_overview:
         b1, b2, b3, _ = st.columns([1, 1, 1, 3])
         if e.status == "draft":
             b1.button(
-                "Start…", type="primary", key="exp_start", on_click=_ask, args=("start", e.id)
+                "Start…",
+                type="primary",
+                key="exp_start",
+                help="Start routing users to the variants (asks for confirmation)",
+                on_click=_ask,
+                args=("start", e.id),
             )
-            b3.button("Delete…", key="exp_delete", on_click=_ask, args=("delete", e.id))
+            b3.button(
+                "Delete…",
+                key="exp_delete",
+                help="Delete this draft (asks for confirmation)",
+                on_click=_ask,
+                args=("delete", e.id),
+            )
         elif e.status == "running":
-            b1.button("Stop…", type="primary", key="exp_stop", on_click=_ask, args=("stop", e.id))
+            b1.button(
+                "Stop…",
+                type="primary",
+                key="exp_stop",
+                help="End routing and freeze the final results (asks for confirmation)",
+                on_click=_ask,
+                args=("stop", e.id),
+            )
         b2.button(
             "Copy to a new draft",
             key="exp_copy",
@@ -595,9 +613,14 @@ with tab_config:
             key="exp_edit_selected",
             on_click=lambda eid=selected.id: _load_form(by_id[eid]),
         )
-    top3.button("Clear form", key="exp_clear", on_click=_new_form)
+    top3.button(
+        "Clear form",
+        key="exp_clear",
+        help="Empty the form to configure a new experiment",
+        on_click=_new_form,
+    )
     if not templates:
-        st.info("Create a template first (Templates screen): experiments compare its versions.")
+        no_templates(ws, "then configure an experiment between its versions or branches")
     else:
         s = st.session_state
         c1, c2 = st.columns([3, 2])
@@ -610,7 +633,12 @@ with tab_config:
         )
         if s.get(F + "template") not in templates:
             s[F + "template"] = templates[0]
-        template = c2.selectbox("Template", templates, key=F + "template")
+        template = c2.selectbox(
+            "Template",
+            templates,
+            key=F + "template",
+            help="The template whose versions or branches the variants compare",
+        )
         environments = ws.settings.deployment.environments
         if s.get(F + "env") not in environments:
             s[F + "env"] = "production" if "production" in environments else environments[-1]
@@ -626,15 +654,27 @@ with tab_config:
             key=F + "hypothesis",
             max_chars=1000,
             placeholder="e.g. Shorter answers keep quality and cut cost",
+            help="What you expect and why: shown with the results and in reports",
         )
-        st.text_area("Description", key=F + "description", max_chars=1000, height=68)
+        st.text_area(
+            "Description",
+            key=F + "description",
+            max_chars=1000,
+            height=68,
+            help="Optional notes for whoever reads the results",
+        )
 
         st.markdown("**Variants** — the first is the control")
         options, labels = _refs(template)
         if F + "n" not in s:
             s[F + "n"] = 2
         n = st.number_input(
-            "Number of variants", min_value=2, max_value=MAX_VARIANTS, step=1, key=F + "n"
+            "Number of variants",
+            min_value=2,
+            max_value=MAX_VARIANTS,
+            step=1,
+            key=F + "n",
+            help="The first variant is the control; each other one is compared with it",
         )
         for i in range(int(n)):
             if f"{F}vname_{i}" not in s:
@@ -652,6 +692,7 @@ with tab_config:
             v1.text_input(
                 f"Variant {i + 1} name" + (" (control)" if i == 0 else ""),
                 key=f"{F}vname_{i}",
+                help="Shown in the results and reports; unique within the experiment",
                 max_chars=100,
             )
             ref = v2.selectbox(
@@ -686,7 +727,12 @@ with tab_config:
         names = [s.get(f"{F}vname_{i}") or f"variant {i + 1}" for i in range(int(n))]
         s1, s2 = st.columns([4, 1], vertical_alignment="center")
         s1.markdown("Split: " + " · ".join(f"{md(nm)} **{sh} %**" for nm, sh in zip(names, shares)))
-        s2.button("Equal split", key="exp_equal", on_click=_equal_split)
+        s2.button(
+            "Equal split",
+            key="exp_equal",
+            help="Give every variant the same share",
+            on_click=_equal_split,
+        )
         if shares[-1] < 1:
             st.error(
                 f"The other variants take {100 - shares[-1]} %, leaving nothing for the last "
@@ -723,7 +769,12 @@ with tab_config:
             for col, m in zip(dcols, custom):
                 if s.get(f"{F}dir_{m}") not in ("higher", "lower"):
                     s[f"{F}dir_{m}"] = "higher"
-                col.segmented_control(f"{m}: better when", ["higher", "lower"], key=f"{F}dir_{m}")
+                col.segmented_control(
+                    f"{m}: better when",
+                    ["higher", "lower"],
+                    key=f"{F}dir_{m}",
+                    help="Whether a higher or a lower value of this custom metric is better",
+                )
         st.caption(
             "Directions: "
             + ", ".join(
@@ -745,6 +796,7 @@ with tab_config:
             step=0.01,
             format="%.3f",
             key=F + "alpha",
+            help="The false-positive rate of each comparison; Holm's method adjusts across several",
         )
         a2.number_input(
             "Minimum sample (users per variant)",
@@ -779,14 +831,24 @@ with tab_config:
             help="Routing begins at this time (UTC) even if started earlier",
         ):
             s.setdefault(F + "start", tomorrow)
-            d1.datetime_input("Start (UTC)", key=F + "start", format="YYYY-MM-DD")
+            d1.datetime_input(
+                "Start (UTC)",
+                key=F + "start",
+                format="YYYY-MM-DD",
+                help="Routing and the analysis window begin here (UTC)",
+            )
         if d2.toggle(
             "Planned end",
             key=F + "has_end",
             help="Routing stops at this time (UTC); stopping earlier needs a reason",
         ):
             s.setdefault(F + "end", tomorrow + timedelta(days=14))
-            d2.datetime_input("End (UTC)", key=F + "end", format="YYYY-MM-DD")
+            d2.datetime_input(
+                "End (UTC)",
+                key=F + "end",
+                format="YYYY-MM-DD",
+                help="Routing stops here (UTC); stopping earlier needs a reason",
+            )
 
         spec = form_spec()
         with st.expander("As an experiment file (YAML)"):
@@ -820,5 +882,6 @@ with tab_config:
             type="primary",
             key="exp_save",
             on_click=_save,
+            help="Save the configuration as a draft; nothing is routed until you start it",
             disabled=not spec.get("name") or shares[-1] < 1,
         )

@@ -14,6 +14,7 @@ from ui.home import (
     deployment_line,
     ended_line,
     experiment_card,
+    getting_started,
     live_grid,
     where_to_find,
 )
@@ -52,12 +53,9 @@ if c.templates == 0:
             "command `promptver demo` fills an empty database with example content.)",
             icon=":material/lightbulb:",
         )
-    st.page_link(
-        "pages/templates.py",
-        label="Create a template",
-        icon=":material/add:",
-        query_params={"tab": "new"},
-    )
+    getting_started()
+    where_to_find(c)
+    st.stop()
 
 # ---- what needs attention -------------------------------------------------------------------
 

@@ -55,7 +55,14 @@ def window_picker(key: str) -> tuple[str | None, datetime | None, datetime | Non
         "all": "All time",
         "custom": "Custom range",
     }
-    choice = st.selectbox("Window", [*WINDOWS, "custom"], index=1, key=key, format_func=labels.get)
+    choice = st.selectbox(
+        "Window",
+        [*WINDOWS, "custom"],
+        index=1,
+        key=key,
+        format_func=labels.get,
+        help="Events whose time falls in this window (UTC)",
+    )
     if choice != "custom":
         return choice, None, None
     today = datetime.now(UTC).date()
@@ -63,6 +70,7 @@ def window_picker(key: str) -> tuple[str | None, datetime | None, datetime | Non
         "From – to (UTC)",
         value=(today - timedelta(days=7), today),
         key=f"{key}_range",
+        help="Both days included",
         max_value=today,
     )
     if not isinstance(picked, tuple) or len(picked) != 2:
@@ -94,8 +102,18 @@ with tab_perf:
     c1, c2, c3, c4 = st.columns([2, 2, 2, 3], vertical_alignment="bottom")
     with c1:
         window, start, end = window_picker("met_window")
-    template = c2.selectbox("Template", ["All", *template_names()], key="met_template")
-    env = c3.selectbox("Environment", ["All", *ws.settings.deployment.environments], key="met_env")
+    template = c2.selectbox(
+        "Template",
+        ["All", *template_names()],
+        key="met_template",
+        help="Only this template's events",
+    )
+    env = c3.selectbox(
+        "Environment",
+        ["All", *ws.settings.deployment.environments],
+        key="met_env",
+        help="Only this environment's events",
+    )
     by = c4.multiselect(
         "Group by",
         list(DIMENSIONS),
@@ -130,6 +148,7 @@ with tab_perf:
                     ["version", "variant", "environment"],
                     default="version",
                     key="met_split",
+                    help="One line per version, variant or environment",
                 )
                 bucket = "hour" if window == "24h" else "day"
                 series = ws.metrics.timeseries(
@@ -156,6 +175,7 @@ with tab_perf:
                         ],
                         default="requests",
                         key="met_measure",
+                        help="What the chart plots per bucket",
                     )
                     chart = (
                         alt.Chart(ts)
@@ -220,12 +240,14 @@ with tab_import:
         file_name="example_events.csv",
         mime="text/csv",
         key="met_example",
+        help="A valid file for the demo templates: copy its header row",
         icon=":material/download:",
     )
     upload = st.file_uploader(
         f"Metric events CSV (up to {MAX_MB} MB)",
         type=["csv"],
         key="met_upload",
+        help="Columns timestamp, template and user_id, and at least one metric; see the example CSV",
         max_upload_size=MAX_MB,
     )
     if upload is not None:
@@ -353,17 +375,39 @@ with tab_import:
 
 with tab_events:
     e1, e2, e3, e4, e5 = st.columns([2, 2, 2, 2, 1], vertical_alignment="bottom")
-    ev_template = e1.selectbox("Template", ["All", *template_names()], key="met_ev_template")
+    ev_template = e1.selectbox(
+        "Template",
+        ["All", *template_names()],
+        key="met_ev_template",
+        help="Only this template's events",
+    )
     tref = None if ev_template == "All" else ev_template
     ev_env = e2.selectbox(
-        "Environment", ["All", *ws.settings.deployment.environments], key="met_ev_env"
+        "Environment",
+        ["All", *ws.settings.deployment.environments],
+        key="met_ev_env",
+        help="Only this environment's events",
     )
     ev_version = e3.selectbox(
-        "Version", ["All", *ws.metrics.distinct("version", tref)], key="met_ev_version"
+        "Version",
+        ["All", *ws.metrics.distinct("version", tref)],
+        key="met_ev_version",
+        help="Only events served by this version",
     )
-    ev_user = e4.text_input("User id", key="met_ev_user", placeholder="exact user id")
+    ev_user = e4.text_input(
+        "User id",
+        key="met_ev_user",
+        placeholder="exact user id",
+        help="One user's events (an exact match)",
+    )
     ev_limit = e5.number_input(
-        "Rows", min_value=10, max_value=5000, value=200, step=50, key="met_ev_limit"
+        "Rows",
+        min_value=10,
+        max_value=5000,
+        value=200,
+        step=50,
+        key="met_ev_limit",
+        help="How many of the newest events to show",
     )
     with domain_errors():
         events = ws.metrics.events(

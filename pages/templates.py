@@ -134,7 +134,12 @@ search = f1.text_input(
     help="Case-insensitive search over names, descriptions, tags and the "
     "text of the latest version",
 )
-category = f2.selectbox("Category", ["All", *ws.templates.categories()], key="tpl_category")
+category = f2.selectbox(
+    "Category",
+    ["All", *ws.templates.categories()],
+    key="tpl_category",
+    help="Show one category's templates",
+)
 tags = f3.multiselect(
     "Tags", ws.templates.tags(), key="tpl_tags", help="Show templates that carry all of these tags"
 )
@@ -166,6 +171,18 @@ if items:
         hide_index=True,
         width="stretch",
         column_config={"updated (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+    )
+elif not search and category == "All" and not tags and not ws.templates.list(include_archived=True):
+    st.info(
+        "There is no template yet. Create the first one under **New template**: a prompt with "
+        "`{placeholders}`; every save becomes a version you can deploy and test.",
+        icon=":material/lightbulb:",
+    )
+elif not archived and not search and category == "All" and not tags:
+    st.info(
+        "Every template is archived: turn on **Archived** to see them (and restore one), or "
+        "create a new one under **New template**.",
+        icon=":material/inventory_2:",
     )
 else:
     st.info(
@@ -226,7 +243,11 @@ with tab_edit:
                 "Reload to edit the latest text.",
                 icon="🔄",
             )
-            if st.button("Reload latest", key="tpl_reload"):
+            if st.button(
+                "Reload latest",
+                key="tpl_reload",
+                help="Drop your edits and load the text saved most recently",
+            ):
                 st.session_state[base_key] = current.commit
                 st.rerun()
         content = st.text_area(
@@ -320,7 +341,11 @@ with tab_edit:
             ):
                 st.session_state[confirm_key] = name
         else:
-            if st.button("Restore", key="tpl_restore"):
+            if st.button(
+                "Restore",
+                key="tpl_restore",
+                help="Bring the template back into lists and applications",
+            ):
                 with domain_errors():
                     ws.templates.restore(name)
                     flash(f"Restored {name}")

@@ -24,7 +24,7 @@ from ui.alerts import sidebar_badge
 T = TypeVar("T")
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner="Opening the database (a new one is filled with the demo)…")
 def _workspace(path: str) -> Workspace:
     from promptver.demo import build_demo
 
@@ -120,6 +120,38 @@ def sidebar(ws: Workspace) -> None:
     with st.sidebar:
         st.caption(f"Database: `{ws.path}`")
     sidebar_badge(ws, cached(ws.alerts.open_count))
+
+
+def no_templates(ws: Workspace, then: str = "") -> None:
+    """The empty state of a screen that needs a template: what to do next, with a link.
+
+    ``then`` says what the screen does once there is one (e.g. "then deploy it here")."""
+    archived = ws.templates.list(include_archived=True)
+    if archived:
+        st.info(
+            f"Every template is archived ({len(archived)}). Restore one on the Templates "
+            "screen" + (f", {then}" if then else "") + ".",
+            icon=":material/inventory_2:",
+        )
+        st.page_link(
+            "pages/templates.py",
+            label=f"Restore {archived[0].name}",
+            icon=":material/unarchive:",
+            query_params={"template": archived[0].name},
+        )
+        return
+    st.info(
+        "There is no template yet: create one on the Templates screen"
+        + (f", {then}" if then else "")
+        + ".",
+        icon=":material/lightbulb:",
+    )
+    st.page_link(
+        "pages/templates.py",
+        label="Create a template",
+        icon=":material/add:",
+        query_params={"tab": "new"},
+    )
 
 
 def problems_frame(problems: list[Any]) -> pd.DataFrame:

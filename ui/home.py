@@ -151,6 +151,52 @@ def where_to_find(counts: WorkspaceCounts) -> None:
     )
 
 
+def getting_started() -> None:
+    """The path from nothing to a tested prompt, one link per step (an empty workspace)."""
+    st.subheader("Getting started")
+    steps = [
+        (
+            "pages/templates.py",
+            "Create a template",
+            ":material/add:",
+            {"tab": "new"},
+            "a prompt with {placeholders}; each save is a commit, each commit on main a version",
+        ),
+        (
+            "pages/deployments.py",
+            "Deploy a version",
+            ":material/rocket_launch:",
+            {},
+            "to development, then staging and production; applications call ws.get_prompt()",
+        ),
+        (
+            "pages/metrics.py",
+            "Record results",
+            ":material/monitoring:",
+            {"tab": "import"},
+            "track calls with ws.track() or import a CSV of latency, success, quality and cost",
+        ),
+        (
+            "pages/experiments.py",
+            "Configure an experiment",
+            ":material/science:",
+            {"tab": "configure"},
+            "route users between two versions or a branch and read the winner",
+        ),
+        (
+            "pages/alerts.py",
+            "Set alert rules",
+            ":material/notifications:",
+            {"tab": "rules"},
+            "be told when a metric crosses a threshold; Trends shows it over time",
+        ),
+    ]
+    for i, (page, label, icon, params, what) in enumerate(steps, start=1):
+        c1, c2 = st.columns([2, 5], vertical_alignment="center")
+        c1.page_link(page, label=label, icon=icon, query_params=params or None)
+        c2.caption(f"Step {i}: {what}")
+
+
 def live_grid(cells: list[LiveCell], envs: list[str]) -> None:
     """Template × environment: the live version of each, linking to the Deployments screen, the
     template to the Templates screen, a running experiment to its results."""
