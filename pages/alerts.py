@@ -68,7 +68,7 @@ if (wanted_alert := take_param("alert")) is not None:  # deep link: ?alert=ID
         st.session_state["alr_status"] = "open" if linked.status == "open" else "all"
         st.session_state["alr_pick"] = linked.id
 
-tab_fired, tab_rules = st.tabs(["Fired alerts", "Rules"], key="alr_tab")
+tab_fired, tab_rules = st.tabs(["Fired alerts", "Rules"], key="alr_tab", on_change="rerun")
 
 # ---- fired alerts -----------------------------------------------------------------------------
 
@@ -311,7 +311,6 @@ with tab_rules:
     st.button(
         "New rule",
         key="alr_new",
-        help="A rule watches a metric over fixed windows and fires when it crosses a threshold",
         icon=":material/add_alert:",
         on_click=_open,
         args=("new",),

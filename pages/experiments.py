@@ -121,7 +121,7 @@ if wanted_tab := take_param("tab"):  # deep link: ?tab=results (the first word o
     for t in TABS:
         if t.lower().split()[0] == wanted_tab.lower():
             st.session_state["exp_tab"] = t
-tab_overview, tab_results, tab_routing, tab_config = st.tabs(TABS, key="exp_tab")
+tab_overview, tab_results, tab_routing, tab_config = st.tabs(TABS, key="exp_tab", on_change="rerun")
 
 
 # ---- overview, start and stop -----------------------------------------------------------------

@@ -38,7 +38,9 @@ if take_param("tab") == "import":
     st.session_state["met_tab"] = "Import CSV"
 
 tab_perf, tab_import, tab_events, tab_history = st.tabs(
-    ["Performance", "Import CSV", "Recent events", "Import history"], key="met_tab"
+    ["Performance", "Import CSV", "Recent events", "Import history"],
+    key="met_tab",
+    on_change="rerun",
 )
 
 
