@@ -19,7 +19,7 @@ from ui.alerts import (
     rules_frame,
     threshold_text,
 )
-from ui.common import author, domain_errors, flash, md, take_param, workspace
+from ui.common import author, cached, domain_errors, flash, md, take_param, workspace
 
 ws = workspace()
 svc = ws.alerts
@@ -54,8 +54,7 @@ if m3.button(
         )
         st.rerun()
 
-if take_param("tab") == "rules":
-    st.session_state["alr_tab"] = "Rules"
+opened_tab = "Rules" if take_param("tab") == "rules" else None
 if (wanted_alert := take_param("alert")) is not None:  # deep link: ?alert=ID
     try:
         linked = svc.get_alert(int(wanted_alert)) if wanted_alert.isdigit() else None
@@ -64,11 +63,11 @@ if (wanted_alert := take_param("alert")) is not None:  # deep link: ?alert=ID
     if linked is None:
         st.warning(f"Alert {md(wanted_alert)} does not exist (any more); the list shows the rest.")
     else:
-        st.session_state["alr_tab"] = "Fired alerts"
+        opened_tab = "Fired alerts"
         st.session_state["alr_status"] = "open" if linked.status == "open" else "all"
         st.session_state["alr_pick"] = linked.id
 
-tab_fired, tab_rules = st.tabs(["Fired alerts", "Rules"], key="alr_tab", on_change="rerun")
+tab_fired, tab_rules = st.tabs(["Fired alerts", "Rules"], key="alr_tab", default=opened_tab)
 
 # ---- fired alerts -----------------------------------------------------------------------------
 
@@ -171,7 +170,7 @@ def _close() -> None:
     st.session_state.pop("alr_dialog", None)
 
 
-custom = ws.trends.custom_metrics()
+custom = cached(ws.trends.custom_metrics)
 METRIC_KEYS = [*METRICS, *(f"custom:{c}" for c in custom)]
 TEMPLATES = ["*", *(t.name for t in ws.templates.list())]
 

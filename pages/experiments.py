@@ -16,7 +16,7 @@ from promptver.experiments import dump_spec, to_spec
 from promptver.models import BUILTIN_METRICS, Experiment
 from promptver.overview import trend_params
 from promptver.routing import Router, router_for, synthetic_split
-from ui.common import author, flash, no_templates, take_param, workspace
+from ui.common import author, cached, flash, no_templates, take_param, workspace
 from ui.experiments import (
     STATUS,
     domain_errors,
@@ -117,11 +117,13 @@ if everything:
     selected = by_id[pick]
 
 TABS = ["Overview", "Results", "Routing preview", "Configure"]
-if wanted_tab := take_param("tab"):  # deep link: ?tab=results (the first word of a tab)
-    for t in TABS:
-        if t.lower().split()[0] == wanted_tab.lower():
-            st.session_state["exp_tab"] = t
-tab_overview, tab_results, tab_routing, tab_config = st.tabs(TABS, key="exp_tab", on_change="rerun")
+# deep link: ?tab=results (the first word of a tab) opens that tab when the screen opens
+wanted_tab = (take_param("tab") or "").lower()
+tab_overview, tab_results, tab_routing, tab_config = st.tabs(
+    TABS,
+    key="exp_tab",
+    default=next((t for t in TABS if t.lower().split()[0] == wanted_tab), None),
+)
 
 
 # ---- overview, start and stop -----------------------------------------------------------------
@@ -740,7 +742,7 @@ with tab_config:
             )
 
         st.markdown("**Metrics**")
-        known = svc.known_metrics()
+        known = cached(svc.known_metrics)
         metric_names = list(known)
         if s.get(F + "primary") not in metric_names:
             s[F + "primary"] = "quality_score" if "quality_score" in known else metric_names[0]

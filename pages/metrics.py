@@ -18,7 +18,7 @@ import streamlit as st
 from promptver import PromptverError
 from promptver.errors import ImportError_
 from promptver.metrics.service import DIMENSIONS, WINDOWS
-from ui.common import author, domain_errors, take_param, workspace
+from ui.common import author, cached, domain_errors, take_param, workspace
 
 ws = workspace()
 MAX_MB = ws.settings.uploads.max_upload_mb
@@ -34,13 +34,10 @@ if (wanted := take_param("template")) in {t.name for t in ws.templates.list(incl
     st.session_state["met_template"] = st.session_state["met_ev_template"] = wanted
 if (wanted := take_param("env")) in ws.settings.deployment.environments:
     st.session_state["met_env"] = st.session_state["met_ev_env"] = wanted
-if take_param("tab") == "import":
-    st.session_state["met_tab"] = "Import CSV"
-
 tab_perf, tab_import, tab_events, tab_history = st.tabs(
     ["Performance", "Import CSV", "Recent events", "Import history"],
     key="met_tab",
-    on_change="rerun",
+    default="Import CSV" if take_param("tab") == "import" else None,
 )
 
 
@@ -124,13 +121,16 @@ with tab_perf:
         help="Figures per combination of these",
     )
     with domain_errors():
-        figures = ws.metrics.figures(
+        # cached until the data change, and for a minute: the windows end now
+        figures = cached(
+            ws.metrics.figures,
             window,
             start=start,
             end=end,
             template=None if template == "All" else template,
             environment=None if env == "All" else env,
             by=by,
+            ttl=60,
         )
         if not figures:
             st.info(
@@ -153,7 +153,8 @@ with tab_perf:
                     help="One line per version, variant or environment",
                 )
                 bucket = "hour" if window == "24h" else "day"
-                series = ws.metrics.timeseries(
+                series = cached(
+                    ws.metrics.timeseries,
                     window,
                     bucket=bucket,
                     split=split,
@@ -161,6 +162,7 @@ with tab_perf:
                     end=end,
                     template=template,
                     environment=None if env == "All" else env,
+                    ttl=60,
                 )
                 ts = pd.DataFrame(series)
                 if not ts.empty:
@@ -392,7 +394,7 @@ with tab_events:
     )
     ev_version = e3.selectbox(
         "Version",
-        ["All", *ws.metrics.distinct("version", tref)],
+        ["All", *cached(ws.metrics.distinct, "version", tref)],
         key="met_ev_version",
         help="Only events served by this version",
     )
@@ -412,7 +414,8 @@ with tab_events:
         help="How many of the newest events to show",
     )
     with domain_errors():
-        events = ws.metrics.events(
+        events = cached(
+            ws.metrics.events,
             int(ev_limit),
             template=tref,
             environment=None if ev_env == "All" else ev_env,
