@@ -8,7 +8,8 @@ st.set_page_config(page_title="promptver", page_icon="🗂️", layout="wide")
 require_login()  # only with an [auth] section in .streamlit/secrets.toml
 
 PAGES = [
-    st.Page("pages/templates.py", title="Templates", icon=":material/description:", default=True),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/templates.py", title="Templates", icon=":material/description:"),
     st.Page("pages/history.py", title="History & Diff", icon=":material/account_tree:"),
     st.Page("pages/deployments.py", title="Deployments", icon=":material/rocket_launch:"),
     st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),

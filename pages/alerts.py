@@ -1,11 +1,15 @@
 """Alerts: fired alerts (acknowledge them, open their trend) and the rules that fire them
-(create, edit, switch on and off, delete)."""
+(create, edit, switch on and off, delete).
+
+Deep links: ``?alert=ID`` selects a fired alert (showing acknowledged ones too when it is one),
+``?tab=rules`` opens the rules."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from promptver.alerts import COMPARATORS, trend_params
+from promptver.errors import PromptverError
 from promptver.models import Alert, AlertRule
 from promptver.trends import METRICS, metric_label
 from ui.alerts import (
@@ -15,7 +19,7 @@ from ui.alerts import (
     rules_frame,
     threshold_text,
 )
-from ui.common import author, domain_errors, flash, md, workspace
+from ui.common import author, cached, domain_errors, flash, md, take_param, workspace
 
 ws = workspace()
 svc = ws.alerts
@@ -42,7 +46,7 @@ if m3.button(
     help="Evaluate every enabled rule on its current and previous window",
     disabled=not any(r.enabled for r in rules),
 ):
-    with domain_errors():
+    with domain_errors(), st.spinner("Checking every enabled rule…"):
         result = svc.check()
         flash(
             f"Checked {result.rules} rule(s): {len(result.fired)} new alert(s)"
@@ -50,7 +54,20 @@ if m3.button(
         )
         st.rerun()
 
-tab_fired, tab_rules = st.tabs(["Fired alerts", "Rules"], key="alr_tab")
+opened_tab = "Rules" if take_param("tab") == "rules" else None
+if (wanted_alert := take_param("alert")) is not None:  # deep link: ?alert=ID
+    try:
+        linked = svc.get_alert(int(wanted_alert)) if wanted_alert.isdigit() else None
+    except PromptverError:  # unknown, or not a valid id
+        linked = None
+    if linked is None:
+        st.warning(f"Alert {md(wanted_alert)} does not exist (any more); the list shows the rest.")
+    else:
+        opened_tab = "Fired alerts"
+        st.session_state["alr_status"] = "open" if linked.status == "open" else "all"
+        st.session_state["alr_pick"] = linked.id
+
+tab_fired, tab_rules = st.tabs(["Fired alerts", "Rules"], key="alr_tab", default=opened_tab)
 
 # ---- fired alerts -----------------------------------------------------------------------------
 
@@ -60,6 +77,7 @@ with tab_fired:
         ["open", "acknowledged", "all"],
         default="open",
         key="alr_status",
+        help="Open alerts wait for someone to acknowledge them; acknowledged ones stay for the record",
         required=True,
     )
     shown = svc.alerts(status=None if status == "all" else status, limit=500)
@@ -87,6 +105,8 @@ with tab_fired:
             )
 
         by_id = {a.id: a for a in shown}
+        if st.session_state.get("alr_pick") not in by_id:
+            st.session_state.pop("alr_pick", None)  # not in this list (filtered, or too old)
         pick = st.selectbox(
             "Alert",
             list(by_id),
@@ -121,6 +141,7 @@ with tab_fired:
             ),
             key="alr_ack_ids",
             placeholder="Pick alerts to acknowledge",
+            help="Acknowledging says someone has looked; the alert stays in the list",
         )
         if c2.button("Acknowledge", key="alr_ack", disabled=not chosen, type="primary"):
             with domain_errors():
@@ -128,7 +149,9 @@ with tab_fired:
                 st.session_state.pop("alr_ack_ids", None)
                 flash(f"Acknowledged {len(done)} alert(s)")
                 st.rerun()
-        if c3.button("Acknowledge all", key="alr_ack_all"):
+        if c3.button(
+            "Acknowledge all", key="alr_ack_all", help="Acknowledge every open alert at once"
+        ):
             with domain_errors():
                 done = svc.acknowledge([a.id for a in open_alerts], author=author())
                 st.session_state.pop("alr_ack_ids", None)
@@ -147,7 +170,7 @@ def _close() -> None:
     st.session_state.pop("alr_dialog", None)
 
 
-custom = ws.trends.custom_metrics()
+custom = cached(ws.trends.custom_metrics)
 METRIC_KEYS = [*METRICS, *(f"custom:{c}" for c in custom)]
 TEMPLATES = ["*", *(t.name for t in ws.templates.list())]
 
@@ -161,7 +184,13 @@ def _rule_form(rule: AlertRule | None) -> None:
     templates = list(TEMPLATES)
     if rule is not None and rule.template and rule.template not in templates:
         templates.append(rule.template)
-    name = st.text_input("Name", value=rule.name if rule else "", key=f"{k}_name", max_chars=100)
+    name = st.text_input(
+        "Name",
+        value=rule.name if rule else "",
+        key=f"{k}_name",
+        max_chars=100,
+        help="Optional: shown in the alert list instead of the condition",
+    )
     c1, c2, c3 = st.columns([3, 1, 2])
     metric = c1.selectbox(
         "Metric",
@@ -169,12 +198,14 @@ def _rule_form(rule: AlertRule | None) -> None:
         index=metric_keys.index(rule.metric) if rule else 1,
         format_func=lambda m: metric_label(m) + ("" if m in METRICS else " (custom)"),
         key=f"{k}_metric",
+        help="What the rule watches in each window: rates are fractions, latency in ms, cost in $",
     )
     comparator = c2.selectbox(
         "Fires when",
         list(COMPARATORS),
         index=COMPARATORS.index(rule.comparator) if rule else 0,
         key=f"{k}_cmp",
+        help="The comparison that fires the rule: > fires when the value is above the threshold",
     )
     threshold = c3.number_input(
         "Threshold",
@@ -206,6 +237,7 @@ def _rule_form(rule: AlertRule | None) -> None:
         index=templates.index(rule.template) if rule and rule.template else 0,
         format_func=lambda t: "* (every template, each on its own)" if t == "*" else t,
         key=f"{k}_template",
+        help="One template, or * for every template, each checked on its own",
     )
     env_options = ["*", *envs]
     environment = c7.selectbox(
@@ -214,8 +246,14 @@ def _rule_form(rule: AlertRule | None) -> None:
         index=env_options.index(rule.environment) if rule and rule.environment else 0,
         format_func=lambda e: "any" if e == "*" else e,
         key=f"{k}_env",
+        help="Only the events of one environment, or any: all environments together",
     )
-    enabled = st.toggle("Enabled", value=rule.enabled if rule else True, key=f"{k}_enabled")
+    enabled = st.toggle(
+        "Enabled",
+        value=rule.enabled if rule else True,
+        key=f"{k}_enabled",
+        help="A disabled rule never fires; the alerts it fired stay",
+    )
     st.caption(
         f"Fires when the {md(metric_label(metric))} over a {md(window)} window is "
         f"{md(comparator)} {md(threshold_text(metric, threshold))} with at least "
@@ -297,18 +335,34 @@ with tab_rules:
             list(rules_by_id),
             format_func=lambda i: f"#{i} {rules_by_id[i].name or rules_by_id[i].describe()}",
             key="alr_rule",
+            help="The rule the buttons on the right act on",
         )
         rule = rules_by_id[chosen]
         c2.button(
-            "Edit", key="alr_edit", icon=":material/edit:", on_click=_open, args=("edit", rule.id)
+            "Edit",
+            key="alr_edit",
+            help="Change the rule; alerts it fired keep the condition they fired under",
+            icon=":material/edit:",
+            on_click=_open,
+            args=("edit", rule.id),
         )
         if rule.enabled:
-            if c3.button("Disable", key="alr_disable", icon=":material/notifications_off:"):
+            if c3.button(
+                "Disable",
+                key="alr_disable",
+                help="Stop evaluating the rule (its alerts stay)",
+                icon=":material/notifications_off:",
+            ):
                 with domain_errors():
                     svc.disable(rule.id, author=author())
                     flash(f"Rule #{rule.id} is off")
                     st.rerun()
-        elif c3.button("Enable", key="alr_enable", icon=":material/notifications:"):
+        elif c3.button(
+            "Enable",
+            key="alr_enable",
+            help="Evaluate the rule again from its current window",
+            icon=":material/notifications:",
+        ):
             with domain_errors():
                 svc.enable(rule.id, author=author())
                 flash(f"Rule #{rule.id} is on")

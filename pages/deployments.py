@@ -1,4 +1,6 @@
-"""Deployments: what is live where, deploy and promote behind the gates, roll back, history."""
+"""Deployments: what is live where, deploy and promote behind the gates, roll back, history.
+
+Deep links: ``?template=NAME`` selects it; ``&env=ENV`` shows that environment's history."""
 
 from __future__ import annotations
 
@@ -7,7 +9,16 @@ import streamlit as st
 
 from promptver import PromptverError
 from promptver.models import Deployment, GateReport, LiveCell
-from ui.common import author, domain_errors, flash, show_error, workspace
+from promptver.overview import deployment_trend_params
+from ui.common import (
+    author,
+    domain_errors,
+    flash,
+    no_templates,
+    show_error,
+    take_param,
+    workspace,
+)
 from ui.deployments import entry_title, md, needs_force, needs_reason, show_gates, when
 
 ws = workspace()
@@ -25,7 +36,7 @@ st.caption(
 cells: list[LiveCell] = deps.matrix()
 names = list(dict.fromkeys(c.template for c in cells))
 if not names:
-    st.info("There is no template yet: create one on the **Templates** page, then deploy it here.")
+    no_templates(ws, "then deploy it here")
     st.stop()
 
 rows: dict[str, dict[str, str]] = {}
@@ -139,7 +150,14 @@ version = c1.selectbox(
     key=f"dep_version_{name}",
     help="Versions of main, newest first",
 )
-target = c2.segmented_control("Environment", envs, default=envs[0], key="dep_env", required=True)
+target = c2.segmented_control(
+    "Environment",
+    envs,
+    default=envs[0],
+    key="dep_env",
+    help="Where to deploy; the gates below are checked for this environment",
+    required=True,
+)
 current = live[target].deployment
 if current is not None and version in (current.version, current.commit):
     st.info(f"{md(version)} is already live in {md(target)}.", icon=":material/info:")
@@ -164,6 +182,7 @@ else:
             key="dep_note",
             max_chars=1000,
             placeholder="What changes for users, and why now",
+            help="Recorded in the history with the deployment",
         )
         if st.button(
             f"Deploy {version} to {target}",
@@ -203,7 +222,12 @@ def _promote_dialog(template: str, env: str) -> None:
         report = deps.check(template, commit, nxt, force=force, reason=reason)
     with gates_box:
         show_gates(report)
-    note = st.text_input("Note", key="dep_promote_note", max_chars=1000)
+    note = st.text_input(
+        "Note",
+        key="dep_promote_note",
+        help="Recorded in the history with the deployment",
+        max_chars=1000,
+    )
     a, b = st.columns(2)
     if a.button(f"Promote to {nxt}", type="primary", key="dep_promote_yes", disabled=not report.ok):
         done = deps.promote(template, env, note=note, author=author(), force=force, reason=reason)
@@ -221,6 +245,7 @@ def _rollback_dialog(template: str, env: str) -> None:
         "Restore",
         options,
         key="dep_rb_mode",
+        help="By default the version live before the current one comes back",
         format_func=lambda o: {
             "previous": "The version live before the current one",
             "named": "A version I pick",
@@ -229,7 +254,10 @@ def _rollback_dialog(template: str, env: str) -> None:
     to = None
     if mode == "named":
         to = st.selectbox(
-            "Version", [v.version for v in deps.versions_of(template)], key="dep_rb_to"
+            "Version",
+            [v.version for v in deps.versions_of(template)],
+            key="dep_rb_to",
+            help="Any version of main; a rollback is exempt from the promotion order",
         )
     cur, restored = deps.rollback_plan(template, env, to)
     st.markdown(
@@ -239,7 +267,13 @@ def _rollback_dialog(template: str, env: str) -> None:
     diff = deps.rollback_diff(cur, restored)
     if diff:
         st.code(diff, language="diff", wrap_lines=True)
-    note = st.text_input("Note", key="dep_rb_note", max_chars=1000, placeholder="What went wrong")
+    note = st.text_input(
+        "Note",
+        key="dep_rb_note",
+        max_chars=1000,
+        placeholder="What went wrong",
+        help="Recorded in the history with the rollback",
+    )
     a, b = st.columns(2)
     if a.button("Roll back", type="primary", key="dep_rb_yes", icon=":material/undo:"):
         done = deps.rollback(template, env, to=to, note=note, author=author())
@@ -272,7 +306,16 @@ elif pending:
 # ---- timeline -------------------------------------------------------------------------------
 
 st.subheader("History")
-scope = st.segmented_control("Show", ["all", *envs], default="all", key="dep_scope", required=True)
+if (wanted_env := take_param("env")) in envs:  # deep link: that environment's history
+    st.session_state["dep_scope"] = wanted_env
+scope = st.segmented_control(
+    "Show",
+    ["all", *envs],
+    default="all",
+    key="dep_scope",
+    required=True,
+    help="The history of every environment, or of one",
+)
 limit = 50
 history: list[Deployment] = deps.history(name, None if scope == "all" else scope, limit=limit + 1)
 if not history:
@@ -301,6 +344,27 @@ for d in history[:limit]:
         else:
             diff = deps.diff(d)
             st.code(diff or "(the text did not change)", language="diff", wrap_lines=True)
+        links = st.container(horizontal=True)
+        if d.replaced_commit is not None:
+            links.page_link(
+                "pages/history.py",
+                label="Side-by-side diff",
+                icon=":material/difference:",
+                query_params={
+                    "template": d.template,
+                    "from": d.replaced_commit[:12],
+                    "to": d.commit[:12],
+                },
+                help="The replaced version against this one on the History & Diff screen",
+            )
+        links.page_link(
+            "pages/trends.py",
+            label="Trends around it",
+            icon=":material/show_chart:",
+            query_params=deployment_trend_params(d),
+            help=f"The metrics of {d.template} in {d.environment} by version, from a week "
+            "before this deployment",
+        )
 if len(history) > limit:
     st.caption(
         f"Showing the latest {limit}; the CLI lists everything: `promptver deployments {name}`."

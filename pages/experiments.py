@@ -1,4 +1,7 @@
-"""Experiments: list, configure, start and stop A/B experiments, and preview their routing."""
+"""Experiments: list, configure, start and stop A/B experiments, and preview their routing.
+
+Deep links: ``?experiment=ID`` selects one; ``&tab=results`` (or ``overview``, ``routing``,
+``configure``) opens that tab."""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ import streamlit as st
 from promptver import PromptverError
 from promptver.experiments import dump_spec, to_spec
 from promptver.models import BUILTIN_METRICS, Experiment
+from promptver.overview import trend_params
 from promptver.routing import Router, router_for, synthetic_split
-from ui.common import author, code, flash, workspace
+from ui.common import author, cached, code, flash, no_templates, take_param, workspace
 from ui.experiments import (
     STATUS,
     domain_errors,
@@ -113,7 +117,13 @@ if everything:
     selected = by_id[pick]
 
 TABS = ["Overview", "Results", "Routing preview", "Configure"]
-tab_overview, tab_results, tab_routing, tab_config = st.tabs(TABS, key="exp_tab")
+# deep link: ?tab=results (the first word of a tab) opens that tab when the screen opens
+wanted_tab = (take_param("tab") or "").lower()
+tab_overview, tab_results, tab_routing, tab_config = st.tabs(
+    TABS,
+    key="exp_tab",
+    default=next((t for t in TABS if t.lower().split()[0] == wanted_tab), None),
+)
 
 
 # ---- overview, start and stop -----------------------------------------------------------------
@@ -282,14 +292,60 @@ with tab_overview:
                 f"Window of events that count: {when(e.start_at, 'start')} → "
                 f"{when(e.end_at, 'stop')}"
             )
+        elsewhere = st.container(horizontal=True)
+        if e.status != "draft":
+            elsewhere.page_link(
+                "pages/trends.py",
+                label="Trend by variant",
+                icon=":material/show_chart:",
+                query_params=trend_params(e),
+                help=f"{e.primary_metric.name} of {e.template} in {e.environment}, one line "
+                "per variant, since the experiment started",
+            )
+        elsewhere.page_link(
+            "pages/history.py",
+            label="Diff of the variants",
+            icon=":material/difference:",
+            query_params={
+                "template": e.template,
+                "from": e.variants[0].commit[:12] if e.variants[0].commit else e.variants[0].ref,
+                "to": e.variants[1].commit[:12] if e.variants[1].commit else e.variants[1].ref,
+            },
+            help="The control against the first treatment on the History & Diff screen",
+        )
+        elsewhere.page_link(
+            "pages/deployments.py",
+            label="Deployments",
+            icon=":material/rocket_launch:",
+            query_params={"template": e.template, "env": e.environment},
+            help=f"What is live for {e.template} in {e.environment}",
+        )
         b1, b2, b3, _ = st.columns([1, 1, 1, 3])
         if e.status == "draft":
             b1.button(
-                "Start…", type="primary", key="exp_start", on_click=_ask, args=("start", e.id)
+                "Start…",
+                type="primary",
+                key="exp_start",
+                help="Start routing users to the variants (asks for confirmation)",
+                on_click=_ask,
+                args=("start", e.id),
             )
-            b3.button("Delete…", key="exp_delete", on_click=_ask, args=("delete", e.id))
+            b3.button(
+                "Delete…",
+                key="exp_delete",
+                help="Delete this draft (asks for confirmation)",
+                on_click=_ask,
+                args=("delete", e.id),
+            )
         elif e.status == "running":
-            b1.button("Stop…", type="primary", key="exp_stop", on_click=_ask, args=("stop", e.id))
+            b1.button(
+                "Stop…",
+                type="primary",
+                key="exp_stop",
+                help="End routing and freeze the final results (asks for confirmation)",
+                on_click=_ask,
+                args=("stop", e.id),
+            )
         b2.button(
             "Copy to a new draft",
             key="exp_copy",
@@ -559,9 +615,14 @@ with tab_config:
             key="exp_edit_selected",
             on_click=lambda eid=selected.id: _load_form(by_id[eid]),
         )
-    top3.button("Clear form", key="exp_clear", on_click=_new_form)
+    top3.button(
+        "Clear form",
+        key="exp_clear",
+        help="Empty the form to configure a new experiment",
+        on_click=_new_form,
+    )
     if not templates:
-        st.info("Create a template first (Templates screen): experiments compare its versions.")
+        no_templates(ws, "then configure an experiment between its versions or branches")
     else:
         s = st.session_state
         c1, c2 = st.columns([3, 2])
@@ -574,7 +635,12 @@ with tab_config:
         )
         if s.get(F + "template") not in templates:
             s[F + "template"] = templates[0]
-        template = c2.selectbox("Template", templates, key=F + "template")
+        template = c2.selectbox(
+            "Template",
+            templates,
+            key=F + "template",
+            help="The template whose versions or branches the variants compare",
+        )
         environments = ws.settings.deployment.environments
         if s.get(F + "env") not in environments:
             s[F + "env"] = "production" if "production" in environments else environments[-1]
@@ -590,15 +656,27 @@ with tab_config:
             key=F + "hypothesis",
             max_chars=1000,
             placeholder="e.g. Shorter answers keep quality and cut cost",
+            help="What you expect and why: shown with the results and in reports",
         )
-        st.text_area("Description", key=F + "description", max_chars=1000, height=68)
+        st.text_area(
+            "Description",
+            key=F + "description",
+            max_chars=1000,
+            height=68,
+            help="Optional notes for whoever reads the results",
+        )
 
         st.markdown("**Variants** — the first is the control")
         options, labels = _refs(template)
         if F + "n" not in s:
             s[F + "n"] = 2
         n = st.number_input(
-            "Number of variants", min_value=2, max_value=MAX_VARIANTS, step=1, key=F + "n"
+            "Number of variants",
+            min_value=2,
+            max_value=MAX_VARIANTS,
+            step=1,
+            key=F + "n",
+            help="The first variant is the control; each other one is compared with it",
         )
         for i in range(int(n)):
             if f"{F}vname_{i}" not in s:
@@ -616,6 +694,7 @@ with tab_config:
             v1.text_input(
                 f"Variant {i + 1} name" + (" (control)" if i == 0 else ""),
                 key=f"{F}vname_{i}",
+                help="Shown in the results and reports; unique within the experiment",
                 max_chars=100,
             )
             ref = v2.selectbox(
@@ -650,7 +729,12 @@ with tab_config:
         names = [s.get(f"{F}vname_{i}") or f"variant {i + 1}" for i in range(int(n))]
         s1, s2 = st.columns([4, 1], vertical_alignment="center")
         s1.markdown("Split: " + " · ".join(f"{md(nm)} **{sh} %**" for nm, sh in zip(names, shares)))
-        s2.button("Equal split", key="exp_equal", on_click=_equal_split)
+        s2.button(
+            "Equal split",
+            key="exp_equal",
+            help="Give every variant the same share",
+            on_click=_equal_split,
+        )
         if shares[-1] < 1:
             st.error(
                 f"The other variants take {100 - shares[-1]} %, leaving nothing for the last "
@@ -658,7 +742,7 @@ with tab_config:
             )
 
         st.markdown("**Metrics**")
-        known = svc.known_metrics()
+        known = cached(svc.known_metrics)
         metric_names = list(known)
         if s.get(F + "primary") not in metric_names:
             s[F + "primary"] = "quality_score" if "quality_score" in known else metric_names[0]
@@ -688,7 +772,10 @@ with tab_config:
                 if s.get(f"{F}dir_{m}") not in ("higher", "lower"):
                     s[f"{F}dir_{m}"] = "higher"
                 col.segmented_control(
-                    f"{md(m)}: better when", ["higher", "lower"], key=f"{F}dir_{m}"
+                    f"{md(m)}: better when",
+                    ["higher", "lower"],
+                    key=f"{F}dir_{m}",
+                    help="Whether a higher or a lower value of this custom metric is better",
                 )
         st.caption(
             "Directions: "
@@ -711,6 +798,7 @@ with tab_config:
             step=0.01,
             format="%.3f",
             key=F + "alpha",
+            help="The false-positive rate of each comparison; Holm's method adjusts across several",
         )
         a2.number_input(
             "Minimum sample (users per variant)",
@@ -745,14 +833,24 @@ with tab_config:
             help="Routing begins at this time (UTC) even if started earlier",
         ):
             s.setdefault(F + "start", tomorrow)
-            d1.datetime_input("Start (UTC)", key=F + "start", format="YYYY-MM-DD")
+            d1.datetime_input(
+                "Start (UTC)",
+                key=F + "start",
+                format="YYYY-MM-DD",
+                help="Routing and the analysis window begin here (UTC)",
+            )
         if d2.toggle(
             "Planned end",
             key=F + "has_end",
             help="Routing stops at this time (UTC); stopping earlier needs a reason",
         ):
             s.setdefault(F + "end", tomorrow + timedelta(days=14))
-            d2.datetime_input("End (UTC)", key=F + "end", format="YYYY-MM-DD")
+            d2.datetime_input(
+                "End (UTC)",
+                key=F + "end",
+                format="YYYY-MM-DD",
+                help="Routing stops here (UTC); stopping earlier needs a reason",
+            )
 
         spec = form_spec()
         with st.expander("As an experiment file (YAML)"):
@@ -786,5 +884,6 @@ with tab_config:
             type="primary",
             key="exp_save",
             on_click=_save,
+            help="Save the configuration as a draft; nothing is routed until you start it",
             disabled=not spec.get("name") or shares[-1] < 1,
         )

@@ -11,7 +11,7 @@ import streamlit as st
 from promptver import Conflict, PromptverError
 from promptver.merging import CHOICES, conflict_markers
 from promptver.models import NAME_RE
-from ui.common import author, code, domain_errors, flash, md, show_error, workspace
+from ui.common import author, code, domain_errors, flash, md, no_templates, show_error, workspace
 from ui.history import history_chart, history_chart_height, history_frame, side_by_side_html
 
 ws = workspace()
@@ -27,7 +27,7 @@ st.caption(
 every = ws.templates.list(include_archived=True)
 names = [t.name for t in every]
 if not names:
-    st.info("There is no template yet: create one on the **Templates** page.")
+    no_templates(ws, "then its history, branches and merges appear here")
     st.stop()
 
 wanted = st.query_params.get("template")
@@ -76,7 +76,14 @@ def pick_ref(label: str, key: str, param: str, default: str) -> str:
         from_url = None  # refs are names, versions or hex prefixes: ignore anything else
     opts = ref_options(from_url)
     start = from_url if from_url in opts else default
-    ref = st.selectbox(label, opts, index=opts.index(start), key=key, format_func=ref_label)
+    ref = st.selectbox(
+        label,
+        opts,
+        index=opts.index(start),
+        key=key,
+        format_func=ref_label,
+        help="A branch (⎇), a version (v) or any commit",
+    )
     if st.query_params.get(param) != ref:
         st.query_params[param] = ref
     return ref
@@ -182,6 +189,7 @@ with tab_diff:
                     file_name=f"{name.replace('/', '_')}-{ref_a}-{ref_b}.patch",
                     mime="text/x-diff",
                     key="hist_patch",
+                    help="The unified diff, for a review or git apply",
                 )
 
 
@@ -206,7 +214,7 @@ with tab_branches:
     )
     st.caption(
         "Ahead: commits on the branch that main lacks. Behind: commits on main that the "
-        "branch lacks. Commit on a branch from the **Templates** page (pick the branch)."
+        "branch lacks. Commit on a branch from the **Templates** screen (pick the branch)."
     )
     with st.form("hist_new_branch", clear_on_submit=True):
         st.markdown("**New branch**")
@@ -219,7 +227,11 @@ with tab_branches:
             help="Letters, digits, -, _, . and /",
         )
         start = f2.selectbox(
-            "Start from", ref_options(), key="hist_branch_from", format_func=ref_label
+            "Start from",
+            ref_options(),
+            key="hist_branch_from",
+            help="The branch starts at this branch, version or commit",
+            format_func=ref_label,
         )
         if st.form_submit_button("Create branch", type="primary"):
             try:
@@ -238,7 +250,12 @@ with tab_branches:
     if deletable:
         st.markdown("**Delete a branch** (its commits are kept and stay reachable by id)")
         g1, g2 = st.columns([3, 1], vertical_alignment="bottom")
-        victim = g1.selectbox("Branch to delete", deletable, key="hist_delete_pick")
+        victim = g1.selectbox(
+            "Branch to delete",
+            deletable,
+            key="hist_delete_pick",
+            help="Deleting a branch keeps its commits; only the name goes",
+        )
         if g2.button("Delete…", key="hist_delete"):
             st.session_state["hist_confirm_delete"] = (name, victim)
         if st.session_state.get("hist_confirm_delete") == (name, victim):
@@ -277,7 +294,12 @@ with tab_merge:
         st.info("Create a branch first (under **Branches**); then merge it here.")
     else:
         k1, k2 = st.columns(2)
-        target = k2.selectbox("Into branch", branch_names, key=f"hist_merge_into_{name}")
+        target = k2.selectbox(
+            "Into branch",
+            branch_names,
+            key=f"hist_merge_into_{name}",
+            help="The branch that receives the changes (main: the merge gets a new version)",
+        )
         sources = [b for b in branch_names if b != target] + versions + commit_refs
         source = k1.selectbox(
             "Merge", sources, key=f"hist_merge_src_{name}_{target}", format_func=ref_label
@@ -294,6 +316,7 @@ with tab_merge:
                         ["major", "minor", "patch"],
                         default="minor",
                         key="hist_merge_bump",
+                        help="major: incompatible change (variables changed); minor: new wording; patch: typo fix",
                     )
                     or "minor"
                 )
@@ -301,6 +324,7 @@ with tab_merge:
                 "Merge message",
                 key=f"hist_merge_msg_{name}",
                 placeholder=f"Merge {source} into {target}",
+                help="Recorded as the merge commit's message",
             )
 
             def do_merge(**kwargs: object) -> None:
@@ -336,7 +360,11 @@ with tab_merge:
                     f"so it simply moves to `{plan.theirs.id[:10]}`"
                     + (" and that commit becomes the next version." if target == "main" else ".")
                 )
-                no_ff = st.checkbox("Record a merge commit anyway", key="hist_merge_noff")
+                no_ff = st.checkbox(
+                    "Record a merge commit anyway",
+                    key="hist_merge_noff",
+                    help="Keep a merge commit in the graph although main could simply move forward",
+                )
                 if st.button(f"Merge into {target}", type="primary", key="hist_merge_go"):
                     do_merge(no_ff=no_ff)
             elif plan.clean:

@@ -1,4 +1,7 @@
-"""Metrics: performance figures, CSV import (preview, validation, progress), recent events."""
+"""Metrics: performance figures, CSV import (preview, validation, progress), recent events.
+
+Deep links: ``?template=NAME&env=ENV`` filter the figures and the recent events;
+``?tab=import`` opens the CSV import."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import streamlit as st
 from promptver import PromptverError
 from promptver.errors import ImportError_
 from promptver.metrics.service import DIMENSIONS, WINDOWS
-from ui.common import author, code, domain_errors, md, workspace
+from ui.common import author, cached, code, domain_errors, md, take_param, workspace
 
 ws = workspace()
 MAX_MB = ws.settings.uploads.max_upload_mb
@@ -26,8 +29,15 @@ st.caption(
     "application or from CSV files. Figures are computed in the database."
 )
 
+# deep links: ?template=NAME&env=ENV filter both tables, ?tab=import opens the import
+if (wanted := take_param("template")) in {t.name for t in ws.templates.list(include_archived=True)}:
+    st.session_state["met_template"] = st.session_state["met_ev_template"] = wanted
+if (wanted := take_param("env")) in ws.settings.deployment.environments:
+    st.session_state["met_env"] = st.session_state["met_ev_env"] = wanted
 tab_perf, tab_import, tab_events, tab_history = st.tabs(
-    ["Performance", "Import CSV", "Recent events", "Import history"], key="met_tab"
+    ["Performance", "Import CSV", "Recent events", "Import history"],
+    key="met_tab",
+    default="Import CSV" if take_param("tab") == "import" else None,
 )
 
 
@@ -44,7 +54,14 @@ def window_picker(key: str) -> tuple[str | None, datetime | None, datetime | Non
         "all": "All time",
         "custom": "Custom range",
     }
-    choice = st.selectbox("Window", [*WINDOWS, "custom"], index=1, key=key, format_func=labels.get)
+    choice = st.selectbox(
+        "Window",
+        [*WINDOWS, "custom"],
+        index=1,
+        key=key,
+        format_func=labels.get,
+        help="Events whose time falls in this window (UTC)",
+    )
     if choice != "custom":
         return choice, None, None
     today = datetime.now(UTC).date()
@@ -52,6 +69,7 @@ def window_picker(key: str) -> tuple[str | None, datetime | None, datetime | Non
         "From – to (UTC)",
         value=(today - timedelta(days=7), today),
         key=f"{key}_range",
+        help="Both days included",
         max_value=today,
     )
     if not isinstance(picked, tuple) or len(picked) != 2:
@@ -83,8 +101,18 @@ with tab_perf:
     c1, c2, c3, c4 = st.columns([2, 2, 2, 3], vertical_alignment="bottom")
     with c1:
         window, start, end = window_picker("met_window")
-    template = c2.selectbox("Template", ["All", *template_names()], key="met_template")
-    env = c3.selectbox("Environment", ["All", *ws.settings.deployment.environments], key="met_env")
+    template = c2.selectbox(
+        "Template",
+        ["All", *template_names()],
+        key="met_template",
+        help="Only this template's events",
+    )
+    env = c3.selectbox(
+        "Environment",
+        ["All", *ws.settings.deployment.environments],
+        key="met_env",
+        help="Only this environment's events",
+    )
     by = c4.multiselect(
         "Group by",
         list(DIMENSIONS),
@@ -93,13 +121,16 @@ with tab_perf:
         help="Figures per combination of these",
     )
     with domain_errors():
-        figures = ws.metrics.figures(
+        # cached until the data change, and for a minute: the windows end now
+        figures = cached(
+            ws.metrics.figures,
             window,
             start=start,
             end=end,
             template=None if template == "All" else template,
             environment=None if env == "All" else env,
             by=by,
+            ttl=60,
         )
         if not figures:
             st.info(
@@ -119,9 +150,11 @@ with tab_perf:
                     ["version", "variant", "environment"],
                     default="version",
                     key="met_split",
+                    help="One line per version, variant or environment",
                 )
                 bucket = "hour" if window == "24h" else "day"
-                series = ws.metrics.timeseries(
+                series = cached(
+                    ws.metrics.timeseries,
                     window,
                     bucket=bucket,
                     split=split,
@@ -129,6 +162,7 @@ with tab_perf:
                     end=end,
                     template=template,
                     environment=None if env == "All" else env,
+                    ttl=60,
                 )
                 ts = pd.DataFrame(series)
                 if not ts.empty:
@@ -145,6 +179,7 @@ with tab_perf:
                         ],
                         default="requests",
                         key="met_measure",
+                        help="What the chart plots per bucket",
                     )
                     chart = (
                         alt.Chart(ts)
@@ -209,12 +244,14 @@ with tab_import:
         file_name="example_events.csv",
         mime="text/csv",
         key="met_example",
+        help="A valid file for the demo templates: copy its header row",
         icon=":material/download:",
     )
     upload = st.file_uploader(
         f"Metric events CSV (up to {MAX_MB} MB)",
         type=["csv"],
         key="met_upload",
+        help="Columns timestamp, template and user_id, and at least one metric; see the example CSV",
         max_upload_size=MAX_MB,
     )
     if upload is not None:
@@ -343,20 +380,43 @@ with tab_import:
 
 with tab_events:
     e1, e2, e3, e4, e5 = st.columns([2, 2, 2, 2, 1], vertical_alignment="bottom")
-    ev_template = e1.selectbox("Template", ["All", *template_names()], key="met_ev_template")
+    ev_template = e1.selectbox(
+        "Template",
+        ["All", *template_names()],
+        key="met_ev_template",
+        help="Only this template's events",
+    )
     tref = None if ev_template == "All" else ev_template
     ev_env = e2.selectbox(
-        "Environment", ["All", *ws.settings.deployment.environments], key="met_ev_env"
+        "Environment",
+        ["All", *ws.settings.deployment.environments],
+        key="met_ev_env",
+        help="Only this environment's events",
     )
     ev_version = e3.selectbox(
-        "Version", ["All", *ws.metrics.distinct("version", tref)], key="met_ev_version"
+        "Version",
+        ["All", *cached(ws.metrics.distinct, "version", tref)],
+        key="met_ev_version",
+        help="Only events served by this version",
     )
-    ev_user = e4.text_input("User id", key="met_ev_user", placeholder="exact user id")
+    ev_user = e4.text_input(
+        "User id",
+        key="met_ev_user",
+        placeholder="exact user id",
+        help="One user's events (an exact match)",
+    )
     ev_limit = e5.number_input(
-        "Rows", min_value=10, max_value=5000, value=200, step=50, key="met_ev_limit"
+        "Rows",
+        min_value=10,
+        max_value=5000,
+        value=200,
+        step=50,
+        key="met_ev_limit",
+        help="How many of the newest events to show",
     )
     with domain_errors():
-        events = ws.metrics.events(
+        events = cached(
+            ws.metrics.events,
             int(ev_limit),
             template=tref,
             environment=None if ev_env == "All" else ev_env,

@@ -1,4 +1,6 @@
-"""Templates: find, create and edit prompt templates with live validation and a preview."""
+"""Templates: find, create and edit prompt templates with live validation and a preview.
+
+Deep links: ``?template=NAME`` opens it in the editor, ``?tab=new`` the form for a new one."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import streamlit as st
 from promptver import Conflict, PromptverError
 from promptver.models import Template
 from promptver.templating import VariableSpec, parse_schema
-from ui.common import author, domain_errors, flash, md, show_error, workspace
+from ui.common import author, domain_errors, flash, md, show_error, take_param, workspace
 
 ws = workspace()
 
@@ -132,7 +134,12 @@ search = f1.text_input(
     help="Case-insensitive search over names, descriptions, tags and the "
     "text of the latest version",
 )
-category = f2.selectbox("Category", ["All", *ws.templates.categories()], key="tpl_category")
+category = f2.selectbox(
+    "Category",
+    ["All", *ws.templates.categories()],
+    key="tpl_category",
+    help="Show one category's templates",
+)
 tags = f3.multiselect(
     "Tags", ws.templates.tags(), key="tpl_tags", help="Show templates that carry all of these tags"
 )
@@ -165,11 +172,26 @@ if items:
         width="stretch",
         column_config={"updated (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
     )
+elif not search and category == "All" and not tags and not ws.templates.list(include_archived=True):
+    st.info(
+        "There is no template yet. Create the first one under **New template**: a prompt with "
+        "`{placeholders}`; every save becomes a version you can deploy and test.",
+        icon=":material/lightbulb:",
+    )
+elif not archived and not search and category == "All" and not tags:
+    st.info(
+        "Every template is archived: turn on **Archived** to see them (and restore one), or "
+        "create a new one under **New template**.",
+        icon=":material/inventory_2:",
+    )
 else:
     st.info(
         "No templates match these filters. Clear the search or create one under **New template**."
     )
 
+# deep link: ?tab=new opens the form for a new template (?template=NAME picks one to edit)
+if (wanted_tab := take_param("tab")) in ("new", "edit"):
+    st.session_state["tpl_tab"] = "New template" if wanted_tab == "new" else "Edit"
 tab_edit, tab_new = st.tabs(["Edit", "New template"], key="tpl_tab", on_change="rerun")
 
 
@@ -221,7 +243,11 @@ with tab_edit:
                 "Reload to edit the latest text.",
                 icon="🔄",
             )
-            if st.button("Reload latest", key="tpl_reload"):
+            if st.button(
+                "Reload latest",
+                key="tpl_reload",
+                help="Drop your edits and load the text saved most recently",
+            ):
                 st.session_state[base_key] = current.commit
                 st.rerun()
         content = st.text_area(
@@ -315,7 +341,11 @@ with tab_edit:
             ):
                 st.session_state[confirm_key] = name
         else:
-            if st.button("Restore", key="tpl_restore"):
+            if st.button(
+                "Restore",
+                key="tpl_restore",
+                help="Bring the template back into lists and applications",
+            ):
                 with domain_errors():
                     ws.templates.restore(name)
                     flash(f"Restored {name}")

@@ -10,7 +10,7 @@ import streamlit as st
 
 from promptver import PromptverError
 from promptver.trends import METRICS, duration_text, metric_label
-from ui.common import domain_errors, md, workspace
+from ui.common import cached, domain_errors, md, no_templates, workspace
 from ui.trends import VERDICT_ICONS, analyse, change_frame, chart, fits_frame
 
 ws = workspace()
@@ -24,10 +24,10 @@ st.caption(
 
 names = [t.name for t in ws.templates.list(include_archived=True)]
 if not names:
-    st.info("There is no template yet: create one on the **Templates** page.")
+    no_templates(ws, "then its metrics over time appear here")
     st.stop()
 
-custom = ws.trends.custom_metrics()
+custom = cached(ws.trends.custom_metrics)
 METRIC_KEYS = [*METRICS, *(f"custom:{c}" for c in custom)]
 PERIODS = ["24h", "3d", "7d", "14d", "30d", "90d"]
 GROUPS = ["none", "version", "variant", "environment"]

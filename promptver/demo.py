@@ -1,8 +1,21 @@
 """The demo workspace: realistic content so that the first screen is never empty.
 
-``build_demo(ws, seed)`` is deterministic for a given seed (texts, authors, messages); it is run
-on a new database by the dashboard and by ``promptver demo``. Later capabilities add their parts
-(branches, deployments, experiments, metrics, alerts) here.
+``build_demo(ws, seed)`` is deterministic for a given seed: run twice with the same seed and the
+same ``now``, it writes the same rows (only the random ids of templates and experiments, and what
+derives from them, differ). The dashboard runs it on a new database and ``promptver demo``
+on request. Everything is back-dated over the last 90 days with the demo clock
+(:func:`promptver.versioning.demo_clock`), in this order:
+
+1. six templates with two or three versions each, branches (one open, one merged, one that
+   conflicts);
+2. deployments walking development → staging → production, qa-basic's regressed release rolled
+   back a day ago, and qa-citations' second version shipped after it won its experiment;
+3. two experiments: ``cite-each-claim`` (qa-citations, three weeks, completed with a clear
+   winner) and ``concise-answers`` (qa-basic's concise-tone branch against the live version,
+   running since the rollback);
+4. 90 days of metric events served by what was live (:mod:`promptver.metrics.demo`);
+5. stopping the completed experiment at its planned end, which freezes its results;
+6. alert rules evaluated over the 90 days (some alerts fire, one is acknowledged).
 """
 
 from __future__ import annotations
@@ -12,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from promptver.errors import ValidationError
+from promptver.errors import PromptverError, ValidationError
 from promptver.metrics.demo import DEMO_DAYS, add_demo_events
 from promptver.versioning import demo_clock, utcnow
 from promptver.workspace import Workspace
@@ -151,12 +164,58 @@ DEMO_TEMPLATES: tuple[DemoTemplate, ...] = (
 
 
 #: when the first, second and third version of each demo template was committed (days from now)
-VERSION_DAYS = (-29.5, -20.0, -10.0)
+VERSION_DAYS = (-89.0, -50.0, -10.0)
 #: a version reaches development, staging and production this long after its commit
 PROMOTION_DELAYS = {"development": timedelta(hours=2), "staging": timedelta(days=1)}
 PRODUCTION_DELAY = timedelta(days=3)
 #: the demo rolls the regressed qa-basic release back this long before now
 ROLLBACK_AGO = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class DemoExperiment:
+    name: str
+    template: str
+    hypothesis: str
+    description: str
+    #: days from now: created, started, planned end (None: open, still running)
+    created: float
+    started: float
+    end: float | None
+    minimum_sample_size: int
+    metrics: tuple[str, ...]
+    guardrails: tuple[str, ...]
+
+
+#: the completed experiment: qa-citations' second version against the first, in production; it
+#: wins on quality, and ships to production half a day after the experiment ends
+CITE = DemoExperiment(
+    name="cite-each-claim",
+    template="qa-citations",
+    hypothesis="Citing after each claim makes answers more trustworthy without slowing them",
+    description="Three weeks in production: citations after each claim against at the end.",
+    created=-41.0,
+    started=-40.0,
+    end=-19.0,
+    minimum_sample_size=250,
+    metrics=("quality_score", "success"),
+    guardrails=("latency_ms",),
+)
+WINNER_SHIPPED_AFTER = timedelta(hours=12)
+#: the running experiment: qa-basic's concise-tone branch against the version live in
+#: production (what the rollback restored); it started shortly after the rollback
+CONCISE = DemoExperiment(
+    name="concise-answers",
+    template="qa-basic",
+    hypothesis="Short answers keep quality while cutting latency and cost",
+    description="The concise-tone branch against the live version in production.",
+    created=-0.95,
+    started=-0.9,
+    end=None,
+    minimum_sample_size=300,
+    metrics=("quality_score", "cost_usd"),
+    guardrails=("latency_ms",),
+)
 
 
 class DemoClock:
@@ -174,11 +233,14 @@ class DemoClock:
         return self.t
 
 
-def build_demo(ws: Workspace, seed: int = 7) -> list[str]:
+def build_demo(ws: Workspace, seed: int = 7, *, now: datetime | None = None) -> list[str]:
     """Create the demo content; returns the names of the templates created.
 
-    The history is back-dated over the last 30 days (commits, branches, a deployment timeline
-    with a rollback), the metric events follow what was live when, and alert rules watch them.
+    Args:
+        ws: an empty workspace.
+        seed: the random seed (texts, authors, deployment times, events, users).
+        now: the moment the demo ends at (default: the current time); the same seed and ``now``
+            give the same rows.
 
     Raises:
         ValidationError: the workspace already holds a template with a demo name.
@@ -190,42 +252,54 @@ def build_demo(ws: Workspace, seed: int = 7) -> list[str]:
         raise ValidationError(
             f"the demo needs an empty workspace; these templates already exist: {', '.join(clash)}"
         )
-    now = utcnow()
+    now = now or utcnow()
     clock = DemoClock(now - timedelta(days=DEMO_DAYS))
     created: list[str] = []
-    with ws.session():
-        with demo_clock(clock):
-            for i, d in enumerate(DEMO_TEMPLATES):
-                authors = rng.sample(AUTHORS, k=2)
-                first, *rest = d.versions
-                stagger = timedelta(minutes=70 * i)
-                clock.at(now + timedelta(days=VERSION_DAYS[0]) + stagger)
-                ws.templates.create(
+    with ws.session(), demo_clock(clock):
+        for i, d in enumerate(DEMO_TEMPLATES):
+            authors = rng.sample(AUTHORS, k=2)
+            first, *rest = d.versions
+            stagger = timedelta(minutes=70 * i)
+            clock.at(now + timedelta(days=VERSION_DAYS[0]) + stagger)
+            ws.templates.create(
+                d.name,
+                first[0],
+                description=d.description,
+                category=d.category,
+                tags=list(d.tags),
+                metadata=d.metadata,
+                author=authors[0],
+                message=first[1],
+            )
+            for j, (content, message) in enumerate(rest, start=1):
+                clock.at(now + timedelta(days=VERSION_DAYS[j]) + stagger)
+                ws.templates.update(
                     d.name,
-                    first[0],
-                    description=d.description,
-                    category=d.category,
-                    tags=list(d.tags),
-                    metadata=d.metadata,
-                    author=authors[0],
-                    message=first[1],
+                    content,
+                    author=authors[j % 2],
+                    message=message,
+                    bump="patch" if rng.random() < 0.3 else "minor",
                 )
-                for j, (content, message) in enumerate(rest, start=1):
-                    clock.at(now + timedelta(days=VERSION_DAYS[j]) + stagger)
-                    ws.templates.update(
-                        d.name,
-                        content,
-                        author=authors[j % 2],
-                        message=message,
-                        bump="patch" if rng.random() < 0.3 else "minor",
-                    )
-                created.append(d.name)
-            build_demo_branches(ws, rng, clock.at, now)
-            _demo_deployments(ws, rng, created, clock.at, now)
+            created.append(d.name)
+        build_demo_branches(ws, rng, clock.at, now)
+        _demo_deployments(ws, rng, created, clock.at, now)
+        experiments = _demo_experiments(ws, rng, clock.at, now)
         add_demo_events(ws, seed, now=now)
-        add_demo_alerts(ws, rng, now)
+        for exp, spec in experiments:
+            if spec.end is not None:  # ends as planned: the results freeze on these events
+                clock.at(now + timedelta(days=spec.end))
+                ws.experiments.stop(
+                    exp, author=rng.choice(AUTHORS), now=now + timedelta(days=spec.end)
+                )
+        add_demo_alerts(ws, rng, now, clock.at)
+        clock.at(now - timedelta(seconds=1))
         ws.mark("seeded", f"demo seed {seed}")
     return created
+
+
+def has_demo(ws: Workspace) -> bool:
+    """Whether the demo was built in this workspace (``promptver demo`` marks it)."""
+    return (ws.info("seeded") or "").startswith("demo seed")
 
 
 def build_demo_branches(
@@ -315,6 +389,7 @@ def _demo_deployments(
     why = "demo history (promptver demo)"
     last = envs[-1]
     steps: list[tuple[datetime, int, str, str, str]] = []  # (when, order, template, version, env)
+    special: dict[tuple[str, str], str] = {}
     for name in names:
         t = ws.templates.get(name)
         log = [c for c in reversed(ws.versions.log(t.id, t.commit, first_parent=True)) if c.version]
@@ -326,13 +401,20 @@ def _demo_deployments(
         if len(envs) > 1:
             for c in released:
                 steps.append((c.created_at + PRODUCTION_DELAY, len(steps), name, c.version, last))
+        if name == CITE.template and len(log) > 1 and CITE.end is not None:
+            # the experiment's winner ships to production once the experiment has ended
+            shipped = now + timedelta(days=CITE.end) + WINNER_SHIPPED_AFTER
+            steps.append((shipped, len(steps), name, log[1].version, last))
+            special[(name, log[1].version)] = f"won the experiment {CITE.name}: cite each claim"
     notes = ["initial release", "grounded answers", "name the product in answers"]
     released_count: dict[str, int] = {}
     for when, _, name, version, env in sorted(steps):
         at(when)
         if env == last and len(envs) > 1:
             i = released_count[name] = released_count.get(name, -1) + 1
-            note = notes[i] if i < len(notes) else f"release {version}"
+            note = special.get((name, version)) or (
+                notes[i] if i < len(notes) else f"release {version}"
+            )
         else:
             note = f"try {version}" if env == envs[0] else f"review {version}"
         ws.deployments.deploy(name, version, env, author=rng.choice(AUTHORS), reason=why, note=note)
@@ -346,11 +428,76 @@ def _demo_deployments(
         )
 
 
-def add_demo_alerts(ws: Workspace, rng: random.Random, now: datetime) -> None:
-    """Alert rules over the demo events, evaluated on the last 30 days: the p95 latency rule
+def _demo_experiments(
+    ws: Workspace, rng: random.Random, at: Callable[[datetime], None], now: datetime
+) -> list[tuple[str, DemoExperiment]]:
+    """Create and start the two demo experiments (back-dated); returns their ids and specs.
+
+    Salts are fixed (``demo-NAME``), so the same users land in the same variants every time the
+    demo is built. Nothing is created when the templates they need are missing.
+    """
+    envs = ws.deployments.environments
+    env = "production" if "production" in envs else envs[-1]
+    out: list[tuple[str, DemoExperiment]] = []
+    for spec in (CITE, CONCISE):
+        try:
+            t = ws.templates.get(spec.template)
+        except PromptverError:
+            continue
+        if spec is CITE:
+            log = [c for c in reversed(ws.versions.log(t.id, t.commit, first_parent=True))]
+            versions = [c.version for c in log if c.version]
+            if len(versions) < 2:
+                continue
+            variants = [
+                {"name": "control", "ref": versions[0], "weight": 50},
+                {"name": "cite-each-claim", "ref": versions[1], "weight": 50},
+            ]
+        else:
+            live = ws.deployments.live(spec.template, env)
+            branches = {b.name for b in ws.versions.branches(t.id)}
+            if live is None or live.version is None or "concise-tone" not in branches:
+                continue
+            variants = [
+                {"name": "control", "ref": live.version, "weight": 50},
+                {"name": "concise", "ref": "concise-tone", "weight": 50},
+            ]
+        who = rng.choice(AUTHORS)
+        at(now + timedelta(days=spec.created))
+        fields: dict = {
+            "name": spec.name,
+            "description": spec.description,
+            "hypothesis": spec.hypothesis,
+            "template": spec.template,
+            "environment": env,
+            "variants": variants,
+            "metrics": list(spec.metrics),
+            "guardrails": list(spec.guardrails),
+            "minimum_sample_size": spec.minimum_sample_size,
+            "salt": f"demo-{spec.name}",
+        }
+        if spec.end is not None:
+            fields["end"] = now + timedelta(days=spec.end)
+        exp = ws.experiments.create(fields, author=who)
+        at(now + timedelta(days=spec.started))
+        ws.experiments.start(exp.id, author=who, now=now + timedelta(days=spec.started))
+        out.append((exp.id, spec))
+    return out
+
+
+def add_demo_alerts(
+    ws: Workspace,
+    rng: random.Random,
+    now: datetime,
+    at: Callable[[datetime], None] | None = None,
+) -> None:
+    """Alert rules over the demo events, evaluated on the last 90 days: the p95 latency rule
     fires on the days of qa-basic's regressed release (the oldest of those alerts is already
-    acknowledged), the error-rate rule on templates whose errors run high, the quality rule
-    stays quiet, and a disabled cost rule shows how rules are switched off."""
+    acknowledged), the error-rate rule on the weeks the translation templates' errors ran high,
+    the quality rule stays quiet, and a disabled cost rule shows how rules are switched off.
+    ``at(t)`` back-dates the rules to the start of the demo and the alerts to ``now``."""
+    if at is not None:
+        at(now - timedelta(days=DEMO_DAYS - 2))
     who = rng.sample(AUTHORS, k=2)
     slow = ws.alerts.add(
         "latency_p95",
@@ -384,6 +531,8 @@ def add_demo_alerts(ws: Workspace, rng: random.Random, now: datetime) -> None:
         enabled=False,
         author=who[1],
     )
+    if at is not None:
+        at(now - timedelta(minutes=5))
     ws.alerts.check(now, since=now - timedelta(days=DEMO_DAYS))
     first = ws.alerts.alerts(rule_id=slow.id, limit=10_000)
     if first:

@@ -24,6 +24,7 @@ from promptver.errors import NotFound, Problem, PromptverError, ValidationError
 from promptver.experiments import ExperimentService
 from promptver.metrics import MetricsService
 from promptver.models import Experiment, ExperimentResults, Prompt
+from promptver.overview import OverviewService
 from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.store.migrations import migrate
@@ -56,6 +57,7 @@ class Workspace:
         self.trends = TrendService(self.db, self.settings)
         self.alerts = AlertService(self.db, self.settings)
         self.metrics.add_listener(self.alerts.on_metrics_written)  # rules run after each write
+        self.overview = OverviewService(self.db, self.settings, self.deployments, self.experiments)
         self._closed = False
 
     @classmethod

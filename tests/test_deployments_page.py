@@ -53,33 +53,44 @@ def button_missing(at, key) -> bool:
 def test_matrix_shows_what_is_live_everywhere(app, db_path):
     ws = reopen(db_path)
     df = app.dataframe[0].value
-    assert list(df.columns) == ["template", "development", "staging", "production"]
+    assert list(df.columns) == [
+        "template",
+        "development",
+        "staging",
+        "production",
+        "running experiment",
+    ]
     names = [t.name for t in ws.templates.list()]
     assert list(df["template"]) == names
     for _, row in df.iterrows():
         for env in ("development", "staging", "production"):
             live = ws.deployments.live(row["template"], env)
             assert row[env] == (live.label() if live else "—")
-    assert "running experiment" not in df.columns  # the demo here has none running
+    # the demo's running experiment: qa-basic's concise branch in production
+    running = dict(zip(df["template"], df["running experiment"]))
+    assert running["qa-basic"] == "concise-answers (production)"
+    assert all(v == "" for k, v in running.items() if k != "qa-basic")
 
 
 def test_running_experiment_column_appears_when_one_runs(app, db_path):
     from tests.deployments_helpers import add_experiment, commit_of
 
     ws = reopen(db_path)
-    c0, c1 = commit_of(ws, "qa-basic", "1.0.0"), ws.templates.get("qa-basic").commit
+    c0 = commit_of(ws, "summarize-article", "1.0.0")
+    c1 = ws.templates.get("summarize-article").commit
     add_experiment(
         ws,
-        "qa-basic",
-        "production",
+        "summarize-article",
+        "staging",
         [("control", c0), ("new", c1)],
         status="running",
         name="tone *test*",
     )
     app.run()
     df = app.dataframe[0].value
-    row = df[df["template"] == "qa-basic"].iloc[0]
-    assert row["running experiment"] == "tone *test* (production)"
+    row = df[df["template"] == "summarize-article"].iloc[0]
+    assert row["running experiment"] == "tone *test* (staging)"
+    app.selectbox(key="dep_template").set_value("summarize-article").run()
     assert any("Running experiment: tone \\*test\\*" in c.value for c in app.caption)
 
 
@@ -87,27 +98,27 @@ def test_deploy_a_version_from_the_form(app, db_path):
     ws = reopen(db_path)
     app.selectbox(key="dep_template").set_value("qa-citations").run()
     app.segmented_control(key="dep_env").set_value("production").run()
-    app.selectbox(key="dep_version_qa-citations").set_value("1.0.0").run()
-    assert button_missing(app, "dep_deploy")
-    assert any("1\\.0\\.0 is already live in production" in i.value for i in app.info)
     app.selectbox(key="dep_version_qa-citations").set_value("1.1.0").run()
+    assert button_missing(app, "dep_deploy")
+    assert any("1\\.1\\.0 is already live in production" in i.value for i in app.info)
+    app.selectbox(key="dep_version_qa-citations").set_value("1.0.0").run()
     assert not app.exception
     statuses = [m.value for m in app.markdown if "Syntax" in m.value or "Promotion" in m.value]
     assert any("passed" in s and "Syntax" in s for s in statuses)
-    app.text_input(key="dep_note").input("cite after each claim").run()
+    app.text_input(key="dep_note").input("citations at the end again").run()
     btn = button(app, "dep_deploy")
-    assert btn.label == "Deploy 1.1.0 to production" and not btn.disabled
+    assert btn.label == "Deploy 1.0.0 to production" and not btn.disabled
     btn.click().run()
     assert not app.exception, app.exception
     live = ws.deployments.live("qa-citations", "production")
     assert (live.version, live.note, live.author, live.replaced_version) == (
-        "1.1.0",
-        "cite after each claim",
-        "tester",
         "1.0.0",
+        "citations at the end again",
+        "tester",
+        "1.1.0",
     )
     assert any(
-        "Deployed qa-citations 1.1.0 to production" in s.value.replace("\\", "")
+        "Deployed qa-citations 1.0.0 to production" in s.value.replace("\\", "")
         for s in app.success
     )
     assert (

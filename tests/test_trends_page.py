@@ -71,7 +71,8 @@ def test_demo_opens_on_the_regressed_template_with_charts_and_recommendations(
     fits = frame_with(at, "series", "metric", "per day", "p", "trend", "since")
     assert "worse" in set(fits["trend"])
     assert any("Around deployments" in s.value for s in at.subheader)
-    assert len(at.expander) >= 4  # one per production deployment of qa-basic in the period
+    # one per production deployment of qa-basic in the period: the release and its rollback
+    assert len(at.expander) >= 2
     assert not at.error
 
 

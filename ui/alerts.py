@@ -14,9 +14,13 @@ from promptver.trends import metric_label, value_text
 from promptver.workspace import Workspace
 
 
-def sidebar_badge(ws: Workspace) -> None:
-    """A link to the Alerts screen while some alert waits for an acknowledgement."""
-    n = ws.alerts.open_count()
+def sidebar_badge(ws: Workspace, n: int | None = None) -> None:
+    """A link to the Alerts screen while some alert waits for an acknowledgement (``n`` open
+    alerts, counted here when not given). Every screen shows it: an alert can fire while one
+    works elsewhere (after an import, a tracking flush or a check), and this is where one
+    notices."""
+    if n is None:
+        n = ws.alerts.open_count()
     if n:
         st.sidebar.page_link(
             "pages/alerts.py",

@@ -9,9 +9,10 @@ script run keeps the file open only for its own duration (``app.py`` wraps the p
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -22,8 +23,10 @@ from promptver.config import default_author
 from promptver.errors import DatabaseBusy, DatabaseError
 from ui.alerts import sidebar_badge
 
+T = TypeVar("T")
 
-@st.cache_resource(show_spinner=False)
+
+@st.cache_resource(show_spinner="Opening the database (a new one is filled with the demo)…")
 def _workspace(path: str) -> Workspace:
     from promptver.demo import build_demo
 
@@ -58,6 +61,50 @@ def workspace() -> Workspace:
     """The workspace of the configured database (created with the demo content when new)."""
     _leave_pages_folder_mode()
     return _workspace(settings().storage.path)
+
+
+def cached(fn: Callable[..., T], *args: Any, ttl: float | None = None, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)``, answered from a cache until the database changes.
+
+    For the heavy reads of the screens (``cached(ws.overview.build)``). The key is the
+    database file, its :meth:`~promptver.store.db.Database.data_version` (which changes on every
+    write by this process and on writes by other processes, as the file or its write-ahead log
+    changes), the function's qualified name and the arguments, so a write is visible on the
+    next run, and a run without writes costs one ``stat`` of the file. Reads that depend on the
+    clock too (a window such as "the last 7 days") pass ``ttl`` (seconds): the answer is then
+    also recomputed when that much time has passed. ``fn`` is a method of the workspace's
+    services (or a function of its arguments); what it returns is copied out of the cache, so
+    callers may change it. Errors are not cached.
+    """
+    ws = workspace()
+    now = int(time.time() // ttl) if ttl else None
+    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    return _cached_call(
+        fn, str(ws.path), ws.db.data_version(), name, args, tuple(sorted(kwargs.items())), now
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _cached_call(
+    _fn: Callable[..., T],
+    db: str,
+    version: tuple,
+    name: str,
+    args: tuple,
+    kwargs: tuple,
+    period: int | None,
+) -> T:
+    return _fn(*args, **dict(kwargs))
+
+
+def take_param(name: str) -> str | None:
+    """A one-shot query parameter (``?tab=results``): returned once, then removed from the
+    address, so that it opens the screen the way a link asked but never overrides what the
+    reader picks afterwards (nor comes back on a reload)."""
+    value = st.query_params.get(name)
+    if value is not None:
+        del st.query_params[name]
+    return value
 
 
 def author() -> str:
@@ -131,7 +178,39 @@ def storage_errors() -> Iterator[None]:
 def sidebar(ws: Workspace) -> None:
     with st.sidebar:
         st.caption(f"Database: `{ws.path}`")
-    sidebar_badge(ws)
+    sidebar_badge(ws, cached(ws.alerts.open_count))
+
+
+def no_templates(ws: Workspace, then: str = "") -> None:
+    """The empty state of a screen that needs a template: what to do next, with a link.
+
+    ``then`` says what the screen does once there is one (e.g. "then deploy it here")."""
+    archived = ws.templates.list(include_archived=True)
+    if archived:
+        st.info(
+            f"Every template is archived ({len(archived)}). Restore one on the Templates "
+            "screen" + (f", {then}" if then else "") + ".",
+            icon=":material/inventory_2:",
+        )
+        st.page_link(
+            "pages/templates.py",
+            label=f"Restore {archived[0].name}",
+            icon=":material/unarchive:",
+            query_params={"template": archived[0].name},
+        )
+        return
+    st.info(
+        "There is no template yet: create one on the Templates screen"
+        + (f", {then}" if then else "")
+        + ".",
+        icon=":material/lightbulb:",
+    )
+    st.page_link(
+        "pages/templates.py",
+        label="Create a template",
+        icon=":material/add:",
+        query_params={"tab": "new"},
+    )
 
 
 def problems_frame(problems: list[Any]) -> pd.DataFrame:

@@ -12,15 +12,16 @@ from tests.browser.conftest import shot, wait_idle
 
 def test_deploy_then_roll_back(page, app_url, tmp_path: Path):
     page.goto(app_url)
-    # the first run builds the demo workspace
-    page.get_by_role("heading", name="Templates").wait_for(timeout=60_000)
+    # the first run builds the demo workspace, then shows Home
+    page.get_by_role("heading", name="Home").wait_for(timeout=60_000)
     wait_idle(page)
     ws = Workspace.open(tmp_path / "browser.duckdb")
     newest = ws.deployments.versions_of("qa-basic")[0].version
     live = ws.deployments.live("qa-basic", "production")
     assert newest != live.version
 
-    page.get_by_role("link", name="Deployments").click()
+    nav = page.get_by_test_id("stSidebarNav")
+    nav.get_by_role("link", name="Deployments", exact=True).click()
     page.get_by_role("heading", name="Deployments").wait_for()
     wait_idle(page)
 

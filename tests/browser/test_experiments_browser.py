@@ -32,7 +32,7 @@ def test_configure_start_and_route(page: Page, app_url: str) -> None:
     link = page.get_by_test_id("stSidebarNav").get_by_role("link", name="Experiments", exact=True)
     link.click()
     wait_idle(page)
-    expect(page.get_by_text("No experiments yet")).to_be_visible()
+    expect(page.get_by_text("concise-answers").first).to_be_visible()  # the demo's
 
     page.get_by_role("tab", name="Configure").click()
     wait_idle(page)
@@ -40,6 +40,8 @@ def test_configure_start_and_route(page: Page, app_url: str) -> None:
     name.fill("Browser tone <test>")
     name.press("Enter")
     wait_idle(page)
+    # the demo's concise-answers runs on qa-basic in production: test in staging
+    select(page, "Environment", "staging")
     select(page, "Variant 2 ref", "1.0.0")
     slider = (
         page.get_by_test_id("stSlider").filter(has_text="Variant 1 share").get_by_role("slider")

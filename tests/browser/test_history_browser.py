@@ -26,7 +26,7 @@ def test_create_branch_edit_it_and_see_the_diff(page, app_url):
     shot(page, "history-branch-created")
 
     # commit on the branch from the Templates page, as a user would
-    page.goto(f"{app_url}/?template=qa-basic")
+    page.goto(f"{app_url}/templates?template=qa-basic")
     wait_idle(page)
     _pick(page, "Branch", "browser-branch")
     text = page.get_by_label("Text", exact=True).and_(page.locator("textarea")).first

@@ -10,10 +10,10 @@ from tests.browser.conftest import shot, wait_idle
 
 
 def test_create_a_template_through_the_ui(page: Page, app_url: str) -> None:
-    page.goto(app_url)
+    page.goto(f"{app_url}/templates")
     wait_idle(page)
     expect(page.get_by_role("heading", name="Templates")).to_be_visible()
-    shot(page, "templates-01-home")
+    shot(page, "templates-01-list")
 
     page.get_by_role("tab", name="New template").click()
     page.get_by_label("Name", exact=True).fill("browser-greeter")
@@ -35,9 +35,8 @@ def test_create_a_template_through_the_ui(page: Page, app_url: str) -> None:
 
 
 def test_invalid_text_shows_its_position_in_the_browser(page: Page, app_url: str) -> None:
-    page.goto(app_url)
+    page.goto(f"{app_url}/templates?tab=new")
     wait_idle(page)
-    page.get_by_role("tab", name="New template").click()
     page.get_by_label("Name", exact=True).fill("bad")
     text = page.get_by_label("Text", exact=True).last
     text.fill("Hi {user.__class__}")

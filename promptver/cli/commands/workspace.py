@@ -12,8 +12,23 @@ from promptver.cli.context import Context
 def register(sub: Any) -> None:
     p = sub.add_parser("init", help="create (or upgrade) the database file")
     p.set_defaults(handler=cmd_init)
-    p = sub.add_parser("demo", help="fill the database with the demo workspace")
+    p = sub.add_parser(
+        "demo",
+        help="fill the database with the demo workspace (and --events N more events)",
+        description="Fill the database with the demo workspace: templates with branches and "
+        "merges, deployments with a rollback, a completed and a running experiment, 90 days "
+        "of metric events and alert rules. With --events N, also add N synthetic events "
+        "(served by what was live, routed into the experiments' variants); on a database that "
+        "already holds the demo, only the events are added.",
+    )
     p.add_argument("--seed", type=int, default=7, help="random seed (same seed, same demo)")
+    p.add_argument(
+        "--events",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N synthetic events over the last 90 days (1,000,000 take a few seconds)",
+    )
     p.set_defaults(handler=cmd_demo)
     p = sub.add_parser("backup", help="write a consistent copy of the database (safe while in use)")
     p.add_argument("path", metavar="PATH", help="the new backup file")
@@ -38,14 +53,33 @@ def cmd_init(ctx: Context) -> None:
 
 
 def cmd_demo(ctx: Context) -> None:
-    from promptver.demo import build_demo
+    from promptver.cli.context import UsageError
+    from promptver.demo import build_demo, has_demo
+    from promptver.metrics.demo import add_bulk_events
 
     args: argparse.Namespace = ctx.args
-    names = build_demo(ctx.ws, seed=args.seed)
+    if not 0 <= args.events <= MAX_DEMO_EVENTS:
+        raise UsageError(f"--events must be a whole number from 0 to {MAX_DEMO_EVENTS:,}")
+    ws = ctx.ws
+    names: list[str] = []
+    if not (args.events and has_demo(ws)):  # --events on an existing demo only adds events
+        names = build_demo(ws, seed=args.seed)
+    added = 0
+    if args.events:
+        added = add_bulk_events(ws, args.events, seed=args.seed)
+    parts = []
+    if names:
+        parts.append(f"demo workspace created in {ws.path}: {', '.join(names)}")
+    if args.events:
+        parts.append(f"{added:,} synthetic events added to {ws.path}")
     ctx.emit(
-        {"path": str(ctx.ws.path), "seed": args.seed, "templates": names},
-        f"demo workspace created in {ctx.ws.path}: {', '.join(names)}",
+        {"path": str(ws.path), "seed": args.seed, "templates": names, "events_added": added},
+        "; ".join(parts),
     )
+
+
+#: ``demo --events`` at most (a billion events would take an hour and most of a disk)
+MAX_DEMO_EVENTS = 100_000_000
 
 
 def cmd_backup(ctx: Context) -> None:
