@@ -362,8 +362,10 @@ for d in history[:limit]:
             label="Trends around it",
             icon=":material/show_chart:",
             query_params=deployment_trend_params(d),
-            help=f"The metrics of {d.template} in {d.environment} by version, from a week "
-            "before this deployment",
+            help=md(
+                f"The metrics of {d.template} in {d.environment} by version, from a week "
+                "before this deployment"
+            ),
         )
 if len(history) > limit:
     st.caption(

@@ -299,8 +299,10 @@ with tab_overview:
                 label="Trend by variant",
                 icon=":material/show_chart:",
                 query_params=trend_params(e),
-                help=f"{e.primary_metric.name} of {e.template} in {e.environment}, one line "
-                "per variant, since the experiment started",
+                help=md(
+                    f"{e.primary_metric.name} of {e.template} in {e.environment}, one line "
+                    "per variant, since the experiment started"
+                ),
             )
         elsewhere.page_link(
             "pages/history.py",
@@ -318,7 +320,7 @@ with tab_overview:
             label="Deployments",
             icon=":material/rocket_launch:",
             query_params={"template": e.template, "env": e.environment},
-            help=f"What is live for {e.template} in {e.environment}",
+            help=md(f"What is live for {e.template} in {e.environment}"),
         )
         b1, b2, b3, _ = st.columns([1, 1, 1, 3])
         if e.status == "draft":

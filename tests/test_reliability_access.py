@@ -131,7 +131,7 @@ def app(db_path: Path, monkeypatch: pytest.MonkeyPatch, *, auth: bool, user: dic
 def test_without_an_auth_section_the_dashboard_needs_no_login(db_path, monkeypatch):
     at = app(db_path, monkeypatch, auth=False, user=None).run()
     assert not at.exception
-    assert [t.value for t in at.title] == ["Templates"]
+    assert [t.value for t in at.title] == ["Home"]
     assert all(b.key != "auth_login" for b in at.button)
 
 
@@ -164,6 +164,7 @@ def test_a_logged_in_user_is_the_author_of_commits_deployments_and_imports(db_pa
     assert any(b.key == "auth_logout" for b in at.sidebar.button)
 
     # a commit from the Templates screen
+    at.switch_page("pages/templates.py").run()
     at.text_input(key="tpl_new_name").input("auth-check").run()
     at.text_area(key="tpl_new_content").input("Hello {name}").run()
     at.button(key="tpl_create").click().run()
@@ -281,4 +282,4 @@ def test_a_busy_file_shows_an_error_box_with_a_retry_not_a_traceback(db_path, mo
         holder.kill()
         holder.wait()
     at.button(key="storage_retry").click().run()  # the file is free again: the page is back
-    assert not at.exception and [t.value for t in at.title] == ["Templates"]
+    assert not at.exception and [t.value for t in at.title] == ["Home"]

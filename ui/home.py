@@ -230,8 +230,10 @@ def live_grid(cells: list[LiveCell], envs: list[str]) -> None:
                 label=md(d.label()),
                 icon=":material/undo:" if d.action == "rollback" else None,
                 query_params={"template": name, "env": env},
-                help=f"{d.action} by {d.author}, {ago(d.created_at)}"
-                + (f" (replaced {d.replaced_label()})" if d.replaced_commit else ""),
+                help=md(
+                    f"{d.action} by {d.author}, {ago(d.created_at)}"
+                    + (f" (replaced {d.replaced_label()})" if d.replaced_commit else "")
+                ),
             )
         if experiment is not None:
             row[-1].page_link(
@@ -357,7 +359,7 @@ def deployment_line(d: Deployment) -> None:
         label=md(f"{d.template} → {d.environment}: {d.action} {d.label()}{arrow}"),
         icon=icon,
         query_params={"template": d.template, "env": d.environment},
-        help=d.note or None,
+        help=md(d.note) if d.note else None,
     )
     c1, c2 = st.columns([3, 1])
     c1.caption(f"{md(d.author)} · {ago(d.created_at)}")
