@@ -196,3 +196,19 @@ def test_demo_builds_deterministic_content(cli, tmp_path):
     ]
     assert a == b
     assert cli("demo").code == 1  # not twice into the same workspace
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["deployments", "x"],
+        ["log", "x"],
+        ["metrics", "imports"],
+        ["alerts", "fired"],
+    ],
+)
+@pytest.mark.parametrize("bad", ["0", "-3", "abc", "99999999999999999999"])
+def test_a_limit_out_of_range_is_a_usage_error_naming_the_option(cli, command, bad):
+    r = cli(*command, "--limit", bad)
+    assert r.code == 2, r.err
+    assert "--limit" in r.err and "internal error" not in r.err

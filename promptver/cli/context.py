@@ -104,6 +104,21 @@ def read_text_arg(
         raise PromptverError(f"cannot read {path}: {exc}") from None
 
 
+MAX_LIMIT = 1_000_000_000
+
+
+def limit_arg(text: str) -> int:
+    """An argparse ``type`` for ``--limit N``: a whole number from 1 to 1,000,000,000 (larger
+    values are refused here, with the option's name, instead of overflowing in SQL)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_LIMIT:,}, got {text}")
+    return value
+
+
 def parse_vars(pairs: list[str] | None) -> dict[str, str]:
     """``KEY=VALUE`` pairs (values may contain '=')."""
     out: dict[str, str] = {}

@@ -6,7 +6,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from promptver.cli.context import Context, UsageError, table
+from promptver.cli.context import Context, UsageError, limit_arg, table
 from promptver.errors import ValidationError
 from promptver.models import Alert, AlertCheck, AlertRule, TrendReport
 from promptver.trends import METRICS, p_text, parse_duration, signed_pct_text, value_text
@@ -87,7 +87,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--rule", metavar="RULE_ID", help="only this rule's alerts")
     p.add_argument("--template", metavar="REF", help="only this template's alerts")
-    p.add_argument("--limit", type=int, default=200, metavar="N")
+    p.add_argument("--limit", type=limit_arg, default=200, metavar="N")
     p.set_defaults(handler=cmd_fired)
 
     p = asub.add_parser("ack", help="acknowledge fired alerts (who and when are recorded)")

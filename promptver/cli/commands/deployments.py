@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from promptver.cli.context import Context, table
+from promptver.cli.context import Context, limit_arg, table
 from promptver.models import Deployment, GateReport
 
 _STATUS_MARK = {
@@ -68,7 +68,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("deployments", help="deployment history of a template, newest first")
     p.add_argument("ref", metavar="REF", help="template name or id")
     p.add_argument("--env", metavar="ENV", help="only this environment")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N entries")
+    p.add_argument("--limit", type=limit_arg, metavar="N", help="at most N entries")
     p.set_defaults(handler=cmd_history)
 
     p = sub.add_parser("environments", help="environments in promotion order, with their rules")

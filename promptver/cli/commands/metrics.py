@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from promptver.cli.context import Context, UsageError, table
+from promptver.cli.context import Context, UsageError, limit_arg, table
 from promptver.metrics.service import DIMENSIONS
 
 
@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_figures)
 
     p = msub.add_parser("imports", help="import history, newest first")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=limit_arg, default=50)
     p.set_defaults(handler=cmd_imports)
 
     p = msub.add_parser(

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from promptver.cli.context import Context, UsageError, parse_vars, read_text_arg, table
+from promptver.cli.context import Context, UsageError, limit_arg, parse_vars, read_text_arg, table
 from promptver.errors import PromptverError
 from promptver.models import Template
 
@@ -119,7 +119,7 @@ def register(sub: Any) -> None:
         dest="all_branches",
         help="every commit reachable from any branch or version",
     )
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=limit_arg)
     p.set_defaults(handler=cmd_log)
 
 
