@@ -8,6 +8,7 @@ problem document. Anything else escaping the core is a bug.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -177,3 +178,26 @@ class IntegrityError(PromptverError):
 
 class DeploymentRefused(ValidationError):
     """A deployment gate refused the deployment; ``problems`` give the reasons."""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def surrogate_problem(field: str | None, offset: int | None = None) -> Problem:
+    """The problem of a text holding a lone surrogate (U+D800–U+DFFF): such a Python string is not
+    Unicode text and cannot be stored, hashed or sent."""
+    return Problem(
+        "contains a lone surrogate (U+D800 to U+DFFF), which is not valid Unicode text",
+        field=field,
+        offset=offset,
+        code="syntax.encoding",
+    )
+
+
+def check_unicode(value: str, field: str) -> str:
+    """``value`` unchanged, or :class:`ValidationError` naming ``field`` if it holds a lone
+    surrogate (only possible from Python callers: decoded files and HTTP bodies never do)."""
+    m = _SURROGATE.search(value)
+    if m is not None:
+        raise ValidationError("invalid input:", [surrogate_problem(field, m.start())])
+    return value

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from promptver.config import ALL_CHECKS, Settings
-from promptver.errors import NotFound, PromptverError, ValidationError
+from promptver.errors import NotFound, PromptverError, ValidationError, check_unicode
 from promptver.models import Commit, Template, check_name
 from promptver.store import templates as sql
 from promptver.store.db import Database
@@ -48,7 +48,7 @@ def _p(message: str, field: str) -> Any:
 
 
 def _check_text(value: str, field: str, limit: int) -> str:
-    value = (value or "").strip()
+    value = check_unicode((value or "").strip(), field)
     if len(value) > limit:
         raise ValidationError("invalid input:", [_p(f"must be at most {limit} characters", field)])
     return value

@@ -81,6 +81,9 @@ def _short(s: str, n: int = 40) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
 def scan(text: str) -> tuple[list[Token], list[Problem]]:
     """Tokenize ``text`` into literal strings and placeholders, collecting every problem."""
     tokens: list[Token] = []
@@ -461,6 +464,15 @@ def validate(
     report = ValidationReport(checks=checks, chars=len(content))
     tokens, syntax_problems = scan(content)
     report.variables = variables_of(tokens)
+    for m in _SURROGATES.finditer(content):  # whatever the checks: such text cannot be stored
+        report.add(
+            _problem(
+                content,
+                m.start(),
+                "a lone surrogate (U+D800 to U+DFFF) is not valid Unicode text",
+                "syntax.encoding",
+            )
+        )
     seen_offsets: set[int] = set()
     if "syntax_validation" in checks:
         for p in syntax_problems:

@@ -30,7 +30,15 @@ from typing import Any, Literal
 
 from promptver.config import TemplateLimits
 from promptver.diffing import Diff, diff_texts
-from promptver.errors import Conflict, MergeConflict, NotFound, Problem, ValidationError
+from promptver.errors import (
+    Conflict,
+    MergeConflict,
+    NotFound,
+    Problem,
+    ValidationError,
+    check_unicode,
+    surrogate_problem,
+)
 from promptver.merging import (
     MetadataMerge,
     TextMerge,
@@ -100,7 +108,12 @@ def commit_id(
         "message": message,
     }
     raw = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    try:
+        return hashlib.sha256(raw.encode("utf-8")).hexdigest()
+    except UnicodeEncodeError:  # a Python caller passed a lone surrogate: name the field
+        for field, value in (("content", content), ("author", author), ("message", message)):
+            check_unicode(value, field)
+        raise ValidationError("invalid input:", [surrogate_problem("metadata")]) from None
 
 
 def expected_id(c: Commit) -> str:

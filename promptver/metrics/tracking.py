@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from promptver.config import Settings
-from promptver.errors import PromptverError, ValidationError
+from promptver.errors import PromptverError, ValidationError, check_unicode
 from promptver.metrics.csv_import import CUSTOM_NAME_RE, MAX_INTEGER
 from promptver.models import MetricsWritten, Prompt
 from promptver.store import metrics as sql
@@ -242,6 +242,9 @@ class TrackingBuffer:
             )
         if event_id is not None and (not isinstance(event_id, str) or not event_id.strip()):
             raise ValidationError("track(): event_id must be a non-empty string")
+        check_unicode(uid, "user_id")  # a lone surrogate would poison the buffer's every flush
+        if event_id is not None:
+            check_unicode(event_id, "event_id")
         row: list[Any] = [
             event_id,
             0,

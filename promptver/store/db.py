@@ -27,7 +27,13 @@ from pathlib import Path
 
 import duckdb
 
-from promptver.errors import Conflict, DatabaseBusy, DatabaseError
+from promptver.errors import (
+    Conflict,
+    DatabaseBusy,
+    DatabaseError,
+    ValidationError,
+    surrogate_problem,
+)
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 #: another thread of this process is closing the last connection to the file right now
@@ -324,6 +330,12 @@ class Database:
                     "another writer changed the same data at the same time; nothing was written, "
                     f"try again ({str(exc).splitlines()[0]})"
                 ) from None
+            except (UnicodeEncodeError, duckdb.InvalidInputException) as exc:
+                st.tx_depth = 0
+                _rollback(con)
+                if "surrogate" in str(exc):  # a lone surrogate from a Python caller
+                    raise ValidationError("invalid input:", [surrogate_problem(None)]) from None
+                raise
             except BaseException:
                 st.tx_depth = 0
                 _rollback(con)
