@@ -103,8 +103,10 @@ def timed(at) -> float:  # type: ignore[no-untyped-def]
 
 def measure(page: str, runs: int) -> tuple[float, list[float]]:
     import streamlit as st
+    from streamlit.logger import set_log_level
     from streamlit.testing.v1 import AppTest
 
+    set_log_level("error")  # AppTest's bare-mode warnings, once per screen, hide the table
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.run()  # the default screen, so that the page below runs as a navigation would
     st.cache_data.clear()
