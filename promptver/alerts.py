@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from promptver.config import Settings
-from promptver.errors import NotFound, Problem, ValidationError
+from promptver.errors import DatabaseBusy, NotFound, Problem, ValidationError
 from promptver.models import Alert, AlertCheck, AlertRule, MetricsWritten
 from promptver.store import alerts as sql
 from promptver.store import templates as template_sql
@@ -106,6 +107,10 @@ class AlertService:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        #: what a check after a write could not evaluate because the file was busy (first, last,
+        #: template ids): the next write's check covers it too
+        self._missed: tuple[datetime, datetime, set[str]] | None = None
+        self._missed_lock = threading.Lock()
 
     # -- rules --------------------------------------------------------------------------------
     def _clean(self, con: Any, fields: dict[str, Any]) -> dict[str, Any]:
@@ -374,12 +379,34 @@ class AlertService:
         if first > last:
             return None
         templates = set(written.template_ids)
+        with self._missed_lock:
+            if self._missed is not None:
+                first = max(min(first, self._missed[0]), back)
+                last = max(last, self._missed[1])
+                templates |= self._missed[2]
+                self._missed = None
 
         def span(rule: AlertRule) -> tuple[int, int]:
             length = timedelta(seconds=rule.window_seconds)
             return window_number(first, length), window_number(last, length)
 
-        return self._evaluate(written.source, now, span, templates=templates)
+        try:
+            return self._evaluate(written.source, now, span, templates=templates)
+        except DatabaseBusy:
+            # the events are saved; their windows are checked with the next write's (or by
+            # `promptver alerts check`), so no crossing goes unnoticed
+            with self._missed_lock:
+                if self._missed is not None:  # another thread missed some too meanwhile
+                    first = min(first, self._missed[0])
+                    last = max(last, self._missed[1])
+                    templates |= self._missed[2]
+                self._missed = (first, last, templates)
+            log.warning(
+                "promptver: alert rules not checked after this %s (database busy); the next "
+                "write or 'promptver alerts check' checks these windows",
+                written.source,
+            )
+            return None
 
     def _evaluate(
         self,

@@ -4,6 +4,7 @@ per rule and window, evaluation after imports and tracking flushes, acknowledgem
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -274,6 +275,42 @@ def test_rules_run_after_an_import(aws, tmp_path):
         )
     )
     assert check.rules == 1 and check.already_fired == 1 and check.fired == []
+
+
+def test_windows_a_busy_file_kept_from_checking_are_checked_with_the_next_write(
+    aws, tmp_path, monkeypatch, caplog
+):
+    from promptver.errors import DatabaseBusy
+
+    h = recent_hour()
+    rule = aws.alerts.add("latency_p95", ">", 1000, "1h", min_events=3, template="qa")
+    real_read = aws.db.read
+    busy = {"left": 1}
+
+    def read(*args, **kwargs):  # the rules' read after the import finds the file busy, once
+        if busy["left"]:
+            busy["left"] -= 1
+            raise DatabaseBusy("database busy: another promptver process is writing x")
+        return real_read(*args, **kwargs)
+
+    def csv(name: str, start: datetime, latencies: list[int]) -> Path:
+        lines = ["timestamp,template,user_id,latency_ms"] + [
+            f"{(start + timedelta(minutes=i)).strftime('%Y-%m-%dT%H:%M:%SZ')},qa,u{i},{v}"
+            for i, v in enumerate(latencies)
+        ]
+        (tmp_path / name).write_text("\n".join(lines) + "\n")
+        return tmp_path / name
+
+    slow = csv("slow.csv", h, [1500, 1600, 1700, 1800])
+    monkeypatch.setattr(aws.db, "read", read)
+    with caplog.at_level("WARNING", logger="promptver"):
+        assert aws.metrics.import_csv(slow).rows_imported == 4  # the events are saved
+    assert busy["left"] == 0 and aws.alerts.alerts() == []
+    assert "not checked" in caplog.text and "Traceback" not in caplog.text
+    # the next write (fast calls an hour later) checks its own window and the missed one
+    aws.metrics.import_csv(csv("fast.csv", h + timedelta(hours=1), [100, 110, 120]))
+    (alert,) = aws.alerts.alerts()
+    assert (alert.rule_id, alert.window_start, alert.events) == (rule.id, h, 4)
 
 
 def test_rules_run_after_a_tracking_flush(db_path):

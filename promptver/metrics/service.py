@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from promptver.config import Settings
-from promptver.errors import NotFound, ValidationError
+from promptver.errors import NotFound, PromptverError, ValidationError
 from promptver.metrics import csv_import
 from promptver.metrics.tracking import TrackingBuffer
 from promptver.models import (
@@ -105,6 +105,8 @@ class MetricsService:
         for fn in listeners:
             try:
                 fn(written)
+            except PromptverError as exc:  # busy, say: one line, the data is committed
+                log.warning("promptver: after writing metrics, %r failed: %s", fn, exc)
             except Exception:  # the data is committed; a listener's bug must not hide that
                 log.exception("promptver: metrics listener %r failed", fn)
 
