@@ -359,33 +359,10 @@ def insert_staged(
     skip_existing: bool,
 ) -> int:
     """Append the staged rows to ``metric_events``; returns the number of rows written."""
-
-    def text(name: str) -> str:
-        return f"s.{name}" if name in present else "NULL"
-
-    def num(name: str, cast: str = "DOUBLE") -> str:
-        return f"CAST(s.{q(name)} AS {cast})" if name in present else f"NULL::{cast}"
-
-    def boolean(name: str) -> str:
-        if name not in present:
-            return "NULL::BOOLEAN"
-        col = f"s.{name}"  # checked: true/false/1/0 in any case
-        return (
-            f"CASE WHEN {col} IN ('true', '1') THEN true WHEN {col} IN ('false', '0')"
-            f" THEN false ELSE lower({col}) IN ('true', '1') END"
-        )
-
-    if custom:
-        entries = ", ".join(f"{{'key': '{c}', 'value': s.{q(c)}}}" for c in custom)
-        custom_sql = (
-            f"CASE WHEN {' OR '.join(f's.{q(c)} IS NOT NULL' for c in custom)} THEN"
-            f" map_from_entries(list_filter([{entries}], lambda e: e.value IS NOT NULL)) END"
-        )
-    else:
-        custom_sql = "NULL::MAP(VARCHAR, DOUBLE)"
+    v = _values(present, custom)
 
     def join_key(name: str) -> str:
-        return f"k.{name} IS NOT DISTINCT FROM {text(name)}"
+        return f"k.{name} IS NOT DISTINCT FROM {'s.' + name if name in present else 'NULL'}"
 
     where = ""
     if skip_existing:
@@ -396,11 +373,11 @@ def insert_staged(
     row = con.execute(
         f"""
         INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)})
-        SELECT {text("event_id")}, ?, s.__ts, k.template_id,
-               s.user_id, k.experiment_id, {text("variant")}, k.version_out, k.commit_id,
-               {text("environment")}, {num("latency_ms")}, {boolean("success")},
-               {boolean("error")}, {num("quality_score")}, {num("cost_usd")},
-               {num("tokens_in", "BIGINT")}, {num("tokens_out", "BIGINT")}, {custom_sql}
+        SELECT {v["event_id"]}, ?, s.__ts, k.template_id,
+               s.user_id, k.experiment_id, {v["variant"]}, k.version_out, k.commit_id,
+               {v["environment"]}, {v["latency_ms"]}, {v["success"]},
+               {v["error"]}, {v["quality_score"]}, {v["cost_usd"]},
+               {v["tokens_in"]}, {v["tokens_out"]}, {v["custom"]}
         FROM {stage} s JOIN {keys} k
           ON k.template = s.template AND {join_key("experiment")} AND {join_key("variant")}
          AND {join_key("version")}
