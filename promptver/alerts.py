@@ -101,6 +101,17 @@ def trend_params(alert: Alert, now: datetime | None = None) -> dict[str, str]:
     }
 
 
+#: the events a check covers: first and last timestamp, template ids
+_Span = tuple[datetime, datetime, set[str]]
+
+
+def _union(a: _Span, b: _Span | None) -> _Span:
+    """The span covering both (``b`` may be nothing)."""
+    if b is None:
+        return a
+    return min(a[0], b[0]), max(a[1], b[1]), a[2] | b[2]
+
+
 class AlertService:
     """Alert rules and fired alerts of one workspace (``Workspace.alerts``)."""
 
@@ -109,7 +120,7 @@ class AlertService:
         self.settings = settings
         #: what a check after a write could not evaluate because the file was busy (first, last,
         #: template ids): the next write's check covers it too
-        self._missed: tuple[datetime, datetime, set[str]] | None = None
+        self._missed: _Span | None = None
         self._missed_lock = threading.Lock()
 
     # -- rules --------------------------------------------------------------------------------
@@ -378,13 +389,10 @@ class AlertService:
         last = min(written.last, now)
         if first > last:
             return None
-        templates = set(written.template_ids)
         with self._missed_lock:
-            if self._missed is not None:
-                first = max(min(first, self._missed[0]), back)
-                last = max(last, self._missed[1])
-                templates |= self._missed[2]
-                self._missed = None
+            missed, self._missed = self._missed, None
+        first, last, templates = _union((first, last, set(written.template_ids)), missed)
+        first = max(first, back)
 
         def span(rule: AlertRule) -> tuple[int, int]:
             length = timedelta(seconds=rule.window_seconds)
@@ -395,12 +403,8 @@ class AlertService:
         except DatabaseBusy:
             # the events are saved; their windows are checked with the next write's (or by
             # `promptver alerts check`), so no crossing goes unnoticed
-            with self._missed_lock:
-                if self._missed is not None:  # another thread missed some too meanwhile
-                    first = min(first, self._missed[0])
-                    last = max(last, self._missed[1])
-                    templates |= self._missed[2]
-                self._missed = (first, last, templates)
+            with self._missed_lock:  # another thread may have missed some meanwhile
+                self._missed = _union((first, last, templates), self._missed)
             log.warning(
                 "promptver: alert rules not checked after this %s (database busy); the next "
                 "write or 'promptver alerts check' checks these windows",

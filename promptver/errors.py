@@ -180,7 +180,8 @@ class DeploymentRefused(ValidationError):
     """A deployment gate refused the deployment; ``problems`` give the reasons."""
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
+#: a lone surrogate: in a Python ``str`` only, never in decoded text
+SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 def surrogate_problem(field: str | None, offset: int | None = None) -> Problem:
@@ -197,7 +198,7 @@ def surrogate_problem(field: str | None, offset: int | None = None) -> Problem:
 def check_unicode(value: str, field: str) -> str:
     """``value`` unchanged, or :class:`ValidationError` naming ``field`` if it holds a lone
     surrogate (only possible from Python callers: decoded files and HTTP bodies never do)."""
-    m = _SURROGATE.search(value)
+    m = SURROGATE_RE.search(value)
     if m is not None:
         raise ValidationError("invalid input:", [surrogate_problem(field, m.start())])
     return value

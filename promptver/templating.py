@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from promptver.config import ALL_CHECKS, TemplateLimits
-from promptver.errors import Problem, RenderError, TemplateSyntaxError, ValidationError
+from promptver.errors import (
+    SURROGATE_RE,
+    Problem,
+    RenderError,
+    TemplateSyntaxError,
+    ValidationError,
+    surrogate_problem,
+)
 
 
 @dataclass(frozen=True)
@@ -79,9 +86,6 @@ def _classify(inner: str) -> tuple[str, str]:
 def _short(s: str, n: int = 40) -> str:
     s = s.replace("\n", "\\n")
     return s if len(s) <= n else s[: n - 1] + "…"
-
-
-_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 def scan(text: str) -> tuple[list[Token], list[Problem]]:
@@ -464,15 +468,8 @@ def validate(
     report = ValidationReport(checks=checks, chars=len(content))
     tokens, syntax_problems = scan(content)
     report.variables = variables_of(tokens)
-    for m in _SURROGATES.finditer(content):  # whatever the checks: such text cannot be stored
-        report.add(
-            _problem(
-                content,
-                m.start(),
-                "a lone surrogate (U+D800 to U+DFFF) is not valid Unicode text",
-                "syntax.encoding",
-            )
-        )
+    for m in SURROGATE_RE.finditer(content):  # whatever the checks: such text cannot be stored
+        report.add(_problem(content, m.start(), surrogate_problem(None).message, "syntax.encoding"))
     seen_offsets: set[int] = set()
     if "syntax_validation" in checks:
         for p in syntax_problems:
