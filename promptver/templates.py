@@ -13,6 +13,7 @@ from typing import Any
 
 from promptver.config import ALL_CHECKS, Settings
 from promptver.errors import NotFound, PromptverError, ValidationError, check_unicode
+from promptver.limits import MAX_DESCRIPTION, check_json, stored_json
 from promptver.models import Commit, Template, check_name
 from promptver.store import templates as sql
 from promptver.store.db import Database
@@ -119,8 +120,6 @@ class TemplateService:
             rows = sql.list_template_rows(
                 con, category=category, tags=tags, search=search, include_archived=include_archived
             )
-        import json
-
         return [
             Template(
                 id=r["id"],
@@ -128,7 +127,7 @@ class TemplateService:
                 description=r["description"],
                 category=r["category"],
                 tags=list(r["tags"]),
-                metadata=json.loads(r["metadata"]) if r["metadata"] else {},
+                metadata=stored_json(r["metadata"]),
                 created_at=r["created_at"],
                 created_by=r["created_by"],
                 is_active=r["is_active"],
@@ -194,9 +193,10 @@ class TemplateService:
             check_name(name, "template name")
         except ValueError as exc:
             raise ValidationError("invalid template:", [_p(str(exc), "name")]) from None
-        description = _check_text(description, "description", 1000)
+        description = _check_text(description, "description", MAX_DESCRIPTION)
         category = _check_text(category, "category", 50)
         tags = _clean_tags(tags)
+        check_json(metadata or {}, "metadata")
         metadata = dict(metadata or {})
         report = self._checked(content, metadata)
         now = utcnow()
@@ -254,6 +254,8 @@ class TemplateService:
             ValidationError: invalid text, or nothing changed.
             Conflict: the branch moved since ``expected_head``.
         """
+        if metadata is not None:
+            check_json(metadata, "metadata")
         with self.db.transaction() as con:
             row = self.row(ref)
             b = sql.get_branch(con, row["id"], branch)
@@ -296,7 +298,7 @@ class TemplateService:
                 row["id"],
                 row["description"]
                 if description is None
-                else _check_text(description, "description", 1000),
+                else _check_text(description, "description", MAX_DESCRIPTION),
                 row["category"] if category is None else _check_text(category, "category", 50),
                 list(row["tags"]) if tags is None else _clean_tags(tags),
             )

@@ -39,6 +39,7 @@ from promptver.errors import (
     check_unicode,
     surrogate_problem,
 )
+from promptver.limits import check_json
 from promptver.merging import (
     MetadataMerge,
     TextMerge,
@@ -233,6 +234,7 @@ class VersionControl:
         """
         from promptver.templating import extract_variables
 
+        check_json(metadata, "metadata")
         with self.db.transaction() as con:
             b = sql.get_branch(con, template_id, branch)
             if b is None:
@@ -282,6 +284,7 @@ class VersionControl:
         variables: list[str],
     ) -> Commit:
         """The first commit of a new template: version 1.0.0 and the ``main`` branch."""
+        check_json(metadata, "metadata")
         c = Commit(
             id="",
             template_id=template_id,
@@ -548,6 +551,8 @@ class VersionControl:
             ValidationError: the merged text is invalid or still holds conflict markers.
             NotFound: unknown template, ref or branch.
         """
+        if resolution_metadata is not None:
+            check_json(resolution_metadata, "resolution_metadata")
         with self.db.transaction() as con:
             plan = self.plan_merge(template, source, into=into)
             if expected_head is not None and plan.ours.id != expected_head:
@@ -798,18 +803,26 @@ class VersionControl:
                 )
             try:
                 meta = _json.loads(metadata)
+                if not isinstance(meta, dict):
+                    add(
+                        "bad_metadata",
+                        tid,
+                        cid,
+                        f"commit {cid[:12]} has metadata that is not a JSON object",
+                    )
+                    continue
+                want = commit_id(tid, parents, content, meta, author, at, message)
             except (TypeError, ValueError):
                 add("bad_metadata", tid, cid, f"commit {cid[:12]} has metadata that is not JSON")
                 continue
-            if not isinstance(meta, dict):
+            except RecursionError:  # stored by a version that did not limit the depth
                 add(
                     "bad_metadata",
                     tid,
                     cid,
-                    f"commit {cid[:12]} has metadata that is not a JSON object",
+                    f"commit {cid[:12]} has metadata nested too deeply to check its id",
                 )
                 continue
-            want = commit_id(tid, parents, content, meta, author, at, message)
             if want != cid:
                 add(
                     "hash_mismatch",

@@ -11,6 +11,7 @@ from typing import Any
 
 import duckdb
 
+from promptver.limits import stored_json
 from promptver.models import Deployment
 
 Con = duckdb.DuckDBPyConnection
@@ -172,7 +173,7 @@ def resolve(con: Con, ref: str, environment: str) -> dict[str, Any] | None:
         "version": row[5],
         "content": row[6],
         "variables": list(row[7]) if row[7] is not None else [],
-        "metadata": json.loads(row[8]) if row[8] else {},
+        "metadata": stored_json(row[8]),
     }
 
 

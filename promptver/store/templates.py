@@ -8,6 +8,7 @@ from typing import Any
 
 import duckdb
 
+from promptver.limits import stored_json
 from promptver.models import Branch, Commit, VersionLabel
 
 Con = duckdb.DuckDBPyConnection
@@ -145,7 +146,7 @@ def _commit(row: tuple[Any, ...], version: str | None = None) -> Commit:
         parents=list(parents),
         content=content,
         variables=list(variables),
-        metadata=json.loads(metadata) if metadata else {},
+        metadata=stored_json(metadata),
         message=message,
         author=author,
         created_at=created_at,

@@ -1,0 +1,187 @@
+"""Hostile input at the service layer (issue 23): every writer — CLI, HTTP API, dashboard, files —
+passes through these checks, and reads survive what older versions stored."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from promptver.errors import ValidationError
+from promptver.limits import MAX_JSON_BYTES, MAX_JSON_DEPTH, TOO_DEEP
+
+
+def nested(depth: int, leaf: Any = "x") -> dict[str, Any]:
+    """``{"k": {"k": … leaf}}`` with ``depth`` mappings."""
+    value: Any = leaf
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+def depth_of(value: Any) -> int:
+    best, stack = 0, [(value, 0)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict | list):
+            best = max(best, d + 1)
+            stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return best
+
+
+def counts(ws: Any) -> dict[str, int]:
+    with ws.db.read() as con:
+        return {
+            t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+            for t in ("templates", "commits", "branches", "versions")
+        }
+
+
+# ---- item 1: depth and size of JSON values ------------------------------------------------------
+
+
+def test_metadata_at_the_depth_limit_is_accepted(ws):
+    t = ws.templates.create("ok", "hi {x}", metadata=nested(MAX_JSON_DEPTH))
+    assert depth_of(t.metadata) == MAX_JSON_DEPTH
+    assert ws.templates.get("ok").metadata == nested(MAX_JSON_DEPTH)
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 260, 100_000])
+def test_deep_metadata_is_refused_on_create_and_nothing_is_written(ws, depth):
+    before = counts(ws)
+    with pytest.raises(ValidationError) as e:
+        ws.templates.create("deep", "hi {x}", metadata=nested(depth))
+    assert "metadata" in e.value.message and f"more than {MAX_JSON_DEPTH} levels" in e.value.message
+    assert counts(ws) == before
+
+
+def test_deep_and_large_metadata_are_refused_on_update_and_merge(ws):
+    ws.templates.create("t", "hi {x}")
+    before = counts(ws)
+    with pytest.raises(ValidationError, match=r"metadata: is nested more than 32 levels"):
+        ws.templates.update("t", "hello {x}", metadata=nested(40))
+    big = {"blob": "a" * MAX_JSON_BYTES}
+    with pytest.raises(ValidationError, match=r"metadata: is larger than 64 KB"):
+        ws.templates.update("t", "hello {x}", metadata=big)
+    assert counts(ws) == before
+    # a merge whose resolution metadata is too deep
+    ws.versions.create_branch("t", "b")
+    ws.templates.update("t", "hello {x}", branch="b", metadata={"a": 1})
+    ws.templates.update("t", "hey {x}", metadata={"a": 2})
+    before = counts(ws)
+    with pytest.raises(ValidationError, match=r"resolution_metadata: is nested more than 32"):
+        ws.versions.merge(
+            "t", "b", resolution="hey {x}", resolution_metadata=nested(33), message="m"
+        )
+    assert counts(ws) == before
+
+
+def test_metadata_must_be_json(ws):
+    from datetime import date
+
+    for bad, where in (
+        ({"when": date(2026, 1, 1)}, "metadata.when"),
+        ({"x": float("nan")}, "metadata.x"),
+        ({1: "a"}, "metadata"),
+        ({"s": {1, 2}}, "metadata.s"),
+    ):
+        with pytest.raises(ValidationError) as e:
+            ws.templates.create("m", "hi", metadata=bad)
+        assert where in e.value.message
+
+
+def test_shared_subtrees_cannot_make_the_size_check_slow():
+    """A YAML alias graph: 40 levels of 2 references to one list is 2**40 leaves when written
+    out; the check stops at the size limit instead of walking it all."""
+    import time
+
+    from promptver.limits import json_problem
+
+    v: Any = ["lol"]
+    for _ in range(30):
+        v = [v, v]
+    v = {"a": v}
+    t0 = time.perf_counter()
+    p = json_problem(v, "metadata")
+    assert p is not None and p.code in {"limit.size", "limit.depth"}
+    assert time.perf_counter() - t0 < 1.0
+
+
+def _store_old_commit(ws: Any, name: str, metadata: dict[str, Any]) -> None:
+    """Write a commit the way versions before the limit did: no depth check."""
+
+    import sys
+
+    tid = ws.templates.row(name)["id"]
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 4000))  # deeper than today's reader can parse
+    try:
+        _insert_old_commit(ws, tid, metadata)
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _insert_old_commit(ws: Any, tid: str, metadata: dict[str, Any]) -> None:
+    from promptver.models import Commit
+    from promptver.store import templates as sql
+    from promptver.versioning import expected_id, utcnow
+
+    with ws.db.transaction() as con:
+        head = sql.get_branch(con, tid, "main").head
+        c = Commit(
+            id="",
+            template_id=tid,
+            parents=[head],
+            content="old {x}",
+            variables=["x"],
+            metadata=metadata,
+            message="stored by an old version",
+            author="old",
+            created_at=utcnow(),
+        )
+        c.id = expected_id(c)
+        sql.insert_commit(con, c)
+        assert sql.move_branch(con, tid, "main", head, c.id)
+        sql.insert_version(con, tid, (1, 1, 0), c.id, utcnow())
+
+
+@pytest.mark.parametrize("depth", [260, 1500])
+def test_reads_survive_deep_metadata_stored_by_older_versions(ws, cli, depth):
+    ws.templates.create("good", "fine {x}")
+    ws.templates.create("poisoned", "hi {x}")
+    _store_old_commit(ws, "poisoned", nested(depth))
+
+    listed = {t.name: t for t in ws.templates.list()}
+    assert set(listed) == {"good", "poisoned"}
+    shown = ws.templates.get("poisoned")
+    for t in (listed["poisoned"], shown):
+        assert t.content == "old {x}" and t.version == "1.1.0"
+        assert depth_of(t.metadata) <= MAX_JSON_DEPTH
+        assert TOO_DEEP in json.dumps(t.metadata)
+        t.model_dump(mode="json")  # what the HTTP API serialises
+        json.loads(t.model_dump_json())
+
+    r = cli("template", "list")
+    assert r.code == 0 and "poisoned" in r.out and "good" in r.out, r.err
+    r = cli("template", "list", json=True)
+    assert r.code == 0 and {t["name"] for t in r.json()} == {"good", "poisoned"}
+    r = cli("template", "show", "poisoned", json=True)
+    assert r.code == 0, r.err
+    assert r.json()["content"] == "old {x}" and TOO_DEEP in r.out
+    # history and a new commit on top still work; the new commit carries the readable metadata
+    assert [c.message for c in ws.versions.log(shown.id, shown.commit)][0] == (
+        "stored by an old version"
+    )
+    t = ws.templates.update("poisoned", "new {x}")
+    assert depth_of(ws.templates.get("poisoned").metadata) <= MAX_JSON_DEPTH
+    assert t.version == "1.2.0"
+    # fsck checks the stored text: it still hashes to the stored id, or (too deep for the
+    # parser) fsck says it cannot check it instead of failing
+    report = ws.versions.fsck()
+    if depth < 1000:
+        assert report.ok, report.problems
+    else:
+        assert [(p.kind, "too deeply" in p.message) for p in report.problems] == [
+            ("bad_metadata", True)
+        ]
