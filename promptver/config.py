@@ -112,6 +112,13 @@ class DeploymentSettings(_Section):
     def _known_environments(self) -> DeploymentSettings:
         if len(set(self.environments)) != len(self.environments):
             raise ValueError("environments must be unique")
+        for env in self.environments:
+            # names appear on the command line, in URLs and in events: the template-name rule
+            # (fullmatch, so "production\n" is no environment)
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", env):
+                raise ValueError(
+                    f"environment {env!r} is invalid: use 1–100 letters, digits, '-', '_' or '.'"
+                )
         for env in self.rules:
             if env not in self.environments:
                 raise ValueError(

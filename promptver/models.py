@@ -14,10 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from promptver.templating import parse, parse_schema, render
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_./-]{1,100}$")
+NAME_RE = re.compile(r"\A[A-Za-z0-9_./-]{1,100}\Z")
 """Template and branch names: letters, digits, ``-``, ``_``, ``.`` and ``/`` (1–100 characters)."""
 
-VERSION_RE = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
+VERSION_RE = re.compile(r"\A(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)\Z")
 
 
 class Model(BaseModel):

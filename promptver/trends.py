@@ -52,7 +52,7 @@ Bucket = Literal["hour", "day", "week"]
 By = Literal["version", "variant", "environment"]
 
 CUSTOM_PREFIX = "custom:"
-CUSTOM_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+CUSTOM_NAME_RE = re.compile(r"\A[a-z][a-z0-9_]*\Z")
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ EXACT_USERS_LIMIT = 100_000
 #: the number of hashed clusters of users per bucket (and per change window) then
 CLUSTERS = 2048
 
-DURATION_RE = re.compile(r"^\s*(\d+)\s*(m|min|h|d|w)\s*$")
+DURATION_RE = re.compile(r"\A\s*(\d+)\s*(m|min|h|d|w)\s*\Z")
 _UNIT_SECONDS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 

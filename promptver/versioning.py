@@ -64,7 +64,7 @@ from promptver.store.db import Database
 Bump = Literal["major", "minor", "patch"]
 MAIN = "main"
 MIN_PREFIX = 7
-_HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
+_HEX_RE = re.compile(r"\A[0-9a-fA-F]+\Z")
 
 
 def utcnow() -> datetime:

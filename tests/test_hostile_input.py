@@ -185,3 +185,90 @@ def test_reads_survive_deep_metadata_stored_by_older_versions(ws, cli, depth):
         assert [(p.kind, "too deeply" in p.message) for p in report.problems] == [
             ("bad_metadata", True)
         ]
+
+
+# ---- item 4: a trailing newline is not part of a name ------------------------------------------
+
+
+@pytest.fixture
+def t1(ws):
+    ws.templates.create("t", "Answer {question}.")
+    return ws
+
+
+def test_template_name_with_trailing_newline_is_refused(ws, cli):
+    with pytest.raises(ValidationError, match="template name"):
+        ws.templates.create("evil\n", "hi")
+    r = cli("template", "create", "evil\n", "--content", "hi")
+    assert r.code == 1 and r.err.startswith("error: ")
+    assert ws.templates.list() == []
+
+
+def test_branch_name_with_trailing_newline_is_refused(t1):
+    from promptver.versioning import branch_name_problems
+
+    with pytest.raises(ValidationError, match="branch name"):
+        t1.versions.create_branch("t", "evil\n")
+    for name in ("evil\n", "abcdef12\n", "1.0.0\n", "main\n"):
+        assert branch_name_problems(name), name
+    assert [b.name for b in t1.versions.branches(t1.templates.row("t")["id"])] == ["main"]
+
+
+def test_refs_with_surrounding_blanks_name_the_same_commit(t1):
+    """A ref is read stripped (as typed on a command line), so "1.0.0\n" names what "1.0.0"
+    names — never a different or a new object."""
+    from promptver.versioning import parse_version
+
+    assert parse_version("1.0.0\n") is None
+    assert parse_version("1.0.0") == (1, 0, 0)
+    head = t1.templates.get("t").commit
+    for ref in ("1.0.0\n", f"{head[:10]}\n", "main\n"):
+        assert t1.templates.get("t", ref).commit == head
+
+
+def test_metric_names_with_trailing_newline_are_refused_or_read_stripped(t1):
+    from promptver.trends import canonical_metric
+
+    t1.deployments.deploy("t", "1.0.0", "production")
+    p = t1.get_prompt("t", env="production", user_id="u1")
+    with pytest.raises(ValidationError, match="evil"):
+        t1.track(p, latency_ms=5, **{"evil\n": 1.0})
+    with pytest.raises(ValidationError, match="Evil"):
+        t1.track(p, latency_ms=5, **{"Evil": 1.0})
+    # typed names are stripped before the rule applies: the stored name has no newline
+    assert canonical_metric("custom:evil\n") == "custom:evil"
+    rule = t1.alerts.add("custom:evil\n", ">", 1, "1h")
+    assert rule.metric == "custom:evil"
+
+
+def test_csv_custom_metric_column_is_read_stripped(t1, tmp_path):
+    from promptver.metrics.csv_import import CUSTOM_NAME_RE
+
+    assert CUSTOM_NAME_RE.match("evil\n") is None
+    f = tmp_path / "e.csv"
+    f.write_text('timestamp,template,user_id,"evil\n"\n2026-01-01T00:00:00Z,t,u1,1\n')
+    r = t1.metrics.import_csv(f, author="a")
+    assert r.custom_metrics == ["evil"]
+
+
+def test_sql_identifiers_and_windows_with_trailing_newline_are_refused():
+    from promptver.metrics.service import WINDOW_RE
+    from promptver.store.routing import _IDENT_RE
+    from promptver.trends import CUSTOM_NAME_RE, DURATION_RE
+
+    assert _IDENT_RE.match("user_id\n") is None
+    assert CUSTOM_NAME_RE.match("evil\n") is None
+    for rx in (WINDOW_RE, DURATION_RE):
+        assert rx.match("1h") is not None
+        assert rx.match("1h\n\n") is not None  # surrounding blanks were always allowed
+        assert rx.match("1h\nx") is None
+
+
+def test_environment_names_in_settings_follow_the_name_rule():
+    from promptver.config import Settings
+    from promptver.errors import ConfigError
+
+    assert Settings.model_validate({"deployment": {"environments": ["dev", "prod-eu"]}})
+    for bad in ("production\n", "", "prod eu", "a" * 101):
+        with pytest.raises((ConfigError, ValueError), match="environment"):
+            Settings.model_validate({"deployment": {"environments": ["dev", bad]}})

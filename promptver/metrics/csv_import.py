@@ -78,7 +78,7 @@ KEY_DESCRIPTIONS = {
     "version": "template version, e.g. 1.2.0",
     "environment": "one of the configured environments",
 }
-CUSTOM_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+CUSTOM_NAME_RE = re.compile(r"\A[a-z][a-z0-9_]{0,63}\Z")
 ISO_EXAMPLE = "2026-01-31T14:05:00Z"
 MAX_INTEGER = 9.0e18
 

@@ -37,7 +37,7 @@ from promptver.versioning import utcnow
 log = logging.getLogger("promptver.metrics")
 
 Listener = Callable[[MetricsWritten], None]
-WINDOW_RE = re.compile(r"^\s*(\d+)\s*([hd])\s*$")
+WINDOW_RE = re.compile(r"\A\s*(\d+)\s*([hd])\s*\Z")
 WINDOWS = ("24h", "7d", "30d", "all")
 DIMENSIONS = sql.FIGURE_DIMENSIONS
 

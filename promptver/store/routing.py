@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 Con = duckdb.DuckDBPyConnection
 
-_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_IDENT_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 _LOW64 = "18446744073709551615"  # 2**64 - 1
 _TWO64 = "18446744073709551616::DOUBLE"  # 2**64, exactly representable
 
