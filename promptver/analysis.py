@@ -160,7 +160,9 @@ def experiment_results(
         user_limit=DEFAULT_USER_LIMIT if user_limit is None else user_limit,
     )
     check_metric(experiment, metric)
-    with ws.db.read() as con:
+    # Values stored before metrics were bounded can overflow sums and resamples: they turn into
+    # inf/nan, which the results report as "cannot be computed" — not as warnings.
+    with ws.db.read() as con, np.errstate(over="ignore", invalid="ignore"):
         return _Analysis(con, experiment, opts, now or utcnow()).run(
             metric or experiment.primary_metric.name
         )
@@ -669,6 +671,12 @@ class _Analysis:
                 continue
             for c in m.comparisons:
                 worse = c.p_value is not None and c.p_value < self.alpha
+                if c.p_value is None:
+                    status = (
+                        "cannot compute" if st.NON_FINITE in (c.message or "") else "not tested"
+                    )
+                else:
+                    status = "worse" if worse else "ok"
                 out.append(
                     GuardrailCheck(
                         metric=m.metric,
@@ -679,6 +687,7 @@ class _Analysis:
                         p_value=c.p_value,
                         worse=worse,
                         message=c.message,
+                        status=status,
                     )
                 )
         return out
@@ -715,12 +724,14 @@ class _Analysis:
                 f"no treatment is significantly better than {self.names[0]} on "
                 f"{primary.metric} after Holm adjustment at alpha {self.alpha:g}"
             )
-        blocked = {g.treatment: g for g in guardrails if g.worse}
+        blocked = {g.treatment: g for g in guardrails if g.worse or g.status == "cannot compute"}
         candidates = [c for c in better if c.treatment not in blocked]
         if better and not candidates:
             reasons.append(
                 "; ".join(
                     f"{c.treatment} is significantly worse on guardrail {blocked[c.treatment].metric}"
+                    if blocked[c.treatment].worse
+                    else f"guardrail {blocked[c.treatment].metric} of {c.treatment} {st.NON_FINITE}"
                     for c in better
                 )
             )

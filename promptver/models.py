@@ -783,6 +783,10 @@ class GuardrailCheck(Model):
     p_value: float | None
     worse: bool
     message: str | None = None
+    #: "worse" (significantly, one-sided), "ok" (tested, not worse), "not tested" (too few users
+    #: or no events yet) or "cannot compute" (the sums overflowed: it may be worse, so the
+    #: treatment cannot be the winner)
+    status: Literal["ok", "worse", "not tested", "cannot compute"] = "not tested"
 
 
 class SRMResult(Model):

@@ -125,6 +125,11 @@ class MetricStats:
         return self.sum_y
 
     @property
+    def finite(self) -> bool:
+        """Every sum is a finite number (values near the float limit make Σx² overflow)."""
+        return all(bool(np.all(np.isfinite(getattr(self, f.name)))) for f in fields(self))
+
+    @property
     def mean(self) -> ArrayLike:
         """The mean per event, Σx / Σy (``nan`` without events)."""
         return _out(_div(self.sum_x, self.sum_y))
@@ -352,6 +357,10 @@ def welch_test(
 # ---- scalar results with messages ----------------------------------------------------------------
 
 
+#: the message of a figure whose sums overflowed (never reported as zero variance or as a test)
+NON_FINITE = "cannot be computed: the values are too large (their sums overflow)"
+
+
 def finite(value: Any) -> float | None:
     """A finite Python float, or ``None`` (JSON null) for nan/inf."""
     if value is None:
@@ -381,7 +390,14 @@ def summarise(s: MetricStats, alpha: float = 0.05, name: str = "variant") -> Var
         return VariantSummary(
             n, 0, None, None, None, None, None, f"{name} has no events with this metric yet"
         )
-    lo, hi = s.ci(alpha)
+    with np.errstate(over="ignore", invalid="ignore"):
+        se = s.se
+        overflow = not s.finite or (n >= 2 and finite(se) is None)
+        if overflow:
+            return VariantSummary(
+                n, events, None, None, None, None, None, f"{name}: mean, spread and CI {NON_FINITE}"
+            )
+        lo, hi = s.ci(alpha)
     message = None
     if n < 2:
         message = f"{name} has {n} user with this metric; a CI needs at least 2"
@@ -447,6 +463,9 @@ def compare(
     for s, name in ((a, names[0]), (b, names[1])):
         if float(s.sum_y) == 0:
             return _replace(empty, message=f"{name} has no events with this metric yet")
+    for s, name in ((a, names[0]), (b, names[1])):
+        if not s.finite:
+            return _replace(empty, message=f"the test {NON_FINITE} in {name}")
     diff = finite(np.asarray(b.mean) - np.asarray(a.mean))
     lift = finite(_div(b.mean, a.mean) - 1)
     for s, name in ((a, names[0]), (b, names[1])):
@@ -458,9 +477,12 @@ def compare(
                 message=f"{name} has {int(s.n)} user(s) with this metric; "
                 "a test needs at least 2 per variant",
             )
-    r = welch_test(
-        a, b, alpha=alpha, alternative=alternative, sequential_tuning_n=sequential_tuning_n
-    )
+    with np.errstate(over="ignore", invalid="ignore"):
+        r = welch_test(
+            a, b, alpha=alpha, alternative=alternative, sequential_tuning_n=sequential_tuning_n
+        )
+    if finite(r.se) is None:  # n ≥ 2 and events in both arms: only an overflow leaves no se
+        return _replace(empty, message=f"the test {NON_FINITE}")
     if not (finite(r.se) or 0) > 0:
         return _replace(
             empty,
@@ -676,7 +698,10 @@ def resample_counts(
 
 def bootstrap_ratio(counts: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Resampled Σx/Σy for each resample (rows of ``counts``) and metric (columns of x, y)."""
-    both = counts @ np.hstack([x, y])  # one pass over the (large) count matrix
+    # one pass over the (large) count matrix; values too large overflow to inf, which the
+    # intervals report as undefined (this runs in worker threads: errstate is per thread)
+    with np.errstate(over="ignore", invalid="ignore"):
+        both = counts @ np.hstack([x, y])
     return _div(both[:, : x.shape[1]], both[:, x.shape[1] :])
 
 

@@ -4,6 +4,7 @@ passes through these checks, and reads survive what older versions stored."""
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -272,3 +273,106 @@ def test_environment_names_in_settings_follow_the_name_rule():
     for bad in ("production\n", "", "prod eu", "a" * 101):
         with pytest.raises((ConfigError, ValueError), match="environment"):
             Settings.model_validate({"deployment": {"environments": ["dev", bad]}})
+
+
+# ---- item 3: metric values are bounded; overflowing sums are said, never "not worse" -----------
+
+BOUNDS = [
+    ("latency_ms", 86_400_000, 86_400_001),
+    ("cost_usd", 1e6, 1.5e6),
+    ("tokens_in", 1_000_000_000, 1_000_000_001),
+    ("tokens_out", 1_000_000_000, 2e9),
+    ("thumbs", -1e15, -1.01e15),
+    ("thumbs", 1e15, 1e308),
+]
+
+
+@pytest.mark.parametrize(("metric", "ok", "bad"), BOUNDS)
+def test_track_bounds_each_metric(t1, metric, ok, bad):
+    t1.deployments.deploy("t", "1.0.0", "production")
+    p = t1.get_prompt("t", env="production", user_id="u1")
+    t1.track(p, **{metric: ok})
+    with pytest.raises(ValidationError, match=metric) as e:
+        t1.track(p, **{metric: bad})
+    assert "at most" in e.value.message or "between" in e.value.message
+    assert t1.metrics.flush() == 1
+
+
+@pytest.mark.parametrize(("metric", "ok", "bad"), BOUNDS)
+def test_csv_import_bounds_each_metric(t1, tmp_path, metric, ok, bad):
+    from promptver.errors import ImportError_
+
+    f = tmp_path / "e.csv"
+    f.write_text(
+        f"timestamp,template,user_id,{metric}\n"
+        f"2026-01-01T00:00:00Z,t,u1,{ok!r}\n"
+        f"2026-01-01T00:00:01Z,t,u2,{bad!r}\n"
+    )
+    with pytest.raises(ImportError_) as e:
+        t1.metrics.import_csv(f, author="a")
+    assert f"line 3, column {metric}: " in e.value.message
+    assert "at most" in e.value.message or "between" in e.value.message
+    assert t1.metrics.summary().events == 0
+    f.write_text(f"timestamp,template,user_id,{metric}\n2026-01-01T00:00:00Z,t,u1,{ok!r}\n")
+    assert t1.metrics.import_csv(f, author="a").rows_imported == 1
+
+
+def _insert_raw(ws: Any, exp: Any, rows: list[tuple[str, str, float]]) -> None:
+    """Store events the way a version without bounds did (no validation)."""
+    from datetime import timedelta
+
+    from promptver.versioning import utcnow
+
+    at = utcnow() - timedelta(seconds=1)
+    with ws.db.transaction() as con:
+        for user, variant, latency in rows:
+            con.execute(
+                "INSERT INTO metric_events (ts, template_id, user_id, experiment_id, variant,"
+                " latency_ms, quality_score) VALUES (?, ?, ?, ?, ?, ?, 0.5)",
+                [at, exp.template_id, user, exp.id, variant, latency],
+            )
+
+
+def test_overflowing_sums_are_reported_and_the_guardrail_is_not_ok(t1):
+    # the statistics on their own: sums that overflowed
+    import numpy as np
+
+    from promptver.stats import MetricStats, compare, summarise
+
+    with np.errstate(over="ignore"):  # what the SQL sums give
+        huge = MetricStats.from_values([1e308, 1e308, 5.0])
+    assert not math.isfinite(float(huge.sum_x2))
+    s = summarise(huge, name="b")
+    assert s.std is None and s.ci_low is None and "cannot be computed" in s.message
+    c = compare(MetricStats.from_values([1.0, 2.0, 3.0]), huge)
+    assert c.p_value is None and "cannot be computed" in c.message
+    assert "zero variance" not in c.message
+
+    # end to end: two events of 1e308 stored by an older version disable nothing
+    t1.versions.create_branch("t", "b")
+    t1.templates.update("t", "Answer {question} now.", branch="b")
+    exp = t1.experiments.create(
+        {
+            "name": "e",
+            "template": "t",
+            "variants": [
+                {"name": "control", "ref": "1.0.0", "weight": 50},
+                {"name": "treat", "ref": "b", "weight": 50},
+            ],
+            "metrics": ["quality_score"],
+            "guardrails": ["latency_ms"],
+            "minimum_sample_size": 2,
+        }
+    )
+    t1.experiments.start(exp.id)
+    rows = [(f"c{i}", "control", 100.0 + i) for i in range(20)]
+    rows += [(f"t{i}", "treat", 100.0 + i) for i in range(18)]
+    rows += [("t18", "treat", 1e308), ("t19", "treat", 1e308)]
+    _insert_raw(t1, exp, rows)
+    r = t1.experiment_results(exp.id, "latency_ms")
+    text = " ".join(r.messages) + " ".join(v.message or "" for v in r.variants)
+    text += " ".join(c.message or "" for c in r.comparisons)
+    assert "cannot be computed" in text and "zero variance" not in text
+    (g,) = r.guardrails
+    assert g.metric == "latency_ms" and g.status == "cannot compute" and g.p_value is None
+    assert r.winner is None

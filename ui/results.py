@@ -301,7 +301,7 @@ def _guardrails(r: ExperimentResults) -> None:
             "difference": fmt(g.diff),
             "lift": pct(g.relative_lift),
             "p (worse)": fmt_p(g.p_value),
-            "status": "significantly worse" if g.worse else "ok",
+            "status": "significantly worse" if g.worse else g.status,
         }
         for g in r.guardrails
     ]

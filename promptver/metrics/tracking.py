@@ -35,7 +35,12 @@ from typing import Any
 
 from promptver.config import Settings
 from promptver.errors import PromptverError, ValidationError, check_unicode
-from promptver.metrics.csv_import import CUSTOM_NAME_RE, MAX_INTEGER
+from promptver.metrics.csv_import import (
+    CUSTOM_NAME_RE,
+    MAX_CUSTOM,
+    MAX_CUSTOM_TEXT,
+    METRIC_MAX,
+)
 from promptver.models import MetricsWritten, Prompt
 from promptver.store import metrics as sql
 from promptver.store import templates as template_sql
@@ -82,6 +87,16 @@ def _non_negative(name: str, value: Any) -> float:
     v = _number(name, value)
     if v < 0:
         raise _bad(name, f"must be ≥ 0 (got {value!r})")
+    limit, text = METRIC_MAX[name]
+    if v > limit:
+        raise _bad(name, f"must be at most {text} (got {value!r})")
+    return v
+
+
+def _custom(name: str, value: Any) -> float:
+    v = float(value) if isinstance(value, bool) else _number(name, value)
+    if abs(v) > MAX_CUSTOM:
+        raise _bad(name, f"must be {MAX_CUSTOM_TEXT} (got {value!r})")
     return v
 
 
@@ -96,8 +111,6 @@ def _integer(name: str, value: Any) -> int:
     v = _non_negative(name, value)
     if v != int(v):
         raise _bad(name, f"must be a whole number (got {value!r})")
-    if v > MAX_INTEGER:
-        raise _bad(name, f"is too large (got {value!r})")
     return int(v)
 
 
@@ -278,7 +291,7 @@ class TrackingBuffer:
                         "is not a valid custom metric name (use lower-case "
                         "letters, digits and '_', starting with a letter)",
                     )
-                v = float(value) if isinstance(value, bool) else _number(name, value)
+                v = _custom(name, value)
                 if row[16] is None:
                     row[16] = {}
                 row[16][name] = v

@@ -680,7 +680,7 @@ def _guardrails(report: Report) -> Section:
             num(g.diff),
             pct(g.relative_lift),
             p_cell(g.p_value),
-            "SIGNIFICANTLY WORSE" if g.worse else "ok",
+            "SIGNIFICANTLY WORSE" if g.worse else g.status,
             g.message or "",
         ]
         for g in r.guardrails

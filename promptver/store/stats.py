@@ -183,16 +183,19 @@ def experiment_sums(
             continue
         users[v] = int(_col(res, "users", sel).sum())
         events[v] = int(_col(res, "events", sel).sum())
-        for i, col in enumerate(columns):
-            stats[col.key][v] = MetricStats(
-                n=int(_col(res, f"n{i}", sel).sum()),
-                sum_x=float(_col(res, f"sx{i}", sel).sum()),
-                sum_x2=float(_col(res, f"sxx{i}", sel).sum()),
-                sum_y=float(_col(res, f"sy{i}", sel).sum()),
-                sum_y2=float(_col(res, f"syy{i}", sel).sum()),
-                sum_xy=float(_col(res, f"sxy{i}", sel).sum()),
-                event_sum_x2=float(_col(res, f"sq{i}", sel).sum()),
-            )
+        # values stored before metrics were bounded can overflow a sum: it becomes inf, which
+        # the statistics report as "cannot be computed" (no warning here)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for i, col in enumerate(columns):
+                stats[col.key][v] = MetricStats(
+                    n=int(_col(res, f"n{i}", sel).sum()),
+                    sum_x=float(_col(res, f"sx{i}", sel).sum()),
+                    sum_x2=float(_col(res, f"sxx{i}", sel).sum()),
+                    sum_y=float(_col(res, f"sy{i}", sel).sum()),
+                    sum_y2=float(_col(res, f"syy{i}", sel).sum()),
+                    sum_xy=float(_col(res, f"sxy{i}", sel).sum()),
+                    event_sum_x2=float(_col(res, f"sq{i}", sel).sum()),
+                )
     known = np.isin(names, np.asarray(variants, dtype=object))
     unknown_events = int(_col(res, "events", np.flatnonzero(~known)).sum())
     unknown = sorted({"(none)" if n is None else str(n) for n in names[~known]})

@@ -180,7 +180,7 @@ def format_results(r: ExperimentResults) -> str:
                         g.treatment,
                         _n(g.diff),
                         _p(g.p_value),
-                        "WORSE" if g.worse else "ok",
+                        "WORSE" if g.worse else g.status,
                     ]
                     for g in r.guardrails
                 ],
