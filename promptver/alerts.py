@@ -29,6 +29,7 @@ from typing import Any
 
 from promptver.config import Settings
 from promptver.errors import DatabaseBusy, NotFound, Problem, ValidationError
+from promptver.limits import check_author
 from promptver.models import Alert, AlertCheck, AlertRule, MetricsWritten
 from promptver.store import alerts as sql
 from promptver.store import templates as template_sql
@@ -255,6 +256,7 @@ class AlertService:
         Raises:
             ValidationError: every bad field, named.
         """
+        author = check_author(author)
         with self.db.transaction() as con:
             row = self._clean(
                 con,
@@ -298,6 +300,7 @@ class AlertService:
             NotFound: no such rule.
             ValidationError: an unknown field or a bad value.
         """
+        author = check_author(author)
         allowed = {
             "metric",
             "comparator",
@@ -554,6 +557,7 @@ class AlertService:
         Raises:
             NotFound: an id that does not exist (nothing is acknowledged then).
         """
+        author = check_author(author)
         ids = [alert_ids] if isinstance(alert_ids, int) else list(alert_ids)
         if not ids:
             raise ValidationError("invalid input:", [Problem("name an alert", field="alert")])

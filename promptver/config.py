@@ -138,10 +138,10 @@ class DeploymentSettings(_Section):
 
 
 class TemplateLimits(_Section):
-    #: a template longer than this is refused (characters)
-    max_chars: int = Field(20_000, ge=1)
+    #: a template longer than this is refused (characters; at most 100,000 whatever the file says)
+    max_chars: int = Field(20_000, ge=1, le=100_000)
     #: above this many characters a warning is shown
-    warn_chars: int = Field(8_000, ge=1)
+    warn_chars: int = Field(8_000, ge=1, le=100_000)
     #: estimated tokens above which the template is refused
     max_tokens: int = Field(4_000, ge=1)
     #: estimated tokens above which a warning is shown

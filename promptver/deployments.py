@@ -42,6 +42,7 @@ from promptver.errors import (
     PromptverError,
     ValidationError,
 )
+from promptver.limits import check_author
 from promptver.models import (
     Commit,
     Deployment,
@@ -681,6 +682,7 @@ class DeploymentService:
         rollback_mode: str | None = None,
         restored: int | None = None,
     ) -> Deployment:
+        author = check_author(author)
         live, seq = current if current else (None, 0)
         promotion = report.gate("require_previous")
         evidence = report.gate("require_experiment_win")

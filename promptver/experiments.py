@@ -20,7 +20,6 @@ documented in ``docs/experiments.md``.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import threading
 import time
@@ -35,7 +34,8 @@ from typing import Any
 import yaml
 
 from promptver.config import Settings
-from promptver.errors import Conflict, NotFound, Problem, PromptverError, ValidationError
+from promptver.errors import Conflict, NotFound, Problem, ValidationError
+from promptver.limits import check_author, json_problem, load_json, load_yaml, read_text_file
 from promptver.models import (
     BUILTIN_METRICS,
     Assignment,
@@ -107,31 +107,12 @@ def load_spec(text: str, source: str = "experiment file") -> dict[str, Any]:
         ValidationError: not YAML/JSON (the line and column are given), or not a mapping.
     """
     stripped = text.lstrip("\ufeff").lstrip()
+    # bounded loaders: no YAML aliases (a few hundred bytes could expand to gigabytes), nesting
+    # and size limited, a clear error for JSON too deep to parse
     if source.lower().endswith(".json") or stripped.startswith("{"):
-        try:
-            data = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise ValidationError(
-                f"{source} is not valid JSON:",
-                [Problem(exc.msg, line=exc.lineno, column=exc.colno, code="syntax")],
-            ) from None
+        data = load_json(stripped, source)
     else:
-        try:
-            data = yaml.safe_load(stripped)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problem = getattr(exc, "problem", None) or "invalid YAML"
-            raise ValidationError(
-                f"{source} is not valid YAML:",
-                [
-                    Problem(
-                        str(problem),
-                        line=mark.line + 1 if mark else None,
-                        column=mark.column + 1 if mark else None,
-                        code="syntax",
-                    )
-                ],
-            ) from None
+        data = load_yaml(stripped, source)
     if not isinstance(data, dict):
         raise ValidationError(
             f"{source} must hold a mapping of fields ({', '.join(FILE_FIELDS)}),"
@@ -148,13 +129,7 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
         ValidationError: it is not a YAML/JSON mapping.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PromptverError(f"file not found: {p}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PromptverError(f"cannot read {p}: {exc}") from None
-    return load_spec(text, str(p))
+    return load_spec(read_text_file(p, what="experiment file"), str(p))
 
 
 def dump_spec(spec: Mapping[str, Any]) -> str:
@@ -478,6 +453,11 @@ class ExperimentService:
         if not isinstance(spec, Mapping):
             c.add("experiment", "must be a mapping of fields")
             return None, c.problems
+        # one bound for every writer (file, API, dashboard): a spec is a few hundred bytes, and
+        # a deep or huge one would only make the checks below slow or their messages huge
+        too_big = json_problem(spec, "experiment", allow=(date,))
+        if too_big is not None:
+            return None, [too_big]
         c.unknown_keys(spec, FILE_FIELDS, "")
 
         name = c.text(spec, "name", "name", limit=MAX_NAME, required=True, single_line=True)
@@ -840,6 +820,7 @@ class ExperimentService:
         Raises:
             ValidationError: every problem, each naming its field; nothing is written.
         """
+        author = check_author(author)
         eid = uuid.uuid4().hex[:12]
         resolved = self._spec_refs(spec)
         with self.db.transaction() as con:
@@ -865,6 +846,7 @@ class ExperimentService:
             ValidationError: invalid spec (nothing is written).
             Conflict: the experiment has started and ``spec`` changes a frozen field.
         """
+        author = check_author(author)
         resolved = self._spec_refs(spec)
         with self.db.transaction() as con:
             current = self._find(con, ref)
@@ -898,6 +880,7 @@ class ExperimentService:
         Raises:
             Conflict: the experiment has started, or events already refer to it.
         """
+        author = check_author(author)
         with self.db.transaction() as con:
             exp = self._find(con, ref)
             if exp.status != "draft":
@@ -928,6 +911,7 @@ class ExperimentService:
                 experiment already runs on the same template and environment (field
                 ``environment``).
         """
+        author = check_author(author)
         now = now or utcnow()
         before = self.get(ref)
         resolved = self._resolve_refs(before.template_id, [v.ref for v in before.variants])
@@ -1022,6 +1006,7 @@ class ExperimentService:
     def _end_routing(
         self, ref: str, *, reason: str | None, author: str, now: datetime | None
     ) -> Experiment:
+        author = check_author(author)
         now = now or utcnow()
         c = _Checker()
         text = c.text({"reason": reason}, "reason", "reason", limit=MAX_REASON) or None
@@ -1061,6 +1046,7 @@ class ExperimentService:
         Raises:
             Conflict: the experiment has not ended.
         """
+        author = check_author(author)
         exp = self.get(ref)
         if exp.status not in ("completed", "stopped"):
             raise Conflict(

@@ -52,12 +52,14 @@ def json_problem(
     *,
     max_depth: int = MAX_JSON_DEPTH,
     max_bytes: int = MAX_JSON_BYTES,
+    allow: tuple[type, ...] = (),
 ) -> Problem | None:
     """The first reason ``value`` is not a JSON value within the limits, or ``None``.
 
     Allowed: mappings with text keys, lists (and tuples), text, finite numbers, booleans and
-    ``None``. The size counts compact JSON (``separators=(",", ":")``) and the walk stops as soon
-    as it passes ``max_bytes``, so shared subtrees (YAML aliases) cannot make it slow.
+    ``None``, and instances of ``allow`` (counted by the length of their ``str``). The size
+    counts compact JSON (``separators=(",", ":")``) and the walk stops as soon as it passes
+    ``max_bytes``, so shared subtrees (YAML aliases) cannot make it slow.
     """
     size = 0
     # (value, depth of the container holding it, path parts)
@@ -106,6 +108,8 @@ def json_problem(
                     code="limit.type",
                 )
             size += len(repr(v))
+        elif allow and isinstance(v, allow):
+            size += len(str(v)) + 2
         else:
             return Problem(
                 f"holds a {type(v).__name__}, which is not a JSON value (at {_path(parts)}); "

@@ -13,7 +13,14 @@ from typing import Any
 
 from promptver.config import ALL_CHECKS, Settings
 from promptver.errors import NotFound, PromptverError, ValidationError, check_unicode
-from promptver.limits import MAX_DESCRIPTION, check_json, stored_json
+from promptver.limits import (
+    MAX_DESCRIPTION,
+    MAX_MESSAGE,
+    check_author,
+    check_json,
+    check_text,
+    stored_json,
+)
 from promptver.models import Commit, Template, check_name
 from promptver.store import templates as sql
 from promptver.store.db import Database
@@ -189,10 +196,13 @@ class TemplateService:
         Raises:
             ValidationError: bad name, a name already taken, invalid text or metadata.
         """
+        author = check_author(author)
         try:
             check_name(name, "template name")
         except ValueError as exc:
             raise ValidationError("invalid template:", [_p(str(exc), "name")]) from None
+        if message is not None:
+            message = check_text(message, "message", MAX_MESSAGE, strip=False)
         description = _check_text(description, "description", MAX_DESCRIPTION)
         category = _check_text(category, "category", 50)
         tags = _clean_tags(tags)
@@ -306,6 +316,7 @@ class TemplateService:
 
     def archive(self, ref: str, *, author: str = "unknown") -> Template:
         """Hide a template from lists (its history and deployments stay)."""
+        author = check_author(author)
         with self.db.transaction() as con:
             row = self.row(ref)
             sql.set_active(con, row["id"], False, author, utcnow())

@@ -39,7 +39,7 @@ from promptver.errors import (
     check_unicode,
     surrogate_problem,
 )
-from promptver.limits import check_json
+from promptver.limits import MAX_MESSAGE, check_author, check_json, check_text
 from promptver.merging import (
     MetadataMerge,
     TextMerge,
@@ -232,6 +232,8 @@ class VersionControl:
             NotFound: the branch does not exist.
             Conflict: the branch moved since ``expected_head`` (or during this write).
         """
+        author = check_author(author)
+        message = check_text(message, "message", MAX_MESSAGE, strip=False)
         from promptver.templating import extract_variables
 
         check_json(metadata, "metadata")
@@ -284,6 +286,8 @@ class VersionControl:
         variables: list[str],
     ) -> Commit:
         """The first commit of a new template: version 1.0.0 and the ``main`` branch."""
+        author = check_author(author)
+        message = check_text(message, "message", MAX_MESSAGE, strip=False)
         check_json(metadata, "metadata")
         c = Commit(
             id="",
@@ -398,6 +402,7 @@ class VersionControl:
                 or a branch that already exists.
             NotFound: unknown template or ref.
         """
+        author = check_author(author)
         problems = branch_name_problems(name)
         if problems:
             raise ValidationError("invalid branch name:", problems)
@@ -551,6 +556,7 @@ class VersionControl:
             ValidationError: the merged text is invalid or still holds conflict markers.
             NotFound: unknown template, ref or branch.
         """
+        author = check_author(author)
         if resolution_metadata is not None:
             check_json(resolution_metadata, "resolution_metadata")
         with self.db.transaction() as con:

@@ -376,3 +376,176 @@ def test_overflowing_sums_are_reported_and_the_guardrail_is_not_ok(t1):
     (g,) = r.guardrails
     assert g.metric == "latency_ms" and g.status == "cannot compute" and g.p_value is None
     assert r.winner is None
+
+
+# ---- item 7: free text and files are capped ------------------------------------------------------
+
+HUGE = "a" * 5_000_000  # 5 MB
+
+
+def _exp_spec() -> dict[str, Any]:
+    return {
+        "name": "e",
+        "template": "t",
+        "variants": [
+            {"name": "control", "ref": "1.0.0", "weight": 50},
+            {"name": "treat", "ref": "b", "weight": 50},
+        ],
+        "metrics": ["quality_score"],
+    }
+
+
+def test_a_5_mb_author_is_refused_by_every_writer(t1, tmp_path):
+    from promptver.limits import MAX_AUTHOR
+
+    t1.versions.create_branch("t", "b")
+    t1.templates.update("t", "Answer {question} now.", branch="b")
+    exp = t1.experiments.create(_exp_spec())
+    f = tmp_path / "e.csv"
+    f.write_text("timestamp,template,user_id,latency_ms\n2026-01-01T00:00:00Z,t,u1,5\n")
+    rule = t1.alerts.add("latency_avg", ">", 1, "1h")
+    writers = {
+        "template create": lambda a: t1.templates.create("t2", "x", author=a),
+        "template update": lambda a: t1.templates.update("t", "y {question}", author=a),
+        "archive": lambda a: t1.templates.archive("t", author=a),
+        "branch": lambda a: t1.versions.create_branch("t", "b2", author=a),
+        "merge": lambda a: t1.versions.merge("t", "b", author=a),
+        "deploy": lambda a: t1.deployments.deploy("t", "1.0.0", "production", author=a),
+        "experiment create": lambda a: t1.experiments.create(
+            {**_exp_spec(), "name": "e2"}, author=a
+        ),
+        "experiment start": lambda a: t1.experiments.start(exp.id, author=a),
+        "import": lambda a: t1.metrics.import_csv(f, author=a),
+        "alert rule": lambda a: t1.alerts.add("latency_avg", ">", 2, "1h", author=a),
+        "alert update": lambda a: t1.alerts.update(rule.id, threshold=3, author=a),
+    }
+    before = counts(t1)
+    for what, write in writers.items():
+        for bad in (HUGE, "x" * (MAX_AUTHOR + 1), "two\nlines"):
+            with pytest.raises(ValidationError) as e:
+                write(bad)
+            assert "author" in e.value.message, what
+            assert len(e.value.message) < 300, what
+    assert counts(t1) == before
+    assert t1.deployments.history("t") == []
+    assert t1.experiments.get(exp.id).status == "draft"
+    assert t1.metrics.summary().events == 0
+    assert [r.id for r in t1.alerts.rules()] == [rule.id]
+    # at the limit it is fine
+    t1.templates.update("t", "y {question}", author="x" * MAX_AUTHOR)
+
+
+def test_commit_messages_and_import_names_are_capped(t1, tmp_path):
+    from promptver.limits import MAX_MESSAGE
+
+    before = counts(t1)
+    with pytest.raises(ValidationError, match=r"message: must be at most 1,000 characters"):
+        t1.templates.update("t", "y {question}", message="m" * (MAX_MESSAGE + 1))
+    with pytest.raises(ValidationError, match=r"message"):
+        t1.templates.create("t3", "x", message=HUGE)
+    assert counts(t1) == before
+    f = tmp_path / "e.csv"
+    f.write_text("timestamp,template,user_id,latency_ms\n2026-01-01T00:00:00Z,t,u1,5\n")
+    with pytest.raises(ValidationError, match="file_name"):
+        t1.metrics.import_csv(f, author="a", file_name="n" * 300)
+    assert t1.metrics.summary().events == 0
+
+
+def test_template_content_has_a_hard_ceiling_whatever_the_settings():
+    from promptver.config import Settings
+
+    with pytest.raises(ValueError, match="max_chars"):
+        Settings.model_validate({"templates": {"max_chars": 10_000_000}})
+
+
+# YAML files: aliases refused, nesting and size bounded --------------------------------------------
+
+BILLION_LAUGHS = (
+    'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+    "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+    "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+    "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+    "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+)
+# many small aliases nested 2 wide and 30 deep: 2**30 leaves once written out
+HANG = "a0: &a0 [x]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]\n" for i in range(1, 31))
+DEEP_YAML = "[" * 5000 + "]" * 5000
+DEEP_JSON = '{"name": ' + "[" * 100_000 + "]" * 100_000 + "}"
+
+
+def test_hostile_yaml_sizes():
+    assert len(BILLION_LAUGHS.encode()) < 330 and len(HANG.encode()) < 700
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (BILLION_LAUGHS, "aliases"),
+        (HANG, "aliases"),
+        ("a: &x 1\nb: *x\n", "aliases"),
+        ("base: &b {k: 1}\nother:\n  <<: *b\n", "aliases"),
+        (DEEP_YAML, "nested more than"),
+    ],
+    ids=["billion-laughs", "hang", "alias", "merge-key", "deep"],
+)
+def test_yaml_loader_refuses_aliases_and_deep_nesting(text, expected):
+    import time
+
+    from promptver.limits import load_yaml
+
+    t0 = time.perf_counter()
+    with pytest.raises(ValidationError, match=expected) as e:
+        load_yaml(text, "f.yaml")
+    assert "f.yaml" in e.value.message and "line" in e.value.message
+    # bounded: PyYAML's scanner looks ahead at most 1,024 characters for a flow key, ~1 s here
+    assert time.perf_counter() - t0 < 5
+
+
+def test_yaml_loader_keeps_ordinary_files():
+    from promptver.limits import load_yaml
+
+    assert load_yaml("a: &unused 1\nb: [1, {c: d}]\n") == {"a": 1, "b": [1, {"c": "d"}]}
+
+
+@pytest.mark.parametrize(
+    "text", [BILLION_LAUGHS, HANG, DEEP_YAML, DEEP_JSON], ids=["laughs", "hang", "yaml", "json"]
+)
+def test_hostile_experiment_files_are_refused_quickly(t1, tmp_path, text):
+    import time
+
+    f = tmp_path / ("exp.json" if text is DEEP_JSON else "exp.yaml")
+    f.write_text(text)
+    t0 = time.perf_counter()
+    with pytest.raises(ValidationError):
+        t1.experiments.create_from_file(f)
+    assert time.perf_counter() - t0 < 5
+    assert t1.experiments.list() == []
+
+
+def test_large_files_are_refused_before_parsing(t1, tmp_path):
+    from promptver.errors import PromptverError
+
+    f = tmp_path / "big.yaml"
+    f.write_text("name: e\ndescription: " + "x" * 2_000_000 + "\n")
+    with pytest.raises(PromptverError, match="larger than 1,000,000"):
+        t1.experiments.create_from_file(f)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [BILLION_LAUGHS, HANG, DEEP_YAML, DEEP_JSON, "k: " + "x" * 70_000],
+    ids=["laughs", "hang", "yaml", "json", "70kb"],
+)
+def test_hostile_metadata_files_on_the_cli_are_one_line_errors(t1, cli, tmp_path, text):
+    import time
+
+    f = tmp_path / "meta.yaml"
+    f.write_text(text)
+    t0 = time.perf_counter()
+    r = cli("template", "create", "t9", "--content", "hi", "--metadata-file", str(f))
+    assert r.code == 1, r.err
+    assert r.err.startswith("error: ") and r.err.count("\n") == 1, r.err[:500]
+    assert "Traceback" not in r.err
+    assert time.perf_counter() - t0 < 5
+    assert [t.name for t in t1.templates.list()] == ["t"]

@@ -14,6 +14,7 @@ from typing import Any
 
 from promptver.config import Settings
 from promptver.errors import NotFound, PromptverError, ValidationError
+from promptver.limits import check_author, check_text
 from promptver.metrics import csv_import
 from promptver.metrics.tracking import TrackingBuffer
 from promptver.models import (
@@ -133,6 +134,9 @@ class MetricsService:
             ImportError_: the file breaks a rule (``problems`` name line, column and reason).
             DatabaseBusy: another process held the file past the configured wait.
         """
+        author = check_author(author)
+        if file_name is not None:
+            file_name = check_text(file_name, "file_name", 255, single_line=True)
         with self._import_lock:
             result = csv_import.import_csv(
                 self.db,

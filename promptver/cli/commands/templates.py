@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from promptver.cli.context import Context, UsageError, limit_arg, parse_vars, read_text_arg, table
 from promptver.errors import PromptverError
+from promptver.limits import load_json, load_yaml, read_text_file
 from promptver.models import Template
 
 
@@ -133,12 +130,8 @@ def _metadata(ctx: Context) -> dict[str, Any] | None:
     path = getattr(ctx.args, "metadata_file", None)
     if not path:
         return None
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PromptverError(f"file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise PromptverError(f"cannot read metadata from {path}: {exc}") from None
+    # the core's bounded reader: size cap, no YAML aliases, nesting limited
+    data = load_yaml(read_text_file(path, what="metadata file"), path)
     if not isinstance(data, dict):
         raise PromptverError(f"metadata in {path} must be a mapping")
     return data
@@ -264,14 +257,8 @@ def cmd_validate(ctx: Context) -> int:
 def _vars(ctx: Context) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if ctx.args.vars_file:
-        try:
-            loaded = json.loads(Path(ctx.args.vars_file).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise PromptverError(f"file not found: {ctx.args.vars_file}") from None
-        except (OSError, ValueError) as exc:
-            raise PromptverError(
-                f"cannot read variables from {ctx.args.vars_file}: {exc}"
-            ) from None
+        path = ctx.args.vars_file
+        loaded = load_json(read_text_file(path, what="variables file"), path)
         if not isinstance(loaded, dict):
             raise UsageError("--vars-file must hold a JSON object")
         values.update(loaded)

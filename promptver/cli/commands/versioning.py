@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from promptver.cli.context import Context, read_text_arg, table
 from promptver.diffing import Diff
 from promptver.errors import MergeConflict, PromptverError
+from promptver.limits import load_yaml, read_text_file
 from promptver.models import Branch
 
 
@@ -218,12 +217,8 @@ def cmd_diff(ctx: Context) -> None:
 
 
 def _read_metadata(path: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PromptverError(f"file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise PromptverError(f"cannot read metadata from {path}: {exc}") from None
+    # the core's bounded reader: size cap, no YAML aliases, nesting limited
+    data = load_yaml(read_text_file(path, what="metadata file"), path)
     if not isinstance(data, dict):
         raise PromptverError(f"metadata in {path} must be a mapping (a JSON object)")
     return data
