@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from promptver import stats
 from promptver.config import Settings
 from promptver.errors import Problem, ValidationError
+from promptver.metric_defs import canonical_metric
 from promptver.models import (
     Deployment,
     Experiment,
@@ -27,7 +28,6 @@ from promptver.models import (
 from promptver.store import alerts as alert_sql
 from promptver.store import overview as sql
 from promptver.store.db import Database
-from promptver.trends import canonical_metric
 from promptver.versioning import utcnow
 
 if TYPE_CHECKING:
