@@ -30,12 +30,12 @@ from typing import Any
 from promptver.config import Settings
 from promptver.errors import DatabaseBusy, NotFound, Problem, ValidationError
 from promptver.limits import check_author
+from promptver.metric_defs import canonical_metric, duration_text, metric_def, parse_duration
 from promptver.models import Alert, AlertCheck, AlertRule, MetricsWritten
 from promptver.store import alerts as sql
 from promptver.store import templates as template_sql
 from promptver.store import trends as trend_sql
 from promptver.store.db import Database
-from promptver.trends import canonical_metric, duration_text, metric_def, parse_duration
 from promptver.versioning import utcnow
 
 log = logging.getLogger("promptver.alerts")

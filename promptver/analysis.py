@@ -17,7 +17,7 @@ import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -45,8 +45,18 @@ from promptver.models import (
 from promptver.store import stats as sql
 from promptver.versioning import utcnow
 
-if TYPE_CHECKING:  # the workspace imports the services, not the other way round
-    from promptver.workspace import Workspace
+if TYPE_CHECKING:
+    from promptver.config import Settings
+    from promptver.store.db import Database
+
+
+class WorkspaceLike(Protocol):
+    """What the analysis reads of a :class:`promptver.workspace.Workspace`, named by shape: the
+    workspace imports the services, not the other way round."""
+
+    settings: Settings
+    db: Database
+
 
 #: metrics that winsorisation caps (long right tails: a few slow or expensive calls)
 WINSORIZABLE = ("latency_ms", "cost_usd")
@@ -105,7 +115,7 @@ class _QuantilePlan:
 
 
 def experiment_results(
-    ws: Workspace,
+    ws: WorkspaceLike,
     experiment: Experiment,
     metric: str | None = None,
     *,
@@ -848,7 +858,7 @@ def plan_power(
     ]
 
 
-def results_fingerprint(ws: Workspace, experiment: Experiment) -> tuple:
+def results_fingerprint(ws: WorkspaceLike, experiment: Experiment) -> tuple:
     """A cheap value that changes when the experiment's events change (for caches)."""
     with ws.db.read() as con:
         return (experiment.model_dump_json(), *sql.events_fingerprint(con, experiment.id))

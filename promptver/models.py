@@ -1057,7 +1057,7 @@ class AlertRule(Model):
 
     def describe(self) -> str:
         """``p95 latency > 1500 over 24h (qa-basic, production, ≥ 20 events)``."""
-        from promptver.trends import metric_label  # local: models stay import-light
+        from promptver.metric_defs import metric_label  # local: models stay import-light
 
         where = [self.template or "every template", self.environment or "any environment"]
         return (

@@ -14,9 +14,9 @@ import math
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from promptver import stats
 from promptver.config import Settings
 from promptver.errors import Problem, ValidationError
+from promptver.metric_defs import canonical_metric
 from promptver.models import (
     Deployment,
     Experiment,
@@ -27,7 +27,6 @@ from promptver.models import (
 from promptver.store import alerts as alert_sql
 from promptver.store import overview as sql
 from promptver.store.db import Database
-from promptver.trends import canonical_metric
 from promptver.versioning import utcnow
 
 if TYPE_CHECKING:
@@ -103,6 +102,8 @@ def progress(e: Experiment, users: dict[tuple[str, str], tuple[int, int]]) -> Ex
         )
         for v, w in zip(e.variants, e.weights(), strict=True)
     ]
+    from promptver import stats  # scipy: only when an experiment is shown
+
     srm = stats.srm_test([v.users for v in variants], [v.share for v in variants])
     return _progress(e, variants, srm.p_value, srm.ok, None)
 

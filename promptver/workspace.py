@@ -14,8 +14,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptver.alerts import AlertService
 from promptver.config import Settings
@@ -29,8 +30,10 @@ from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.store.migrations import migrate
 from promptver.templates import TemplateService
-from promptver.trends import TrendService
 from promptver.versioning import VersionControl, utcnow
+
+if TYPE_CHECKING:
+    from promptver.trends import TrendService
 
 
 class Workspace:
@@ -54,7 +57,6 @@ class Workspace:
         self.experiments.results_provider = self._final_results
         self._arm_prompts: dict[tuple[str, str], Prompt] = {}
         self.metrics = MetricsService(self.db, self.settings)
-        self.trends = TrendService(self.db, self.settings)
         self.alerts = AlertService(self.db, self.settings)
         self.metrics.add_listener(self.alerts.on_metrics_written)  # rules run after each write
         self.overview = OverviewService(self.db, self.settings, self.deployments, self.experiments)
@@ -76,6 +78,14 @@ class Workspace:
         ws = cls(path, settings)
         migrate(ws.db)
         return ws
+
+    @cached_property
+    def trends(self) -> TrendService:
+        """The trend analysis, built on first use: it loads numpy and scipy, which an
+        application that only serves prompts never needs."""
+        from promptver.trends import TrendService
+
+        return TrendService(self.db, self.settings)
 
     @property
     def is_new(self) -> bool:

@@ -30,6 +30,7 @@ import numpy as np
 
 from promptver.store import demo as sql
 from promptver.store import templates as template_sql
+from promptver.store.demo import Batch
 from promptver.versioning import utcnow
 
 if TYPE_CHECKING:
@@ -215,22 +216,6 @@ class Schedule:
 
 def _us(t: datetime) -> int:
     return int(t.timestamp() * 1_000_000)
-
-
-@dataclass
-class Batch:
-    """Generated events, column-wise (numpy arrays), with the tables their codes point into."""
-
-    columns: dict[str, np.ndarray]
-    template_ids: list[str]
-    envs: list[str]
-    serving: list[tuple[str | None, str]]
-    experiment_ids: list[str]
-    variants: list[str]
-    user_width: int
-
-    def __len__(self) -> int:
-        return len(self.columns["ts_us"])
 
 
 def generate(

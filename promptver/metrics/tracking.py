@@ -204,11 +204,6 @@ class TrackingBuffer:
         self.tolerance = settings.performance_tracking.future_tolerance_seconds
         self.environments = frozenset(settings.deployment.environments)
         self._on_written = on_written
-        # flushes build pandas arrays; import them now, because importing at interpreter exit
-        # (the last flush) fails once shutdown has begun
-        import numpy  # noqa: F401
-        import pandas  # noqa: F401
-
         self._refs = _References(db)
         self._rows: list[tuple[Any, ...]] = []
         self._inflight = 0  # events taken by a flush that has not committed yet

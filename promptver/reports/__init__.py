@@ -15,14 +15,12 @@ their safety rules: docs/reports.md.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptver.errors import Problem, ValidationError
 from promptver.models import Experiment, ExperimentResults
+from promptver.report_formats import FORMATS, check_format, format_from_path, report_filename
 from promptver.reports.gather import SCHEMA_VERSION, Report, gather
 from promptver.reports.to_csv import report_csv as _csv
 from promptver.reports.to_html import report_html as _html
@@ -46,21 +44,12 @@ __all__ = [
     "report_markdown",
 ]
 
-#: format → (MIME type, file extension)
-FORMATS: dict[str, tuple[str, str]] = {
-    "html": ("text/html", "html"),
-    "md": ("text/markdown", "md"),
-    "csv": ("text/csv", "csv"),
-    "json": ("application/json", "json"),
-}
 _RENDERERS: dict[str, Callable[[Report], bytes]] = {
     "html": _html,
     "md": _markdown,
     "csv": _csv,
     "json": _json,
 }
-_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".csv": "csv"}
-_SUFFIXES[".json"] = "json"
 
 
 def _report(
@@ -157,27 +146,3 @@ def render_report(
     """
     fmt = check_format(fmt)
     return _report(ws, experiment_ref, fmt, results, now, options)
-
-
-def check_format(fmt: str) -> str:
-    """``fmt`` normalised (``markdown`` → ``md``, ``htm`` → ``html``), or a clear error."""
-    key = str(fmt).strip().lower()
-    key = {"markdown": "md", "htm": "html"}.get(key, key)
-    if key not in FORMATS:
-        raise ValidationError(
-            f"unknown report format {fmt!r}: use one of {', '.join(FORMATS)}",
-            [Problem(f"must be one of {', '.join(FORMATS)}", field="format")],
-        )
-    return key
-
-
-def format_from_path(path: str | Path) -> str | None:
-    """The format a file name implies (``report.html`` → ``html``), or None."""
-    return _SUFFIXES.get(Path(path).suffix.lower())
-
-
-def report_filename(experiment: Experiment, fmt: str) -> str:
-    """A safe file name for a download: ``report-<name>.<ext>`` (name reduced to
-    letters, digits, ``-``, ``_`` and ``.``; the id when nothing is left)."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", experiment.name).strip("-._")[:60] or experiment.id
-    return f"report-{slug}.{FORMATS[check_format(fmt)][1]}"

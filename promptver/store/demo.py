@@ -1,24 +1,41 @@
 """SQL of the demo workspace: one vectorised insert of generated events.
 
-The generator (:mod:`promptver.metrics.demo`) hands over numpy columns in which templates,
-environments, served commits, experiments and variants are small integer codes. DuckDB scans the
-registered frame directly and turns each code back into its text with a list lookup (a bound
-list parameter indexed per row), so a million events go in with one statement and no Python
-object per row. User ids are built in SQL from their number.
+The generator (:mod:`promptver.metrics.demo`) hands over a :class:`Batch` of numpy columns in
+which templates, environments, served commits, experiments and variants are small integer codes.
+DuckDB scans the registered frame directly and turns each code back into its text with a list
+lookup (a bound list parameter indexed per row), so a million events go in with one statement
+and no Python object per row. User ids are built in SQL from their number.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import duckdb
 
 if TYPE_CHECKING:
-    from promptver.metrics.demo import Batch
+    import numpy as np
 
 Con = duckdb.DuckDBPyConnection
 
 _VIEW = "pv_demo_batch"
+
+
+@dataclass
+class Batch:
+    """Generated events, column-wise (numpy arrays), with the tables their codes point into."""
+
+    columns: dict[str, np.ndarray]
+    template_ids: list[str]
+    envs: list[str]
+    serving: list[tuple[str | None, str]]
+    experiment_ids: list[str]
+    variants: list[str]
+    user_width: int
+
+    def __len__(self) -> int:
+        return len(self.columns["ts_us"])
 
 
 def insert_batch(con: Con, batch: Batch) -> int:

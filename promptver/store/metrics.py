@@ -7,6 +7,7 @@ through; they are still double-quoted. Every value is a parameter.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -651,23 +652,54 @@ TRACK_TYPES = {
 """Column types of a batch of tracked events (``custom`` holds a JSON object or null)."""
 
 
-def insert_columns(con: Con, cols: dict[str, Sequence[Any]]) -> int:
-    """Append events given column-wise (sequences of equal length) in one statement.
+#: SQL type of each pandas dtype of :data:`TRACK_TYPES` (the list-parameter path)
+_SQL_TYPES = {
+    "string": "VARCHAR",
+    "int64": "BIGINT",
+    "Int64": "BIGINT",
+    "Float64": "DOUBLE",
+    "boolean": "BOOLEAN",
+}
+#: events per statement bound as typed list parameters (a 100-event flush is 4x faster than
+#: through pandas, and an application that tracks its calls never loads pandas)
+LIST_BATCH = 10_000
 
-    The columns become typed pandas arrays that DuckDB scans directly: binding hundreds of
-    thousands of Python values as query parameters would cost several times more. ``ts_us``
-    holds epoch microseconds (UTC). As with CSV imports, an event whose ``event_id`` is
-    already stored (or appears earlier in the batch) is skipped.
+
+def insert_columns(con: Con, cols: dict[str, Sequence[Any]]) -> int:
+    """Append events given column-wise (sequences of equal length).
+
+    The columns are bound as typed list parameters and unnested side by side, in statements of
+    up to :data:`LIST_BATCH` events. A bigger batch in a process that has pandas loaded already
+    (the dashboard, a CSV import) goes in one statement as typed pandas arrays that DuckDB
+    scans directly, about twice as fast at 100,000 events. pandas is never imported here: the
+    last flush runs at interpreter exit, when importing it fails (it registers an exit hook).
+    ``ts_us`` holds epoch microseconds (UTC). As with CSV imports, an event whose ``event_id``
+    is already stored (or appears earlier in the batch, or in an earlier statement of the same
+    transaction) is skipped.
 
     Returns:
         The number of events written.
     """
-    import numpy as np
-    import pandas as pd
-
     n = len(cols["ts_us"])
     if n == 0:
         return 0
+    if n <= LIST_BATCH or "pandas" not in sys.modules:
+        unnested = ", ".join(
+            f"unnest(${name}::{_SQL_TYPES[kind]}[]) AS {name}" for name, kind in TRACK_TYPES.items()
+        )
+        # batch order: the first of an id wins
+        source = f"(SELECT {unnested}, unnest(range($pv_n)) AS __i)"
+        written = 0
+        for i in range(0, n, LIST_BATCH):
+            params: dict[str, Any] = {
+                name: list(cols[name][i : i + LIST_BATCH]) for name in TRACK_TYPES
+            }
+            params["pv_n"] = len(params["ts_us"])
+            written += _insert_tracked(con, params, source, params)
+        return written
+    import numpy as np
+    import pandas as pd
+
     frame = pd.DataFrame(
         {
             name: np.asarray(cols[name], dtype=np.int64)
@@ -678,6 +710,18 @@ def insert_columns(con: Con, cols: dict[str, Sequence[Any]]) -> int:
         | {"__i": np.arange(n, dtype=np.int64)},  # batch order: the first of an id wins
         copy=False,
     )
+    view = "pv_track_batch"
+    con.register(view, frame)
+    try:
+        return _insert_tracked(con, cols, view, None)
+    finally:
+        con.unregister(view)
+
+
+def _insert_tracked(
+    con: Con, cols: dict[str, Sequence[Any]], source: str, params: dict[str, Any] | None
+) -> int:
+    """The INSERT of :func:`insert_columns` from ``source`` (a view or a subquery)."""
     dedupe = ""
     if any(e is not None for e in cols["event_id"]):
         dedupe = (
@@ -686,22 +730,18 @@ def insert_columns(con: Con, cols: dict[str, Sequence[Any]]) -> int:
             " QUALIFY event_id IS NULL"
             " OR row_number() OVER (PARTITION BY event_id ORDER BY __i) = 1"
         )
-    view = "pv_track_batch"
-    con.register(view, frame)
-    try:
-        row = con.execute(
-            f"""
-            INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)})
-            SELECT event_id, NULL, make_timestamptz(ts_us), template_id, user_id,
-                   experiment_id, variant, version, commit_id, environment, latency_ms,
-                   success, error, quality_score, cost_usd, tokens_in, tokens_out,
-                   CAST(custom::JSON AS MAP(VARCHAR, DOUBLE))
-            FROM {view} b{dedupe}
-            """
-        ).fetchone()
-    finally:
-        con.unregister(view)
-    return int(row[0]) if row else n
+    row = con.execute(
+        f"""
+        INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)})
+        SELECT event_id, NULL, make_timestamptz(ts_us), template_id, user_id,
+               experiment_id, variant, version, commit_id, environment, latency_ms,
+               success, error, quality_score, cost_usd, tokens_in, tokens_out,
+               CAST(custom::JSON AS MAP(VARCHAR, DOUBLE))
+        FROM {source} b{dedupe}
+        """,
+        params,
+    ).fetchone()
+    return int(row[0]) if row else len(cols["ts_us"])
 
 
 def known_template_ids(con: Con) -> set[str]:

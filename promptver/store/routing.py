@@ -21,7 +21,7 @@ quoted.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import duckdb
 
@@ -30,9 +30,21 @@ from promptver.errors import Problem, ValidationError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from promptver.routing import Router
-
 Con = duckdb.DuckDBPyConnection
+
+
+class RoutingRule(Protocol):
+    """What the SQL reads of a :class:`promptver.routing.Router`, named by shape so that the
+    store does not import the service layer above it."""
+
+    salt: str
+    variants: tuple[str, ...]
+    bounds: tuple[float, ...]
+    coverage: float
+    _cov_prefix: bytes
+
+    def targets(self) -> dict[str, float]: ...
+
 
 _IDENT_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 _LOW64 = "18446744073709551615"  # 2**64 - 1
@@ -81,7 +93,7 @@ def _ident(name: str, what: str) -> str:
     return f'"{name}"'
 
 
-def _assignment(router: Router, ids: str) -> tuple[str, dict[str, Any]]:
+def _assignment(router: RoutingRule, ids: str) -> tuple[str, dict[str, Any]]:
     """A query over ``ids`` (a FROM item with a ``pv_id`` column) giving ``pv_id, bucket,
     covered, variant``, and its parameters.
 
@@ -112,13 +124,13 @@ def _assignment(router: Router, ids: str) -> tuple[str, dict[str, Any]]:
     return sql, params
 
 
-def _select(router: Router, source: str, id_column: str) -> tuple[str, dict[str, Any]]:
+def _select(router: RoutingRule, source: str, id_column: str) -> tuple[str, dict[str, Any]]:
     # source and id_column are quoted identifiers (see _ident) or our own names
     sql, params = _assignment(router, f"(SELECT {id_column} AS pv_id FROM {source})")
     return (f"SELECT pv_id AS user_id, bucket, covered, variant FROM ({sql})", params)
 
 
-def assign_frame(con: Con, router: Router, frame: pd.DataFrame) -> pd.DataFrame:
+def assign_frame(con: Con, router: RoutingRule, frame: pd.DataFrame) -> pd.DataFrame:
     """Assign the ``user_id`` column of ``frame``; rows keep their order."""
     name = "pv_routing_ids"
     con.register(name, frame)
@@ -130,7 +142,7 @@ def assign_frame(con: Con, router: Router, frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def assign_into(con: Con, router: Router, table: str, id_column: str, into: str) -> int:
+def assign_into(con: Con, router: RoutingRule, table: str, id_column: str, into: str) -> int:
     """``CREATE OR REPLACE TABLE into AS`` the assignment of every id in ``table``."""
     src, col, dst = _ident(table, "table"), _ident(id_column, "id_column"), _ident(into, "into")
     sql, params = _select(router, src, col)
@@ -138,7 +150,7 @@ def assign_into(con: Con, router: Router, table: str, id_column: str, into: str)
     return int(con.execute(f"SELECT count(*) FROM {dst}").fetchone()[0])
 
 
-def synthetic_split(con: Con, router: Router, n: int, prefix: str) -> pd.DataFrame:
+def synthetic_split(con: Con, router: RoutingRule, n: int, prefix: str) -> pd.DataFrame:
     """Users per variant among ``f"{prefix}{i}"`` for i in 0 … n-1 (``None``: not covered)."""
     import pandas as pd
 

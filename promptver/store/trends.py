@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 
+from promptver.metric_defs import Measure
 from promptver.models import DeploymentMarker
 
 Con = duckdb.DuckDBPyConnection
@@ -57,16 +58,6 @@ ANCHOR_US = 946_857_600_000_000
 UNIT_US = {"hour": 3_600_000_000, "day": 86_400_000_000, "week": 604_800_000_000}
 #: the start of the bucket of event ``e``, in microseconds after the anchor (an exact floor)
 _BUCKET = "((epoch_us(e.ts) - $anchor) - (((epoch_us(e.ts) - $anchor) % $len) + $len) % $len)"
-
-
-@dataclass(frozen=True)
-class Measure:
-    """One metric to reduce: ``column`` (a key of :data:`COLUMNS`) or a ``custom`` metric,
-    as a mean (ratio of user sums) or as the 95th percentile."""
-
-    column: str | None
-    custom: str | None = None
-    p95: bool = False
 
 
 def metric_expr(m: Measure, i: int, params: dict[str, Any]) -> str:

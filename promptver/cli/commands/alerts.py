@@ -8,8 +8,8 @@ from typing import Any
 
 from promptver.cli.context import Context, UsageError, limit_arg, table
 from promptver.errors import ValidationError
+from promptver.metric_defs import METRICS, p_text, parse_duration, signed_pct_text, value_text
 from promptver.models import Alert, AlertCheck, AlertRule, TrendReport
-from promptver.trends import METRICS, p_text, parse_duration, signed_pct_text, value_text
 from promptver.versioning import utcnow
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from promptver.cli.context import Context, UsageError
 from promptver.errors import PromptverError
-from promptver.reports import FORMATS, check_format, format_from_path, render_report
+from promptver.report_formats import FORMATS, check_format, format_from_path
 
 #: bootstrap resamples a report may ask for (each costs memory proportional to the users)
 MAX_RESAMPLES = 100_000
@@ -115,6 +115,8 @@ def cmd_report(ctx: Context) -> int:
         "resamples": args.resamples,
         "seed": args.seed,
     }
+    from promptver.reports import render_report  # the renderers load Altair: only when asked
+
     exp = ctx.ws.experiments.get(args.experiment)
     data = render_report(ctx.ws, exp, fmt, **options)
     if args.output == "-":

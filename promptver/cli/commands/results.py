@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from promptver.analysis import p_text
 from promptver.cli.context import Context, table
 from promptver.models import Experiment, ExperimentResults
 
@@ -80,6 +79,8 @@ def _ci(low: float | None, high: float | None, pct: bool = False) -> str:
 
 def format_results(r: ExperimentResults) -> str:
     """The results as plain text for the terminal."""
+    from promptver.analysis import p_text  # numpy, scipy: only for results
+
     better = "higher" if r.direction == "higher" else "lower"
     window = (
         f"{r.window_start.isoformat() if r.window_start else 'the beginning'} to "
