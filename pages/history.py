@@ -11,7 +11,17 @@ import streamlit as st
 from promptver import Conflict, PromptverError
 from promptver.merging import CHOICES, conflict_markers
 from promptver.models import NAME_RE
-from ui.common import author, code, domain_errors, flash, md, no_templates, show_error, workspace
+from ui.common import (
+    author,
+    code,
+    domain_errors,
+    flash,
+    md,
+    no_templates,
+    pick_template,
+    show_error,
+    workspace,
+)
 from ui.history import history_chart, history_chart_height, history_frame, side_by_side_html
 
 ws = workspace()
@@ -31,12 +41,8 @@ if not names:
     st.stop()
 
 wanted = st.query_params.get("template")
-name = st.selectbox(
-    "Template",
-    names,
-    index=names.index(wanted) if wanted in names else 0,
-    key="hist_template",
-    help="Deep link: ?template=NAME&from=REF&to=REF opens a diff",
+name = pick_template(
+    names, "hist_template", help="Deep link: ?template=NAME&from=REF&to=REF opens a diff"
 )
 if st.query_params.get("template") != name:
     if wanted is not None:  # another template was picked: its refs do not apply here

@@ -11,7 +11,16 @@ from promptver import Conflict, PromptverError
 from promptver.models import Template
 from promptver.templates import same_metadata
 from promptver.templating import VariableSpec, parse_schema
-from ui.common import author, domain_errors, flash, md, show_error, take_param, workspace
+from ui.common import (
+    author,
+    domain_errors,
+    flash,
+    md,
+    pick_template,
+    show_error,
+    take_param,
+    workspace,
+)
 
 ws = workspace()
 
@@ -256,15 +265,7 @@ with tab_edit:
     if not names:
         st.info("There is no template yet: create the first one under **New template**.")
     else:
-        wanted = st.query_params.get("template")
-        index = names.index(wanted) if wanted in names else 0
-        name = st.selectbox(
-            "Template",
-            names,
-            index=index,
-            key="tpl_pick",
-            help="Deep link: add ?template=NAME to the address",
-        )
+        name = pick_template(names, "tpl_pick", help="Deep link: add ?template=NAME to the address")
         if st.query_params.get("template") != name:
             st.query_params["template"] = name
         branches = [b.name for b in ws.versions.branches(ws.templates.row(name)["id"])]
