@@ -347,7 +347,7 @@ with tab_merge:
                         **kwargs,
                     )  # type: ignore[arg-type]
                 except Conflict as exc:
-                    st.error(md(exc.message), icon="🔄")
+                    st.error(md(exc.message), icon=":material/sync_problem:")
                 except PromptverError as exc:
                     show_error(exc)
                 else:
@@ -410,7 +410,7 @@ with tab_merge:
                     + f": **{md(target)}** and **{md(source)}** changed the same lines. Choose a "
                     "side for each hunk or edit the result, then commit the merge. "
                     "Nothing is written until you do.",
-                    icon="⚠️",
+                    icon=":material/warning:",
                 )
                 tag = hashlib.sha1(f"{plan.ours.id}{plan.theirs.id}".encode()).hexdigest()[:10]
                 choices: list[str | None] = []

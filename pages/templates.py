@@ -154,9 +154,9 @@ def show_report(content: str, metadata: dict) -> bool:
     if report.variables:
         st.markdown("Variables: " + " ".join(f"`{v}`" for v in report.variables))
     for p in report.errors:
-        st.error(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon="⛔")
+        st.error(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon=":material/error:")
     for p in report.warnings:
-        st.warning(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon="⚠️")
+        st.warning(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon=":material/warning:")
     return report.ok
 
 
@@ -295,7 +295,7 @@ with tab_edit:
             st.warning(
                 f"This template changed since you opened it (now `{current.commit[:10]}`). "
                 "Reload to edit the latest text.",
-                icon="🔄",
+                icon=":material/sync_problem:",
             )
             if st.button(
                 "Reload latest",
