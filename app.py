@@ -4,7 +4,7 @@ import streamlit as st
 
 from ui.common import require_login, show_flash, sidebar, storage_errors, workspace
 
-st.set_page_config(page_title="promptver", page_icon="🗂️", layout="wide")
+st.set_page_config(page_title="promptver", page_icon=":material/folder_data:", layout="wide")
 require_login()  # only with an [auth] section in .streamlit/secrets.toml
 
 PAGES = [

@@ -15,6 +15,7 @@ from ui.common import (
     domain_errors,
     flash,
     no_templates,
+    pick_template,
     show_error,
     take_param,
     workspace,
@@ -57,14 +58,7 @@ st.dataframe(matrix, hide_index=True, width="stretch", column_config=columns)
 
 # ---- one template ---------------------------------------------------------------------------
 
-wanted = st.query_params.get("template")
-name = st.selectbox(
-    "Template",
-    names,
-    index=names.index(wanted) if wanted in names else 0,
-    key="dep_template",
-    help="Deep link: add ?template=NAME to the address",
-)
+name = pick_template(names, "dep_template", help="Deep link: add ?template=NAME to the address")
 if st.query_params.get("template") != name:
     st.query_params["template"] = name
 
@@ -89,17 +83,19 @@ for env, col in zip(envs, st.columns(len(envs)), strict=True):
         if cell.experiment_name:
             st.caption(f":material/science: Running experiment: {md(cell.experiment_name)}")
         nxt = deps.next_environment(env)
+        ahead = live[nxt].deployment if nxt is not None else None
         buttons = st.container(horizontal=True, gap="small")
-        if nxt is not None:
+        if nxt is not None and d is not None and (ahead is None or ahead.commit != d.commit):
             buttons.button(
                 f"Promote to {nxt}",
                 key=f"dep_promote_{env}",
                 icon=":material/arrow_forward:",
-                disabled=d is None,
                 on_click=_open,
                 args=("promote", env),
                 help=f"Deploy what is live in {env} to {nxt}",
             )
+        elif nxt is not None and d is not None:
+            st.caption(f"Nothing to promote: {md(d.label())} is already live in {md(nxt)}.")
         buttons.button(
             "Roll back…",
             key=f"dep_rollback_{env}",
@@ -143,20 +139,43 @@ def _reason_inputs(report: GateReport, key: str) -> tuple[bool, str | None]:
 
 st.subheader("Deploy a version")
 versions = deps.versions_of(name)
+version_key = f"dep_version_{name}"
+if (asked := take_param("version")) in [v.version for v in versions]:
+    st.session_state[version_key] = asked  # a link asked for this version
+
+
+def _not_live(env: str) -> list[str]:
+    d = live[env].deployment
+    return [v.version for v in versions if d is None or v.id != d.commit]
+
+
+def _env_changed() -> None:
+    # keep the chosen version unless it is already live in the new environment
+    if st.session_state.get(version_key) not in _not_live(st.session_state["dep_env"]):
+        st.session_state.pop(version_key, None)
+
+
+# start where the newest version is not live yet (the next step of its rollout)
+newest = versions[0].version if versions else None
+start_env = next((e for e in envs if newest in _not_live(e)), envs[0])
 c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
-version = c1.selectbox(
-    "Version",
-    [v.version for v in versions],
-    key=f"dep_version_{name}",
-    help="Versions of main, newest first",
-)
 target = c2.segmented_control(
     "Environment",
     envs,
-    default=envs[0],
+    default=start_env,
     key="dep_env",
     help="Where to deploy; the gates below are checked for this environment",
     required=True,
+    on_change=_env_changed,
+)
+choices = [v.version for v in versions]
+deployable = _not_live(target)
+version = c1.selectbox(
+    "Version",
+    choices,
+    index=choices.index(deployable[0]) if deployable else 0,
+    key=version_key,
+    help="Versions of main, newest first; the form starts on one that is not live here",
 )
 current = live[target].deployment
 if current is not None and version in (current.version, current.commit):
@@ -268,15 +287,19 @@ def _rollback_dialog(template: str, env: str) -> None:
     if diff:
         st.code(diff, language="diff", wrap_lines=True)
     note = st.text_input(
-        "Note",
+        "Reason (required)",
         key="dep_rb_note",
         max_chars=1000,
-        placeholder="What went wrong",
-        help="Recorded in the history with the rollback",
-    )
+        placeholder="What went wrong, e.g. answers got longer and slower",
+        help="Recorded in the history with the rollback and shown on Home",
+    ).strip()
+    if not note:
+        st.caption("Give the reason for the rollback: whoever reads the history later needs it.")
     a, b = st.columns(2)
-    if a.button("Roll back", type="primary", key="dep_rb_yes", icon=":material/undo:"):
-        done = deps.rollback(template, env, to=to, note=note, author=author())
+    if a.button(
+        "Roll back", type="primary", key="dep_rb_yes", icon=":material/undo:", disabled=not note
+    ):
+        done = deps.rollback(template, env, to=to, note=note, author=author(), require_note=True)
         _close_dialog()
         flash(f"Rolled back {done.template} in {done.environment} to {done.label()} (#{done.id})")
         st.rerun()

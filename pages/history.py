@@ -11,7 +11,17 @@ import streamlit as st
 from promptver import Conflict, PromptverError
 from promptver.merging import CHOICES, conflict_markers
 from promptver.models import NAME_RE
-from ui.common import author, code, domain_errors, flash, md, no_templates, show_error, workspace
+from ui.common import (
+    author,
+    code,
+    domain_errors,
+    flash,
+    md,
+    no_templates,
+    pick_template,
+    show_error,
+    workspace,
+)
 from ui.history import history_chart, history_chart_height, history_frame, side_by_side_html
 
 ws = workspace()
@@ -31,12 +41,8 @@ if not names:
     st.stop()
 
 wanted = st.query_params.get("template")
-name = st.selectbox(
-    "Template",
-    names,
-    index=names.index(wanted) if wanted in names else 0,
-    key="hist_template",
-    help="Deep link: ?template=NAME&from=REF&to=REF opens a diff",
+name = pick_template(
+    names, "hist_template", help="Deep link: ?template=NAME&from=REF&to=REF opens a diff"
 )
 if st.query_params.get("template") != name:
     if wanted is not None:  # another template was picked: its refs do not apply here
@@ -341,7 +347,7 @@ with tab_merge:
                         **kwargs,
                     )  # type: ignore[arg-type]
                 except Conflict as exc:
-                    st.error(md(exc.message), icon="🔄")
+                    st.error(md(exc.message), icon=":material/sync_problem:")
                 except PromptverError as exc:
                     show_error(exc)
                 else:
@@ -404,7 +410,7 @@ with tab_merge:
                     + f": **{md(target)}** and **{md(source)}** changed the same lines. Choose a "
                     "side for each hunk or edit the result, then commit the merge. "
                     "Nothing is written until you do.",
-                    icon="⚠️",
+                    icon=":material/warning:",
                 )
                 tag = hashlib.sha1(f"{plan.ours.id}{plan.theirs.id}".encode()).hexdigest()[:10]
                 choices: list[str | None] = []

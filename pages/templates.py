@@ -9,8 +9,18 @@ import streamlit as st
 
 from promptver import Conflict, PromptverError
 from promptver.models import Template
+from promptver.templates import same_metadata
 from promptver.templating import VariableSpec, parse_schema
-from ui.common import author, domain_errors, flash, md, show_error, take_param, workspace
+from ui.common import (
+    author,
+    domain_errors,
+    flash,
+    md,
+    pick_template,
+    show_error,
+    take_param,
+    workspace,
+)
 
 ws = workspace()
 
@@ -41,41 +51,93 @@ def schema_rows(variables: list[str], metadata: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variable", "type", "required", "default", "description"])
 
 
-def schema_editor(key: str, variables: list[str], metadata: dict) -> dict:
-    """Edit the optional variable schema; returns the metadata to save."""
+def schema_editor(
+    key: str, variables: list[str], metadata: dict, previous: list[str] | None = None
+) -> dict:
+    """Edit the optional variable schema; returns the metadata to save.
+
+    A row left as the editor shows it is no change: a declared variable keeps its stored rules
+    word for word (the editor spells out ``required``, which the schema may leave unsaid), and
+    an undeclared one stays undeclared. ``previous`` are the variables of the text the edit
+    started from: a rule for one of them that the edit removed from the text goes with it;
+    rules that were unused before the edit stay as they were.
+    """
     original = dict(metadata)
-    if not variables:
-        return original
-    edited = st.data_editor(
-        schema_rows(variables, metadata),
-        key=key,
-        hide_index=True,
-        width="stretch",
-        disabled=["variable"],
-        column_config={
-            "type": st.column_config.SelectboxColumn(
-                options=["str", "int", "float"], help="Values are checked when rendering"
-            ),
-            "required": st.column_config.CheckboxColumn(help="Rendering fails without it"),
-            "default": st.column_config.TextColumn(help="Used when the variable is not given"),
-            "description": st.column_config.TextColumn(help="Shown to whoever fills it in"),
-        },
-    )
     declared = dict((metadata or {}).get("variables") or {})
     schema: dict = {}
-    for row in edited.to_dict("records"):
-        name = row["variable"]
-        spec = {"type": row["type"] or "str", "required": bool(row["required"])}
-        if str(row.get("default") or "") != "":
-            spec["default"] = row["default"]
-        if str(row.get("description") or "").strip():
-            spec["description"] = str(row["description"]).strip()
-        if name in declared or spec != {"type": "str", "required": True}:
-            schema[name] = spec
+    if variables:
+        edited = st.data_editor(
+            schema_rows(variables, metadata),
+            key=key,
+            hide_index=True,
+            width="stretch",
+            disabled=["variable"],
+            column_config={
+                "variable": st.column_config.TextColumn("Variable", width="small"),
+                "type": st.column_config.SelectboxColumn(
+                    "Type",
+                    options=["str", "int", "float"],
+                    help="Values are checked when rendering",
+                    width="small",
+                ),
+                "required": st.column_config.CheckboxColumn(
+                    "Required", help="Rendering fails without it", width="small"
+                ),
+                "default": st.column_config.TextColumn(
+                    "Default", help="Used when the variable is not given", width="medium"
+                ),
+                "description": st.column_config.TextColumn(
+                    "Description", help="Shown to whoever fills it in", width="large"
+                ),
+            },
+        )
+        for row in edited.to_dict("records"):
+            name = row["variable"]
+            spec = {"type": row["type"] or "str", "required": bool(row["required"])}
+            if str(row.get("default") or "") != "":
+                spec["default"] = row["default"]
+            if str(row.get("description") or "").strip():
+                spec["description"] = str(row["description"]).strip()
+            if name in declared:
+                unchanged = same_metadata(
+                    {"variables": {name: spec}}, {"variables": {name: declared[name]}}
+                )
+                schema[name] = declared[name] if unchanged else spec
+            elif spec != {"type": "str", "required": True}:
+                schema[name] = spec
+    gone = set(previous or []) - set(variables)
+    for name, rules in declared.items():
+        if name not in schema and name not in variables and name not in gone:
+            schema[name] = rules
     out = {k: v for k, v in original.items() if k != "variables"}
-    if schema:
+    if schema or original.get("variables") == {}:  # an empty schema stays as it was stored
         out["variables"] = schema
     return out
+
+
+def suggest_message(old: Template, content: str, metadata: dict, variables: list[str]) -> str:
+    """A commit message describing the edit, offered in the message box (the author may
+    rewrite it): what happened to the text, its variables and the variable schema."""
+    parts = []
+    if content != old.content:
+        parts.append("Edit the text")
+        added = [v for v in variables if v not in old.variables]
+        removed = [v for v in old.variables if v not in variables]
+        if added:
+            parts.append("add " + ", ".join(f"{{{v}}}" for v in added))
+        if removed:
+            parts.append("remove " + ", ".join(f"{{{v}}}" for v in removed))
+    if not same_metadata(metadata, old.metadata):
+        before, _ = parse_schema(old.metadata)
+        after, _ = parse_schema(metadata)
+        names = [
+            n
+            for n in dict.fromkeys([*after, *before])
+            if (before.get(n) and before[n].as_dict()) != (after.get(n) and after[n].as_dict())
+        ]
+        what = "the variable schema" + (f" of {', '.join(names)}" if names else "")
+        parts.append(("change " if parts else "Change ") + what)
+    return "; ".join(parts)[:200]
 
 
 def show_report(content: str, metadata: dict) -> bool:
@@ -92,9 +154,9 @@ def show_report(content: str, metadata: dict) -> bool:
     if report.variables:
         st.markdown("Variables: " + " ".join(f"`{v}`" for v in report.variables))
     for p in report.errors:
-        st.error(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon="⛔")
+        st.error(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon=":material/error:")
     for p in report.warnings:
-        st.warning(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon="⚠️")
+        st.warning(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon=":material/warning:")
     return report.ok
 
 
@@ -203,15 +265,7 @@ with tab_edit:
     if not names:
         st.info("There is no template yet: create the first one under **New template**.")
     else:
-        wanted = st.query_params.get("template")
-        index = names.index(wanted) if wanted in names else 0
-        name = st.selectbox(
-            "Template",
-            names,
-            index=index,
-            key="tpl_pick",
-            help="Deep link: add ?template=NAME to the address",
-        )
+        name = pick_template(names, "tpl_pick", help="Deep link: add ?template=NAME to the address")
         if st.query_params.get("template") != name:
             st.query_params["template"] = name
         branches = [b.name for b in ws.versions.branches(ws.templates.row(name)["id"])]
@@ -241,7 +295,7 @@ with tab_edit:
             st.warning(
                 f"This template changed since you opened it (now `{current.commit[:10]}`). "
                 "Reload to edit the latest text.",
-                icon="🔄",
+                icon=":material/sync_problem:",
             )
             if st.button(
                 "Reload latest",
@@ -263,32 +317,47 @@ with tab_edit:
 
         detected = variables_of(scan(content)[0])
         st.markdown("**Variable schema** (optional: types, defaults and descriptions)")
-        metadata = schema_editor(f"tpl_schema_{base}", detected, current.metadata)
+        metadata = schema_editor(
+            f"tpl_schema_{base}", detected, current.metadata, previous=current.variables
+        )
         preview(f"tpl_prev_{base}", content, metadata, detected)
 
-        changed = content != current.content or metadata != current.metadata
+        text_changed = content != current.content
+        changed = text_changed or not same_metadata(metadata, current.metadata)
+        # The message box offers a description of the edit; it follows the edit until the
+        # author writes their own (then it is theirs), and it is never silently "Update".
+        msg_key, auto_key = f"tpl_msg_{base}", f"tpl_msg_auto_{base}"
+        suggestion = suggest_message(current, content, metadata, detected) if changed else ""
+        if st.session_state.get(msg_key, "") == st.session_state.get(auto_key, ""):
+            st.session_state[msg_key] = suggestion
+        st.session_state[auto_key] = suggestion
         c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
         message = c1.text_input(
-            "Commit message", key=f"tpl_msg_{base}", placeholder="What changed and why"
-        )
-        bump = "minor"
+            "Commit message",
+            key=msg_key,
+            max_chars=500,
+            placeholder="What changed and why",
+            help="Recorded with the commit; prefilled from your edit, rewrite it as you like",
+        ).strip()
+        bump = None
+        automatic = "minor" if text_changed else "patch"
         if branch == "main":
-            bump = (
-                c2.segmented_control(
-                    "Version bump",
-                    ["major", "minor", "patch"],
-                    default="minor",
-                    key=f"tpl_bump_{base}",
-                    help="major: incompatible change (variables changed); "
-                    "minor: new wording; patch: typo fix",
-                )
-                or "minor"
+            bump = c2.segmented_control(
+                "Version bump",
+                ["major", "minor", "patch"],
+                default=None,
+                key=f"tpl_bump_{base}",
+                help="Unset: minor for a text change, patch when only the variable schema "
+                "changes. major: incompatible change (variables changed); minor: new wording; "
+                "patch: typo fix",
             )
-        if st.button(
+        save_row = st.container(horizontal=True, vertical_alignment="center", gap="medium")
+        if save_row.button(
             "Save new version" if branch == "main" else f"Commit to {branch}",
             type="primary",
-            disabled=not (ok and changed),
+            disabled=not (ok and changed and message),
             key="tpl_save",
+            icon=":material/save:",
         ):
             try:
                 saved = ws.templates.update(
@@ -298,7 +367,7 @@ with tab_edit:
                     branch=branch,
                     bump=bump,
                     author=author(),
-                    message=message or "Update",
+                    message=message,
                     expected_head=base,
                 )
             except Conflict as exc:
@@ -307,13 +376,62 @@ with tab_edit:
                 show_error(exc)
             else:
                 st.session_state[base_key] = saved.commit
-                flash(
-                    f"Saved {saved.name} {saved.version or 'on ' + branch} "
-                    f"(commit {saved.commit[:10]})"
-                )
+                st.session_state["tpl_saved"] = {
+                    "name": saved.name,
+                    "commit": saved.commit,
+                    "previous": base,
+                    "version": saved.version,
+                    "branch": branch,
+                }
                 st.rerun()
-        if not changed:
-            st.caption("No changes to save yet.")
+        last = st.session_state.get("tpl_saved")
+        if not changed and last and last["name"] == name and last["commit"] == current.commit:
+            save_row.success(
+                md(
+                    f"Saved {last['name']} "
+                    + (last["version"] or f"on {last['branch']}")
+                    + f" (commit {last['commit'][:10]})"
+                ),
+                icon=":material/check_circle:",
+            )
+            save_row.page_link(
+                "pages/history.py",
+                label="Compare with the previous version",
+                icon=":material/difference:",
+                query_params={
+                    "template": name,
+                    "from": last["previous"][:12],
+                    "to": last["commit"][:12],
+                },
+                help="What this save changed, side by side, on the History & Diff screen",
+            )
+            if last["version"]:
+                save_row.page_link(
+                    "pages/deployments.py",
+                    label=f"Deploy {last['version']}…",
+                    icon=":material/rocket_launch:",
+                    query_params={"template": name, "version": last["version"]},
+                    help="Check the gates and deploy it on the Deployments screen",
+                )
+        elif not changed:
+            st.caption("No changes to save yet: edit the text or the variable schema.")
+        elif not message:
+            st.caption(":orange[Write a commit message: it says why this version exists.]")
+        elif branch == "main" and current.version:
+            from promptver.versioning import next_version, parse_version
+
+            effective = bump or automatic
+            nxt = ".".join(map(str, next_version(parse_version(current.version), effective)))
+            why = (
+                ""
+                if bump
+                else (
+                    " (minor: the text changed)"
+                    if text_changed
+                    else " (patch: only the variable schema changed)"
+                )
+            )
+            st.caption(f"Saving creates version {nxt}{why}.")
 
         with st.expander("Details: description, category, tags"), st.form(f"tpl_info_{current.id}"):
             d = st.text_input("Description", value=current.description, max_chars=1000)

@@ -637,8 +637,13 @@ class DeploymentService:
         to: str | None = None,
         note: str = "",
         author: str = "unknown",
+        require_note: bool = False,
     ) -> Deployment:
         """Put back the version that was live before the current one (or ``to``).
+
+        ``require_note`` refuses a rollback without a note (the dashboard asks for the reason,
+        so that whoever reads the history later knows why); the CLI and the API keep the note
+        optional, as the contract's ``rollback REF --env ENV [--to VERSION]`` has it.
 
         "Before the current one" follows the log, not version numbers: after deploying 1.3.0
         over 1.1.0, a rollback restores 1.1.0. A rollback is itself an entry, so rolling back
@@ -647,10 +652,16 @@ class DeploymentService:
 
         Raises:
             NotFound: unknown template, environment or ``to``; nothing deployed there.
-            ValidationError: nothing earlier to return to, or ``to`` is already live.
+            ValidationError: nothing earlier to return to, ``to`` is already live, or no
+                note while ``require_note``.
             DeploymentRefused: the restored text fails a validation check required there.
         """
         note = _clean(note, "note", MAX_NOTE)
+        if require_note and not note:
+            raise ValidationError(
+                "invalid input:",
+                [Problem("a rollback needs a reason: say what went wrong", field="note")],
+            )
         with self.db.transaction() as con:
             row, env, current, target, mode, restored = self._rollback_inputs(
                 con, template, environment, to

@@ -249,15 +249,18 @@ class TemplateService:
         *,
         metadata: dict[str, Any] | None = None,
         branch: str = MAIN,
-        bump: Bump = "minor",
+        bump: Bump | None = None,
         author: str = "unknown",
         message: str | None = None,
         expected_head: str | None = None,
     ) -> Template:
         """Commit a new text (and/or metadata) on ``branch``; on ``main`` it gets a version.
 
-        ``None`` keeps the current content or metadata. ``expected_head`` guards against lost
-        updates: pass the commit the edit started from.
+        ``None`` keeps the current content or metadata. ``bump`` defaults to ``patch`` when
+        only the metadata changes and to ``minor`` when the text does. A variable schema that
+        only spells out what absent rules mean (``type: str``, ``required: true``, a default
+        written as text) is no change. ``expected_head`` guards against lost updates: pass the
+        commit the edit started from.
 
         Raises:
             NotFound: unknown template or branch.
@@ -275,10 +278,13 @@ class TemplateService:
             new_content = head.content if content is None else content
             new_meta = dict(head.metadata if metadata is None else metadata)
             report = self._checked(new_content, new_meta)
-            if new_content == head.content and new_meta == head.metadata:
+            same_text = new_content == head.content
+            if same_text and same_metadata(new_meta, head.metadata):
                 raise ValidationError(
                     f"nothing to commit: the text and metadata equal the head of '{branch}'"
                 )
+            if bump is None:
+                bump = "patch" if same_text else "minor"
             commit = self.versions.commit(
                 row["id"],
                 new_content,
@@ -350,6 +356,26 @@ class TemplateService:
             strict=strict,
             max_chars=self.settings.templates.max_render_chars,
         )
+
+
+def same_metadata(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """Whether two metadata mean the same: equal, or equal once each variable's rules are read
+    the way rendering reads them (absent ``type`` is ``str``, absent ``required`` is true, a
+    default is coerced to its type)."""
+    a, b = dict(a or {}), dict(b or {})
+    if a == b:
+        return True
+    if {k: v for k, v in a.items() if k != "variables"} != {
+        k: v for k, v in b.items() if k != "variables"
+    }:
+        return False
+    specs_a, problems_a = parse_schema(a)
+    specs_b, problems_b = parse_schema(b)
+    if problems_a or problems_b:  # only a valid schema has a meaning to compare
+        return False
+    return {n: s.as_dict() for n, s in specs_a.items()} == {
+        n: s.as_dict() for n, s in specs_b.items()
+    }
 
 
 def render_template(

@@ -111,3 +111,64 @@ def test_archive_asks_for_confirmation(app, db_path):
     assert Workspace.open(db_path).templates.get("translate-chat").is_active  # not yet
     app.button(key="tpl_archive_yes").click().run()
     assert not Workspace.open(db_path).templates.get("translate-chat").is_active
+
+
+@pytest.fixture
+def qa_app(db_path, monkeypatch):
+    """The Templates screen opened the way a link opens it: ``?template=qa-basic``."""
+    monkeypatch.setenv("PROMPTVER_DB", str(db_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.switch_page("pages/templates.py")
+    at.query_params["template"] = "qa-basic"
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_opening_a_template_with_a_schema_has_nothing_to_save(qa_app, db_path):
+    """qa-basic's schema leaves ``required`` unsaid; the editor's own filled-in defaults are not
+    an edit, so Save stays disabled and clicking it writes nothing (issue 22, item 1)."""
+    before = [c.commit for c in Workspace.open(db_path).versions.history("qa-basic")]
+    save = qa_app.button(key="tpl_save")
+    assert save.disabled
+    assert any("No changes to save" in c.value for c in qa_app.caption)
+    qa_app.run()  # another run of the untouched editor still has nothing to save
+    assert qa_app.button(key="tpl_save").disabled
+    assert [c.commit for c in Workspace.open(db_path).versions.history("qa-basic")] == before
+
+
+def test_the_commit_message_is_prefilled_from_the_edit_and_can_be_rewritten(qa_app, db_path):
+    base = Workspace.open(db_path).templates.get("qa-basic")
+    msg = qa_app.text_input(key=f"tpl_msg_{base.commit}")
+    assert msg.value == ""  # nothing changed: nothing to describe
+    qa_app.text_area(key=f"tpl_content_{base.commit}").input(base.content + "\nBe kind.").run()
+    msg = qa_app.text_input(key=f"tpl_msg_{base.commit}")
+    assert msg.value.startswith("Edit the text") and msg.value != "Update"
+    msg.input("").run()  # an emptied message blocks the save rather than becoming "Update"
+    assert qa_app.button(key="tpl_save").disabled
+    assert any("commit message" in c.value.lower() for c in qa_app.caption)
+    qa_app.text_input(key=f"tpl_msg_{base.commit}").input("Ask for kindness").run()
+    qa_app.button(key="tpl_save").click().run()
+    saved = Workspace.open(db_path).templates.get("qa-basic")
+    assert saved.version == "1.2.0"
+    assert Workspace.open(db_path).versions.get_commit(saved.commit).message == "Ask for kindness"
+
+
+def test_after_a_save_the_confirmation_offers_the_diff_and_a_deploy(qa_app, db_path):
+    """The confirmation sits by the Save button (not in the top banner) with what comes next."""
+    base = Workspace.open(db_path).templates.get("qa-basic")
+    qa_app.text_area(key=f"tpl_content_{base.commit}").input(base.content + "\nBe kind.").run()
+    qa_app.button(key="tpl_save").click().run()
+    assert not qa_app.exception
+    saved = Workspace.open(db_path).templates.get("qa-basic")
+    done = [
+        s for s in qa_app.success if f"Saved qa-basic {saved.version}" in s.value.replace("\\", "")
+    ]
+    assert done, [s.value for s in qa_app.success]
+    links = {p.label: p for p in qa_app.get("page_link")}
+    compare = links["Compare with the previous version"]
+    assert compare.proto.page.endswith("history.py") or "history" in compare.proto.page
+    assert f"from={base.commit[:12]}" in compare.proto.query_string
+    assert f"to={saved.commit[:12]}" in compare.proto.query_string
+    deploy = links[f"Deploy {saved.version}…"]
+    assert "template=qa-basic" in deploy.proto.query_string

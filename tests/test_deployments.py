@@ -696,3 +696,21 @@ def test_close_is_safe_twice_and_the_workspace_serves_before_it(ws, qa3):
     assert ws.get_prompt("qa", PROD).version == "1.0.0"
     ws.close()
     ws.close()
+
+
+def test_a_rollback_that_must_say_why_is_refused_without_a_note(ws, qa3):
+    """The dashboard asks for ``require_note``: a rollback without a reason is refused, naming
+    the field, and nothing is written. Scripts (CLI, API) may still roll back without one."""
+    deps = ws.deployments
+    deps.deploy("qa", "1.0.0", PROD)
+    deps.deploy("qa", "1.1.0", PROD)
+    for blank in ("", "   "):
+        with pytest.raises(ValidationError) as info:
+            deps.rollback("qa", PROD, note=blank, require_note=True)
+        assert info.value.problems[0].field == "note"
+        assert "reason" in str(info.value)
+    assert deps.live("qa", PROD).version == "1.1.0"
+    assert len(deps.history("qa", PROD)) == 2
+    done = deps.rollback("qa", PROD, note="answers too long", require_note=True)
+    assert (done.version, done.note) == ("1.0.0", "answers too long")
+    assert deps.rollback("qa", PROD).version == "1.1.0"  # without require_note: as before

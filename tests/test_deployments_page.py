@@ -210,6 +210,7 @@ def test_rollback_to_a_chosen_version(app, db_path):
     button(app, "dep_rollback_production").click().run()
     app.radio(key="dep_rb_mode").set_value("named").run()
     app.selectbox(key="dep_rb_to").set_value("1.0.0").run()
+    app.text_input(key="dep_rb_note").input("the first wording was better").run()
     button(app, "dep_rb_yes").click().run()
     assert not app.exception, app.exception
     after = ws.deployments.live("qa-basic", "production")
@@ -228,3 +229,72 @@ def test_timeline_lists_history_with_diffs(app, db_path):
     assert diffs[0].value.rstrip() == ws.deployments.diff(history[0]).rstrip()
     app.segmented_control(key="dep_scope").set_value("staging").run()
     assert len(app.expander) == len(ws.deployments.history("qa-basic", "staging"))
+
+
+def test_a_rollback_needs_a_reason_and_records_the_name_from_the_sidebar(app, db_path):
+    """Issue 22, item 14: no reason, no rollback; the analyst's name from the sidebar is the
+    author (not the OS user), also after moving to another screen and back."""
+    ws = reopen(db_path)
+    app.sidebar.text_input(key="common_author_input").input("dara.kim").run()
+    app.switch_page("pages/templates.py").run()
+    app.switch_page(PAGE).run()
+    assert app.sidebar.text_input(key="common_author_input").value == "dara.kim"
+    app.selectbox(key="dep_template").set_value("summarize-article").run()
+    before = ws.deployments.live("summarize-article", "staging")
+    button(app, "dep_rollback_staging").click().run()
+    assert button(app, "dep_rb_yes").disabled
+    assert any("reason" in c.value.lower() for c in app.caption)
+    app.text_input(key="dep_rb_note").input("   ").run()
+    assert button(app, "dep_rb_yes").disabled
+    app.text_input(key="dep_rb_note").input("summaries lost the numbers").run()
+    assert not button(app, "dep_rb_yes").disabled
+    button(app, "dep_rb_yes").click().run()
+    assert not app.exception, app.exception
+    after = ws.deployments.live("summarize-article", "staging")
+    assert (after.action, after.commit, after.note, after.author) == (
+        "rollback",
+        before.replaced_commit,
+        "summaries lost the numbers",
+        "dara.kim",
+    )
+
+
+def test_promote_is_offered_only_when_the_next_environment_runs_something_else(app, db_path):
+    """qa-citations runs 1.1.0 everywhere: nothing to promote; qa-basic's staging (1.1.1) is
+    ahead of production (1.1.0): promoting it is offered."""
+    app.selectbox(key="dep_template").set_value("qa-citations").run()
+    assert button_missing(app, "dep_promote_development")
+    assert button_missing(app, "dep_promote_staging")
+    assert any("already live in production" in c.value for c in app.caption)
+    app.selectbox(key="dep_template").set_value("qa-basic").run()
+    assert button_missing(app, "dep_promote_development")  # 1.1.1 in both
+    assert not button(app, "dep_promote_staging").disabled
+
+
+def test_deploy_a_version_starts_from_one_that_is_not_live(app, db_path):
+    """Issue 22, item 17: the form opens on a deployable pair, not on what is already live."""
+    ws = reopen(db_path)
+    app.selectbox(key="dep_template").set_value("qa-basic").run()
+    env = app.segmented_control(key="dep_env").value
+    version = app.selectbox(key="dep_version_qa-basic").value
+    assert (env, version) == ("production", "1.1.1")  # the newest, where it is not live yet
+    assert ws.deployments.live("qa-basic", env).version != version
+    assert button(app, "dep_deploy").label == "Deploy 1.1.1 to production"
+    # an environment where the chosen version is live: the form moves to one that is not
+    app.segmented_control(key="dep_env").set_value("staging").run()
+    assert app.selectbox(key="dep_version_qa-basic").value == "1.1.0"
+    assert not any("already live" in i.value for i in app.info)
+
+
+def test_a_link_can_ask_for_a_version(db_path, demo_file, monkeypatch):
+    """``?template=qa-basic&version=1.0.0`` (the Templates screen's "Deploy …" after a save)."""
+    shutil.copy(demo_file, db_path)
+    monkeypatch.setenv("PROMPTVER_DB", str(db_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.switch_page(PAGE)
+    at.query_params["template"] = "qa-basic"
+    at.query_params["version"] = "1.0.0"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="dep_template").value == "qa-basic"
+    assert at.selectbox(key="dep_version_qa-basic").value == "1.0.0"

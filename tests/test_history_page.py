@@ -222,3 +222,27 @@ def test_side_by_side_html_folds_long_unchanged_runs_and_pairs_lines():
     assert '<td class="n">16</td><td class="del">line <del>15</del></td>' in body
     assert '<td class="add">line <ins>fifteen</ins></td>' in body
     assert '<td class="n"></td><td class="empty"></td><td class="n">17</td>' in body
+
+
+def test_the_template_picked_on_templates_opens_on_history_and_deployments(monkeypatch, demo_db):
+    """Issue 22, item 16: moving between screens (the sidebar's links carry no ?template=)
+    keeps the template the analyst was working on, in both directions."""
+    monkeypatch.setenv("PROMPTVER_DB", str(demo_db))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.switch_page("pages/templates.py").run()
+    at.selectbox(key="tpl_pick").select("summarize-article").run()
+    assert not at.exception, at.exception
+
+    def move(page: str) -> None:
+        at.query_params.clear()  # as the sidebar navigation does
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+
+    move("pages/history.py")
+    assert at.selectbox(key="hist_template").value == "summarize-article"
+    assert at.selectbox(key="hist_from_summarize-article").value  # its own refs, not qa-basic's
+    at.selectbox(key="hist_template").select("translate-formal").run()
+    move("pages/deployments.py")
+    assert at.selectbox(key="dep_template").value == "translate-formal"
+    move("pages/templates.py")
+    assert at.selectbox(key="tpl_pick").value == "translate-formal"

@@ -364,3 +364,16 @@ def test_a_write_by_another_process_shows_on_the_next_run(demo_db):
     at.run()
     assert metric(at, "Running experiments") == "0"
     assert any("No experiment is running" in i.value for i in at.info)
+
+
+def test_the_rollback_marker_says_why(demo_db):
+    """Issue 22, item 14: why qa-basic was rolled back in production reads on Home itself, by
+    the marker in the live grid (not three clicks away)."""
+    ws = Workspace.open(demo_db)
+    live = ws.deployments.live("qa-basic", "production")
+    ws.close()
+    assert live.action == "rollback" and live.note
+    at = home()
+    captions = [c.value.replace("\\", "") for c in at.caption]
+    marker = [c for c in captions if c.startswith(":material/undo:") and live.note in c]
+    assert marker, captions

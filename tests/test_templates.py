@@ -98,7 +98,7 @@ def test_an_unchanged_update_is_refused(ws, qa):
 def test_metadata_is_versioned_with_the_text(ws):
     ws.templates.create("t", "{n} items", metadata={"variables": {"n": {"type": "int"}}})
     t2 = ws.templates.update("t", metadata={"variables": {"n": {"type": "int", "default": 3}}})
-    assert t2.version == "1.1.0" and t2.content == "{n} items"
+    assert t2.version == "1.0.1" and t2.content == "{n} items"  # metadata only: a patch
     assert ws.templates.render("t", {}) == "3 items"
     with pytest.raises(Exception, match="missing variable: n"):
         ws.templates.render("t", {}, version="1.0.0")
@@ -174,3 +174,32 @@ def test_unicode_content_round_trips(ws):
     )
     c = ws.versions.get_commit(t.commit)
     assert c.id == _independent_commit_id(c)
+
+
+def test_a_schema_that_only_spells_out_the_defaults_is_no_change(ws):
+    """``required: true`` and ``type: str`` are what an absent rule means: writing them out is
+    not a change (the dashboard's schema editor fills them in), so nothing is committed."""
+    ws.templates.create(
+        "t",
+        "{n} items for {who}",
+        metadata={"variables": {"n": {"type": "int", "default": 3}, "who": {"description": "x"}}},
+    )
+    spelled_out = {
+        "variables": {
+            "n": {"type": "int", "required": True, "default": "3"},
+            "who": {"type": "str", "required": True, "description": "x"},
+        }
+    }
+    with pytest.raises(ValidationError, match="nothing to commit"):
+        ws.templates.update("t", metadata=spelled_out)
+    assert [c.version for c in ws.versions.history("t")] == ["1.0.0"]
+
+
+def test_a_metadata_only_change_gets_a_patch_version_text_changes_a_minor_one(ws):
+    ws.templates.create("t", "{n} items", metadata={"variables": {"n": {"type": "int"}}})
+    t2 = ws.templates.update("t", metadata={"variables": {"n": {"type": "int", "default": 3}}})
+    assert t2.version == "1.0.1"
+    t3 = ws.templates.update("t", "{n} things")
+    assert t3.version == "1.1.0"
+    t4 = ws.templates.update("t", "{n} things", metadata={}, bump="minor")  # asked for: honoured
+    assert t4.version == "1.2.0"

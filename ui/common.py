@@ -107,9 +107,15 @@ def take_param(name: str) -> str | None:
     return value
 
 
+#: session keys shared by every screen (set only through the helpers below)
+AUTHOR_KEY = "common_author"
+TEMPLATE_KEY = "common_template"
+
+
 def author() -> str:
     """Who is working: the logged-in user (e-mail, else name, else subject) when the app runs
-    behind Streamlit's login, else the local user (``$PROMPTVER_AUTHOR`` or the login name).
+    behind Streamlit's login; else the name the analyst gave in the sidebar (kept for the
+    browser session); else the local user (``$PROMPTVER_AUTHOR`` or the login name).
 
     Every write a page makes passes this as its ``author``.
     """
@@ -119,7 +125,57 @@ def author() -> str:
             value = user.get(claim)
             if value:
                 return str(value)
-    return default_author()
+    return st.session_state.get(AUTHOR_KEY) or default_author()
+
+
+def _remember_author() -> None:
+    # printable text only (a name is shown in every history); 100 characters at most
+    typed = str(st.session_state.get("common_author_input") or "")
+    st.session_state[AUTHOR_KEY] = "".join(ch for ch in typed if ch.isprintable()).strip()[:100]
+
+
+def author_box() -> None:
+    """The sidebar field where the analyst says who they are (no login configured): what they
+    save, deploy, roll back, start or import is recorded under that name. It lasts as long as
+    the browser tab's session; empty means the local user."""
+    if login_required():
+        return  # the login says who it is
+    if "common_author_input" not in st.session_state:  # widget state ends with its last run
+        st.session_state["common_author_input"] = st.session_state.get(AUTHOR_KEY, "")
+    st.text_input(
+        "Your name",
+        key="common_author_input",
+        max_chars=100,
+        placeholder=default_author(),
+        on_change=_remember_author,
+        help="Recorded as the author of what you save, deploy, roll back, start or import "
+        f"from this browser tab. Empty: {default_author()}.",
+    )
+
+
+def pick_template(
+    names: list[str], key: str, *, label: str = "Template", help: str | None = None
+) -> str:
+    """The template picker of a screen about one template.
+
+    It opens at ``?template=NAME``, else at the template picked last on any screen (so going
+    from Templates to History & Diff keeps it), else at the first; the pick is remembered for
+    the other screens. The caller keeps ``?template=`` in step with the answer.
+    """
+    wanted = st.query_params.get("template")
+    if wanted not in names:
+        wanted = st.session_state.get(TEMPLATE_KEY)
+    if key in st.session_state and st.session_state[key] not in names:
+        del st.session_state[key]  # e.g. archived or renamed since it was picked
+    name = st.selectbox(
+        label,
+        names,
+        index=names.index(wanted) if wanted in names else 0,
+        key=key,
+        help=help,
+    )
+    st.session_state[TEMPLATE_KEY] = name
+    return name
 
 
 def login_required() -> bool:
@@ -148,7 +204,10 @@ def require_login() -> None:
             st.button("Log out", key="auth_logout", on_click=st.logout)
         return
     st.title("promptver")
-    st.info("Sign in to see and change prompts, deployments and experiments.", icon="🔒")
+    st.info(
+        "Sign in to see and change prompts, deployments and experiments.",
+        icon=":material/lock:",
+    )
     providers = _providers()
     if not providers:
         st.button("Log in", key="auth_login", type="primary", on_click=st.login)
@@ -177,6 +236,7 @@ def storage_errors() -> Iterator[None]:
 
 def sidebar(ws: Workspace) -> None:
     with st.sidebar:
+        author_box()
         st.caption(f"Database: `{ws.path}`")
     sidebar_badge(ws, cached(ws.alerts.open_count))
 
@@ -270,7 +330,7 @@ def domain_errors() -> Iterator[None]:
         show_error(exc)
 
 
-def flash(message: str, icon: str = "✅") -> None:
+def flash(message: str, icon: str = ":material/check_circle:") -> None:
     """A message shown once after the next rerun (e.g. "saved 1.2.0")."""
     st.session_state["_flash"] = (message, icon)
 

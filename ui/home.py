@@ -197,6 +197,11 @@ def getting_started() -> None:
         c2.caption(f"Step {i}: {what}")
 
 
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def live_grid(cells: list[LiveCell], envs: list[str]) -> None:
     """Template × environment: the live version of each, linking to the Deployments screen, the
     template to the Templates screen, a running experiment to its results."""
@@ -233,8 +238,14 @@ def live_grid(cells: list[LiveCell], envs: list[str]) -> None:
                 help=md(
                     f"{d.action} by {d.author}, {ago(d.created_at)}"
                     + (f" (replaced {d.replaced_label()})" if d.replaced_commit else "")
+                    + (f": {d.note}" if d.note else "")
                 ),
             )
+            if d.action == "rollback":  # why it was rolled back, where the marker is
+                col.caption(
+                    ":material/undo: "
+                    + (md(_shorten(d.note, 90)) if d.note else "rolled back, no reason given")
+                )
         if experiment is not None:
             row[-1].page_link(
                 "pages/experiments.py",

@@ -80,7 +80,11 @@ class TemplateUpdate(ApiModel):
     content: str | None = None
     metadata: dict[str, Any] | None = None
     branch: str = Field("main", description="branch to commit on; commits on main get a version")
-    bump: Literal["major", "minor", "patch"] = "minor"
+    bump: Literal["major", "minor", "patch"] | None = Field(
+        None,
+        description="version part to bump on main (default: patch when only the metadata "
+        "changes, else minor)",
+    )
     expected_head: str | None = Field(
         None, description="refuse (409) if the branch head is no longer this commit"
     )
