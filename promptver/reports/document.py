@@ -429,7 +429,17 @@ def _variants(report: Report) -> Section:
                 blocks.append(Para([summary]))
                 if d.unified:
                     blocks.append(Pre(d.unified, "diff", caption="Diff against the control"))
-        blocks.append(Pre(c.content, "text", caption="Prompt text"))
+        if c.kind == "chat" or c.config:
+            from promptver.chat import readable
+
+            caption = "Prompt messages and model configuration"
+            blocks.append(
+                Pre(
+                    readable(c.kind, c.content, c.messages or [], c.config), "text", caption=caption
+                )
+            )
+        else:
+            blocks.append(Pre(c.content, "text", caption="Prompt text"))
     return Section("Variants and their prompts", "variants", blocks, new_page=True)
 
 

@@ -153,7 +153,7 @@ def resolve(con: Con, ref: str, environment: str) -> dict[str, Any] | None:
     """
     row = con.execute(
         "SELECT t.id, t.name, t.is_active, d.id, d.commit_id, d.version, c.content,"
-        " c.variables, c.metadata"
+        " c.variables, c.metadata, c.kind, c.messages, c.config"
         " FROM templates t"
         " LEFT JOIN deployments d ON d.template_id = t.id AND d.environment = ?"
         " LEFT JOIN commits c ON c.id = d.commit_id"
@@ -173,6 +173,9 @@ def resolve(con: Con, ref: str, environment: str) -> dict[str, Any] | None:
         "content": row[6],
         "variables": list(row[7]) if row[7] is not None else [],
         "metadata": json.loads(row[8]) if row[8] else {},
+        "kind": row[9] or "text",
+        "messages": json.loads(row[10]) if row[10] else None,
+        "config": json.loads(row[11]) if row[11] else {},
     }
 
 
