@@ -30,7 +30,8 @@ from promptver.templating import (
     Token,
     ValidationReport,
     estimate_tokens,
-    render,
+    fill,
+    join_tokens,
     validate,
     variables_of,
 )
@@ -518,7 +519,7 @@ def normalise_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, 
 class CompiledChat:
     """A chat prompt's messages parsed once: rendering only joins values into the tokens."""
 
-    __slots__ = ("parts", "placeholders", "variables")
+    __slots__ = ("known", "parts", "placeholders", "variables")
 
     def __init__(self, messages: Sequence[Mapping[str, Any]]) -> None:
         from promptver.templating import parse
@@ -538,6 +539,7 @@ class CompiledChat:
                     if n not in names:
                         names.append(n)
         self.variables = names
+        self.known = frozenset(names) | self.placeholders
 
 
 def _check_history(name: str, items: Any) -> list[dict[str, Any]]:
@@ -547,11 +549,12 @@ def _check_history(name: str, items: Any) -> list[dict[str, Any]]:
         )
     out = []
     for i, item in enumerate(items):
-        if not isinstance(item, Mapping):
+        if type(item) is not dict and not isinstance(item, Mapping):
             raise RenderError(f"{name}[{i}] must be a dict with 'role' and 'content'")
-        role = item.get("role")
-        if role not in ROLES:
-            raise RenderError(f"{name}[{i}].role: unknown role {role!r}; roles: {', '.join(ROLES)}")
+        if item.get("role") not in ROLES:
+            raise RenderError(
+                f"{name}[{i}].role: unknown role {item.get('role')!r}; roles: {', '.join(ROLES)}"
+            )
         if not isinstance(item.get("content"), str):
             raise RenderError(f"{name}[{i}].content must be a string")
         out.append(dict(item))
@@ -568,20 +571,22 @@ def render_messages(
 ) -> list[dict[str, Any]]:
     """The messages with variables filled in and each placeholder replaced by its list.
 
+    Values are inserted once (the safe renderer of :mod:`promptver.templating`); the messages
+    of a history are copied as given, never parsed.
+
     Raises:
         RenderError: a missing variable or placeholder (named), an unknown one while
             ``strict``, a history item that is not a message (its index), or output too large.
     """
-    lists = {k: v for k, v in values.items() if k in compiled.placeholders}
-    variables = {k: v for k, v in values.items() if k not in compiled.placeholders}
-    missing = [p for p in compiled.parts if isinstance(p, str) and p not in lists]
+    missing = [p for p in compiled.placeholders if p not in values]
     if missing:
+        missing = [p for p in compiled.parts if isinstance(p, str) and p not in values]
         plural = "s" if len(missing) > 1 else ""
         raise RenderError(
             f"missing message list{plural} for placeholder{plural}: {', '.join(missing)}"
         )
     if strict:
-        known = set(compiled.variables) | compiled.placeholders
+        known = compiled.known
         extra = [k for k in values if k not in known]
         if extra:
             plural = "s" if len(extra) > 1 else ""
@@ -590,22 +595,19 @@ def render_messages(
                 f"unknown variable{plural}: {', '.join(map(str, extra))} (the prompt uses: {uses});"
                 " pass strict=False to ignore extra variables"
             )
+    # every variable is filled once for the whole conversation (a placeholder's list is not a
+    # variable, so it is never looked up there), then each message joins its own tokens
+    filled = fill(compiled.variables, values, strict=False, schema=schema)
     out: list[dict[str, Any]] = []
     size = 0
     for part in compiled.parts:
-        if isinstance(part, str):
-            for item in _check_history(part, lists[part]):
+        if part.__class__ is str:
+            for item in _check_history(part, values[part]):  # type: ignore[index]
                 size += len(item["content"])
                 out.append(item)
             continue
         role, tokens = part
-        text = render(
-            tokens,
-            {k: variables[k] for k in variables_of(tokens) if k in variables},
-            strict=False,
-            schema=schema,
-            max_chars=max_chars,
-        )
+        text = join_tokens(tokens, filled, max_chars)
         size += len(text)
         out.append({"role": role, "content": text})
     if size > max_chars:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from promptver.chat import render_messages, text_as_messages
 from promptver.templating import parse, parse_schema, render
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_./-]{1,100}$")
@@ -189,11 +190,7 @@ class Prompt(Model):
                 ``strict``, or a history item that is not a message (its index).
         """
         if self.kind != "chat":
-            from promptver.chat import text_as_messages
-
             return text_as_messages(self.text(strict, **values))
-        from promptver.chat import render_messages
-
         c = self._compiled
         if c is None or c.chat is not self.chat_messages or c.metadata != self.metadata:
             c = self._compiled = _Compiled.of_chat(self.chat_messages or [], self.metadata)
