@@ -832,3 +832,82 @@ def parse_document(doc: Any, *, source: str = "prompt file") -> PromptDocument:
         version=doc.get("version"),
         metadata=doc.get("metadata"),
     )
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _sorted(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
+
+
+def prompt_document(
+    kind: str,
+    content: str | None,
+    messages: Sequence[Mapping[str, Any]] | None,
+    config: Mapping[str, Any] | None,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    description: str = "",
+    category: str = "",
+    tags: Sequence[str] = (),
+    metadata: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The prompt file of one version, as a mapping in the order a file shows it: ``kind``,
+    the identity, ``content`` or ``messages``, then ``config`` and ``metadata`` with their keys
+    sorted (their order carries no meaning, so a sorted file diffs minimally)."""
+    doc: dict[str, Any] = {"kind": kind}
+    if name is not None:
+        doc["name"] = name
+    if version is not None:
+        doc["version"] = version
+    if description:
+        doc["description"] = description
+    if category:
+        doc["category"] = category
+    if tags:
+        doc["tags"] = list(tags)
+    if kind == "chat":
+        doc["messages"] = normalise_messages(messages or [])
+    else:
+        doc["content"] = content or ""
+    if config:
+        doc["config"] = _sorted(normalise_config(config))
+    if metadata:
+        doc["metadata"] = _sorted(dict(metadata))
+    return doc
+
+
+def dump_prompt_file(doc: Mapping[str, Any]) -> str:
+    """YAML for a prompt file, byte-stable: the mapping's own key order, multi-line texts as
+    block literals (``|``), Unicode as is, no line folding."""
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+        style = "|" if "\n" in value and _block_safe(value) else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    _Dumper.add_representer(str, text)
+    return yaml.dump(
+        dict(doc),
+        Dumper=_Dumper,
+        sort_keys=False,
+        allow_unicode=True,
+        width=10_000,
+        default_flow_style=False,
+    )
+
+
+def _block_safe(value: str) -> bool:
+    """A literal block can hold ``value`` exactly (no trailing spaces on a line, no tabs or
+    control characters that YAML would have to escape)."""
+    if value[:1] in ("\n", " "):
+        return False
+    return not any(line != line.rstrip(" ") or "\t" in line for line in value.split("\n")) and all(
+        ch == "\n" or ch >= " " for ch in value
+    )

@@ -13,7 +13,7 @@ from typing import Any
 
 from promptver.config import ALL_CHECKS, Settings
 from promptver.errors import NotFound, PromptverError, ValidationError, check_unicode
-from promptver.models import Commit, Template, check_name
+from promptver.models import Commit, Prompt, Template, check_name
 from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.templating import ValidationReport, parse_schema, render, validate
@@ -410,6 +410,24 @@ class TemplateService:
         return out
 
     # -- rendering ----------------------------------------------------------------------
+    def prompt(self, ref: str, version: str | None = None) -> Prompt:
+        """The template at ``version`` (default: head of ``main``) as a renderable prompt:
+        ``text()``, ``messages()``, ``openai()``, ``anthropic()`` as ``get_prompt`` serves."""
+        t = self.get(ref, version)
+        return Prompt(
+            template_id=t.id,
+            name=t.name,
+            version=t.version,
+            commit=t.commit,
+            content=t.content,
+            variables=t.variables,
+            metadata=t.metadata,
+            kind=t.kind,
+            chat_messages=t.messages,
+            config=t.config,
+            max_render_chars=self.settings.templates.max_render_chars,
+        )
+
     def render(
         self,
         ref: str,
