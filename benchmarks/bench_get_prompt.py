@@ -3,7 +3,9 @@
 Run: ``python benchmarks/bench_get_prompt.py [--calls N]``
 
 Targets (issue #4): cached median ≤ 10 µs per call; uncached (cache disabled, so every call opens
-the file) ≤ 15 ms. The baseline does the same work by hand: open the file with ``duckdb``, SELECT
+the file) ≤ 15 ms. Chat prompts (issue #16): cached ``get_prompt`` + ``messages()`` of a
+3-message chat prompt (system, a history placeholder, user) ≤ 1.5× cached ``get_prompt`` +
+``text()`` of the text prompt, measured interleaved in the same run. The baseline does the same work by hand: open the file with ``duckdb``, SELECT
 the content live in the environment, render with ``str.replace``; its cached variant keeps the
 fetched text in a dict. Both run in this one process, on the same file, interleaved.
 """
@@ -42,6 +44,19 @@ VALUES = {
     "question": "How do I reset my password?",
     "context": "Passwords are reset from the account page.",
 }
+
+CHAT = [
+    {"role": "system", "content": "You are a helpful support assistant for {product}."},
+    {"placeholder": "history"},
+    {
+        "role": "user",
+        "content": "Answer using only this context:\n{context}\n\nQuestion: {question}",
+    },
+]
+HISTORY = [
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello! How can I help?"},
+]
 
 BASELINE_SQL = """
     SELECT c.content FROM deployments d
@@ -94,6 +109,10 @@ def main() -> int:
     setup = Workspace.open(path, settings=Settings())
     setup.templates.create("qa-basic", CONTENT, metadata=METADATA)
     setup.deployments.deploy("qa-basic", "1.0.0", "production")
+    setup.templates.create(
+        "qa-chat", messages=CHAT, config={"model": "gpt-4o-mini"}, metadata=METADATA
+    )
+    setup.deployments.deploy("qa-chat", "1.0.0", "production")
     setup.close()
 
     cached_ws = Workspace.open(path, settings=Settings().with_overrides(cache__ttl_seconds=3600))
@@ -123,6 +142,12 @@ def main() -> int:
 
     assert ours_cached() == ours_uncached() == expected == base_cached() == base_uncached()
 
+    def chat_cached() -> list:
+        p = cached_ws.get_prompt("qa-chat", "production", user_id="u42")
+        return p.messages(history=HISTORY, **VALUES)
+
+    assert chat_cached()[0]["content"].endswith("Acme Cloud.") and len(chat_cached()) == 4
+
     gc.collect()
     for f in (ours_cached, base_cached):  # warm up
         per_call(f, 2000)
@@ -130,6 +155,8 @@ def main() -> int:
     for f in (ours_uncached, base_uncached):
         per_call(f, 3)
     u_ours, u_base = interleaved(ours_uncached, base_uncached, args.uncached_calls, rounds=5)
+    per_call(chat_cached, 2000)
+    c_chat, c_text = interleaved(chat_cached, ours_cached, args.calls)
 
     rows = [
         ("cached (TTL 1 h)", c_ours * 1e6, "µs", c_base * 1e6, 10.0),
@@ -156,6 +183,13 @@ def main() -> int:
     print(
         "For reference (issue #4): MLflow's prompt registry, cached alias load ~21 µs, "
         "uncached ~16 ms."
+    )
+    chat_ok = c_chat <= 1.5 * c_text
+    ok &= chat_ok
+    print(
+        f"\nchat prompt (3 messages) get_prompt + messages(): {c_chat * 1e6:.2f} µs vs text "
+        f"prompt get_prompt + text(): {c_text * 1e6:.2f} µs = {c_chat / c_text:.2f}x "
+        f"(target ≤ 1.5x)  {'ok' if chat_ok else 'TOO SLOW'}"
     )
     cached_ws.close()
     uncached_ws.close()

@@ -354,7 +354,14 @@ class DeploymentService:
         reason: str | None,
     ) -> GateReport:
         checks = self.settings.deployment.checks_for(env)
-        report = self.templates.validate(commit.content, commit.metadata, checks=checks)
+        report = self.templates.validate(
+            commit.content,
+            commit.metadata,
+            checks=checks,
+            kind=commit.kind,
+            messages=commit.messages,
+            config=commit.config,
+        )
         gates = _check_gates(report, checks)
         live = current[0] if current else None
         rule = self.settings.deployment.rule(env)
@@ -792,6 +799,9 @@ class DeploymentService:
                 content=data["content"],
                 variables=data["variables"],
                 metadata=data["metadata"],
+                kind=data["kind"],
+                chat_messages=data["messages"],
+                config=data["config"],
                 environment=env,
                 max_render_chars=self.settings.templates.max_render_chars,
             )
@@ -827,9 +837,14 @@ class DeploymentService:
 
 
 def _unified(name: str, old: Commit, new: Commit, old_tag: str, new_tag: str) -> str:
+    from promptver.chat import readable
+
+    def text(c: Commit) -> str:
+        return readable(c.kind, c.content, c.messages or [], c.config)
+
     lines = difflib.unified_diff(
-        old.content.splitlines(keepends=True),
-        new.content.splitlines(keepends=True),
+        text(old).splitlines(keepends=True),
+        text(new).splitlines(keepends=True),
         fromfile=f"{name} {_label(old)} ({old_tag})",
         tofile=f"{name} {_label(new)} ({new_tag})",
     )

@@ -136,10 +136,14 @@ class Diff:
     #: the commits compared, when the diff is between two refs of a template
     old_commit: str | None = None
     new_commit: str | None = None
+    #: model configuration changes: ``{"path", "old", "new"}`` sorted by dotted path
+    config_changes: list[dict[str, Any]] = field(default_factory=list)
+    #: indices (in the new prompt) of chat messages added or changed
+    messages_changed: list[int] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
-        return not self.changes and not self.metadata_changes
+        return not self.changes and not self.metadata_changes and not self.config_changes
 
     @property
     def lines_added(self) -> int:
@@ -156,6 +160,8 @@ class Diff:
             + [m.as_dict() for m in self.metadata_changes],
             "variables_added": self.variables_added,
             "variables_removed": self.variables_removed,
+            "config_changes": self.config_changes,
+            "messages_changed": self.messages_changed,
         }
 
 
@@ -358,3 +364,50 @@ def apply_unified(old: str, patch: str) -> str:
             )
     out.extend(src[pos:])
     return "".join(out)
+
+
+def diff_prompts(
+    old: Any,
+    new: Any,
+    *,
+    old_label: str = "a",
+    new_label: str = "b",
+    context: int = 3,
+) -> Diff:
+    """Diff two prompts of either kind (commits, templates: anything with ``kind``,
+    ``content``, ``messages``, ``config``, ``variables`` and ``metadata``).
+
+    The line diff compares the readable text form of each prompt (messages with their roles,
+    then the configuration as YAML; a text prompt without configuration is its text), and the
+    structural fields say which configuration paths and which messages changed.
+    """
+    import json
+
+    from promptver.chat import config_changes, readable
+
+    def text(p: Any) -> str:
+        return readable(p.kind, p.content, p.messages or [], p.config or {})
+
+    d = diff_texts(
+        text(old),
+        text(new),
+        old_variables=list(old.variables),
+        new_variables=list(new.variables),
+        old_metadata=old.metadata,
+        new_metadata=new.metadata,
+        old_label=old_label,
+        new_label=new_label,
+        context=context,
+    )
+    d.config_changes = config_changes(old.config or {}, new.config or {})
+    if new.kind == "chat":
+        a = [json.dumps(m, sort_keys=True) for m in (old.messages or [])]
+        b = [json.dumps(m, sort_keys=True) for m in new.messages or []]
+        sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
+        d.messages_changed = [
+            j
+            for op, _, _, j1, j2 in sm.get_opcodes()
+            if op in ("insert", "replace")
+            for j in range(j1, j2)
+        ]
+    return d

@@ -154,6 +154,9 @@ class MergeConflict(Conflict):
         self.theirs = theirs
         #: the merged text with git-style conflict markers, a starting point for a resolution
         self.marked = marked
+        #: model configuration paths changed differently on both sides (``key`` is
+        #: ``config.PATH``, with ``base``/``ours``/``theirs`` values)
+        self.config_conflicts: list[dict[str, Any]] = []
 
 
 class DatabaseBusy(PromptverError):

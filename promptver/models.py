@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from promptver.chat import render_messages, text_as_messages
 from promptver.templating import parse, parse_schema, render
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9_./-]{1,100}\Z")
@@ -49,6 +50,11 @@ class Commit(Model):
     created_at: datetime
     #: the semantic version this commit carries on ``main`` (``None`` on other branches)
     version: str | None = None
+    #: ``text`` (``content``) or ``chat`` (``messages``; ``content`` is empty)
+    kind: Literal["text", "chat"] = "text"
+    messages: list[dict[str, Any]] | None = None
+    #: the model configuration (``promptver.chat.ModelConfig`` fields; ``{}`` when none)
+    config: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def short_id(self) -> str:
@@ -74,6 +80,9 @@ class Template(Model):
     #: branch whose head this view shows, when it was read from a branch
     branch: str | None = None
     updated_at: datetime | None = None
+    kind: Literal["text", "chat"] = "text"
+    messages: list[dict[str, Any]] | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -140,18 +149,68 @@ class Prompt(Model):
     variant: str | None = None
     experiment_id: str | None = None
     max_render_chars: int = 1_000_000
+    #: ``text`` or ``chat``; a chat prompt renders with :meth:`messages`
+    kind: Literal["text", "chat"] = "text"
+    #: the chat messages as stored (``{"role", "content"}`` or ``{"placeholder"}``)
+    chat_messages: list[dict[str, Any]] | None = None
+    #: the model configuration (``{}`` when none): model, temperature, tools …
+    config: dict[str, Any] = Field(default_factory=dict)
     # The parsed text and variable schema, kept after the first render: an application renders
     # the same prompt many times, and parsing costs more than rendering (see _Compiled).
     _compiled: _Compiled | None = PrivateAttr(default=None)
 
     def text(self, strict: bool = True, **values: Any) -> str:
-        """Render with ``values`` (see :func:`promptver.templating.render`)."""
+        """Render with ``values`` (see :func:`promptver.templating.render`).
+
+        Raises:
+            RenderError: a missing or unknown variable, or a chat prompt (use :meth:`messages`).
+        """
+        if self.kind == "chat":
+            from promptver.errors import RenderError
+
+            raise RenderError(
+                f"'{self.name}' is a chat prompt: render it with messages(), openai() or "
+                "anthropic(), not text()"
+            )
         c = self._compiled
         if c is None or c.content is not self.content or c.metadata != self.metadata:
             c = self._compiled = _Compiled.of(self.content, self.metadata)
         return render(
             c.tokens, values, strict=strict, schema=c.schema, max_chars=self.max_render_chars
         )
+
+    def messages(self, strict: bool = True, **values: Any) -> list[dict[str, Any]]:
+        """The conversation with ``values`` filled in: ``[{"role", "content"}, …]``.
+
+        A placeholder takes the list of messages given under its name (``history=[…]``). A text
+        prompt gives one ``user`` message.
+
+        Raises:
+            RenderError: a missing variable or message list (named), an unknown variable while
+                ``strict``, or a history item that is not a message (its index).
+        """
+        if self.kind != "chat":
+            return text_as_messages(self.text(strict, **values))
+        c = self._compiled
+        if c is None or c.chat is not self.chat_messages or c.metadata != self.metadata:
+            c = self._compiled = _Compiled.of_chat(self.chat_messages or [], self.metadata)
+        return render_messages(
+            c.tokens, values, strict=strict, schema=c.schema, max_chars=self.max_render_chars
+        )
+
+    def openai(self, strict: bool = True, **values: Any) -> dict[str, Any]:
+        """Keyword arguments for ``client.chat.completions.create`` (OpenAI SDK): ``model``,
+        ``messages`` and each configured parameter (and the keys of ``config.extra``)."""
+        from promptver.chat import openai_payload
+
+        return openai_payload(self.messages(strict, **values), self.config)
+
+    def anthropic(self, strict: bool = True, **values: Any) -> dict[str, Any]:
+        """Keyword arguments for ``client.messages.create`` (Anthropic SDK): system messages
+        in ``system``, tools as ``input_schema`` tools, ``stop`` as ``stop_sequences``."""
+        from promptver.chat import anthropic_payload
+
+        return anthropic_payload(self.messages(strict, **values), self.config)
 
     def prepare(self) -> Prompt:
         """Parse the text now rather than at the first :meth:`text` (copies share the result).
@@ -160,7 +219,11 @@ class Prompt(Model):
             TemplateSyntaxError: the text is not a valid template.
         """
         if self._compiled is None:
-            self._compiled = _Compiled.of(self.content, self.metadata)
+            self._compiled = (
+                _Compiled.of_chat(self.chat_messages or [], self.metadata)
+                if self.kind == "chat"
+                else _Compiled.of(self.content, self.metadata)
+            )
         return self
 
 
@@ -174,15 +237,21 @@ class _Compiled:
     since it is never modified).
     """
 
-    __slots__ = ("content", "metadata", "schema", "tokens")
+    __slots__ = ("chat", "content", "metadata", "schema", "tokens")
 
     def __init__(
-        self, content: str, metadata: dict[str, Any], tokens: list[Any], schema: dict[str, Any]
+        self,
+        content: str | None,
+        metadata: dict[str, Any],
+        tokens: Any,
+        schema: dict[str, Any],
+        chat: list[dict[str, Any]] | None = None,
     ) -> None:
         self.content = content
         self.metadata = metadata
         self.tokens = tokens
         self.schema = schema
+        self.chat = chat
 
     @classmethod
     def of(cls, content: str, metadata: dict[str, Any]) -> _Compiled:
@@ -194,6 +263,18 @@ class _Compiled:
         if problems:  # refused when committed; reachable only through a hand-built Prompt
             raise PromptverError(f"variable schema is invalid: {problems[0]}")
         return cls(content, copy.deepcopy(metadata), parse(content), schema)
+
+    @classmethod
+    def of_chat(cls, messages: list[dict[str, Any]], metadata: dict[str, Any]) -> _Compiled:
+        import copy
+
+        from promptver.chat import CompiledChat
+        from promptver.errors import PromptverError
+
+        schema, problems = parse_schema(metadata)
+        if problems:  # refused when committed; reachable only through a hand-built Prompt
+            raise PromptverError(f"variable schema is invalid: {problems[0]}")
+        return cls(None, copy.deepcopy(metadata), CompiledChat(messages), schema, chat=messages)
 
     def __eq__(self, other: object) -> bool:
         return other is None or isinstance(other, _Compiled)

@@ -21,7 +21,7 @@ from promptver.limits import (
     check_text,
     stored_json,
 )
-from promptver.models import Commit, Template, check_name
+from promptver.models import Commit, Prompt, Template, check_name
 from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.templating import ValidationReport, parse_schema, render, validate
@@ -111,6 +111,9 @@ class TemplateService:
             variables=c.variables,
             branch=branch,
             updated_at=c.created_at,
+            kind=c.kind,
+            messages=c.messages,
+            config=c.config,
         )
 
     def list(
@@ -143,6 +146,9 @@ class TemplateService:
                 content=r["content"],
                 variables=list(r["variables"]),
                 updated_at=r["updated_at"],
+                kind=r["kind"] or "text",
+                messages=stored_json(r["messages"], None) if r["messages"] else None,
+                config=stored_json(r["config"]),
             )
             for r in rows
         ]
@@ -158,32 +164,79 @@ class TemplateService:
     # -- validating ---------------------------------------------------------------------
     def validate(
         self,
-        content: str,
+        content: str | None,
         metadata: Mapping[str, Any] | None = None,
         *,
         checks: list[str] | None = None,
+        kind: str = "text",
+        messages: list[dict[str, Any]] | None = None,
+        config: Mapping[str, Any] | None = None,
     ) -> ValidationReport:
-        """Run the validation engine with this workspace's limits."""
-        return validate(
-            content,
-            metadata,
-            limits=self.settings.templates,
-            checks=checks if checks is not None else ALL_CHECKS,
+        """Run the validation engine with this workspace's limits (a text, or a chat prompt's
+        messages, and the model configuration)."""
+        checks = checks if checks is not None else ALL_CHECKS
+        if kind == "text" and not config:
+            return validate(content or "", metadata, limits=self.settings.templates, checks=checks)
+        from promptver.chat import validate_prompt
+
+        return validate_prompt(
+            kind, content, messages, config, metadata, limits=self.settings.templates, checks=checks
         )
 
-    def _checked(self, content: str, metadata: Mapping[str, Any] | None) -> ValidationReport:
-        if not isinstance(content, str):
+    def _checked(
+        self,
+        content: str | None,
+        metadata: Mapping[str, Any] | None,
+        kind: str = "text",
+        messages: Any = None,
+        config: Any = None,
+    ) -> ValidationReport:
+        if kind == "text" and not isinstance(content, str):
             raise ValidationError("invalid input:", [_p("content must be text", "content")])
-        report = self.validate(content, metadata)
+        if kind == "chat" and content:
+            raise ValidationError(
+                "invalid input:",
+                [_p("a chat prompt has messages, not content", "content")],
+            )
+        # depth and size first: the structural checks walk these values
+        if messages is not None:
+            check_json(messages, "messages")
+        if config is not None:
+            check_json(config, "config")
+        report = self.validate(content, metadata, kind=kind, messages=messages, config=config)
         report.raise_for_errors("template is invalid:")
         return report
+
+    @staticmethod
+    def _kind_of(kind: str | None, content: Any, messages: Any, default: str = "text") -> str:
+        if kind is not None:
+            return kind
+        if messages is not None:
+            return "chat"
+        if content is not None:
+            return "text"
+        return default
+
+    @staticmethod
+    def _normalised(
+        kind: str, messages: Any, config: Any
+    ) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
+        from promptver.chat import normalise_config, normalise_messages
+
+        return (
+            normalise_messages(messages) if kind == "chat" else None,
+            normalise_config(config),
+        )
 
     # -- writing ------------------------------------------------------------------------
     def create(
         self,
         name: str,
-        content: str,
+        content: str | None = None,
         *,
+        kind: str | None = None,
+        messages: list[dict[str, Any]] | None = None,
+        config: dict[str, Any] | None = None,
         description: str = "",
         category: str = "",
         tags: list[str] | None = None,
@@ -193,8 +246,12 @@ class TemplateService:
     ) -> Template:
         """Create a template and its first commit (version 1.0.0 on ``main``).
 
+        A text template takes ``content``; a chat template (``kind="chat"``, or ``messages``
+        given) takes ``messages``. Either may carry a model ``config``.
+
         Raises:
-            ValidationError: bad name, a name already taken, invalid text or metadata.
+            ValidationError: bad name, a name already taken, invalid text, messages, config or
+                metadata (every problem, each naming its path).
         """
         author = check_author(author)
         try:
@@ -208,7 +265,10 @@ class TemplateService:
         tags = _clean_tags(tags)
         check_json(metadata or {}, "metadata")
         metadata = dict(metadata or {})
-        report = self._checked(content, metadata)
+        kind = self._kind_of(kind, content, messages)
+        report = self._checked(content, metadata, kind, messages, config)
+        messages, config = self._normalised(kind, messages, config)
+        content = content if kind == "text" else ""
         now = utcnow()
         tid = uuid.uuid4().hex[:12]
         with self.db.transaction() as con:
@@ -237,6 +297,9 @@ class TemplateService:
                 author=author,
                 at=now,
                 variables=report.variables,
+                kind=kind,
+                messages=messages,
+                config=config,
             )
             row = sql.template_row(con, tid)
         assert row is not None
@@ -247,6 +310,9 @@ class TemplateService:
         ref: str,
         content: str | None = None,
         *,
+        kind: str | None = None,
+        messages: list[dict[str, Any]] | None = None,
+        config: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
         branch: str = MAIN,
         bump: Bump | None = None,
@@ -256,11 +322,13 @@ class TemplateService:
     ) -> Template:
         """Commit a new text (and/or metadata) on ``branch``; on ``main`` it gets a version.
 
-        ``None`` keeps the current content or metadata. ``bump`` defaults to ``patch`` when
-        only the metadata changes and to ``minor`` when the text does. A variable schema that
-        only spells out what absent rules mean (``type: str``, ``required: true``, a default
-        written as text) is no change. ``expected_head`` guards against lost updates: pass the
-        commit the edit started from.
+        ``None`` keeps the current content, messages, config or metadata (giving ``content``
+        makes a text prompt, ``messages`` a chat prompt; ``config={}`` removes the model
+        configuration). ``bump`` defaults to ``patch`` when only the metadata changes and to
+        ``minor`` when the prompt (text, messages or config) does. A variable schema that only
+        spells out what absent rules mean (``type: str``, ``required: true``, a default written
+        as text) is no change. ``expected_head`` guards against lost updates: pass the commit
+        the edit started from.
 
         Raises:
             NotFound: unknown template or branch.
@@ -275,10 +343,33 @@ class TemplateService:
             if b is None:
                 raise NotFound(f"template '{row['name']}' has no branch '{branch}'")
             head = self.versions.get_commit(b.head)
-            new_content = head.content if content is None else content
+            new_kind = self._kind_of(kind, content, messages, head.kind)
+            if new_kind == "chat":
+                new_content = ""
+                new_messages = head.messages if messages is None else messages
+                if new_messages is None:
+                    raise ValidationError(
+                        "invalid input:",
+                        [_p("a chat prompt needs messages (this version is text)", "messages")],
+                    )
+            else:
+                new_content = head.content if content is None else content
+                new_messages = None
+                if head.kind == "chat" and content is None:
+                    raise ValidationError(
+                        "invalid input:",
+                        [_p("a text prompt needs content (this version is chat)", "content")],
+                    )
+            new_config = head.config if config is None else config
             new_meta = dict(head.metadata if metadata is None else metadata)
-            report = self._checked(new_content, new_meta)
-            same_text = new_content == head.content
+            report = self._checked(new_content, new_meta, new_kind, new_messages, new_config)
+            new_messages, new_config = self._normalised(new_kind, new_messages, new_config)
+            same_text = (
+                new_kind == head.kind
+                and new_content == head.content
+                and new_messages == head.messages
+                and new_config == head.config
+            )
             if same_text and same_metadata(new_meta, head.metadata):
                 raise ValidationError(
                     f"nothing to commit: the text and metadata equal the head of '{branch}'"
@@ -295,6 +386,9 @@ class TemplateService:
                 bump=bump,
                 expected_head=expected_head or b.head,
                 variables=report.variables,
+                kind=new_kind,
+                messages=new_messages,
+                config=new_config,
             )
         return self._view(row, commit, branch=None if branch == MAIN else branch)
 
@@ -339,6 +433,24 @@ class TemplateService:
         return out
 
     # -- rendering ----------------------------------------------------------------------
+    def prompt(self, ref: str, version: str | None = None) -> Prompt:
+        """The template at ``version`` (default: head of ``main``) as a renderable prompt:
+        ``text()``, ``messages()``, ``openai()``, ``anthropic()`` as ``get_prompt`` serves."""
+        t = self.get(ref, version)
+        return Prompt(
+            template_id=t.id,
+            name=t.name,
+            version=t.version,
+            commit=t.commit,
+            content=t.content,
+            variables=t.variables,
+            metadata=t.metadata,
+            kind=t.kind,
+            chat_messages=t.messages,
+            config=t.config,
+            max_render_chars=self.settings.templates.max_render_chars,
+        )
+
     def render(
         self,
         ref: str,

@@ -322,7 +322,24 @@ def render(
             a value has the wrong type, or the output would exceed ``max_chars``.
     """
     tokens = parse(template) if isinstance(template, str) else list(template)
-    used = variables_of(tokens)
+    filled = fill(variables_of(tokens), values, strict=strict, schema=schema)
+    return join_tokens(tokens, filled, max_chars)
+
+
+def fill(
+    used: Sequence[str],
+    values: Mapping[str, Any],
+    *,
+    strict: bool = True,
+    schema: Mapping[str, VariableSpec] | None = None,
+) -> dict[str, str]:
+    """The text each variable in ``used`` takes: its value (type-checked by the schema, then
+    ``str()``), its default, or ``""`` when optional.
+
+    Raises:
+        RenderError: a variable is missing (named), an unknown one was given while ``strict``,
+            or a value has the wrong type.
+    """
     schema = schema or {}
     filled: dict[str, str] = {}
     missing: list[str] = []
@@ -352,6 +369,15 @@ def render(
                 f"unknown variable{plural}: {', '.join(map(str, extra))} (the template uses: {uses});"
                 " pass strict=False to ignore extra variables"
             )
+    return filled
+
+
+def join_tokens(tokens: Sequence[Token], filled: Mapping[str, str], max_chars: int) -> str:
+    """Literal text and filled values, joined once (a value is never parsed again).
+
+    Raises:
+        RenderError: the output would exceed ``max_chars``.
+    """
     out: list[str] = []
     size = 0
     for t in tokens:

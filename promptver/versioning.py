@@ -3,7 +3,10 @@
 A commit id is the SHA-256 (hex) of a canonical JSON document holding the template id, the
 parent ids, the content, the metadata, the author, the creation time (UTC, microseconds) and the
 message: ``json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``. The
-template id is included so that two templates can never share a commit. ``fsck`` recomputes it.
+template id is included so that two templates can never share a commit. A chat prompt, or any
+prompt with a model configuration, adds ``kind``, ``messages`` and ``config`` to the document
+(a text prompt without a configuration hashes exactly as before they existed, so the ids of
+older commits never change). ``fsck`` recomputes it.
 
 Branch heads are the only thing that moves, by compare-and-swap: a writer names the head it
 based its work on, and loses with :class:`~promptver.errors.Conflict` if another writer moved it.
@@ -29,7 +32,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from promptver.config import TemplateLimits
-from promptver.diffing import Diff, diff_texts
+from promptver.diffing import Diff, diff_prompts
 from promptver.errors import (
     Conflict,
     MergeConflict,
@@ -97,9 +100,12 @@ def commit_id(
     author: str,
     created_at: datetime,
     message: str,
+    kind: str = "text",
+    messages: list[dict[str, Any]] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> str:
     """The content address of a commit (see the module docstring for the exact document)."""
-    doc = {
+    doc: dict[str, Any] = {
         "template": template_id,
         "parents": list(parents),
         "content": content,
@@ -108,6 +114,8 @@ def commit_id(
         "created_at": created_at.astimezone(UTC).isoformat(timespec="microseconds"),
         "message": message,
     }
+    if kind != "text" or messages is not None or config:
+        doc.update(kind=kind, messages=messages, config=config or {})
     raw = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     try:
         return hashlib.sha256(raw.encode("utf-8")).hexdigest()
@@ -120,7 +128,16 @@ def commit_id(
 def expected_id(c: Commit) -> str:
     """Recompute a stored commit's id (``fsck`` compares it with ``c.id``)."""
     return commit_id(
-        c.template_id, c.parents, c.content, c.metadata, c.author, c.created_at, c.message
+        c.template_id,
+        c.parents,
+        c.content,
+        c.metadata,
+        c.author,
+        c.created_at,
+        c.message,
+        c.kind,
+        c.messages,
+        c.config,
     )
 
 
@@ -222,6 +239,9 @@ class VersionControl:
         expected_head: str | None = None,
         extra_parents: Iterable[str] = (),
         variables: list[str] | None = None,
+        kind: str = "text",
+        messages: list[dict[str, Any]] | None = None,
+        config: dict[str, Any] | None = None,
     ) -> Commit:
         """Add a commit on top of ``branch`` and move the branch (compare-and-swap).
 
@@ -237,6 +257,9 @@ class VersionControl:
         from promptver.templating import extract_variables
 
         check_json(metadata, "metadata")
+        if messages is not None:
+            check_json(messages, "messages")
+        check_json(config or {}, "config")
         with self.db.transaction() as con:
             b = sql.get_branch(con, template_id, branch)
             if b is None:
@@ -258,6 +281,9 @@ class VersionControl:
                 message=message,
                 author=author,
                 created_at=now,
+                kind=kind,
+                messages=messages,
+                config=config or {},
             )
             c.id = expected_id(c)
             sql.insert_commit(con, c)
@@ -284,11 +310,17 @@ class VersionControl:
         author: str,
         at: datetime,
         variables: list[str],
+        kind: str = "text",
+        messages: list[dict[str, Any]] | None = None,
+        config: dict[str, Any] | None = None,
     ) -> Commit:
         """The first commit of a new template: version 1.0.0 and the ``main`` branch."""
         author = check_author(author)
         message = check_text(message, "message", MAX_MESSAGE, strip=False)
         check_json(metadata, "metadata")
+        if messages is not None:
+            check_json(messages, "messages")
+        check_json(config or {}, "config")
         c = Commit(
             id="",
             template_id=template_id,
@@ -299,6 +331,9 @@ class VersionControl:
             message=message,
             author=author,
             created_at=at,
+            kind=kind,
+            messages=messages,
+            config=config or {},
         )
         c.id = expected_id(c)
         sql.insert_commit(con, c)
@@ -466,13 +501,9 @@ class VersionControl:
             row = self._template(con, template)
             old = self.resolve(row["id"], a, template_name=row["name"])
             new = self.resolve(row["id"], b, template_name=row["name"])
-        d = diff_texts(
-            old.content,
-            new.content,
-            old_variables=old.variables,
-            new_variables=new.variables,
-            old_metadata=old.metadata,
-            new_metadata=new.metadata,
+        d = diff_prompts(
+            old,
+            new,
             old_label=f"a/{row['name']}@{a}",
             new_label=f"b/{row['name']}@{b}",
             context=context,
@@ -511,17 +542,30 @@ class VersionControl:
             if ours.id in g.ancestors(theirs.id):
                 plan.kind = "fast_forward"
                 plan.bases = [ours.id]
-                plan.base_content, plan.base_metadata = ours.content, ours.metadata
+                plan.base_content, plan.base_metadata = merge_body(ours), ours.metadata
+                plan.base_config = ours.config
             else:
                 plan.kind = "merge"
                 plan.bases = g.merge_bases(ours.id, theirs.id)
-                plan.base_content, plan.base_metadata = _virtual_base(
+                plan.base_content, plan.base_metadata, plan.base_config = _virtual_base(
                     g, lambda cid: self._commit(con, cid), ours.id, theirs.id
                 )
+        if plan.kind == "merge" and ours.kind != theirs.kind:
+            raise MergeConflict(
+                f"merging '{source}' into '{into}' of template '{row['name']}': '{into}' is a "
+                f"{ours.kind} prompt and '{source}' a {theirs.kind} prompt (kind); nothing was "
+                "written. Make both the same kind on one side first, then merge",
+                [],
+            )
         plan.text = merge_texts(
-            plan.base_content, ours.content, theirs.content, ours_label=into, theirs_label=source
+            plan.base_content,
+            merge_body(ours),
+            merge_body(theirs),
+            ours_label=into,
+            theirs_label=source,
         )
         plan.metadata = merge_metadata(plan.base_metadata, ours.metadata, theirs.metadata)
+        plan.config = merge_metadata(plan.base_config, ours.config, theirs.config)
         return plan
 
     def merge(
@@ -535,6 +579,7 @@ class VersionControl:
         bump: Bump = "minor",
         resolution: str | None = None,
         resolution_metadata: dict[str, Any] | None = None,
+        resolution_config: dict[str, Any] | None = None,
         expected_head: str | None = None,
         expected_source: str | None = None,
         no_ff: bool = False,
@@ -544,8 +589,10 @@ class VersionControl:
         Up to date: nothing is written. Fast-forward (``into`` is an ancestor of ``source``):
         the branch moves to the source commit, which gets the next version when ``into`` is
         ``main``. Otherwise a merge commit with parents ``[into head, source commit]`` holds the
-        three-way merge of text and metadata (or ``resolution`` / ``resolution_metadata``, the
-        caller's resolved versions); on ``main`` it gets the next version.
+        three-way merge of text (a chat prompt: its messages, each a unit), metadata and model
+        configuration (or ``resolution`` / ``resolution_metadata`` / ``resolution_config``, the
+        caller's resolved versions; a chat resolution is the messages as JSON lines, see
+        :func:`merge_body`); on ``main`` it gets the next version.
 
         ``expected_head`` / ``expected_source`` are the commits the caller saw (for example in
         a conflict editor); if either branch moved since, nothing is written.
@@ -579,40 +626,53 @@ class VersionControl:
                 version=plan.ours.version,
                 merge_bases=plan.bases,
             )
+            resolved = (resolution, resolution_metadata, resolution_config)
             if plan.kind == "up_to_date":
-                if resolution is not None or resolution_metadata is not None:
+                if any(r is not None for r in resolved):
                     raise ValidationError(
                         f"nothing to merge: '{into}' already contains "
                         f"'{source}', so there is nothing to resolve"
                     )
                 result.up_to_date = True
                 return result
-            if (
-                plan.kind == "fast_forward"
-                and not no_ff
-                and resolution is None
-                and resolution_metadata is None
-            ):
+            if plan.kind == "fast_forward" and not no_ff and all(r is None for r in resolved):
                 version = self._fast_forward(con, plan, bump)
                 return result.model_copy(
                     update={"commit": plan.theirs.id, "version": version, "fast_forward": True}
                 )
-            assert plan.text is not None and plan.metadata is not None
+            assert plan.text is not None and plan.metadata is not None and plan.config is not None
             if resolution is None and not plan.text.clean:
                 raise self._conflict_error(plan)
             if resolution_metadata is None and not plan.metadata.clean:
                 raise self._conflict_error(plan)
+            if resolution_config is None and not plan.config.clean:
+                raise self._conflict_error(plan)
             if plan.kind == "fast_forward":  # no_ff or an edited result: the source as it is
-                content = plan.theirs.content if resolution is None else resolution
+                content = merge_body(plan.theirs) if resolution is None else resolution
                 metadata = dict(
                     plan.theirs.metadata if resolution_metadata is None else resolution_metadata
+                )
+                config = dict(
+                    plan.theirs.config if resolution_config is None else resolution_config
                 )
             else:
                 content = plan.text.text() if resolution is None else resolution
                 metadata = dict(
                     plan.metadata.merged if resolution_metadata is None else resolution_metadata
                 )
-            variables = self._check_merged(content, metadata)
+                config = dict(
+                    plan.config.merged if resolution_config is None else resolution_config
+                )
+            kind = plan.theirs.kind if plan.kind == "fast_forward" else plan.ours.kind
+            messages = None
+            if kind == "chat":
+                markers = conflict_markers(content)
+                if markers:
+                    raise ValidationError("the merged text still has conflict markers:", markers)
+                messages, content = messages_from_body(content), ""
+            variables, messages, config = self._check_merged(
+                content, metadata, kind=kind, messages=messages, config=config
+            )
             c = self.commit(
                 plan.template_id,
                 content,
@@ -624,6 +684,9 @@ class VersionControl:
                 expected_head=plan.ours.id,
                 extra_parents=[plan.theirs.id],
                 variables=variables,
+                kind=kind,
+                messages=messages,
+                config=config,
             )
             return result.model_copy(
                 update={
@@ -648,20 +711,55 @@ class VersionControl:
             utcnow(),
         )
 
-    def _check_merged(self, content: str, metadata: dict[str, Any]) -> list[str]:
-        from promptver.templating import validate
+    def _check_merged(
+        self,
+        content: str,
+        metadata: dict[str, Any],
+        *,
+        kind: str = "text",
+        messages: list[dict[str, Any]] | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> tuple[list[str], list[dict[str, Any]] | None, dict[str, Any]]:
+        """The merged prompt's variables, messages and configuration, once they pass the checks.
+
+        Raises:
+            ValidationError: conflict markers remain, or the merged prompt is invalid.
+        """
+        from promptver.chat import normalise_config, normalise_messages, validate_prompt
 
         markers = conflict_markers(content)
         if markers:
             raise ValidationError("the merged text still has conflict markers:", markers)
-        report = validate(content, metadata, limits=self.limits)
-        report.raise_for_errors("the merged text is invalid:")
-        return report.variables
+        report = validate_prompt(kind, content, messages, config, metadata, limits=self.limits)
+        report.raise_for_errors(
+            "the merged prompt is invalid:"
+            if kind == "chat" or config
+            else "the merged text is invalid:"
+        )
+        return (
+            report.variables,
+            normalise_messages(messages) if messages is not None else None,
+            normalise_config(config),
+        )
 
     def _conflict_error(self, plan: MergePlan) -> MergeConflict:
         assert plan.text is not None and plan.metadata is not None
         parts = []
         for i, h in enumerate(plan.text.hunks, start=1):
+            if plan.chat:  # one message per line: name the messages
+                last = h.base_start + len(h.base_lines) - 2
+                where = (
+                    f"messages[{h.base_start - 1}..{last}]"
+                    if len(h.base_lines) > 1
+                    else f"messages[{h.base_start - 1}]"
+                    if h.base_lines
+                    else f"after messages[{h.base_start - 2}]"
+                )
+                parts.append(
+                    f"{where}: {plan.target} has {_preview(h.ours)}, "
+                    f"{plan.source} has {_preview(h.theirs)}"
+                )
+                continue
             where = (
                 f"base lines {h.base_start}-{h.base_start + len(h.base_lines) - 1}"
                 if len(h.base_lines) > 1
@@ -675,10 +773,22 @@ class VersionControl:
             )
         for mc in plan.metadata.conflicts:
             parts.append(f"metadata key '{mc.key}' changed on both sides")
+        for cc in plan.config.conflicts if plan.config is not None else []:
+            parts.append(
+                f"config.{cc.key} changed on both sides ({plan.target}: "
+                f"{_json_short(cc.ours)}, {plan.source}: {_json_short(cc.theirs)})"
+            )
         n = len(plan.text.hunks)
-        what = f"{n} conflicting hunk{'s' if n != 1 else ''}" if n else "conflicting metadata"
-        if n and plan.metadata.conflicts:
-            what += " and conflicting metadata"
+        kinds = []
+        if n:
+            unit = "message" if plan.chat else "hunk"
+            kinds.append(f"{n} conflicting {unit}{'s' if n != 1 else ''}")
+        if plan.metadata.conflicts:
+            kinds.append("conflicting metadata")
+        if plan.config is not None and plan.config.conflicts:
+            paths = ", ".join("config." + c.key for c in plan.config.conflicts)
+            kinds.append(f"conflicting config ({paths})")
+        what = " and ".join(kinds) if kinds else "conflicts"
         message = (
             f"merging '{plan.source}' into '{plan.target}' of template '{plan.template_name}' "
             f"found {what}; nothing was written: "
@@ -688,14 +798,19 @@ class VersionControl:
             " --resolve-file FILE"
             + (" --resolve-metadata-file META.json" if plan.metadata.conflicts else "")
         )
-        return MergeConflict(
+        error = MergeConflict(
             message,
             plan.text.hunks,
             base=plan.base_content,
-            ours=plan.ours.content,
-            theirs=plan.theirs.content,
+            ours=merge_body(plan.ours),
+            theirs=merge_body(plan.theirs),
             marked=plan.text.marked(),
         )
+        error.config_conflicts = [
+            {**c.as_dict(), "key": "config." + c.key}
+            for c in (plan.config.conflicts if plan.config is not None else [])
+        ]
+        return error
 
     # -- history graph ------------------------------------------------------------------
     def history(self, template: str, *, limit: int | None = None) -> list[GraphRow]:
@@ -773,8 +888,6 @@ class VersionControl:
         """
         import json as _json
 
-        from promptver.templating import scan, variables_of
-
         problems: list[FsckProblem] = []
         with self.db.read() as con:
             names = vsql.template_names(con)
@@ -797,7 +910,9 @@ class VersionControl:
 
         owner: dict[str, str] = {}
         parents_of: dict[str, list[str]] = {}
-        for cid, tid, parents, content, variables, metadata, message, author, at in commits:
+        for row in commits:
+            cid, tid, parents, content, variables, metadata, message, author, at = row[:9]
+            kind, raw_messages, raw_config = row[9:12]
             owner[cid] = tid
             parents_of[cid] = list(parents)
             if tid not in names:
@@ -817,9 +932,18 @@ class VersionControl:
                         f"commit {cid[:12]} has metadata that is not a JSON object",
                     )
                     continue
-                want = commit_id(tid, parents, content, meta, author, at, message)
+                msgs = _json.loads(raw_messages) if raw_messages else None
+                cfg = _json.loads(raw_config) if raw_config else {}
+                want = commit_id(
+                    tid, parents, content, meta, author, at, message, kind or "text", msgs, cfg
+                )
             except (TypeError, ValueError):
-                add("bad_metadata", tid, cid, f"commit {cid[:12]} has metadata that is not JSON")
+                add(
+                    "bad_metadata",
+                    tid,
+                    cid,
+                    f"commit {cid[:12]} has metadata, messages or config that is not JSON",
+                )
                 continue
             except RecursionError:  # stored by a version that did not limit the depth
                 add(
@@ -837,13 +961,13 @@ class VersionControl:
                     f"commit {cid[:12]} does not match its content "
                     f"(recomputed {want[:12]}): the row was changed after it was written",
                 )
-            if list(variables) != variables_of(scan(content)[0]):
+            uses = _variables_used(content, msgs)
+            if list(variables) != uses:
                 add(
                     "bad_variables",
                     tid,
                     cid,
-                    f"commit {cid[:12]} lists variables "
-                    f"{list(variables)} but its text uses {variables_of(scan(content)[0])}",
+                    f"commit {cid[:12]} lists variables {list(variables)} but its text uses {uses}",
                 )
         for cid, parents in parents_of.items():
             for p in parents:
@@ -1036,8 +1160,43 @@ class Graph:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _virtual_base(g: Graph, load: Any, a: str, b: str) -> tuple[str, dict[str, Any]]:
-    """The text and metadata to use as the merge base of ``a`` and ``b``.
+def merge_body(c: Commit) -> str:
+    """The text a three-way merge works on: a text prompt's content, or a chat prompt's
+    messages one per line (canonical JSON), so that each message merges as a unit."""
+    if c.kind != "chat":
+        return c.content
+    return "\n".join(json.dumps(m, sort_keys=True, ensure_ascii=False) for m in (c.messages or []))
+
+
+def messages_from_body(text: str) -> list[dict[str, Any]]:
+    """The messages of a merged chat body (see :func:`merge_body`).
+
+    Raises:
+        ValidationError: a line is not a message (a hand-edited resolution), naming it.
+    """
+    out: list[dict[str, Any]] = []
+    for i, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            m = json.loads(line)
+        except ValueError:
+            m = None
+        if not isinstance(m, dict):
+            raise ValidationError(
+                "the merged messages are invalid:",
+                [Problem("not a message (one JSON object per line)", field="messages", line=i)],
+            )
+        out.append(m)
+    return out
+
+
+Base = tuple[str, dict[str, Any], dict[str, Any]]
+
+
+def _virtual_base(g: Graph, load: Any, a: str, b: str) -> Base:
+    """The body (see :func:`merge_body`), metadata and model configuration to use as the merge
+    base of ``a`` and ``b``.
 
     One lowest common ancestor: its content. Several (a criss-cross history): like git's
     recursive strategy, the bases are merged with each other, oldest first, each pair against
@@ -1045,25 +1204,26 @@ def _virtual_base(g: Graph, load: Any, a: str, b: str) -> tuple[str, dict[str, A
     markers, and conflicting metadata keys keep the value of that deeper base. Changes that both
     criss-crossing merges already contain then count as common history rather than as edits.
     """
-    memo: dict[str, tuple[str, dict[str, Any]]] = {}
+    memo: dict[str, Base] = {}
     counter = [0]
 
-    def content(cid: str) -> tuple[str, dict[str, Any]]:
+    def content(cid: str) -> Base:
         if cid not in memo:
             c = load(cid)
-            memo[cid] = (c.content, c.metadata)
+            memo[cid] = (merge_body(c), c.metadata, c.config)
         return memo[cid]
 
-    def base_of(x: str, y: str) -> tuple[str, dict[str, Any]]:
+    def base_of(x: str, y: str) -> Base:
         bases = g.merge_bases(x, y)
         if not bases:  # unrelated histories (never within one template): an empty base
-            return "", {}
+            return "", {}, {}
         cur = bases[0]
         for nxt in bases[1:]:
-            sub_text, sub_meta = base_of(cur, nxt)
-            (t1, m1), (t2, m2) = content(cur), content(nxt)
+            sub_text, sub_meta, sub_config = base_of(cur, nxt)
+            (t1, m1, c1), (t2, m2, c2) = content(cur), content(nxt)
             tm = merge_texts(sub_text, t1, t2)
             mm = merge_metadata(sub_meta, m1, m2)
+            cm = merge_metadata(sub_config, c1, c2)
             counter[0] += 1
             vid = f"virtual:{counter[0]}"
             g.add_virtual(
@@ -1072,6 +1232,7 @@ def _virtual_base(g: Graph, load: Any, a: str, b: str) -> tuple[str, dict[str, A
             memo[vid] = (
                 tm.marked() if not tm.clean else tm.text(),
                 mm.resolve({c.key: "base" for c in mm.conflicts}),
+                cm.resolve({c.key: "base" for c in cm.conflicts}),
             )
             cur = vid
         return content(cur)
@@ -1097,19 +1258,44 @@ class MergePlan:
     bases: list[str] = field(default_factory=list)
     base_content: str = ""
     base_metadata: dict[str, Any] = field(default_factory=dict)
+    base_config: dict[str, Any] = field(default_factory=dict)
     text: TextMerge | None = None
     metadata: MetadataMerge | None = None
+    #: the three-way merge of the model configurations (conflicts named by dotted path)
+    config: MetadataMerge | None = None
+
+    @property
+    def chat(self) -> bool:
+        """The prompts are chat prompts: ``text`` merges their messages, one per line."""
+        return self.ours.kind == "chat"
 
     @property
     def clean(self) -> bool:
-        """No text and no metadata conflicts."""
-        return (self.text is None or self.text.clean) and (
-            self.metadata is None or self.metadata.clean
+        """No text, metadata or configuration conflicts."""
+        return (
+            (self.text is None or self.text.clean)
+            and (self.metadata is None or self.metadata.clean)
+            and (self.config is None or self.config.clean)
         )
 
     @property
     def criss_cross(self) -> bool:
         return len(self.bases) > 1
+
+
+def _variables_used(content: str, messages: list[dict[str, Any]] | None) -> list[str]:
+    """The placeholders of a text, or of every message of a chat prompt, in order."""
+    from promptver.templating import scan, variables_of
+
+    if messages is None:
+        return variables_of(scan(content)[0])
+    out: list[str] = []
+    for m in messages:
+        if isinstance(m, dict) and isinstance(m.get("content"), str):
+            for name in variables_of(scan(m["content"])[0]):
+                if name not in out:
+                    out.append(name)
+    return out
 
 
 def branch_name_problems(name: str) -> list[Problem]:
@@ -1134,6 +1320,11 @@ def branch_name_problems(name: str) -> list[Problem]:
             )
         ]
     return []
+
+
+def _json_short(value: Any, width: int = 40) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _preview(lines: list[str], width: int = 40) -> str:

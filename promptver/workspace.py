@@ -162,6 +162,9 @@ class Workspace:
                 content=c.content,
                 variables=c.variables,
                 metadata=c.metadata,
+                kind=c.kind,
+                chat_messages=c.messages,
+                config=c.config,
                 environment=live.environment,
                 max_render_chars=self.settings.templates.max_render_chars,
             )

@@ -210,7 +210,14 @@ def test_diff_between_refs(ws):
     )
     d = ws.versions.diff("t", "1.0.0", "b")
     out = d.as_dict()
-    assert set(out) == {"unified", "changes", "variables_added", "variables_removed"}
+    assert set(out) == {
+        "unified",
+        "changes",
+        "variables_added",
+        "variables_removed",
+        "config_changes",
+        "messages_changed",
+    }
     assert out["variables_added"] == ["context"] and out["variables_removed"] == []
     assert "-line 3\n+line three {context}\n" in out["unified"]
     assert out["unified"].startswith("--- a/t@1.0.0\n+++ b/t@b\n")
@@ -240,6 +247,8 @@ def test_diff_of_equal_refs_is_empty(ws, qa):
         "changes": [],
         "variables_added": [],
         "variables_removed": [],
+        "config_changes": [],
+        "messages_changed": [],
     }
 
 

@@ -56,7 +56,14 @@ def test_diff_json_shape_and_human_output(cli, t):
     r = cli("diff", "t", "main", "feature", json=True)
     assert r.code == 0
     out = r.json()
-    assert list(out) == ["unified", "changes", "variables_added", "variables_removed"]
+    assert list(out) == [
+        "unified",
+        "changes",
+        "variables_added",
+        "variables_removed",
+        "config_changes",
+        "messages_changed",
+    ]
     assert out["variables_added"] == ["context"] and out["variables_removed"] == []
     assert out["changes"][0]["words"][1] == {"op": "replace", "old": "2", "new": "two {context}"}
     human = cli("diff", "t", "main", "feature").out

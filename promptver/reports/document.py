@@ -426,10 +426,26 @@ def _variants(report: Report) -> Section:
                     summary += "; variables removed: " + ", ".join(d.variables_removed)
                 if d.metadata_changes:
                     summary += "; metadata changed: " + ", ".join(m.key for m in d.metadata_changes)
+                if d.config_changes:
+                    from promptver.chat import describe_config_change
+
+                    summary += "; model configuration: " + describe_config_change(
+                        d.config_changes, limit=8
+                    )
                 blocks.append(Para([summary]))
                 if d.unified:
                     blocks.append(Pre(d.unified, "diff", caption="Diff against the control"))
-        blocks.append(Pre(c.content, "text", caption="Prompt text"))
+        if c.kind == "chat" or c.config:
+            from promptver.chat import readable
+
+            caption = "Prompt messages and model configuration"
+            blocks.append(
+                Pre(
+                    readable(c.kind, c.content, c.messages or [], c.config), "text", caption=caption
+                )
+            )
+        else:
+            blocks.append(Pre(c.content, "text", caption="Prompt text"))
     return Section("Variants and their prompts", "variants", blocks, new_page=True)
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from promptver import __version__
-from promptver.diffing import Diff, diff_texts
+from promptver.diffing import Diff, diff_prompts
 from promptver.errors import NotFound, PromptverError
 from promptver.models import (
     Commit,
@@ -209,13 +209,9 @@ def _variants(ws: Workspace, exp: Experiment, notes: list[str]) -> list[VariantI
         if control.commit is None or info.commit is None:
             continue
         a, b = control.commit, info.commit
-        info.diff = diff_texts(
-            a.content,
-            b.content,
-            old_variables=a.variables,
-            new_variables=b.variables,
-            old_metadata=a.metadata,
-            new_metadata=b.metadata,
+        info.diff = diff_prompts(
+            a,
+            b,
             old_label=f"{control.spec.name} ({a.version or a.id[:10]})",
             new_label=f"{info.spec.name} ({b.version or b.id[:10]})",
         )

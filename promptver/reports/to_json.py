@@ -46,7 +46,10 @@ def _variant(v: VariantInfo) -> dict[str, Any]:
         "commit_author": c.author if c else None,
         "commit_created_at": _iso(c.created_at) if c else None,
         "variables": list(c.variables) if c else None,
-        "content": c.content if c else None,
+        "content": (c.content if c.kind == "text" else None) if c else None,
+        "kind": c.kind if c else None,
+        "messages": c.messages if c else None,
+        "config": c.config if c else None,
         "diff_against_control": None
         if d is None
         else {

@@ -154,7 +154,7 @@ def resolve(con: Con, ref: str, environment: str) -> dict[str, Any] | None:
     """
     row = con.execute(
         "SELECT t.id, t.name, t.is_active, d.id, d.commit_id, d.version, c.content,"
-        " c.variables, c.metadata"
+        " c.variables, c.metadata, c.kind, c.messages, c.config"
         " FROM templates t"
         " LEFT JOIN deployments d ON d.template_id = t.id AND d.environment = ?"
         " LEFT JOIN commits c ON c.id = d.commit_id"
@@ -174,6 +174,9 @@ def resolve(con: Con, ref: str, environment: str) -> dict[str, Any] | None:
         "content": row[6],
         "variables": list(row[7]) if row[7] is not None else [],
         "metadata": stored_json(row[8]),
+        "kind": row[9] or "text",
+        "messages": stored_json(row[10], None) if row[10] else None,
+        "config": stored_json(row[11]),
     }
 
 

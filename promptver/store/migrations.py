@@ -365,3 +365,15 @@ def m060_alerts(con: duckdb.DuckDBPyConnection) -> None:
         )
         """
     )
+
+
+@migration
+def m080_chat_prompts(con: duckdb.DuckDBPyConnection) -> None:
+    # A commit holds either a text (``content``) or a chat prompt (``messages``, a JSON list),
+    # and either may carry a model configuration. Existing commits are text without a
+    # configuration: their ids do not change (promptver.versioning.commit_id hashes these
+    # fields only when they differ from that default).
+    con.execute("ALTER TABLE commits ADD COLUMN kind VARCHAR DEFAULT 'text'")
+    con.execute("ALTER TABLE commits ADD COLUMN messages JSON")
+    con.execute("ALTER TABLE commits ADD COLUMN config JSON DEFAULT '{}'")
+    con.execute("UPDATE commits SET kind = 'text', config = '{}' WHERE kind IS NULL")

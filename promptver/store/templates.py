@@ -81,12 +81,15 @@ def list_template_rows(
         where.append(
             "(contains(lower(t.name), lower(?)) OR contains(lower(t.description), lower(?))"
             " OR contains(lower(c.content), lower(?))"
+            " OR contains(lower(CAST(json_extract_string(c.messages, '$[*].content') AS VARCHAR)),"
+            " lower(?))"
             " OR list_contains(list_transform(t.tags, lambda x: lower(x)), lower(?)))"
         )
-        params.extend([search] * 4)
+        params.extend([search] * 5)
     sql = (
         f"SELECT {', '.join('t.' + c.strip() for c in _TEMPLATE_COLS.split(','))},"
         " c.id AS commit_id, c.content, c.variables, c.metadata, c.created_at AS updated_at,"
+        " c.kind, c.messages, c.config,"
         " (SELECT v.version FROM versions v WHERE v.template_id = t.id AND v.commit_id = c.id"
         "  ORDER BY v.major DESC, v.minor DESC, v.patch DESC LIMIT 1) AS version"
         " FROM templates t JOIN branches b ON b.template_id = t.id"
@@ -135,11 +138,16 @@ def set_active(
 
 # ---- commits -------------------------------------------------------------------------------
 
-_COMMIT_COLS = "id, template_id, parents, content, variables, metadata, message, author, created_at"
+_COMMIT_COLS = (
+    "id, template_id, parents, content, variables, metadata, message, author, created_at,"
+    " kind, messages, config"
+)
+_NCOLS = 12  # the version label, when selected, follows the commit's columns
 
 
 def _commit(row: tuple[Any, ...], version: str | None = None) -> Commit:
     cid, tid, parents, content, variables, metadata, message, author, created_at = row[:9]
+    kind, messages, config = row[9:_NCOLS]
     return Commit(
         id=cid,
         template_id=tid,
@@ -151,12 +159,15 @@ def _commit(row: tuple[Any, ...], version: str | None = None) -> Commit:
         author=author,
         created_at=created_at,
         version=version,
+        kind=kind or "text",
+        messages=stored_json(messages, None) if messages else None,
+        config=stored_json(config),
     )
 
 
 def insert_commit(con: Con, c: Commit) -> None:
     con.execute(
-        f"INSERT INTO commits ({_COMMIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO commits ({_COMMIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             c.id,
             c.template_id,
@@ -167,6 +178,9 @@ def insert_commit(con: Con, c: Commit) -> None:
             c.message,
             c.author,
             c.created_at,
+            c.kind,
+            None if c.messages is None else json.dumps(c.messages, ensure_ascii=False),
+            json.dumps(c.config, sort_keys=True, ensure_ascii=False),
         ],
     )
 
@@ -178,7 +192,7 @@ def get_commit(con: Con, commit_id: str) -> Commit | None:
         " FROM commits WHERE id = ?",
         [commit_id],
     ).fetchone()
-    return _commit(row, row[9]) if row else None
+    return _commit(row, row[_NCOLS]) if row else None
 
 
 def commits_with_prefix(con: Con, template_id: str, prefix: str, limit: int = 10) -> list[str]:
@@ -201,7 +215,7 @@ def commits_of(con: Con, template_id: str) -> list[Commit]:
         " WHERE c.template_id = ? ORDER BY c.created_at, c.id",
         [template_id, template_id],
     ).fetchall()
-    return [_commit(r, r[9]) for r in rows]
+    return [_commit(r, r[_NCOLS]) for r in rows]
 
 
 def all_commits(con: Con) -> list[Commit]:

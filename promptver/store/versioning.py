@@ -28,7 +28,8 @@ def raw_commits(con: Con) -> list[tuple[Any, ...]]:
     """Every commit row as stored (metadata as JSON text), for ``fsck`` to check."""
     return con.execute(
         "SELECT id, template_id, parents, content, variables, CAST(metadata AS VARCHAR), message,"
-        " author, created_at FROM commits ORDER BY template_id, created_at, id"
+        " author, created_at, kind, CAST(messages AS VARCHAR), CAST(config AS VARCHAR)"
+        " FROM commits ORDER BY template_id, created_at, id"
     ).fetchall()
 
 

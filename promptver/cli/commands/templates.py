@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from promptver.cli.context import Context, UsageError, limit_arg, parse_vars, read_text_arg, table
@@ -53,6 +55,12 @@ def register(sub: Any) -> None:
     p = tsub.add_parser("show", help="show a template (head of main, or --version)")
     p.add_argument("ref", metavar="REF")
     p.add_argument("--version", help="a version, branch or commit prefix")
+    p.add_argument(
+        "--format",
+        choices=["text", "yaml"],
+        default="text",
+        help="yaml: the prompt file that recreates this version (for create/update --file)",
+    )
     p.set_defaults(handler=cmd_show)
 
     p = tsub.add_parser("list", help="list templates")
@@ -103,6 +111,17 @@ def register(sub: Any) -> None:
     p.add_argument("--user-id", metavar="U", help="with --env: the user asking (get_prompt)")
     p.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--vars-file", metavar="PATH", help="JSON object of variables")
+    p.add_argument(
+        "--history",
+        metavar="FILE.json",
+        help="chat prompts: the messages for the placeholder (a JSON list), or an object "
+        "{PLACEHOLDER: [messages]} when there are several",
+    )
+    p.add_argument(
+        "--format",
+        choices=["openai", "anthropic"],
+        help="print exactly the keyword arguments for that SDK's create call (JSON)",
+    )
     p.add_argument("--no-strict", action="store_true", help="ignore unknown variables")
     p.set_defaults(handler=cmd_render)
 
@@ -123,7 +142,36 @@ def register(sub: Any) -> None:
 def _content_args(p: Any) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--content", help="the template text")
-    g.add_argument("--file", metavar="PATH", help="read the text from a file ('-' for stdin)")
+    g.add_argument(
+        "--file",
+        metavar="PATH",
+        help="read the text from a file ('-' for stdin); a .yaml, .yml or .json file is a "
+        "prompt file (kind, messages or content, config: see docs/prompts.md)",
+    )
+
+
+PROMPT_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _prompt_input(ctx: Context) -> dict[str, Any]:
+    """What ``--content``/``--file`` give: ``{"content"}`` for a text, or the fields of a prompt
+    file (``kind``, ``content`` or ``messages``, ``config``, and the file's ``doc``)."""
+    a = ctx.args
+    path = getattr(a, "file", None)
+    if not path or path == "-" or Path(path).suffix.lower() not in PROMPT_FILE_SUFFIXES:
+        return {"content": read_text_arg(a)}
+    from promptver.chat import parse_document
+
+    raw = read_text_file(path, what="prompt file")
+    doc = load_json(raw, path) if path.lower().endswith(".json") else load_yaml(raw, path)
+    d = parse_document(doc, source=path)
+    return {
+        "kind": d.kind,
+        "content": d.content,
+        "messages": d.messages,
+        "config": d.config,
+        "doc": d,
+    }
 
 
 def _metadata(ctx: Context) -> dict[str, Any] | None:
@@ -138,16 +186,46 @@ def _metadata(ctx: Context) -> dict[str, Any] | None:
 
 
 def _show(t: Template) -> str:
+    from promptver.chat import readable
+
     lines = [
-        f"{t.name}  {t.version or '(no version)'}  commit {t.commit[:12]}",
+        f"{t.name}  {t.version or '(no version)'}  commit {t.commit[:12]}  ({t.kind})",
         f"id: {t.id}   category: {t.category or '-'}   tags: {', '.join(t.tags) or '-'}"
         + ("" if t.is_active else "   (archived)"),
     ]
     if t.description:
         lines.append(f"description: {t.description}")
     lines.append(f"variables: {', '.join(t.variables) or '-'}")
-    lines += ["", t.content]
+    lines += ["", readable(t.kind, t.content, t.messages or [], t.config)]
     return "\n".join(lines)
+
+
+def _show_json(t: Template) -> dict[str, Any]:
+    """The contract's ``template show --json``: a chat template's ``content`` is null."""
+    out = t.model_dump(mode="json")
+    if t.kind == "chat":
+        out["content"] = None
+    return out
+
+
+def prompt_file_text(t: Template) -> str:
+    """The prompt file (YAML) that recreates this version of ``t``."""
+    from promptver.chat import dump_prompt_file, prompt_document
+
+    return dump_prompt_file(
+        prompt_document(
+            t.kind,
+            t.content,
+            t.messages,
+            t.config,
+            name=t.name,
+            version=t.version,
+            description=t.description,
+            category=t.category,
+            tags=t.tags,
+            metadata=t.metadata,
+        )
+    )
 
 
 def _summary_text(verb: str, t: Template) -> str:
@@ -157,13 +235,20 @@ def _summary_text(verb: str, t: Template) -> str:
 
 def cmd_create(ctx: Context) -> None:
     a = ctx.args
+    given = _prompt_input(ctx)
+    doc = given.pop("doc", None)
+    metadata = _metadata(ctx)
+    if doc is not None:  # a prompt file's identity fills what the command line leaves out
+        if doc.name is not None and doc.name != a.name:
+            raise UsageError(f"the prompt file names '{doc.name}', the command '{a.name}'")
+        metadata = metadata if metadata is not None else doc.metadata
     t = ctx.ws.templates.create(
         a.name,
-        read_text_arg(a),
-        description=a.description,
-        category=a.category,
-        tags=a.tags,
-        metadata=_metadata(ctx),
+        **given,
+        description=a.description or (doc.description if doc else None) or "",
+        category=a.category or (doc.category if doc else None) or "",
+        tags=a.tags or (doc.tags if doc else None) or [],
+        metadata=metadata,
         author=ctx.author,
         message=a.message,
     )
@@ -172,10 +257,18 @@ def cmd_create(ctx: Context) -> None:
 
 def cmd_update(ctx: Context) -> None:
     a = ctx.args
+    given = _prompt_input(ctx)
+    doc = given.pop("doc", None)
+    if doc is not None:
+        # a prompt file is the whole prompt: a file without config removes the configuration
+        given["config"] = doc.config
+    metadata = _metadata(ctx)
+    if metadata is None and doc is not None and doc.metadata is not None:
+        metadata = doc.metadata
     t = ctx.ws.templates.update(
         a.ref,
-        read_text_arg(a),
-        metadata=_metadata(ctx),
+        **given,
+        metadata=metadata,
         branch=a.branch,
         bump=a.bump,
         author=ctx.author,
@@ -187,7 +280,10 @@ def cmd_update(ctx: Context) -> None:
 
 def cmd_show(ctx: Context) -> None:
     t = ctx.ws.templates.get(ctx.args.ref, ctx.args.version)
-    ctx.emit(t, lambda: _show(t))
+    if ctx.args.format == "yaml":
+        ctx.out.write(prompt_file_text(t))
+        return
+    ctx.emit(_show_json(t), lambda: _show(t))
 
 
 def cmd_list(ctx: Context) -> None:
@@ -237,9 +333,21 @@ def cmd_restore(ctx: Context) -> None:
 
 
 def cmd_validate(ctx: Context) -> int:
-    from promptver.templating import validate
+    from promptver.chat import validate_prompt
 
-    report = validate(read_text_arg(ctx.args), _metadata(ctx), limits=ctx.settings.templates)
+    given = _prompt_input(ctx)
+    doc = given.get("doc")
+    metadata = _metadata(ctx)
+    if metadata is None and doc is not None:
+        metadata = doc.metadata
+    report = validate_prompt(
+        given.get("kind", "text"),
+        given.get("content"),
+        given.get("messages"),
+        given.get("config"),
+        metadata,
+        limits=ctx.settings.templates,
+    )
 
     def human() -> str:
         lines = [
@@ -266,24 +374,59 @@ def _vars(ctx: Context) -> dict[str, Any]:
     return values
 
 
+def _history(ctx: Context, placeholders: list[str]) -> dict[str, Any]:
+    """The message lists ``--history FILE.json`` gives, by placeholder name."""
+    path = ctx.args.history
+    if path is None:
+        return {}
+    data = load_json(read_text_file(path, what="history file"), path)
+    if isinstance(data, dict):
+        return data
+    if not isinstance(data, list):
+        raise UsageError("--history must hold a JSON list of messages (or an object of lists)")
+    if len(placeholders) != 1:
+        names = ", ".join(placeholders) or "none"
+        raise UsageError(
+            f"--history as a list needs exactly one placeholder in the prompt (it has: {names}); "
+            "give an object {PLACEHOLDER: [messages]} instead"
+        )
+    return {placeholders[0]: data}
+
+
+def _render_out(ctx: Context, p: Any, info: dict[str, Any]) -> None:
+    """Render prompt ``p`` (a served Prompt) and print it as the options ask."""
+    from promptver.chat import placeholders_of
+
+    a = ctx.args
+    values = _vars(ctx) | _history(ctx, placeholders_of(p.chat_messages or []))
+    strict = not a.no_strict
+    if a.format is not None:
+        payload = (
+            p.openai(strict, **values) if a.format == "openai" else p.anthropic(strict, **values)
+        )
+        ctx.out.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        return
+    if p.kind == "chat":
+        messages = p.messages(strict, **values)
+        ctx.emit(
+            {"messages": messages, "config": p.config, **info},
+            lambda: "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages),
+        )
+        return
+    text = p.text(strict, **values)
+    ctx.emit({"text": text, **info}, text)
+
+
 def cmd_render(ctx: Context) -> None:
     a = ctx.args
     if a.env is not None:
-        from promptver.templates import render_template
-
         p = ctx.ws.get_prompt(a.ref, a.env, user_id=a.user_id)
-        text = render_template(
-            p.content, p.metadata, _vars(ctx), strict=not a.no_strict, max_chars=p.max_render_chars
-        )
-        ctx.emit(
-            {"text": text, "version": p.version, "commit": p.commit, "variant": p.variant}, text
-        )
+        _render_out(ctx, p, {"version": p.version, "commit": p.commit, "variant": p.variant})
         return
     if a.user_id is not None:
         raise UsageError("--user-id needs --env (users get what is deployed to an environment)")
-    t = ctx.ws.templates.get(a.ref, a.version)
-    text = ctx.ws.templates.render(t.id, _vars(ctx), version=t.commit, strict=not a.no_strict)
-    ctx.emit({"text": text, "version": t.version, "commit": t.commit, "variant": None}, text)
+    p = ctx.ws.templates.prompt(a.ref, a.version)
+    _render_out(ctx, p, {"version": p.version, "commit": p.commit, "variant": None})
 
 
 def cmd_log(ctx: Context) -> None:
