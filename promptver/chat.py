@@ -776,6 +776,39 @@ class PromptDocument(_Strict):
     metadata: dict[str, Any] | None = None
 
 
+def _file_problems(doc: Mapping[str, Any]) -> tuple[str, list[Problem]]:
+    """The kind a prompt file declares (or implies) and the problems of its top level (keys,
+    kind, identity fields); ``messages`` and ``config`` are checked by their own functions."""
+    problems: list[Problem] = []
+    _unknown_keys(doc, FILE_KEYS, "", problems)
+    kind = doc.get("kind", "chat" if "messages" in doc else "text")
+    if kind not in KINDS:
+        problems.append(_p("kind", f"must be 'text' or 'chat'{_hint(kind, KINDS)}"))
+        kind = "chat" if "messages" in doc else "text"
+    if kind == "text":
+        if "messages" in doc:
+            problems.append(_p("messages", "a text prompt has content, not messages (kind: chat?)"))
+        if not isinstance(doc.get("content"), str):
+            problems.append(_p("content", "a text prompt needs content (a text)"))
+    elif "content" in doc:
+        problems.append(_p("content", "a chat prompt has messages, not content (kind: text?)"))
+    for key in ("name", "description", "category", "version"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            problems.append(_p(key, "must be a text"))
+    tags = doc.get("tags")
+    if tags is not None and (
+        not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)
+    ):
+        problems.append(_p("tags", "must be a list of texts"))
+    if doc.get("metadata") is not None and not isinstance(doc["metadata"], Mapping):
+        problems.append(_p("metadata", "must be a mapping"))
+    return kind, problems
+
+
+def _not_a_mapping() -> Problem:
+    return _p("(top)", "a prompt file is a mapping with kind, messages or content, config…")
+
+
 def parse_document(doc: Any, *, source: str = "prompt file") -> PromptDocument:
     """Check the structure of a parsed prompt file (YAML or JSON) and return its fields.
 
@@ -789,35 +822,11 @@ def parse_document(doc: Any, *, source: str = "prompt file") -> PromptDocument:
     from promptver.errors import ValidationError
 
     if not isinstance(doc, Mapping):
-        raise ValidationError(
-            f"{source} is invalid:", [_p("(top)", "must be a mapping with kind, messages/content…")]
-        )
-    problems: list[Problem] = []
-    _unknown_keys(doc, FILE_KEYS, "", problems)
-    kind = doc.get("kind", "chat" if "messages" in doc else "text")
-    if kind not in KINDS:
-        problems.append(_p("kind", f"must be 'text' or 'chat'{_hint(kind, KINDS)}"))
-        kind = "chat" if "messages" in doc else "text"
-    if kind == "text":
-        if "messages" in doc:
-            problems.append(_p("messages", "a text prompt has content, not messages (kind: chat?)"))
-        if not isinstance(doc.get("content"), str):
-            problems.append(_p("content", "a text prompt needs content (a text)"))
-    else:
-        if "content" in doc:
-            problems.append(_p("content", "a chat prompt has messages, not content (kind: text?)"))
+        raise ValidationError(f"{source} is invalid:", [_not_a_mapping()])
+    kind, problems = _file_problems(doc)
+    if kind == "chat":
         problems += check_messages(doc.get("messages"))
     problems += check_config(doc.get("config"))
-    for key in ("name", "description", "category", "version"):
-        if doc.get(key) is not None and not isinstance(doc[key], str):
-            problems.append(_p(key, "must be a text"))
-    tags = doc.get("tags")
-    if tags is not None and (
-        not isinstance(tags, list) or not all(isinstance(t, str) for t in tags)
-    ):
-        problems.append(_p("tags", "must be a list of texts"))
-    if doc.get("metadata") is not None and not isinstance(doc["metadata"], Mapping):
-        problems.append(_p("metadata", "must be a mapping"))
     if problems:
         raise ValidationError(f"{source} is invalid:", problems)
     return PromptDocument(
@@ -832,6 +841,37 @@ def parse_document(doc: Any, *, source: str = "prompt file") -> PromptDocument:
         version=doc.get("version"),
         metadata=doc.get("metadata"),
     )
+
+
+def validate_document(
+    doc: Any,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    limits: TemplateLimits | None = None,
+    checks: Iterable[str] = ALL_CHECKS,
+) -> ValidationReport:
+    """Every problem of a prompt file — its structure, its messages or text, its configuration
+    — in one report (what ``template validate --file`` shows), without raising."""
+    if not isinstance(doc, Mapping):
+        report = ValidationReport(checks=list(checks))
+        report.add(_not_a_mapping())
+        return report
+    kind, problems = _file_problems(doc)
+    if metadata is None and isinstance(doc.get("metadata"), Mapping):
+        metadata = doc["metadata"]
+    content = doc.get("content") if isinstance(doc.get("content"), str) else None
+    report = validate_prompt(
+        kind,
+        content,
+        doc.get("messages"),
+        doc.get("config"),
+        metadata,
+        limits=limits,
+        checks=checks,
+    )
+    for p in problems:
+        report.add(p)
+    return report
 
 
 def _sorted(value: Any) -> Any:

@@ -333,21 +333,18 @@ def cmd_restore(ctx: Context) -> None:
 
 
 def cmd_validate(ctx: Context) -> int:
-    from promptver.chat import validate_prompt
+    from promptver.chat import validate_document, validate_prompt
 
-    given = _prompt_input(ctx)
-    doc = given.get("doc")
-    metadata = _metadata(ctx)
-    if metadata is None and doc is not None:
-        metadata = doc.metadata
-    report = validate_prompt(
-        given.get("kind", "text"),
-        given.get("content"),
-        given.get("messages"),
-        given.get("config"),
-        metadata,
-        limits=ctx.settings.templates,
-    )
+    a = ctx.args
+    path = getattr(a, "file", None)
+    if path and path != "-" and Path(path).suffix.lower() in PROMPT_FILE_SUFFIXES:
+        raw = read_text_file(path, what="prompt file")
+        doc = load_json(raw, path) if path.lower().endswith(".json") else load_yaml(raw, path)
+        report = validate_document(doc, _metadata(ctx), limits=ctx.settings.templates)
+    else:
+        report = validate_prompt(
+            "text", read_text_arg(a), None, None, _metadata(ctx), limits=ctx.settings.templates
+        )
 
     def human() -> str:
         lines = [
