@@ -547,7 +547,7 @@ def _checks(header: Header) -> list[sql.RowCheck]:
                 rc(
                     name,
                     f"{finite} AND {col} > {limit!r}",
-                    f"'must be at most {text} (got ' || printf('%g', {col}) || ')'",
+                    f"'must be at most {text} (got ' || printf('%.15g', {col}) || ')'",
                 )
             )
         elif name not in BUILTIN:
@@ -555,7 +555,7 @@ def _checks(header: Header) -> list[sql.RowCheck]:
                 rc(
                     name,
                     f"{finite} AND abs({col}) > {MAX_CUSTOM!r}",
-                    f"'must be {MAX_CUSTOM_TEXT} (got ' || printf('%g', {col}) || ')'",
+                    f"'must be {MAX_CUSTOM_TEXT} (got ' || printf('%.15g', {col}) || ')'",
                 )
             )
         if name == "quality_score":
