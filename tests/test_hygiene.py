@@ -1,4 +1,4 @@
-"""Layering rules made into tests (ARCHITECTURE.md): the core never imports the UI, pages hold no
+"""Layering rules made into tests (docs/architecture.md): the core never imports the UI, pages hold no
 SQL or statistics, SQL lives only in promptver/store."""
 
 from __future__ import annotations

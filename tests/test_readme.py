@@ -127,3 +127,15 @@ def test_the_readme_examples_run_verbatim_on_a_fresh_database(tmp_path: Path) ->
                 f"stdout: {proc.stdout[-1500:]}\nstderr: {proc.stderr[-1500:]}",
                 pytrace=False,
             )
+
+
+def test_the_readme_links_only_to_files_of_the_repository() -> None:
+    """Users have the repository, not our working notes: every relative link resolves inside it."""
+    text = README.read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [link for link in links if "://" not in link and not link.startswith("mailto:")]
+    assert "docs/architecture.md" in local
+    for link in local:
+        target = (ROOT / link).resolve()
+        assert target.is_relative_to(ROOT) and target.exists(), link
+    assert "shared/" not in text
