@@ -10,8 +10,6 @@ CLI prints.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,10 +19,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
+from starlette.routing import BaseRoute
 
 from promptver import __version__
 from promptver.api import schemas as s
 from promptver.api.events import import_events
+from promptver.api.guard import AUTHENTICATED
 from promptver.api.problems import Unauthorized
 from promptver.errors import Problem, PromptverError, ValidationError
 from promptver.experiments import STATUSES
@@ -81,23 +81,20 @@ class Endpoints:
 
     # -- auth ---------------------------------------------------------------------------
     def authorize(
-        self, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+        self,
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
-        """Write endpoints: a bearer token whose SHA-256 is configured (when any is)."""
-        if not self.token_hashes:
-            return
-        if credentials is None:
+        """Write endpoints: a bearer token whose SHA-256 is configured (when any is).
+
+        The token is checked by :class:`promptver.api.guard.Gate` before the body is read; this
+        dependency documents the scheme and refuses what the gate did not accept.
+        """
+        if self.token_hashes and not request.scope.get(AUTHENTICATED, False):
             raise Unauthorized(
                 "this endpoint needs a bearer token: send the header 'Authorization: Bearer "
                 "TOKEN' with a token whose SHA-256 is in server.token_hashes"
             )
-        digest = hashlib.sha256(credentials.credentials.encode("utf-8", "surrogatepass"))
-        given = digest.hexdigest().encode("ascii")
-        accepted = False
-        for h in self.token_hashes:  # every hash is compared: the time taken tells nothing
-            accepted |= hmac.compare_digest(given, h)
-        if not accepted:
-            raise Unauthorized("the bearer token is not accepted", error="invalid_token")
 
     # -- templates ----------------------------------------------------------------------
     def list_prompts(
@@ -227,17 +224,19 @@ class Endpoints:
 
     def list_experiments(
         self,
+        request: Request,
         status: Annotated[str | None, Query(description=" | ".join(STATUSES))] = None,
         template: str | None = None,
     ) -> list[Experiment]:
         """Experiments, running first."""
         if status is not None and status not in STATUSES:
             raise _invalid("status", f"unknown status '{status}': use {', '.join(STATUSES)}")
-        return self.ws.experiments.list(status=status, template=template)
+        found = self.ws.experiments.list(status=status, template=template)
+        return [_shown(request, exp) for exp in found]
 
-    def get_experiment(self, experiment: str) -> Experiment:
+    def get_experiment(self, request: Request, experiment: str) -> Experiment:
         """An experiment by id or name."""
-        return self.ws.experiments.get(experiment)
+        return _shown(request, self.ws.experiments.get(experiment))
 
     def start_experiment(
         self, experiment: str, body: s.ExperimentStart | None = None
@@ -269,8 +268,9 @@ class Endpoints:
         return s.EventsResult(**result.contract())
 
     # -- health -------------------------------------------------------------------------
-    def health(self, response: Response) -> s.Health:
+    def health(self, request: Request, response: Response) -> s.Health:
         """Version and database status (503 when the database cannot be used)."""
+        shown = request.scope.get(AUTHENTICATED, False)
         path = self.ws.path
         on_disk = isinstance(path, Path)
         db = s.DatabaseHealth(path=str(path), exists=not on_disk or path.exists(), ok=False)
@@ -294,12 +294,29 @@ class Endpoints:
                 db.detail = exc.message
         if not db.ok:
             response.status_code = 503
+        if not shown:
+            # where the file lives, and messages that name it, are for the operator
+            db.path = None
+            db.size_bytes = None
+            if db.detail is not None:
+                db.detail = (
+                    "the database cannot be used (send an accepted token to see why; the "
+                    "server's operator can run 'promptver fsck')"
+                )
         return s.Health(
             status="ok" if db.ok else "unavailable",
             version=__version__,
             database=db,
             auth=bool(self.token_hashes),
         )
+
+
+def _shown(request: Request, exp: Experiment) -> Experiment:
+    """``exp`` without its routing salt for a reader without an accepted token (when tokens
+    are configured): with it, anyone could compute which variant each user gets."""
+    if request.scope.get(AUTHENTICATED, False):
+        return exp
+    return exp.model_copy(update={"salt": None})
 
 
 def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -309,7 +326,8 @@ def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "a bearer token is needed or was not accepted",
         404: "unknown template, ref, environment or experiment",
         409: "a conflict (the data changed meanwhile, a wrong state) or the database is busy",
-        413: "the body is larger than uploads.max_upload_mb",
+        413: "the body is larger than the endpoint accepts (server.max_body_kb, "
+        "server.max_events_mb)",
         422: "the input was refused; `problems` names each field",
         503: "the database file cannot be opened",
     }
@@ -350,14 +368,23 @@ register_url_convertor("template_ref", _TemplateRef())
 register_url_convertor("experiment_ref", _ExperimentRef())
 
 
-def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
+def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> list[tuple[BaseRoute, str]]:
     """Add every endpoint, bound to ``ws``, under ``prefix`` (on the app itself rather than
-    through an included router, so that ``app.routes`` lists them: the 405 handler reads it)."""
+    through an included router, so that ``app.routes`` lists them: the 405 handler reads it).
+
+    Returns each route with its kind: ``read``, ``write`` (needs the token) or ``events``
+    (needs the token, takes the larger body), for :class:`promptver.api.guard.Gate`."""
     e = Endpoints(ws)
     write = [Depends(e.authorize)]
+    added: list[tuple[BaseRoute, str]] = []
 
     def route(path: str, endpoint: Any, **kwargs: Any) -> None:
         app.add_api_route(prefix + path, endpoint, **kwargs)
+        if endpoint == e.events:
+            kind = "events"
+        else:
+            kind = "write" if kwargs.get("dependencies") is write else "read"
+        added.append((app.routes[-1], kind))
 
     common = (422, 409, 503)
     tags_t, tags_d, tags_e = ["templates"], ["deployments"], ["experiments"]
@@ -421,6 +448,7 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
     route(
         "/prompts/{ref:path}/experiments",
         e.create_experiment,
+        response_model=s.ExperimentOut,
         methods=["POST"],
         status_code=201,
         tags=tags_e,
@@ -448,6 +476,7 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
     route(
         "/experiments",
         e.list_experiments,
+        response_model=list[s.ExperimentOut],
         methods=["GET"],
         tags=tags_e,
         summary="List experiments",
@@ -456,6 +485,7 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
     route(
         "/experiments/{experiment:path}/start",
         e.start_experiment,
+        response_model=s.ExperimentOut,
         methods=["POST"],
         tags=tags_e,
         summary="Start a draft experiment",
@@ -465,6 +495,7 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
     route(
         "/experiments/{experiment:path}/stop",
         e.stop_experiment,
+        response_model=s.ExperimentOut,
         methods=["POST"],
         tags=tags_e,
         summary="Stop a running experiment",
@@ -482,6 +513,7 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
     route(
         "/experiments/{experiment:experiment_ref}",
         e.get_experiment,
+        response_model=s.ExperimentOut,
         methods=["GET"],
         tags=tags_e,
         summary="Get an experiment",
@@ -504,3 +536,4 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
         summary="Version and database status",
         responses={503: {"model": s.Health, "description": "the database cannot be used"}},
     )
+    return added
