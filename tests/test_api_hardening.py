@@ -487,3 +487,23 @@ def test_a_write_race_is_409_with_retry_after_and_no_duckdb_text(api, ws, monkey
     r = api.post("/prompts", json={"name": "t", "content": "Hi {x}."})
     problem(r, 409, "conflict")
     assert "retry-after" not in r.headers  # retrying the same request would not help
+
+
+def test_a_flood_of_health_checks_does_not_open_the_file_each_time(api, ws, monkeypatch):
+    from promptver.api import routes
+
+    opened = []
+    real = routes.Database
+
+    def counting(*args, **kwargs):
+        opened.append(time.monotonic())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(routes, "Database", counting)
+    started = time.monotonic()
+    for _ in range(40):
+        r = api.get("/health")
+        assert r.status_code == 200 and r.json()["database"]["migrations"] >= 4
+    took = time.monotonic() - started
+    # one probe, then at most one per PROBE_TTL (a fresh probe per request before)
+    assert 1 <= len(opened) <= 2 + took / routes.PROBE_TTL, (len(opened), took)

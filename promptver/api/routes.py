@@ -11,6 +11,8 @@ CLI prints.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,6 +37,9 @@ from promptver.templates import render_template
 from promptver.workspace import Workspace
 
 DEFAULT_AUTHOR = "api"
+#: seconds a /health database probe is reused as is, and answered while it is replaced
+PROBE_TTL = 1.0
+PROBE_STALE = 3.0
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -78,6 +83,9 @@ class Endpoints:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.token_hashes = [h.encode("ascii") for h in ws.settings.server.token_hashes]
+        #: the last database probe of /health: (monotonic time, result)
+        self._probed: tuple[float, tuple[bool, int | None, str | None]] | None = None
+        self._probing = threading.Lock()
 
     # -- auth ---------------------------------------------------------------------------
     def authorize(
@@ -279,19 +287,11 @@ class Endpoints:
             db.detail = f"the database file {path} does not exist (was it moved or deleted?)"
         else:
             if on_disk:
-                db.size_bytes = path.stat().st_size
-            # a short wait of its own: a probe must answer quickly even when the file is busy
-            probe = (
-                Database(path, busy_timeout=min(1.0, self.ws.db.busy_timeout))
-                if on_disk
-                else self.ws.db
-            )
-            try:
-                with probe.read() as con:
-                    db.migrations = len(applied(con))
-                db.ok = True
-            except PromptverError as exc:
-                db.detail = exc.message
+                try:
+                    db.size_bytes = path.stat().st_size
+                except OSError:  # removed just now: the probe says what is wrong
+                    pass
+            db.ok, db.migrations, db.detail = self._probe()
         if not db.ok:
             response.status_code = 503
         if not shown:
@@ -309,6 +309,48 @@ class Endpoints:
             database=db,
             auth=bool(self.token_hashes),
         )
+
+    def _probe(self) -> tuple[bool, int | None, str | None]:
+        """(usable, migrations applied, why not) of the database, at most ``PROBE_TTL`` old.
+
+        Opening the file takes milliseconds, far more under load: a probe per request would let
+        any client make the server open the file as often as it likes, and make ``/health`` as
+        slow as that. A fresh result is reused; a stale one is answered while one background
+        probe replaces it; only a result older than ``PROBE_STALE`` is waited for.
+        """
+        now = time.monotonic()
+        cached = self._probed
+        if cached is not None and now - cached[0] < PROBE_TTL:
+            return cached[1]
+        if cached is not None and now - cached[0] < PROBE_STALE:
+            if self._probing.acquire(blocking=False):
+                threading.Thread(target=self._run_probe, args=(True,), daemon=True).start()
+            return cached[1]
+        with self._probing:
+            cached = self._probed  # another request may have probed while this one waited
+            if cached is not None and time.monotonic() - cached[0] < PROBE_TTL:
+                return cached[1]
+            return self._run_probe(False)
+
+    def _run_probe(self, release: bool) -> tuple[bool, int | None, str | None]:
+        try:
+            path = self.ws.path
+            # a short wait of its own: a probe must answer quickly even when the file is busy
+            probe = (
+                Database(path, busy_timeout=min(1.0, self.ws.db.busy_timeout))
+                if isinstance(path, Path)
+                else self.ws.db
+            )
+            try:
+                with probe.read() as con:
+                    result: tuple[bool, int | None, str | None] = (True, len(applied(con)), None)
+            except PromptverError as exc:
+                result = (False, None, exc.message)
+            self._probed = (time.monotonic(), result)
+            return result
+        finally:
+            if release:
+                self._probing.release()
 
 
 def _shown(request: Request, exp: Experiment) -> Experiment:
