@@ -25,6 +25,7 @@ from ui.metrics import (
     EVENT_GROUPS,
     HISTORY_COLUMNS,
     PROBLEM_COLUMNS,
+    RECORD_COLUMNS,
     attempts_frame,
     bad_cells,
     event_columns,
@@ -96,32 +97,40 @@ def window_picker(key: str) -> tuple[str | None, datetime | None, datetime | Non
     return None, start, end
 
 
+# short labels and fixed widths: fifteen columns fit beside the sidebar at 1500 px (helps say
+# what a short label means)
 FIGURE_COLUMNS = {
-    "requests": st.column_config.NumberColumn("Requests", format="localized", width=80),
-    "users": st.column_config.NumberColumn("Users", format="localized", width=65),
+    "requests": st.column_config.NumberColumn("Requests", format="localized", width=70),
+    "users": st.column_config.NumberColumn("Users", format="localized", width=58),
     "latency_avg": st.column_config.NumberColumn(
-        "Latency avg", format="%.0f ms", width=90, help="Mean latency (ms)"
+        "Avg ms", format="%.0f", width=62, help="Mean latency (ms)"
     ),
-    "latency_p50": st.column_config.NumberColumn("p50", format="%.0f ms", width=70),
-    "latency_p95": st.column_config.NumberColumn("p95", format="%.0f ms", width=75),
-    "success_rate": st.column_config.NumberColumn("Success", format="percent", width=70),
-    "error_rate": st.column_config.NumberColumn("Errors", format="percent", width=65),
-    "quality_mean": st.column_config.NumberColumn("Quality", format="%.3f", width=65),
+    "latency_p50": st.column_config.NumberColumn(
+        "p50 ms", format="%.0f", width=62, help="Median latency (ms)"
+    ),
+    "latency_p95": st.column_config.NumberColumn(
+        "p95 ms", format="%.0f", width=62, help="95th percentile of latency (ms)"
+    ),
+    "success_rate": st.column_config.NumberColumn("Success", format="percent", width=68),
+    "error_rate": st.column_config.NumberColumn("Errors", format="percent", width=60),
+    "quality_mean": st.column_config.NumberColumn(
+        "Quality", format="%.3f", width=60, help="Mean quality score"
+    ),
     "cost_per_request": st.column_config.NumberColumn(
-        "Cost / req.", format="$%.5f", width=85, help="Mean cost per request (US dollars)"
+        "$ / req.", format="%.5f", width=72, help="Mean cost per request (US dollars)"
     ),
     "tokens_in_avg": st.column_config.NumberColumn(
-        "Tokens in", format="%.0f", width=75, help="Mean input tokens per request"
+        "Tok. in", format="%.0f", width=58, help="Mean input tokens per request"
     ),
     "tokens_out_avg": st.column_config.NumberColumn(
-        "Tokens out", format="%.0f", width=80, help="Mean output tokens per request"
+        "Tok. out", format="%.0f", width=64, help="Mean output tokens per request"
     ),
 }
 DIMENSION_COLUMNS = {
-    "template": st.column_config.TextColumn("Template", pinned=True),
-    "version": st.column_config.TextColumn("Version", width=70),
-    "variant": st.column_config.TextColumn("Variant", width=90),
-    "environment": st.column_config.TextColumn("Environment", width=105),
+    "template": st.column_config.TextColumn("Template", width=140),
+    "version": st.column_config.TextColumn("Version", width=62),
+    "variant": st.column_config.TextColumn("Variant", width=70),
+    "environment": st.column_config.TextColumn("Environment", width=98),
 }
 PREVIEW_COLUMNS = {
     "position": st.column_config.NumberColumn("#", format="%d", width=40),
@@ -262,9 +271,20 @@ def spool(upload) -> Path:
 
 
 def show_warnings(warnings) -> None:
-    """What an accepted file should know; it is imported all the same."""
+    """What an accepted file should know; it is imported all the same. The per-version
+    deployment warnings go in one box, as a list."""
+    early = [w for w in warnings if w.code == "before_deployment"]
     for w in warnings:
-        st.warning(md(w.message), icon=":material/warning:")
+        if w.code != "before_deployment":
+            st.warning(md(w.message), icon=":material/warning:")
+    if early:
+        n = sum(w.rows for w in early)
+        st.warning(
+            f"{n:,} event{'s' if n != 1 else ''} came before their version was deployed "
+            "where they ran (figures per version and deployment include them):\n"
+            + "\n".join(f"- {md(w.message)}" for w in early),
+            icon=":material/history:",
+        )
 
 
 def show_refusal(name: str, refused: PromptverError, path: Path, names: list[str]) -> None:
@@ -302,7 +322,7 @@ def show_refusal(name: str, refused: PromptverError, path: Path, names: list[str
     if found:
         st.markdown("**Rows with problems** (the cells named above are marked)")
         frame = records_frame(names, list(found), list(found.values()))
-        table(highlight(frame, cells), key="met_bad_rows")
+        table(highlight(frame, cells), key="met_bad_rows", column_config=RECORD_COLUMNS)
 
 
 with tab_import:
@@ -365,7 +385,11 @@ with tab_import:
                 )
                 st.subheader("First rows")
                 first = preview_frame(preview)
-                table(highlight(first, marked) if marked else first, key="met_first_rows")
+                table(
+                    highlight(first, marked) if marked else first,
+                    key="met_first_rows",
+                    column_config=RECORD_COLUMNS,
+                )
             else:
                 st.caption("The header row cannot be read: the problems are listed below.")
             st.subheader("Validation")

@@ -203,6 +203,9 @@ def test_old_events_are_warned_about_and_can_still_be_imported(at):
     assert not at.exception, at.exception
     warned = texts(at.warning)
     assert any("24 of the 24 events are older than 7 days" in t for t in warned), warned
+    # the demo deployed its versions after June 2026: one box lists each version's early events
+    (early,) = [t for t in warned if "before their version was deployed" in t]
+    assert "of qa-basic 1.0.0 in production predate its first deployment to production" in early
     assert at.button(key="met_import").label == "Import 24 events"
     at.button(key="met_import").click().run()
     assert not at.exception, at.exception
@@ -230,7 +233,7 @@ def test_tables_have_labelled_columns_and_show_missing_values_as_a_dash(at):
     order = list(tables_with(at, "user_id", "import_id")[0].proto.column_order)
     assert order[-4:] == ["experiment_id", "variant", "event_id", "import_id"]
     (figures,) = tables_with(at, "requests", "latency_p95")
-    assert figures.proto.placeholder == "–" and '"label": "p95"' in figures.proto.columns
+    assert figures.proto.placeholder == "–" and '"label": "p95 ms"' in figures.proto.columns
     assert figures.value["variant"].isna().any()  # shown as "–", not "None"
 
 

@@ -58,6 +58,10 @@ def highlight(frame: pd.DataFrame, cells: dict[int, set[str]]) -> Any:
     return frame.style.apply(css, axis=None)
 
 
+#: the line column of the record tables (the header's names follow, sized to their content)
+RECORD_COLUMNS = {LINE: st.column_config.NumberColumn("Line", format="%d", width=50)}
+
+
 def preview_frame(preview: CsvPreview) -> pd.DataFrame:
     names = [c.name for c in preview.columns]
     lines = preview.lines or list(range(2, 2 + len(preview.rows)))
@@ -170,10 +174,8 @@ EVENT_GROUPS = {
     "Ids": ["event_id", "import_id"],
 }
 EVENT_COLUMNS = {
-    "timestamp": st.column_config.DatetimeColumn(
-        "Time (UTC)", format="YYYY-MM-DD HH:mm:ss", pinned=True
-    ),
-    "template": st.column_config.TextColumn("Template", pinned=True),
+    "timestamp": st.column_config.DatetimeColumn("Time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+    "template": st.column_config.TextColumn("Template", width=140),
     "version": st.column_config.TextColumn("Version", width=70),
     "environment": st.column_config.TextColumn("Environment", width=105),
     "user_id": st.column_config.TextColumn("User", width=100),

@@ -1174,7 +1174,7 @@ def _warnings(
                 message=(
                     f"{_events(expiring)} {'is' if expiring == 1 else 'are'} older than the "
                     f"{retention}-day retention "
-                    "(performance_tracking.metrics_retention_days): `promptver metrics purge` "
+                    "(performance_tracking.metrics_retention_days): 'promptver metrics purge' "
                     "will delete them"
                 ),
             )
