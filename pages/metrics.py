@@ -100,8 +100,8 @@ def window_picker(key: str) -> tuple[str | None, datetime | None, datetime | Non
 # short labels and fixed widths: fifteen columns fit beside the sidebar at 1500 px (helps say
 # what a short label means)
 FIGURE_COLUMNS = {
-    "requests": st.column_config.NumberColumn("Requests", format="localized", width=70),
-    "users": st.column_config.NumberColumn("Users", format="localized", width=58),
+    "requests": st.column_config.NumberColumn("Requests", format="localized", width=66),
+    "users": st.column_config.NumberColumn("Users", format="localized", width=54),
     "latency_avg": st.column_config.NumberColumn(
         "Avg ms", format="%.0f", width=62, help="Mean latency (ms)"
     ),
@@ -111,26 +111,26 @@ FIGURE_COLUMNS = {
     "latency_p95": st.column_config.NumberColumn(
         "p95 ms", format="%.0f", width=62, help="95th percentile of latency (ms)"
     ),
-    "success_rate": st.column_config.NumberColumn("Success", format="percent", width=68),
-    "error_rate": st.column_config.NumberColumn("Errors", format="percent", width=60),
+    "success_rate": st.column_config.NumberColumn("Success", format="percent", width=62),
+    "error_rate": st.column_config.NumberColumn("Errors", format="percent", width=56),
     "quality_mean": st.column_config.NumberColumn(
         "Quality", format="%.3f", width=60, help="Mean quality score"
     ),
     "cost_per_request": st.column_config.NumberColumn(
-        "$ / req.", format="%.5f", width=72, help="Mean cost per request (US dollars)"
+        "$ / req.", format="%.5f", width=68, help="Mean cost per request (US dollars)"
     ),
     "tokens_in_avg": st.column_config.NumberColumn(
-        "Tok. in", format="%.0f", width=58, help="Mean input tokens per request"
+        "Tok. in", format="%.0f", width=56, help="Mean input tokens per request"
     ),
     "tokens_out_avg": st.column_config.NumberColumn(
-        "Tok. out", format="%.0f", width=64, help="Mean output tokens per request"
+        "Tok. out", format="%.0f", width=62, help="Mean output tokens per request"
     ),
 }
 DIMENSION_COLUMNS = {
-    "template": st.column_config.TextColumn("Template", width=140),
-    "version": st.column_config.TextColumn("Version", width=62),
-    "variant": st.column_config.TextColumn("Variant", width=70),
-    "environment": st.column_config.TextColumn("Environment", width=98),
+    "template": st.column_config.TextColumn("Template", width=130),
+    "version": st.column_config.TextColumn("Version", width=58),
+    "variant": st.column_config.TextColumn("Variant", width=66),
+    "environment": st.column_config.TextColumn("Environment", width=92),
 }
 PREVIEW_COLUMNS = {
     "position": st.column_config.NumberColumn("#", format="%d", width=40),
