@@ -515,7 +515,7 @@ class ImportRecord(Model):
     events_present: int | None = None
 
 
-class ImportWarning(Model):
+class CsvWarning(Model):
     """Something about an accepted file the importer should know (the file is still imported).
 
     ``code``: ``outside_window`` (older than the screens' default window), ``retention`` (older
@@ -569,7 +569,7 @@ class ImportResult(Model):
     templates: list[str] = Field(default_factory=list)
     template_ids: list[str] = Field(default_factory=list)
     seconds: float = 0.0
-    warnings: list[ImportWarning] = Field(default_factory=list)
+    warnings: list[CsvWarning] = Field(default_factory=list)
 
     def contract(self) -> dict[str, Any]:
         return {

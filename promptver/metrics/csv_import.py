@@ -51,10 +51,10 @@ from promptver.errors import Conflict, ImportError_, Problem
 from promptver.models import (
     CsvColumn,
     CsvPreview,
+    CsvWarning,
     ImportProblem,
     ImportRecord,
     ImportResult,
-    ImportWarning,
 )
 from promptver.store import metrics as sql
 from promptver.store.db import Database
@@ -1131,14 +1131,14 @@ def _warnings(
     relation: str,
     params: list,
     now: datetime,
-) -> list[ImportWarning]:
+) -> list[CsvWarning]:
     """What an accepted file should be told about; ``relation`` holds the rows that land."""
-    out: list[ImportWarning] = []
+    out: list[CsvWarning] = []
     for col in header.custom:
         hint = did_you_mean(col, [*BUILTIN, *REQUIRED, *KEYS])
         if hint:
             out.append(
-                ImportWarning(
+                CsvWarning(
                     code="custom_near_builtin",
                     column=col,
                     message=f"column '{col}' is imported as a custom metric{hint}",
@@ -1153,7 +1153,7 @@ def _warnings(
     if old:
         lookback = tracking.alert_lookback_days
         out.append(
-            ImportWarning(
+            CsvWarning(
                 code="outside_window",
                 rows=old,
                 message=(
@@ -1168,7 +1168,7 @@ def _warnings(
         )
     if expiring:
         out.append(
-            ImportWarning(
+            CsvWarning(
                 code="retention",
                 rows=expiring,
                 message=(
@@ -1195,7 +1195,7 @@ def _warnings(
                 f"deployment{there} ({first_at:%Y-%m-%d %H:%M} UTC; the first event at "
                 f"{first:%Y-%m-%d %H:%M} UTC)"
             )
-        out.append(ImportWarning(code="before_deployment", rows=n, message=message))
+        out.append(CsvWarning(code="before_deployment", rows=n, message=message))
     return out
 
 
