@@ -596,6 +596,44 @@ class ImportRecord(Model):
     events_present: int | None = None
 
 
+class CsvWarning(Model):
+    """Something about an accepted file the importer should know (the file is still imported).
+
+    ``code``: ``outside_window`` (older than the screens' default window), ``retention`` (older
+    than the retention setting), ``before_deployment`` (a version's events from before it was
+    first deployed there, or never deployed), ``custom_near_builtin`` (a custom metric column
+    named like a built-in one). ``rows`` counts the events concerned (0 for a column).
+    """
+
+    code: str
+    message: str
+    rows: int = 0
+    column: str | None = None
+
+
+class ImportProblem(Model):
+    """One problem of a refused file, as stored and downloaded: ``line N, column NAME: …``."""
+
+    line: int | None = None
+    column: str | None = None
+    message: str
+    code: str | None = None
+
+
+class ImportAttempt(Model):
+    """A refused import, kept in its own log (the refused file wrote nothing else)."""
+
+    id: int
+    file_name: str
+    sha256: str | None
+    size_bytes: int | None
+    attempted_at: datetime
+    attempted_by: str
+    reason: str
+    total_problems: int
+    problems: list[ImportProblem] = Field(default_factory=list)
+
+
 class ImportResult(Model):
     """What ``metrics import`` reports (``contract()`` is the contract's JSON shape)."""
 
@@ -612,6 +650,7 @@ class ImportResult(Model):
     templates: list[str] = Field(default_factory=list)
     template_ids: list[str] = Field(default_factory=list)
     seconds: float = 0.0
+    warnings: list[CsvWarning] = Field(default_factory=list)
 
     def contract(self) -> dict[str, Any]:
         return {
@@ -639,6 +678,8 @@ class CsvPreview(Model):
     columns: list[CsvColumn]
     rows: list[list[str]]
     problems: list[str] = Field(default_factory=list)
+    #: the physical line each of ``rows`` starts on (the header is line 1)
+    lines: list[int] = Field(default_factory=list)
 
 
 class MetricStat(Model):
