@@ -965,6 +965,8 @@ class DeploymentMarker(Model):
     commit: str
     at: datetime
     replaced_version: str | None = None
+    author: str = ""
+    note: str = ""
 
 
 class ChangeMetric(Model):
@@ -1019,6 +1021,10 @@ class TrendReport(Model):
     series: list[TrendSeries] = Field(default_factory=list)
     deployments: list[DeploymentMarker] = Field(default_factory=list)
     change_points: list[ChangePoint] = Field(default_factory=list)
+    #: what is live now in each environment of each template (the latest deployment or
+    #: rollback up to the time of the analysis, which may be after ``end``): recommendations
+    #: never suggest rolling back a version that is no longer live
+    live: list[DeploymentMarker] = Field(default_factory=list)
     recommendations: list[str] = Field(default_factory=list)
     computed_at: datetime
 

@@ -553,10 +553,16 @@ class TrendService:
         with self.db.read() as con:
             tpl = self._templates(con, refs)
             ids = [t[0] for t in tpl]
-            history = sql.deployments(con, ids, end, environment)
+            # up to now, not only to the period's end: the recommendations speak of what is
+            # live today
+            every = sql.deployments(con, ids, max(end, now), environment)
             many = sql.count_events(con, ids, start, end, environment) > EXACT_USERS_LIMIT
         clusters = CLUSTERS if many else None
+        history = [d for d in every if d.at <= end]
         markers = [d for d in history if d.at >= start]
+        live: dict[tuple[str, str], DeploymentMarker] = {}
+        for d in every:  # oldest first: the last one per environment is live
+            live[(d.template_id, d.environment)] = d
         # The change points' SQL runs in a worker thread (its own connection; DuckDB releases
         # the GIL) while the buckets are reduced and the trend lines fitted here.
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -599,6 +605,7 @@ class TrendService:
             series=series,
             deployments=markers,
             change_points=changes,
+            live=list(live.values()),
             computed_at=now,
         )
         report.recommendations = recommendations(report)
@@ -889,7 +896,69 @@ def series_name(s: TrendSeries, by: str | None, environment: str | None) -> str:
     return name
 
 
-def _trend_sentence(s: TrendSeries, by: str | None, environment: str | None) -> str:
+def _live(report: TrendReport, template_id: str, env: str) -> DeploymentMarker | None:
+    return next(
+        (d for d in report.live if (d.template_id, d.environment) == (template_id, env)), None
+    )
+
+
+def _what_happened(d: DeploymentMarker) -> str:
+    """``production was rolled back to 1.1.0 on 2026-12-01 by dara.kim``, or for a deploy
+    ``1.2.0 replaced it in production on … by …``."""
+    who = f" by {d.author}" if d.author else ""
+    label = d.version or d.commit[:10]
+    if d.action == "rollback":
+        return f"{d.environment} was rolled back to {label} on {d.at:%Y-%m-%d}{who}"
+    return f"{label} replaced it in {d.environment} on {d.at:%Y-%m-%d}{who}"
+
+
+def _no_longer_live(
+    report: TrendReport, template_id: str, version: str | None, envs: Iterable[str]
+) -> tuple[list[DeploymentMarker], list[str]]:
+    """Of ``envs`` where ``version`` of a template was deployed: the live deployments that
+    replaced it since, and the environments where it is still live."""
+    gone: list[DeploymentMarker] = []
+    still: list[str] = []
+    for env in envs:
+        now = _live(report, template_id, env)
+        if now is None:
+            continue
+        if now.version == version:
+            still.append(env)
+        else:
+            gone.append(now)
+    return gone, still
+
+
+def _fate(
+    s: TrendSeries, report: TrendReport
+) -> tuple[str | None, list[DeploymentMarker], list[str]]:
+    """The version a worsening series measures (by version, or the one deployed where its
+    line starts), what replaced it since and where it is still live."""
+    by, f = report.by, s.fit
+    version = s.group if by == "version" else f.since_version
+    if version is None or (by != "version" and f.since_at is None):
+        return version, [], []
+    if by == "environment":
+        envs = [s.group] if s.group is not None else []
+    elif f.since_environment is not None:
+        envs = [f.since_environment]
+    elif report.environment is not None:
+        envs = [report.environment]
+    else:  # every environment the version went to
+        envs = sorted(
+            {
+                d.environment
+                for d in report.deployments
+                if d.template_id == s.template_id and d.version == version
+            }
+        )
+    gone, still = _no_longer_live(report, s.template_id, version, envs)
+    return version, gone, still
+
+
+def _trend_sentence(s: TrendSeries, report: TrendReport) -> str:
+    by, environment = report.by, report.environment
     f = s.fit
     up = (f.slope_per_day or 0) > 0
     if f.pct_per_day is not None:
@@ -907,16 +976,32 @@ def _trend_sentence(s: TrendSeries, by: str | None, environment: str | None) -> 
     else:
         since = "over the period"
     text = f"{series_name(s, by, environment)}: {s.label} {amount} {since} ({p_text(f.p_value)})."
-    if f.verdict == "worse":
-        text += " Investigate" + (
-            ", or roll back." if f.since_at is not None else " before it crosses an alert."
+    if f.verdict != "worse":
+        return text + " Improving."
+    version, gone, still = _fate(s, report)
+    if gone and not still:
+        return (
+            text
+            + f" {version} is no longer live: "
+            + "; ".join(_what_happened(d) for d in gone)
+            + "."
         )
-    else:
-        text += " Improving."
-    return text
+    if gone:
+        text += (
+            f" {version} is still live in {' and '.join(still)}, but "
+            + "; ".join(_what_happened(d) for d in gone)
+            + "."
+        )
+    return (
+        text
+        + " Investigate"
+        + (", or roll back." if f.since_at is not None else " before it crosses an alert.")
+    )
 
 
-def _change_sentence(cp: ChangePoint, verdict: str) -> str | None:
+def _change_sentence(
+    cp: ChangePoint, verdict: str, report: TrendReport | None = None
+) -> str | None:
     d = cp.deployment
     hits = [m for m in cp.metrics if m.verdict == verdict]
     if verdict == "worse":
@@ -953,6 +1038,9 @@ def _change_sentence(cp: ChangePoint, verdict: str) -> str | None:
         if verdict == "worse"
         else " Observational."
     )
+    now = _live(report, d.template_id, d.environment) if report is not None else None
+    if now is not None and now.deployment_id != d.deployment_id and now.version != d.version:
+        tail = f" Since then {_what_happened(now)}." + tail
     return head + "; ".join(parts) + "." + tail
 
 
@@ -960,18 +1048,19 @@ def recommendations(report: TrendReport) -> list[str]:
     """Short plain-language findings, most urgent first: worsening trends (steepest first),
     changes for the worse after deployments, improvements, then what is stable or too thin."""
     by, env = report.by, report.environment
+    # versions still live first: a trend of one already rolled back is history
     worse = sorted(
         (s for s in report.series if s.fit.verdict == "worse"),
-        key=lambda s: -abs(s.fit.pct_per_day or 0),
+        key=lambda s: (bool((f := _fate(s, report))[1]) and not f[2], -abs(s.fit.pct_per_day or 0)),
     )
     better = sorted(
         (s for s in report.series if s.fit.verdict == "better"),
         key=lambda s: -abs(s.fit.pct_per_day or 0),
     )
-    out = [_trend_sentence(s, by, env) for s in worse]
-    out += [t for cp in report.change_points if (t := _change_sentence(cp, "worse"))]
-    out += [_trend_sentence(s, by, env) for s in better]
-    out += [t for cp in report.change_points if (t := _change_sentence(cp, "better"))]
+    out = [_trend_sentence(s, report) for s in worse]
+    out += [t for cp in report.change_points if (t := _change_sentence(cp, "worse", report))]
+    out += [_trend_sentence(s, report) for s in better]
+    out += [t for cp in report.change_points if (t := _change_sentence(cp, "better", report))]
     stable: dict[str, list[str]] = {}
     thin: dict[str, list[str]] = {}
     for s in report.series:

@@ -38,7 +38,7 @@ from promptver.trends import (
     recommendations,
 )
 from promptver.versioning import demo_clock, utcnow
-from tests.trends_helpers import add_events, day_start, deploy_at
+from tests.trends_helpers import add_events, day_start, deploy_at, rollback_at
 
 NOW = utcnow()
 
@@ -683,6 +683,59 @@ def test_recommendations_on_a_crafted_regression(tr):
     )
 
 
+def test_no_rollback_is_recommended_for_a_version_already_rolled_back(tr):
+    """Issue 22 item 2: the regressed version was rolled back after its events; the sentence
+    says what happened (when, by whom) instead of recommending a rollback, and the change
+    after its deployment says so too."""
+    deployed = deploy_at(tr, "tr", "1.1.0", "production", day_start(10, NOW)).created_at
+    _level_shift(tr, deployed, after_slope=60.0)
+    back = rollback_at(tr, "tr", "production", NOW - timedelta(hours=2))
+    report = tr.trends.analyse(
+        "tr", ["latency_avg"], period="21d", by="version", environment="production"
+    )
+    s = next(s for s in report.series if s.group == "1.1.0")
+    assert s.fit.verdict == "worse"
+    first = report.recommendations[0]
+    assert first.startswith("tr 1.1.0 in production: mean latency up"), first
+    assert "roll back" not in first and "Investigate" not in first
+    assert first.endswith(
+        f"1.1.0 is no longer live: production was rolled back to 1.0.0 on "
+        f"{back.created_at:%Y-%m-%d} by tester."
+    ), first
+    after = next(r for r in report.recommendations if r.startswith("tr: after 1.1.0"))
+    assert f"Since then production was rolled back to 1.0.0 on {back.created_at:%Y-%m-%d}" in after
+    assert [(d.environment, d.version, d.action) for d in report.live] == [
+        ("production", "1.0.0", "rollback")
+    ]
+
+
+def test_a_rollback_after_the_period_still_counts(tr):
+    """The state is today's, even for a period that ended before the rollback."""
+    deployed = deploy_at(tr, "tr", "1.1.0", "production", day_start(10, NOW)).created_at
+    _level_shift(tr, deployed, after_slope=60.0)
+    rollback_at(tr, "tr", "production", NOW - timedelta(hours=2))
+    report = tr.trends.analyse(
+        "tr",
+        ["latency_avg"],
+        start=NOW - timedelta(days=21),
+        end=NOW - timedelta(days=1),
+        by="version",
+        environment="production",
+    )
+    assert [d.action for d in report.deployments] == ["deploy"]  # the rollback is after the end
+    first = report.recommendations[0]
+    assert "roll back" not in first and "no longer live" in first, first
+
+
+def test_a_live_regression_still_recommends_investigating_or_rolling_back(tr):
+    deployed = deploy_at(tr, "tr", "1.1.0", "production", day_start(10, NOW)).created_at
+    _level_shift(tr, deployed, after_slope=60.0)
+    report = tr.trends.analyse(
+        "tr", ["latency_avg"], period="21d", by="version", environment="production"
+    )
+    assert report.recommendations[0].endswith("Investigate, or roll back.")
+
+
 # ---- the demo ------------------------------------------------------------------------------------
 
 
@@ -712,6 +765,13 @@ def test_demo_shows_a_regression_after_a_deployment(db_path):
         assert report.recommendations[0].startswith(
             f"qa-basic {regressed.version} in production: p95 latency up"
         )
+        # issue 22 item 2: it was rolled back already; nothing recommends rolling it back
+        back = history[0]
+        assert report.recommendations[0].endswith(
+            f"{regressed.version} is no longer live: production was rolled back to "
+            f"{back.version} on {back.created_at:%Y-%m-%d} by {back.author}."
+        )
+        assert not [r for r in report.recommendations if "roll back" in r]
         # the demo's history is back-dated: commits before deployments, all in the past
         assert all(d.created_at < utcnow() for d in history)
         fired = ws.alerts.alerts()

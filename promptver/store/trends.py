@@ -270,7 +270,7 @@ def deployments(
         params.append(environment)
     rows = con.execute(
         "SELECT d.id, d.template_id, t.name, d.environment, d.action, d.version, d.commit_id,"
-        " d.created_at, d.replaced_version FROM deployments d"
+        " d.created_at, d.replaced_version, d.author, d.note FROM deployments d"
         " JOIN templates t ON t.id = d.template_id"
         f" WHERE list_contains(?, d.template_id) AND d.created_at <= ?{env}"
         " ORDER BY d.created_at, d.id",
@@ -287,6 +287,8 @@ def deployments(
             commit=r[6],
             at=r[7],
             replaced_version=r[8],
+            author=r[9] or "",
+            note=r[10] or "",
         )
         for r in rows
     ]
