@@ -1082,7 +1082,9 @@ class Alert(Model):
     value: float
     events: int
     fired_at: datetime
-    source: Literal["check", "import", "track"]
+    #: what evaluated the window; "backfill": a check asked to look at windows that had ended
+    #: before the rule was created (``check(backfill=True)``), shown as such
+    source: Literal["check", "import", "track", "backfill"]
     rule_name: str = ""
     metric: str
     comparator: Comparator
@@ -1106,6 +1108,38 @@ class AlertCheck(Model):
     fired: list[Alert] = Field(default_factory=list)
     #: windows that crossed the threshold again but had fired before (not stored twice)
     already_fired: int = 0
+    #: windows that crossed the threshold but had ended before the rule was created (not
+    #: stored: the rule did not watch them; ``check(backfill=True)`` stores them as backfill)
+    before_rule: int = 0
+
+
+class AlertGroup(Model):
+    """The alerts one rule fired for one template: how many, the latest window, and what was
+    live in the rule's environment then and now (the deployment to look at or roll back)."""
+
+    rule_id: int
+    rule_exists: bool = True
+    template_id: str
+    template: str
+    #: the alerts in the group (those matching the status asked for), newest window first
+    alert_ids: list[int]
+    #: the open ones among them
+    open_ids: list[int] = Field(default_factory=list)
+    #: how many of them were stored by a backfill
+    backfill: int = 0
+    first_window: datetime
+    #: the alert of the latest window (its condition, value and window)
+    latest: Alert
+    #: the environment the deployments below are in: the rule's, or for a rule on any
+    #: environment the last one of the promotion path
+    environment: str | None = None
+    #: what was live there when the latest window began, and what is live now
+    deployed: DeploymentMarker | None = None
+    live_now: DeploymentMarker | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.alert_ids)
 
 
 # ---- the home screen's overview ----------------------------------------------------------------
@@ -1189,6 +1223,9 @@ class Overview(Model):
     ended: list[ExperimentProgress]
     #: the newest open (unacknowledged) alerts; ``counts.open_alerts`` has how many in all
     open_alerts: list[Alert]
+    #: the open alerts grouped per rule and template, the group with the newest window first
+    #: (so one noisy rule takes one line of "Needs attention")
+    alert_groups: list[AlertGroup] = Field(default_factory=list)
     commits: list[RecentCommit]
     deployments: list[Deployment]
     counts: WorkspaceCounts
