@@ -143,7 +143,7 @@ def group_alerts(
                 template=latest.template,
                 alert_ids=[a.id for a in ordered],
                 open_ids=[a.id for a in ordered if a.status == "open"],
-                backfill=sum(a.source == "backfill" for a in items),
+                backfill=sum(a.backfill for a in items),
                 first_window=min(a.window_start for a in items),
                 latest=latest,
                 environment=env,
@@ -450,14 +450,12 @@ class AlertService:
         *,
         since: datetime | None = None,
         rules: Iterable[int] | None = None,
-        backfill: bool = False,
     ) -> AlertCheck:
         """Evaluate the enabled rules on the current window and the one before it, or on every
         window from the one holding ``since`` up to the current one.
 
-        A window that had ended before the rule was created is not the rule's to report: it
-        is counted in ``before_rule`` and not stored, unless ``backfill`` asks for it; then it
-        is stored with the source ``backfill`` (and shown as such).
+        A window that had ended before the rule was created was never watched by it: its
+        alert reads ``backfill`` (:attr:`Alert.backfill`), and the screens mark it as such.
 
         Returns:
             What was evaluated and the alerts stored now (windows that had fired before are
@@ -474,7 +472,7 @@ class AlertService:
             first = last - 1 if since is None else window_number(since, length)
             return first, last
 
-        return self._evaluate("check", now, span, wanted=wanted, backfill=backfill)
+        return self._evaluate("check", now, span, wanted=wanted)
 
     def on_metrics_written(self, written: MetricsWritten) -> AlertCheck | None:
         """Evaluate the rules concerned after an import or a flush: the windows the new events
@@ -519,14 +517,12 @@ class AlertService:
         *,
         wanted: set[int] | None = None,
         templates: set[str] | None = None,
-        backfill: bool = False,
     ) -> AlertCheck:
         # Read first, and write only when a window crosses a threshold for the first time: a
         # check that finds nothing new (the usual case after a flush) changes nothing in the
         # file, so the dashboard's caches and other writers are left alone.
         candidates: list[dict[str, Any]] = []
         again = 0
-        before_rule = 0
         windows = 0
         rules = 0
         with self.db.read() as con:
@@ -556,10 +552,6 @@ class AlertService:
                     ):
                         continue
                     start, end = window_bounds(k, length)
-                    late = end <= rule.created_at  # over before the rule existed
-                    if late and not backfill:
-                        before_rule += 1
-                        continue
                     if sql.alert_exists(con, rule.id, template_id, start):
                         again += 1
                         continue
@@ -572,7 +564,7 @@ class AlertService:
                             "value": value,
                             "events": events,
                             "fired_at": now,
-                            "source": "backfill" if late else source,
+                            "source": source,
                             "rule_name": rule.name,
                             "metric": rule.metric,
                             "comparator": rule.comparator,
@@ -600,7 +592,6 @@ class AlertService:
             windows=windows,
             fired=alerts,
             already_fired=again,
-            before_rule=before_rule,
         )
 
     # -- fired alerts -------------------------------------------------------------------------

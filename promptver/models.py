@@ -1082,9 +1082,7 @@ class Alert(Model):
     value: float
     events: int
     fired_at: datetime
-    #: what evaluated the window; "backfill": a check asked to look at windows that had ended
-    #: before the rule was created (``check(backfill=True)``), shown as such
-    source: Literal["check", "import", "track", "backfill"]
+    source: Literal["check", "import", "track"]
     rule_name: str = ""
     metric: str
     comparator: Comparator
@@ -1096,6 +1094,10 @@ class Alert(Model):
     status: Literal["open", "acknowledged"] = "open"
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
+    #: the window had ended before the rule was created: found looking back (a check with
+    #: ``since``, an import of old events), never watched live by the rule (False when the
+    #: rule was deleted since)
+    backfill: bool = False
 
 
 class AlertCheck(Model):
@@ -1108,9 +1110,6 @@ class AlertCheck(Model):
     fired: list[Alert] = Field(default_factory=list)
     #: windows that crossed the threshold again but had fired before (not stored twice)
     already_fired: int = 0
-    #: windows that crossed the threshold but had ended before the rule was created (not
-    #: stored: the rule did not watch them; ``check(backfill=True)`` stores them as backfill)
-    before_rule: int = 0
 
 
 class AlertGroup(Model):

@@ -175,7 +175,7 @@ def alerts_frame(alerts: list[Alert]) -> pd.DataFrame:
             "events": a.events,
             "rule": rule_text(a),
             "fired (UTC)": a.fired_at,
-            "source": a.source,
+            "source": a.source + (" (backfill)" if a.backfill else ""),
             "acknowledged by": a.acknowledged_by or "–",
             "acknowledged (UTC)": a.acknowledged_at,
             "trend": trend_url(a),
@@ -193,9 +193,8 @@ ALERT_COLUMNS = {
     "fired (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
     "source": st.column_config.TextColumn(
         "Fired by",
-        width="small",
-        help="check, import, track, or backfill (a window that ended "
-        "before the rule was created, evaluated on request)",
+        help="check, import or track; backfill: the window had ended before the rule was "
+        "created (found looking back), so the rule never watched it live",
     ),
     "acknowledged (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
     "trend": st.column_config.LinkColumn(

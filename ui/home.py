@@ -330,6 +330,7 @@ def alert_group_line(g: AlertGroup) -> None:
         f"{md(condition_text(a.metric, a.value, a.comparator, a.threshold))}"
         + (f" (latest: {a.window_start:%Y-%m-%d})" if n > 1 else "")
         + since
+        + (" · :gray[backfill: before the rule existed]" if a.backfill else "")
     )
     c2.page_link(
         "pages/alerts.py",
