@@ -11,7 +11,16 @@ import streamlit as st
 from promptver import PromptverError
 from promptver.trends import METRICS, change_tally, duration_text, metric_label
 from ui.common import cached, domain_errors, md, no_templates, workspace
-from ui.trends import VERDICT_ICONS, analyse, change_frame, chart, fits_frame
+from ui.trends import (
+    CHANGE_COLUMNS,
+    FIT_COLUMNS,
+    VERDICT_ICONS,
+    analyse,
+    change_frame,
+    chart,
+    fit_notes,
+    fits_frame,
+)
 
 ws = workspace()
 
@@ -166,7 +175,15 @@ with domain_errors():
             st.caption(" · ".join(verdicts))
 
     st.subheader("Trend lines")
-    st.dataframe(fits_frame(report), hide_index=True, width="stretch", key="trd_fits")
+    st.dataframe(
+        fits_frame(report),
+        hide_index=True,
+        width="content",
+        key="trd_fits",
+        column_config=FIT_COLUMNS,
+    )
+    for note in fit_notes(report):
+        st.caption(md(note))
 
     st.subheader("Around deployments")
     st.caption(
@@ -189,4 +206,6 @@ with domain_errors():
                 f"before: {cp.before_start:%Y-%m-%d %H:%M} – {d.at:%Y-%m-%d %H:%M}; "
                 f"after: {d.at:%Y-%m-%d %H:%M} – {cp.after_end:%Y-%m-%d %H:%M} (UTC)"
             )
-            st.dataframe(change_frame(cp), hide_index=True, width="stretch")
+            st.dataframe(
+                change_frame(cp), hide_index=True, width="content", column_config=CHANGE_COLUMNS
+            )

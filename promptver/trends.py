@@ -673,6 +673,7 @@ class TrendService:
             # live today
             every = sql.deployments(con, ids, max(end, now), environment)
             many = sql.count_events(con, ids, start, end, environment) > EXACT_USERS_LIMIT
+            heads = sql.branch_heads(con, ids) if by == "version" else {}
         clusters = CLUSTERS if many else None
         history = [d for d in every if d.at <= end]
         markers = [d for d in history if d.at >= start]
@@ -699,7 +700,7 @@ class TrendService:
                     z=float(sps.norm.ppf(1 - alpha / 2)),
                     clusters=clusters,
                 )
-            series = self._series(rows, dict(tpl), defs)
+            series = self._series(rows, dict(tpl), defs, heads)
             fits = [
                 _fit_series(s, by, environment, history, start, end, alpha, min_bucket_events)
                 for s in series
@@ -732,10 +733,17 @@ class TrendService:
         rows: list[dict[str, Any]],
         names: dict[str, str],
         defs: list[MetricDef],
+        heads: dict[tuple[str, str], str] | None = None,
     ) -> list[TrendSeries]:
         groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
         for r in rows:
-            groups.setdefault((r["template_id"], r["series"]), []).append(r)
+            key = r["series"]
+            if key is not None and key.startswith("commit:"):
+                # a commit off main: named after the branch it heads, else by its id
+                commit = key[len("commit:") :]
+                branch = (heads or {}).get((r["template_id"], commit))
+                key = f"branch {branch}" if branch else f"commit {commit[:10]}"
+            groups.setdefault((r["template_id"], key), []).append(r)
         out: list[TrendSeries] = []
         for (tid, group), buckets in groups.items():
             for i, d in enumerate(defs):

@@ -43,7 +43,9 @@ COLUMNS: dict[str, bool] = {
 #: the SQL of each grouping (``None``: one series per template)
 SERIES = {
     None: "NULL::VARCHAR",
-    "version": "e.version",
+    # events of a commit off main (a branch in an experiment) have no version: their commit
+    # keeps them apart (the service names the branch)
+    "version": "coalesce(e.version, '" + "commit:' || e.commit_id)",
     "variant": "e.variant",
     "environment": "e.environment",
 }
@@ -250,6 +252,19 @@ def bucket_series(
     )
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def branch_heads(con: Con, template_ids: Sequence[str]) -> dict[tuple[str, str], str]:
+    """``(template_id, head commit) → branch name`` of the templates' branches."""
+    rows = con.execute(
+        "SELECT template_id, head, name FROM branches WHERE list_contains(?, template_id)"
+        " ORDER BY name = 'main', name",
+        [list(template_ids)],
+    ).fetchall()
+    out: dict[tuple[str, str], str] = {}
+    for tid, head, name in rows:
+        out.setdefault((tid, head), name)
+    return out
 
 
 def template_names(con: Con, template_ids: Sequence[str]) -> dict[str, str]:
