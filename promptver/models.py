@@ -1091,6 +1091,8 @@ class DeploymentMarker(Model):
     commit: str
     at: datetime
     replaced_version: str | None = None
+    author: str = ""
+    note: str = ""
 
 
 class ChangeMetric(Model):
@@ -1145,6 +1147,10 @@ class TrendReport(Model):
     series: list[TrendSeries] = Field(default_factory=list)
     deployments: list[DeploymentMarker] = Field(default_factory=list)
     change_points: list[ChangePoint] = Field(default_factory=list)
+    #: what is live now in each environment of each template (the latest deployment or
+    #: rollback up to the time of the analysis, which may be after ``end``): recommendations
+    #: never suggest rolling back a version that is no longer live
+    live: list[DeploymentMarker] = Field(default_factory=list)
     recommendations: list[str] = Field(default_factory=list)
     computed_at: datetime
 
@@ -1214,6 +1220,10 @@ class Alert(Model):
     status: Literal["open", "acknowledged"] = "open"
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
+    #: the window had ended before the rule was created: found looking back (a check with
+    #: ``since``, an import of old events), never watched live by the rule (False when the
+    #: rule was deleted since)
+    backfill: bool = False
 
 
 class AlertCheck(Model):
@@ -1226,6 +1236,35 @@ class AlertCheck(Model):
     fired: list[Alert] = Field(default_factory=list)
     #: windows that crossed the threshold again but had fired before (not stored twice)
     already_fired: int = 0
+
+
+class AlertGroup(Model):
+    """The alerts one rule fired for one template: how many, the latest window, and what was
+    live in the rule's environment then and now (the deployment to look at or roll back)."""
+
+    rule_id: int
+    rule_exists: bool = True
+    template_id: str
+    template: str
+    #: the alerts in the group (those matching the status asked for), newest window first
+    alert_ids: list[int]
+    #: the open ones among them
+    open_ids: list[int] = Field(default_factory=list)
+    #: how many of them were stored by a backfill
+    backfill: int = 0
+    first_window: datetime
+    #: the alert of the latest window (its condition, value and window)
+    latest: Alert
+    #: the environment the deployments below are in: the rule's, or for a rule on any
+    #: environment the last one of the promotion path
+    environment: str | None = None
+    #: what was live there when the latest window began, and what is live now
+    deployed: DeploymentMarker | None = None
+    live_now: DeploymentMarker | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.alert_ids)
 
 
 # ---- the home screen's overview ----------------------------------------------------------------
@@ -1309,6 +1348,9 @@ class Overview(Model):
     ended: list[ExperimentProgress]
     #: the newest open (unacknowledged) alerts; ``counts.open_alerts`` has how many in all
     open_alerts: list[Alert]
+    #: the open alerts grouped per rule and template, the group with the newest window first
+    #: (so one noisy rule takes one line of "Needs attention")
+    alert_groups: list[AlertGroup] = Field(default_factory=list)
     commits: list[RecentCommit]
     deployments: list[Deployment]
     counts: WorkspaceCounts
