@@ -4,8 +4,21 @@ confirmation, problems show under their field in the form's words, the split nev
 
 from __future__ import annotations
 
-from tests.test_experiments_page import db as db_fixture  # noqa: F401 - used by name
+import pytest
+
+from promptver import Workspace
+from tests.experiments_helpers import seed_lab
 from tests.test_experiments_page import key, open_page, rerun, shown
+
+
+@pytest.fixture
+def db(db_path, monkeypatch):
+    """qa-basic (1.0.0, 1.1.0, branch concise-tone), the file the page opens."""
+    monkeypatch.setenv("PROMPTVER_DB", str(db_path))
+    ws = Workspace.open(db_path)
+    seed_lab(ws)
+    yield ws
+    ws.close()
 
 
 def errors(at) -> list[str]:
