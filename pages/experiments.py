@@ -28,6 +28,7 @@ from ui.experiments import (
     show_problems,
     split_chart,
     split_table,
+    table,
     when,
 )
 from ui.reports import report_downloads
@@ -66,7 +67,7 @@ def _split_text(e: Experiment) -> str:
 
 
 if shown:
-    st.dataframe(
+    table(
         pd.DataFrame(
             [
                 {
@@ -84,11 +85,19 @@ if shown:
                 for e in shown
             ]
         ),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "started": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
-            "stopped": st.column_config.DatetimeColumn("stopped (UTC)", format="YYYY-MM-DD HH:mm"),
+        {
+            "name": st.column_config.TextColumn("name", pinned=True),
+            "status": st.column_config.TextColumn("status", width="small"),
+            "coverage": st.column_config.TextColumn("coverage", width="small"),
+            "started": st.column_config.DatetimeColumn(
+                "started (UTC)", format="YYYY-MM-DD HH:mm", help="—: not started yet"
+            ),
+            "stopped": st.column_config.DatetimeColumn(
+                "stopped (UTC)", format="YYYY-MM-DD HH:mm", help="—: not stopped (yet)"
+            ),
+            "id": st.column_config.TextColumn(
+                "id", help="Commands and links accept the id or the name"
+            ),
         },
     )
 elif everything:
@@ -257,6 +266,88 @@ def _delete_dialog(e: Experiment) -> None:
     dialog()
 
 
+def _live_line(d: Any) -> str:
+    what = "rolled back to" if d.action == "rollback" else "deployed"
+    return f"{what} {when(d.created_at)} by {d.author or 'unknown'}"
+
+
+def _winner_variant(e: Experiment, results: Any) -> Any:
+    """The variant the results name as the winner (None: no winner)."""
+    return next((v for v in e.variants if v.name == results.winner), None)
+
+
+def _deploy_dialog(e: Experiment, results: Any) -> None:
+    @st.dialog("Deploy the winner?")
+    def dialog() -> None:
+        v = _winner_variant(e, results)
+        if v is None or not v.commit:
+            st.error("These results name no winner to deploy.")
+            return
+        t = ws.templates.get(e.template, v.commit)
+        label = t.version or f"commit {v.commit[:10]}"
+        st.markdown(
+            f"Put **{md(v.name)}** ({md(label)}), the winner of **{md(e.name)}**, live for "
+            f"**{md(e.template)}**."
+        )
+        envs = ws.settings.deployment.environments
+        env = st.selectbox(
+            "Environment",
+            envs,
+            index=envs.index(e.environment) if e.environment in envs else 0,
+            key="exp_deploy_env",
+            help="Where the experiment ran is the default; the deployment gates still apply",
+        )
+        live = ws.deployments.live(e.template, env)
+        if live is None:
+            st.caption(md(f"Nothing of {e.template} is live in {env} yet."))
+        else:
+            st.caption(
+                md(
+                    f"Live in {env} now: {live.version or 'commit ' + live.commit[:10]} "
+                    f"({_live_line(live)})."
+                )
+            )
+        note = st.text_input(
+            "Note",
+            value=f"winner of experiment {e.name}"[:500],
+            key="exp_deploy_note",
+            max_chars=500,
+            help="Recorded with the deployment (shown in its history)",
+        )
+        blocked = False
+        if live is not None and live.commit == v.commit:
+            st.info(md(f"{label} is already live in {env}: nothing to deploy there."))
+            blocked = True
+        else:
+            try:
+                report = ws.deployments.check(e.template, v.commit, env)
+            except PromptverError as exc:
+                show_error(exc)
+                blocked = True
+            else:
+                failed = [g for g in report.gates if g.status == "failed"]
+                for g in failed:
+                    st.error(md(f"{g.gate}: {g.message}"), icon=":material/block:")
+                blocked = bool(failed)
+        a, b = st.columns(2)
+        if a.button("Deploy", type="primary", key="exp_deploy_yes", disabled=blocked):
+            try:
+                d = ws.deployments.deploy(
+                    e.template, v.commit, env, note=note.strip(), author=author()
+                )
+            except PromptverError as exc:
+                show_error(exc)
+            else:
+                st.session_state.pop("exp_confirm", None)
+                flash(f"Deployed {v.name} ({label}) of {e.template} to {env}: deployment #{d.id}")
+                st.rerun()
+        if b.button("Cancel", key="exp_deploy_no"):
+            st.session_state.pop("exp_confirm", None)
+            st.rerun()
+
+    dialog()
+
+
 def _ask(action: str, eid: str) -> None:
     st.session_state["exp_confirm"] = (action, eid)
 
@@ -286,9 +377,9 @@ with tab_overview:
         if e.stop_reason:
             st.markdown(f"**Reason for stopping:** {md(e.stop_reason)}")
         st.markdown("**Variants** (the first is the control)")
-        st.dataframe(variants_frame(e), hide_index=True, width="stretch")
+        table(variants_frame(e))
         st.markdown("**Metrics** (the first is the primary one)")
-        st.dataframe(metrics_frame(e), hide_index=True, width="stretch")
+        table(metrics_frame(e))
         st.markdown(settings_line(e))
         if e.start_at or e.end_at:
             st.caption(
@@ -358,19 +449,24 @@ with tab_overview:
             help="Running experiments are frozen: change a copy instead",
         )
         with st.expander("History"):
-            st.dataframe(
+            table(
                 pd.DataFrame(
                     [
                         {"when (UTC)": h.at, "action": h.action, "by": h.author, "detail": h.detail}
                         for h in svc.history(e.id)
                     ]
                 ),
-                hide_index=True,
-                width="stretch",
+                {
+                    "when (UTC)": st.column_config.DatetimeColumn(
+                        "when (UTC)", format="YYYY-MM-DD HH:mm"
+                    )
+                },
             )
         confirm = st.session_state.get("exp_confirm")
         if confirm and confirm[1] == e.id:
-            {"start": _start_dialog, "stop": _stop_dialog, "delete": _delete_dialog}[confirm[0]](e)
+            dialogs = {"start": _start_dialog, "stop": _stop_dialog, "delete": _delete_dialog}
+            if confirm[0] in dialogs:  # "deploy" opens from the Results tab
+                dialogs[confirm[0]](e)
 
 
 # ---- results --------------------------------------------------------------------------------
@@ -399,9 +495,24 @@ with tab_results:
                     "Final results, frozen when the experiment stopped (turn an option "
                     "on to re-analyse the same events)."
                 )
+            action = st.container()
             shown = render_results(ws, e)
             if shown is not None:
+                if e.status == "completed" and _winner_variant(e, shown) is not None:
+                    action.button(
+                        f"Deploy the winner ({md(shown.winner)})…",
+                        type="primary",
+                        icon=":material/rocket_launch:",
+                        key="exp_deploy_winner",
+                        help="Put the winning variant live (asks for the environment and a "
+                        "note; the deployment gates apply)",
+                        on_click=_ask,
+                        args=("deploy", e.id),
+                    )
                 report_downloads(ws, e, shown)
+                confirm = st.session_state.get("exp_confirm")
+                if confirm and confirm == ("deploy", e.id):
+                    _deploy_dialog(e, shown)
 
 
 # ---- routing preview ------------------------------------------------------------------------
@@ -436,7 +547,7 @@ def routing_preview(router: Router, key: str) -> None:
         help="Ids user-0, user-1, … assigned in one SQL statement",
     )
     frame = split_table(synthetic_split(router, n))
-    st.dataframe(frame, hide_index=True, width="stretch")
+    table(frame)
     st.altair_chart(split_chart(frame), width="stretch")
     st.caption(
         f"Bars: observed share of {n:,} synthetic users; black ticks: the configured target."
@@ -612,11 +723,6 @@ def _equal_split() -> None:
     n = int(st.session_state.get(F + "n", 2))
     for i in range(n - 1):
         st.session_state[f"{F}w_{i}"] = 100 // n
-
-
-def _live_line(d: Any) -> str:
-    what = "rolled back to" if d.action == "rollback" else "deployed"
-    return f"{what} {when(d.created_at)} by {d.author or 'unknown'}"
 
 
 with tab_config:

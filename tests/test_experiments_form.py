@@ -139,3 +139,19 @@ def test_the_split_summary_matches_the_sliders_in_the_same_run(db) -> None:
     split = [m.value for m in at.markdown if m.value.startswith("Split:")][0]
     assert "−" not in split and "-5" not in split
     assert key(at, "exp_f_w_last").value == 0
+
+
+def test_tables_show_a_dash_for_missing_values(db) -> None:
+    db.experiments.create(
+        {
+            "name": "never started",
+            "template": "qa-basic",
+            "variants": [{"name": "a", "ref": "1.0.0"}, {"name": "b", "ref": "1.1.0"}],
+            "metrics": ["quality_score"],
+        }
+    )
+    at = open_page()
+    listing = [d for d in at.dataframe if "stopped" in d.value.columns][0]
+    assert listing.value["stopped"].isna().all()  # no stop time …
+    assert listing.proto.placeholder == "—"  # … shows as a dash, not "None"
+    assert all(d.proto.placeholder == "—" for d in at.dataframe)

@@ -75,6 +75,21 @@ def split_chart(table: pd.DataFrame) -> alt.LayerChart:
     return (bars + ticks).properties(height=260)
 
 
+def table(frame: pd.DataFrame, column_config: dict | None = None, *, where: Any = st) -> None:
+    """A table sized to its rows (no inner scroll bar, no empty space below), missing values as
+    a dash, and a ``note`` column only when some row has a note."""
+    if "note" in frame and not frame["note"].fillna("").astype(str).str.strip().any():
+        frame = frame.drop(columns="note")
+    where.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        height="content",
+        placeholder="—",
+        column_config=column_config,
+    )
+
+
 def show_error(exc: PromptverError) -> None:
     """A domain error, its text escaped: experiment names, variant names and reasons are free
     text and must not turn into Markdown. Several problems are listed as a table."""

@@ -34,6 +34,7 @@ from promptver.reports.document import p_cell as fmt_p
 from promptver.reports.document import pct
 from promptver.workspace import Workspace
 from ui.common import domain_errors, md
+from ui.experiments import table
 
 #: what a difference of each built-in metric's mean per event is measured in (axis labels)
 UNITS = {
@@ -52,18 +53,6 @@ SAMPLE_COLORS = {"reached": "#2e7d32", "not yet": "#1565c0"}
 def unit(metric: str) -> str:
     """The unit of ``metric``'s values (custom metrics: their own)."""
     return UNITS.get(metric, "the metric's own units")
-
-
-def table(frame: pd.DataFrame, column_config: dict | None = None, *, where=st) -> None:
-    """A table sized to its rows (no inner scrolling, no empty space), missing values as a dash."""
-    where.dataframe(
-        frame,
-        hide_index=True,
-        width="stretch",
-        height="content",
-        placeholder="—",
-        column_config=column_config,
-    )
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -260,10 +249,10 @@ def _variants(r: ExperimentResults) -> None:
     means = means_frame(r.for_metric(r.metric))
     if means.empty:
         return
-    rows_px = 44 * max(1, means["variant"].nunique())
+    rows_px = 60 * max(1, means["variant"].nunique())
     st.altair_chart(
         means_chart(means, f"{r.metric}: mean per event ({unit(r.metric)})").properties(
-            height=rows_px + 100  # Streamlit fits the legend and the axis into the height
+            height=rows_px + 130  # Streamlit fits the legend and the axis into the height
         ),
         width="stretch",
     )
@@ -289,7 +278,7 @@ def _comparisons(r: ExperimentResults) -> None:
             "Hedges' g": fmt(c.effect_size, 3),
             "df": fmt(c.df, 4),
             "verdict": c.verdict,
-            "note": c.message or "",
+            "note": c.message or None,
         }
         for c in r.comparisons
     ]
@@ -298,7 +287,19 @@ def _comparisons(r: ExperimentResults) -> None:
         f"**Comparisons against {md(r.comparisons[0].control)}** · {test}, "
         f"{r.comparisons[0].confidence:.0%} intervals"
     )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    small = st.column_config.Column(width="small")
+    table(
+        pd.DataFrame(rows),
+        {
+            "treatment": st.column_config.Column(pinned=True),
+            "lift": small,
+            "p": small,
+            "p (Holm)": small,
+            "significant": st.column_config.CheckboxColumn(width="small"),
+            "Hedges' g": small,
+            "df": small,
+        },
+    )
 
 
 def _quantile(r: ExperimentResults) -> None:
@@ -325,7 +326,7 @@ def _quantile(r: ExperimentResults) -> None:
                 "CI (bootstrap)": interval(c.bootstrap_ci_low, c.bootstrap_ci_high),
             }
         )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    table(pd.DataFrame(rows))
     if q.message:
         st.caption(md(q.message))
 
@@ -349,7 +350,7 @@ def _uncapped(r: ExperimentResults) -> None:
                 "CI (uncapped)": interval(raw_c.ci_low, raw_c.ci_high),
             }
         )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    table(pd.DataFrame(rows))
 
 
 def _guardrails(r: ExperimentResults) -> None:
@@ -366,7 +367,7 @@ def _guardrails(r: ExperimentResults) -> None:
         }
         for g in r.guardrails
     ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    table(pd.DataFrame(rows))
 
 
 # ---- forest plots (the builders live in promptver.charts, shared with the reports) --------
@@ -449,11 +450,11 @@ def _power_calculator(r: ExperimentResults, key: str) -> None:
                         f"{p.days_to_target:,.1f}" if p.days_to_target is not None else "—"
                     ),
                     "alpha used": f"{p.alpha:.3g}",
-                    "note": p.message or "",
+                    "note": p.message or None,
                 }
             )
         if rows:
-            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+            table(pd.DataFrame(rows))
         st.markdown(_sample_sentence(r))
         if r.sample_size_ok:
             _sample_chart(r)
@@ -525,9 +526,7 @@ def _sample_chart(r: ExperimentResults) -> None:
         .mark_rule(strokeDash=[4, 4], color="#424242")
         .encode(x="minimum:Q")
     )
-    st.altair_chart(
-        alt.layer(bars, line).properties(height=30 * len(frame) + 70), width="stretch"
-    )
+    st.altair_chart(alt.layer(bars, line).properties(height=30 * len(frame) + 70), width="stretch")
 
 
 def _method(r: ExperimentResults) -> None:
