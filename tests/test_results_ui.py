@@ -68,10 +68,11 @@ def test_results_view_shows_the_decision_tables_and_charts(db_path, data):
     variants = frames[0]
     assert list(variants.variant) == ["control", "treatment"]
     assert list(variants.users) == [400, 400]
-    comparisons = frames[1]
-    assert comparisons.loc[0, "significant"]
+    comparisons, details = frames[1], frames[2]  # the decision's figures, then test details
+    assert details.loc[0, "significant"] and "df" in details
     assert "CI (bootstrap)" in comparisons and "CI (BCa)" in comparisons
     assert comparisons.loc[0, "CI (bootstrap)"].startswith("[")
+    assert comparisons.loc[0, "verdict"] == "better"
     charts = at.get("vega_lite_chart")
     # the means per variant, the forest plot, the sample against its minimum, the overview
     assert len(charts) == 4

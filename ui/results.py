@@ -287,17 +287,31 @@ def _comparisons(r: ExperimentResults) -> None:
         f"**Comparisons against {md(r.comparisons[0].control)}** · {test}, "
         f"{r.comparisons[0].confidence:.0%} intervals"
     )
-    small = st.column_config.Column(width="small")
+    # the figures a reader decides on fit the page; the test details follow in a second,
+    # narrow table instead of running off the right edge of one wide one
+    main = [
+        "treatment",
+        "difference",
+        *(c for c in rows[0] if c.startswith("CI (")),
+        "lift",
+        "lift CI",
+        "p",
+        "p (Holm)",
+        "verdict",
+    ]
+    widths = {"treatment": 110, "difference": 75, "lift": 60, "lift CI": 115, "verdict": 85}
+    config: dict = {c: st.column_config.Column(width=widths.get(c, 125)) for c in main}
+    config["p"] = config["p (Holm)"] = st.column_config.Column(width=68)
+    frame = pd.DataFrame(rows)
+    table(frame[main], config)
     table(
-        pd.DataFrame(rows),
+        frame[["treatment", "significant", "Hedges' g", "df", "note"]],
         {
-            "treatment": st.column_config.Column(pinned=True),
-            "lift": small,
-            "p": small,
-            "p (Holm)": small,
-            "significant": st.column_config.CheckboxColumn(width="small"),
-            "Hedges' g": small,
-            "df": small,
+            "significant": st.column_config.CheckboxColumn(
+                "significant", help="Holm-adjusted p below alpha"
+            ),
+            "Hedges' g": st.column_config.Column(help="Effect size: the difference in pooled SDs"),
+            "df": st.column_config.Column(help="Welch–Satterthwaite degrees of freedom"),
         },
     )
 
