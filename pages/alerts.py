@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import streamlit as st
 
-from promptver.alerts import COMPARATORS, trend_params
+from promptver.alerts import COMPARATORS, condition_text, trend_params
 from promptver.errors import PromptverError
 from promptver.models import Alert, AlertRule
 from promptver.trends import METRICS, metric_label
 from ui.alerts import (
     ALERT_COLUMNS,
+    GROUP_COLUMNS,
     RULE_COLUMNS,
     alerts_frame,
+    group_sentence,
+    groups_frame,
+    rule_text,
     rules_frame,
     threshold_text,
 )
@@ -55,6 +59,7 @@ if m3.button(
         st.rerun()
 
 opened_tab = "Rules" if take_param("tab") == "rules" else None
+linked: Alert | None = None
 if (wanted_alert := take_param("alert")) is not None:  # deep link: ?alert=ID
     try:
         linked = svc.get_alert(int(wanted_alert)) if wanted_alert.isdigit() else None
@@ -65,11 +70,19 @@ if (wanted_alert := take_param("alert")) is not None:  # deep link: ?alert=ID
     else:
         opened_tab = "Fired alerts"
         st.session_state["alr_status"] = "open" if linked.status == "open" else "all"
-        st.session_state["alr_pick"] = linked.id
+        st.session_state["alr_group"] = (linked.rule_id, linked.template_id)
 
 tab_fired, tab_rules = st.tabs(["Fired alerts", "Rules"], key="alr_tab", default=opened_tab)
 
-# ---- fired alerts -----------------------------------------------------------------------------
+# ---- fired alerts, grouped per rule and template ----------------------------------------------
+
+
+def _ack(ids: list[int], what: str) -> None:
+    with domain_errors():
+        done = svc.acknowledge(ids, author=author())
+        flash(f"Acknowledged {len(done)} alert(s) {what}")
+        st.rerun()
+
 
 with tab_fired:
     status = st.segmented_control(
@@ -80,83 +93,119 @@ with tab_fired:
         help="Open alerts wait for someone to acknowledge them; acknowledged ones stay for the record",
         required=True,
     )
-    shown = svc.alerts(status=None if status == "all" else status, limit=500)
-    if not shown:
+    groups = svc.groups(status=None if status == "all" else status)
+    if not groups:
         st.info(
             "No open alerts."
             if status == "open"
             else "No alerts yet: rules fire when a window crosses their threshold."
         )
     else:
-        st.dataframe(
-            alerts_frame(shown),
+        st.caption(
+            f"{sum(g.count for g in groups):,} alert(s) from {len(groups)} rule and template "
+            "pair(s), the latest window first. Select rows to acknowledge them together; "
+            "pick one below for its windows and its deployment."
+        )
+        event = st.dataframe(
+            groups_frame(groups),
             hide_index=True,
-            width="stretch",
+            width="content",
+            key="alr_groups",
+            column_config=GROUP_COLUMNS,
+            on_select="rerun",
+            selection_mode="multi-row",
+        )
+        picked = [groups[i] for i in event.selection.rows if i < len(groups)]
+        chosen_ids = [i for g in picked for i in g.open_ids]
+        every_open = [i for g in groups for i in g.open_ids]
+        bar = st.container(horizontal=True, vertical_alignment="center")
+        if bar.button(
+            f"Acknowledge {len(chosen_ids)} selected" if chosen_ids else "Acknowledge selected",
+            key="alr_ack_rows",
+            type="primary",
+            icon=":material/done_all:",
+            disabled=not chosen_ids,
+            help="Acknowledge every open alert of the selected rows",
+        ):
+            _ack(chosen_ids, f"in {len(picked)} row(s)")
+        if bar.button(
+            "Acknowledge all",
+            key="alr_ack_all",
+            disabled=not every_open,
+            help="Acknowledge every open alert at once",
+        ):
+            _ack([a.id for a in open_alerts], "")
+
+        by_key = {(g.rule_id, g.template_id): g for g in groups}
+        if len(picked) == 1:  # one selected row: show it below
+            key = (picked[0].rule_id, picked[0].template_id)
+            if st.session_state.get("alr_group_seen") != key:
+                st.session_state["alr_group"] = key
+                st.session_state["alr_group_seen"] = key
+        if st.session_state.get("alr_group") not in by_key:
+            st.session_state.pop("alr_group", None)
+        choice = st.selectbox(
+            "Rule and template",
+            list(by_key),
+            format_func=lambda k: (
+                f"{by_key[k].template} · {rule_text(by_key[k].latest)} · "
+                f"{by_key[k].count} window(s), latest "
+                f"{by_key[k].latest.window_start:%Y-%m-%d %H:%M}"
+            ),
+            key="alr_group",
+            help="One rule on one template: its windows, its trend and its deployment",
+        )
+        g = by_key[choice]
+        a = g.latest
+        st.markdown(
+            f"**{md(g.template)}** · {md(metric_label(a.metric))} "
+            f"{md(condition_text(a.metric, a.value, a.comparator, a.threshold))} over the "
+            f"{md(a.window)} window from {a.window_start:%Y-%m-%d %H:%M} UTC "
+            f"({a.events:,} events) · {g.count} window(s) since {g.first_window:%Y-%m-%d}"
+            + (f", {g.backfill} of them backfill" if g.backfill else "")
+        )
+        st.caption(md(group_sentence(g)))
+        links = st.container(horizontal=True, vertical_alignment="center")
+        links.page_link(
+            "pages/trends.py",
+            label=f"Open the {metric_label(a.metric)} trend of {a.template}",
+            icon=":material/show_chart:",
+            query_params=trend_params(a),
+        )
+        if g.environment is not None and g.live_now is not None:
+            still = g.deployed is not None and g.live_now.deployment_id == g.deployed.deployment_id
+            links.page_link(
+                "pages/deployments.py",
+                label=(
+                    f"Roll back {g.template} in {g.environment}…"
+                    if still
+                    else f"{g.template} in {g.environment}: deployments"
+                ),
+                icon=":material/undo:" if still else ":material/rocket_launch:",
+                query_params={"template": g.template, "env": g.environment},
+                help="The Deployments screen: the history of this environment and Roll back…",
+            )
+        if g.open_ids and links.button(
+            f"Acknowledge its {len(g.open_ids)} open alert(s)",
+            key="alr_ack_group",
+            icon=":material/done:",
+        ):
+            _ack(g.open_ids, f"of {g.template} · {rule_text(a)}")
+        members = {
+            x.id: x for x in svc.alerts(rule_id=g.rule_id, template=g.template_id, limit=10_000)
+        }
+        st.dataframe(
+            alerts_frame([members[i] for i in g.alert_ids if i in members]),
+            hide_index=True,
+            width="content",
             key="alr_alerts",
             column_config=ALERT_COLUMNS,
         )
-
-        def label(a: Alert) -> str:
-            rule = a.rule_name or f"rule #{a.rule_id}"
-            return (
-                f"#{a.id} {a.template} · {rule} · {metric_label(a.metric)} {a.comparator} "
-                f"{threshold_text(a.metric, a.threshold)} · {a.window_start:%Y-%m-%d %H:%M} "
-                f"+{a.window} · {a.status}"
+        if linked is not None and linked.acknowledged_at is not None:
+            st.caption(
+                f"Alert #{linked.id} was acknowledged by {md(linked.acknowledged_by)} on "
+                f"{linked.acknowledged_at:%Y-%m-%d %H:%M} UTC."
             )
-
-        by_id = {a.id: a for a in shown}
-        if st.session_state.get("alr_pick") not in by_id:
-            st.session_state.pop("alr_pick", None)  # not in this list (filtered, or too old)
-        pick = st.selectbox(
-            "Alert",
-            list(by_id),
-            format_func=lambda i: label(by_id[i]),
-            key="alr_pick",
-            help="See one alert's trend",
-        )
-        if pick is not None:
-            a = by_id[pick]
-            st.page_link(
-                "pages/trends.py",
-                label=f"Open the {metric_label(a.metric)} trend of {a.template}",
-                icon=":material/show_chart:",
-                query_params=trend_params(a),
-            )
-            if a.acknowledged_at is not None:
-                st.caption(
-                    f"Acknowledged by {md(a.acknowledged_by)} on "
-                    f"{a.acknowledged_at:%Y-%m-%d %H:%M} UTC."
-                )
-
-    if open_alerts:
-        st.markdown("**Acknowledge**")
-        c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="bottom")
-        open_by_id = {a.id: a for a in open_alerts}
-        chosen = c1.multiselect(
-            "Open alerts",
-            list(open_by_id),
-            format_func=lambda i: (
-                f"#{i} {open_by_id[i].template} · "
-                f"{metric_label(open_by_id[i].metric)} · {open_by_id[i].window_start:%Y-%m-%d %H:%M}"
-            ),
-            key="alr_ack_ids",
-            placeholder="Pick alerts to acknowledge",
-            help="Acknowledging says someone has looked; the alert stays in the list",
-        )
-        if c2.button("Acknowledge", key="alr_ack", disabled=not chosen, type="primary"):
-            with domain_errors():
-                done = svc.acknowledge(chosen, author=author())
-                st.session_state.pop("alr_ack_ids", None)
-                flash(f"Acknowledged {len(done)} alert(s)")
-                st.rerun()
-        if c3.button(
-            "Acknowledge all", key="alr_ack_all", help="Acknowledge every open alert at once"
-        ):
-            with domain_errors():
-                done = svc.acknowledge([a.id for a in open_alerts], author=author())
-                st.session_state.pop("alr_ack_ids", None)
-                flash(f"Acknowledged {len(done)} alert(s)")
-                st.rerun()
 
 
 # ---- rules ----------------------------------------------------------------------------------

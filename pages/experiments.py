@@ -20,11 +20,15 @@ from ui.common import author, cached, code, flash, no_templates, take_param, wor
 from ui.experiments import (
     STATUS,
     domain_errors,
+    form_message,
+    group_problems,
     md,
     percent,
     show_error,
+    show_problems,
     split_chart,
     split_table,
+    table,
     when,
 )
 from ui.reports import report_downloads
@@ -63,7 +67,7 @@ def _split_text(e: Experiment) -> str:
 
 
 if shown:
-    st.dataframe(
+    table(
         pd.DataFrame(
             [
                 {
@@ -81,11 +85,24 @@ if shown:
                 for e in shown
             ]
         ),
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "started": st.column_config.DatetimeColumn("started (UTC)", format="YYYY-MM-DD HH:mm"),
-            "stopped": st.column_config.DatetimeColumn("stopped (UTC)", format="YYYY-MM-DD HH:mm"),
+        {
+            # widths that fit the ten columns into the page (long splits show in full on hover)
+            "name": st.column_config.TextColumn("name", width=140),
+            "status": st.column_config.TextColumn("status", width=85),
+            "template": st.column_config.TextColumn("template", width=100),
+            "environment": st.column_config.TextColumn("environment", width=95),
+            "split": st.column_config.TextColumn("split", width=190),
+            "coverage": st.column_config.TextColumn("coverage", width=70),
+            "primary metric": st.column_config.TextColumn("primary metric", width=105),
+            "started": st.column_config.DatetimeColumn(
+                "started (UTC)", format="YYYY-MM-DD HH:mm", width=120, help="—: not started yet"
+            ),
+            "stopped": st.column_config.DatetimeColumn(
+                "stopped (UTC)", format="YYYY-MM-DD HH:mm", width=120, help="—: not stopped (yet)"
+            ),
+            "id": st.column_config.TextColumn(
+                "id", width=110, help="Commands and links accept the id or the name"
+            ),
         },
     )
 elif everything:
@@ -254,6 +271,88 @@ def _delete_dialog(e: Experiment) -> None:
     dialog()
 
 
+def _live_line(d: Any) -> str:
+    what = "rolled back to" if d.action == "rollback" else "deployed"
+    return f"{what} {when(d.created_at)} by {d.author or 'unknown'}"
+
+
+def _winner_variant(e: Experiment, results: Any) -> Any:
+    """The variant the results name as the winner (None: no winner)."""
+    return next((v for v in e.variants if v.name == results.winner), None)
+
+
+def _deploy_dialog(e: Experiment, results: Any) -> None:
+    @st.dialog("Deploy the winner?")
+    def dialog() -> None:
+        v = _winner_variant(e, results)
+        if v is None or not v.commit:
+            st.error("These results name no winner to deploy.")
+            return
+        t = ws.templates.get(e.template, v.commit)
+        label = t.version or f"commit {v.commit[:10]}"
+        st.markdown(
+            f"Put **{md(v.name)}** ({md(label)}), the winner of **{md(e.name)}**, live for "
+            f"**{md(e.template)}**."
+        )
+        envs = ws.settings.deployment.environments
+        env = st.selectbox(
+            "Environment",
+            envs,
+            index=envs.index(e.environment) if e.environment in envs else 0,
+            key="exp_deploy_env",
+            help="Where the experiment ran is the default; the deployment gates still apply",
+        )
+        live = ws.deployments.live(e.template, env)
+        if live is None:
+            st.caption(md(f"Nothing of {e.template} is live in {env} yet."))
+        else:
+            st.caption(
+                md(
+                    f"Live in {env} now: {live.version or 'commit ' + live.commit[:10]} "
+                    f"({_live_line(live)})."
+                )
+            )
+        note = st.text_input(
+            "Note",
+            value=f"winner of experiment {e.name}"[:500],
+            key="exp_deploy_note",
+            max_chars=500,
+            help="Recorded with the deployment (shown in its history)",
+        )
+        blocked = False
+        if live is not None and live.commit == v.commit:
+            st.info(md(f"{label} is already live in {env}: nothing to deploy there."))
+            blocked = True
+        else:
+            try:
+                report = ws.deployments.check(e.template, v.commit, env)
+            except PromptverError as exc:
+                show_error(exc)
+                blocked = True
+            else:
+                failed = [g for g in report.gates if g.status == "failed"]
+                for g in failed:
+                    st.error(md(f"{g.gate}: {g.message}"), icon=":material/block:")
+                blocked = bool(failed)
+        a, b = st.columns(2)
+        if a.button("Deploy", type="primary", key="exp_deploy_yes", disabled=blocked):
+            try:
+                d = ws.deployments.deploy(
+                    e.template, v.commit, env, note=note.strip(), author=author()
+                )
+            except PromptverError as exc:
+                show_error(exc)
+            else:
+                st.session_state.pop("exp_confirm", None)
+                flash(f"Deployed {v.name} ({label}) of {e.template} to {env}: deployment #{d.id}")
+                st.rerun()
+        if b.button("Cancel", key="exp_deploy_no"):
+            st.session_state.pop("exp_confirm", None)
+            st.rerun()
+
+    dialog()
+
+
 def _ask(action: str, eid: str) -> None:
     st.session_state["exp_confirm"] = (action, eid)
 
@@ -283,9 +382,9 @@ with tab_overview:
         if e.stop_reason:
             st.markdown(f"**Reason for stopping:** {md(e.stop_reason)}")
         st.markdown("**Variants** (the first is the control)")
-        st.dataframe(variants_frame(e), hide_index=True, width="stretch")
+        table(variants_frame(e))
         st.markdown("**Metrics** (the first is the primary one)")
-        st.dataframe(metrics_frame(e), hide_index=True, width="stretch")
+        table(metrics_frame(e))
         st.markdown(settings_line(e))
         if e.start_at or e.end_at:
             st.caption(
@@ -355,19 +454,24 @@ with tab_overview:
             help="Running experiments are frozen: change a copy instead",
         )
         with st.expander("History"):
-            st.dataframe(
+            table(
                 pd.DataFrame(
                     [
                         {"when (UTC)": h.at, "action": h.action, "by": h.author, "detail": h.detail}
                         for h in svc.history(e.id)
                     ]
                 ),
-                hide_index=True,
-                width="stretch",
+                {
+                    "when (UTC)": st.column_config.DatetimeColumn(
+                        "when (UTC)", format="YYYY-MM-DD HH:mm"
+                    )
+                },
             )
         confirm = st.session_state.get("exp_confirm")
         if confirm and confirm[1] == e.id:
-            {"start": _start_dialog, "stop": _stop_dialog, "delete": _delete_dialog}[confirm[0]](e)
+            dialogs = {"start": _start_dialog, "stop": _stop_dialog, "delete": _delete_dialog}
+            if confirm[0] in dialogs:  # "deploy" opens from the Results tab
+                dialogs[confirm[0]](e)
 
 
 # ---- results --------------------------------------------------------------------------------
@@ -396,9 +500,24 @@ with tab_results:
                     "Final results, frozen when the experiment stopped (turn an option "
                     "on to re-analyse the same events)."
                 )
+            action = st.container()
             shown = render_results(ws, e)
             if shown is not None:
+                if e.status == "completed" and _winner_variant(e, shown) is not None:
+                    action.button(
+                        f"Deploy the winner ({md(shown.winner)})…",
+                        type="primary",
+                        icon=":material/rocket_launch:",
+                        key="exp_deploy_winner",
+                        help="Put the winning variant live (asks for the environment and a "
+                        "note; the deployment gates apply)",
+                        on_click=_ask,
+                        args=("deploy", e.id),
+                    )
                 report_downloads(ws, e, shown)
+                confirm = st.session_state.get("exp_confirm")
+                if confirm and confirm == ("deploy", e.id):
+                    _deploy_dialog(e, shown)
 
 
 # ---- routing preview ------------------------------------------------------------------------
@@ -433,7 +552,7 @@ def routing_preview(router: Router, key: str) -> None:
         help="Ids user-0, user-1, … assigned in one SQL statement",
     )
     frame = split_table(synthetic_split(router, n))
-    st.dataframe(frame, hide_index=True, width="stretch")
+    table(frame)
     st.altair_chart(split_chart(frame), width="stretch")
     st.caption(
         f"Bars: observed share of {n:,} synthetic users; black ticks: the configured target."
@@ -522,6 +641,18 @@ def form_shares(n: int) -> list[int]:
     return [*shares, 100 - sum(shares)]
 
 
+def _variants_changed() -> None:
+    """A new variant's slider starts at an equal share; when that would leave nothing for the
+    last variant, every variant gets an equal share instead. Runs as the number's callback, so
+    the sliders and the split summary of the same run already agree (never a negative rest)."""
+    s = st.session_state
+    n = int(s.get(F + "n", 2))
+    for i in range(n - 1):
+        s.setdefault(f"{F}w_{i}", 100 // n)
+    if sum(int(s[f"{F}w_{i}"]) for i in range(n - 1)) > 99:
+        _equal_split()
+
+
 def form_spec() -> dict[str, Any]:
     """The experiment file fields the form currently describes (read from session state)."""
     s = st.session_state
@@ -547,6 +678,7 @@ def form_spec() -> dict[str, Any]:
         metrics.append(item(primary))
     metrics += [item(m) for m in s.get(F + "secondary", []) if m != primary]
     guardrails += [item(m) for m in s.get(F + "guard", []) if m != primary]
+    alpha, sample = s.get(F + "alpha", 0.05), s.get(F + "sample", 100)
     spec: dict[str, Any] = {
         "name": (s.get(F + "name") or "").strip(),
         "description": s.get(F + "description") or "",
@@ -555,8 +687,9 @@ def form_spec() -> dict[str, Any]:
         "environment": s.get(F + "env") or "production",
         "variants": variants,
         "metrics": metrics,
-        "minimum_sample_size": int(s.get(F + "sample", 100)),
-        "alpha": float(s.get(F + "alpha", 0.05)),
+        # as typed (an empty box is None): the service refuses what is out of range
+        "minimum_sample_size": int(sample) if sample is not None else None,
+        "alpha": float(alpha) if alpha is not None else None,
         "coverage": int(s.get(F + "cov", 100)) / 100,
     }
     if guardrails:
@@ -567,6 +700,8 @@ def form_spec() -> dict[str, Any]:
         value = s.get(F + key)
         if s.get(F + "has_" + key) and value is not None:
             spec[key] = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    if s.get(F + "same_ok"):
+        spec["allow_same_commit"] = True
     return {k: v for k, v in spec.items() if v not in ("", None)}
 
 
@@ -627,6 +762,9 @@ with tab_config:
         no_templates(ws, "then configure an experiment between its versions or branches")
     else:
         s = st.session_state
+        # the form's problems are shown under their fields: each field gets a container below
+        # it, filled once the whole form has been read (see the end of this block)
+        slots: dict[str, Any] = {}
         c1, c2 = st.columns([3, 2])
         c1.text_input(
             "Name",
@@ -635,6 +773,7 @@ with tab_config:
             placeholder="e.g. concise-vs-control",
             help="Free text, unique in this workspace; commands accept the name or id",
         )
+        slots["name"] = c1.container()
         if s.get(F + "template") not in templates:
             s[F + "template"] = templates[0]
         template = c2.selectbox(
@@ -643,16 +782,18 @@ with tab_config:
             key=F + "template",
             help="The template whose versions or branches the variants compare",
         )
+        slots["template"] = c2.container()
         environments = ws.settings.deployment.environments
         if s.get(F + "env") not in environments:
             s[F + "env"] = "production" if "production" in environments else environments[-1]
         e1, e2 = st.columns([2, 3])
-        e1.selectbox(
+        env = e1.selectbox(
             "Environment",
             environments,
             key=F + "env",
             help="Where get_prompt routes users while the experiment runs",
         )
+        slots["environment"] = e1.container()
         e2.text_input(
             "Hypothesis",
             key=F + "hypothesis",
@@ -660,6 +801,7 @@ with tab_config:
             placeholder="e.g. Shorter answers keep quality and cut cost",
             help="What you expect and why: shown with the results and in reports",
         )
+        slots["hypothesis"] = e2.container()
         st.text_area(
             "Description",
             key=F + "description",
@@ -667,9 +809,20 @@ with tab_config:
             height=68,
             help="Optional notes for whoever reads the results",
         )
+        slots["description"] = st.container()
 
         st.markdown("**Variants** — the first is the control")
         options, labels = _refs(template)
+        live = ws.deployments.live(template, env)
+        live_ref = live.version if live is not None and live.version in labels else None
+        if live_ref:
+            labels[live_ref] += f" · live in {env}"
+        else:
+            st.caption(
+                md(f"Nothing of {template} is live in {env} yet")
+                + (f" (commit {live.commit[:10]} has no version)" if live is not None else "")
+                + ": the control defaults to the latest version."
+            )
         if F + "n" not in s:
             s[F + "n"] = 2
         n = st.number_input(
@@ -678,27 +831,39 @@ with tab_config:
             max_value=MAX_VARIANTS,
             step=1,
             key=F + "n",
+            on_change=_variants_changed,
             help="The first variant is the control; each other one is compared with it",
         )
+        slots["variants"] = st.container()
+        # the control defaults to what users get now in the chosen environment; it follows
+        # the environment until the analyst picks another ref
+        default_control = live_ref or options[0]
+        auto = s.get(F + "ref_0_auto")
+        if s.get(F + "ref_0") not in options or (auto is not None and s[F + "ref_0"] == auto):
+            s[F + "ref_0"] = s[F + "ref_0_auto"] = default_control
         for i in range(int(n)):
             if f"{F}vname_{i}" not in s:
                 s[f"{F}vname_{i}"] = "control" if i == 0 else f"variant-{i}"
-            if s.get(f"{F}ref_{i}") not in options:
+            if i and s.get(f"{F}ref_{i}") not in options:
+                # a treatment defaults to a branch, then another version: one not taken yet,
+                # so that a new variant does not start as a copy of another one
                 branches = [o for o in options if labels[o].startswith("branch ")]
-                s[f"{F}ref_{i}"] = (
-                    options[0] if i == 0 or not branches else branches[(i - 1) % len(branches)]
-                )
+                pool = branches + [o for o in options if o not in branches]
+                taken = {s.get(f"{F}ref_{j}") for j in range(i)}
+                free = [o for o in pool if o not in taken]
+                s[f"{F}ref_{i}"] = free[0] if free else pool[(i - 1) % len(pool)]
             if i < n - 1 and f"{F}w_{i}" not in s:
                 s[f"{F}w_{i}"] = 100 // int(n)
         shares = form_shares(int(n))
         for i in range(int(n)):
-            v1, v2, v3 = st.columns([2, 2, 3], vertical_alignment="bottom")
+            v1, v2, v3 = st.columns([2, 2, 3], vertical_alignment="top")
             v1.text_input(
                 f"Variant {i + 1} name" + (" (control)" if i == 0 else ""),
                 key=f"{F}vname_{i}",
                 help="Shown in the results and reports; unique within the experiment",
                 max_chars=100,
             )
+            slots[f"variants[{i}].name"] = v1.container()
             ref = v2.selectbox(
                 f"Variant {i + 1} ref",
                 options,
@@ -706,6 +871,7 @@ with tab_config:
                 format_func=lambda o: labels.get(o, o),
                 help="A version, or a branch (resolved and frozen at start)",
             )
+            slots[f"variants[{i}].ref"] = v2.container()
             if i < n - 1:
                 v3.slider(
                     f"Variant {i + 1} share of traffic (%)",
@@ -716,21 +882,42 @@ with tab_config:
                     "add up to 100 %",
                 )
             else:
+                s[F + "w_last"] = max(0, shares[i])  # the rest, from this run's sliders
                 v3.slider(
                     f"Variant {i + 1} share of traffic (%): the rest",
                     0,
                     100,
-                    value=max(0, shares[i]),
+                    key=F + "w_last",
                     disabled=True,
                     help="100 % minus the other variants' shares",
                 )
-            with st.expander(f"Content of variant {i + 1}", expanded=False), domain_errors():
+            slots[f"variants[{i}].weight"] = v3.container()
+            with domain_errors():
                 t = ws.templates.get(template, ref)
-                st.caption(f"{md(t.version or 'branch ' + ref)} · commit {t.commit[:10]}")
-                st.code(t.content, language=None, wrap_lines=True)
+                if i == 0 and live is not None and t.commit != live.commit:
+                    st.warning(
+                        md(
+                            f"Variant 1 ref: the control is {t.version or 'branch ' + ref}, "
+                            f"but {live.version or live.commit[:10]} is live in {env} "
+                            f"({_live_line(live)}): the experiment would not compare against "
+                            f"what users get now. Pick {live_ref or 'the live version'} as the "
+                            "control unless this is what you mean."
+                        ),
+                        icon=":material/warning:",
+                    )
+                with st.expander(f"Content of variant {i + 1}", expanded=False):
+                    st.caption(f"{md(t.version or 'branch ' + ref)} · commit {t.commit[:10]}")
+                    st.code(t.content, language=None, wrap_lines=True)
+        slots["same"] = st.container()
         names = [s.get(f"{F}vname_{i}") or f"variant {i + 1}" for i in range(int(n))]
         s1, s2 = st.columns([4, 1], vertical_alignment="center")
-        s1.markdown("Split: " + " · ".join(f"{md(nm)} **{sh} %**" for nm, sh in zip(names, shares)))
+        s1.markdown(
+            "Split: "
+            + " · ".join(
+                f"{md(nm)} **{sh} %**" if sh >= 1 else f"{md(nm)} **nothing left**"
+                for nm, sh in zip(names, shares)
+            )
+        )
         s2.button(
             "Equal split",
             key="exp_equal",
@@ -754,18 +941,21 @@ with tab_config:
         primary = m1.selectbox(
             "Primary metric", metric_names, key=F + "primary", help="Decides the winner"
         )
+        slots["metrics"] = m1.container()
         m2.multiselect(
             "Secondary metrics",
             [m for m in metric_names if m != primary],
             key=F + "secondary",
             help="Reported alongside the primary one",
         )
+        slots["secondary"] = m2.container()
         m3.multiselect(
             "Guardrails",
             [m for m in metric_names if m != primary],
             key=F + "guard",
             help="Metrics that must not get worse (e.g. latency must not rise)",
         )
+        slots["guardrails"] = m3.container()
         chosen = [primary, *s.get(F + "secondary", []), *s.get(F + "guard", [])]
         custom = [m for m in dict.fromkeys(chosen) if known.get(m) is None]
         if custom:
@@ -793,23 +983,24 @@ with tab_config:
         s.setdefault(F + "alpha", float(stats.significance_level))
         s.setdefault(F + "sample", max(2, int(stats.minimum_sample_size)))
         s.setdefault(F + "cov", 100)
+        # no min_value / max_value: the widget would silently put back the previous value;
+        # what is typed goes to the service, whose range error shows under the field
         a1.number_input(
             "Significance level α",
-            min_value=0.001,
-            max_value=0.5,
             step=0.01,
             format="%.3f",
             key=F + "alpha",
-            help="The false-positive rate of each comparison; Holm's method adjusts across several",
+            help="The false-positive rate of each comparison, greater than 0 and at most 0.5; "
+            "Holm's method adjusts across several",
         )
+        slots["alpha"] = a1.container()
         a2.number_input(
             "Minimum sample (users per variant)",
-            min_value=2,
-            max_value=1_000_000_000,
             step=50,
             key=F + "sample",
-            help="No winner is named before every variant has this many users",
+            help="No winner is named before every variant has this many users (2 to 1,000,000,000)",
         )
+        slots["minimum_sample_size"] = a2.container()
         a3.slider(
             "Coverage (% of users in the experiment)",
             1,
@@ -818,6 +1009,7 @@ with tab_config:
             help="The rest get the deployed version; raising it later never moves users "
             "between variants",
         )
+        slots["coverage"] = a3.container()
         st.text_input(
             "Salt",
             key=F + "salt",
@@ -825,6 +1017,7 @@ with tab_config:
             placeholder="default: the experiment id",
             help="Routing hashes md5(salt:user_id); a different salt reshuffles users",
         )
+        slots["salt"] = st.container()
         d1, d2 = st.columns(2)
         tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(
             minute=0, second=0, microsecond=0, tzinfo=None
@@ -841,6 +1034,7 @@ with tab_config:
                 format="YYYY-MM-DD",
                 help="Routing and the analysis window begin here (UTC)",
             )
+        slots["start"] = d1.container()
         if d2.toggle(
             "Planned end",
             key=F + "has_end",
@@ -853,6 +1047,7 @@ with tab_config:
                 format="YYYY-MM-DD",
                 help="Routing stops here (UTC); stopping earlier needs a reason",
             )
+        slots["end"] = d2.container()
 
         spec = form_spec()
         with st.expander("As an experiment file (YAML)"):
@@ -877,15 +1072,54 @@ with tab_config:
                         "uses the salt 'preview', so individual users may land elsewhere."
                     )
                 routing_preview(preview_router, "exp_f_route")
-        err = s.get(F + "error")
-        if err is not None:
-            show_error(err)
-            s.pop(F + "error", None)
-        st.button(
+
+        # every problem of the configuration, checked as the form changes, under its field
+        problems = [
+            p
+            for p in svc.check(
+                {k: v for k, v in spec.items() if k != "allow_same_commit"},
+                existing=target.id if target else None,
+            )
+            # no name yet: the disabled button says so; a missing rest: the split error does
+            if not (p.field == "name" and p.code == "required")
+            and not (shares[-1] < 1 and p.field == f"variants[{int(n) - 1}].weight")
+        ]
+        same = [p for p in problems if p.code == "same_commit"]
+        blocking = [p for p in problems if p.code != "same_commit" or not s.get(F + "same_ok")]
+        for field, messages in group_problems(
+            [p for p in problems if p.code != "same_commit"]
+        ).items():
+            show_problems(slots.get(field) or slots["salt"], messages)
+        for field, messages in group_problems(same).items():
+            show_problems(slots.get(field) or slots["same"], messages, warning=True)
+        if same or s.get(F + "same_ok"):
+            slots["same"].checkbox(
+                "Compare the same commit on purpose (an A/A test)",
+                key=F + "same_ok",
+                help="Saves allow_same_commit: true; without it, two variants on the same "
+                "commit are refused",
+            )
+        err = s.pop(F + "error", None)
+        b1, b2 = st.columns([1, 4], vertical_alignment="center")
+        b1.button(
             "Save draft" if target else "Create draft",
             type="primary",
             key="exp_save",
             on_click=_save,
             help="Save the configuration as a draft; nothing is routed until you start it",
-            disabled=not spec.get("name") or shares[-1] < 1,
+            disabled=not spec.get("name") or shares[-1] < 1 or bool(blocking),
         )
+        if not spec.get("name"):
+            b2.caption("Name the experiment to save it.")
+        elif blocking:
+            b2.caption(
+                f":red[:material/error: {len(blocking)} "
+                f"problem{'s' if len(blocking) > 1 else ''} to fix, marked above.]"
+            )
+        if err is not None and not getattr(err, "problems", None):
+            show_error(err)
+        elif err is not None:
+            b2.error(
+                "Not saved: " + "  \n".join(md(form_message(p)) for p in err.problems),
+                icon=":material/error:",
+            )

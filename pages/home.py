@@ -9,7 +9,7 @@ import streamlit as st
 from promptver.models import Overview
 from ui.common import cached, workspace
 from ui.home import (
-    alert_line,
+    alert_group_line,
     commit_line,
     deployment_line,
     ended_line,
@@ -61,15 +61,15 @@ if c.templates == 0:
 
 st.subheader("Needs attention")
 srm = [p for p in o.running if not p.srm_ok]
-if not o.open_alerts and not srm:
+if not o.alert_groups and not srm:
     st.success(
         "Nothing needs attention: no open alerts, and every running experiment splits its "
         "users as configured.",
         icon=":material/check_circle:",
     )
-for a in o.open_alerts:
-    alert_line(a)
-if c.open_alerts > len(o.open_alerts):
+for g in o.alert_groups:  # one line per rule and template, so one noisy rule takes one line
+    alert_group_line(g)
+if c.open_alerts > sum(len(g.open_ids) for g in o.alert_groups):
     st.page_link(
         "pages/alerts.py",
         label=f"All {c.open_alerts:,} open alerts",

@@ -18,7 +18,24 @@ import streamlit as st
 from promptver import PromptverError
 from promptver.errors import ImportError_
 from promptver.metrics.service import DIMENSIONS, WINDOWS
-from ui.common import author, cached, code, domain_errors, md, take_param, workspace
+from ui.common import author, cached, code, domain_errors, md, table, take_param, workspace
+from ui.metrics import (
+    ATTEMPT_COLUMNS,
+    EVENT_COLUMNS,
+    EVENT_GROUPS,
+    HISTORY_COLUMNS,
+    PROBLEM_COLUMNS,
+    RECORD_COLUMNS,
+    attempts_frame,
+    bad_cells,
+    event_columns,
+    events_frame,
+    highlight,
+    history_frame,
+    preview_frame,
+    problems_frame,
+    records_frame,
+)
 
 ws = workspace()
 MAX_MB = ws.settings.uploads.max_upload_mb
@@ -80,18 +97,47 @@ def window_picker(key: str) -> tuple[str | None, datetime | None, datetime | Non
     return None, start, end
 
 
+# short labels and fixed widths: fifteen columns fit beside the sidebar at 1500 px (helps say
+# what a short label means)
 FIGURE_COLUMNS = {
-    "requests": st.column_config.NumberColumn("Requests", format="%d"),
-    "users": st.column_config.NumberColumn("Users", format="%d"),
-    "latency_avg": st.column_config.NumberColumn("Latency avg (ms)", format="%.0f"),
-    "latency_p50": st.column_config.NumberColumn("p50 (ms)", format="%.0f"),
-    "latency_p95": st.column_config.NumberColumn("p95 (ms)", format="%.0f"),
-    "success_rate": st.column_config.NumberColumn("Success", format="percent"),
-    "error_rate": st.column_config.NumberColumn("Errors", format="percent"),
-    "quality_mean": st.column_config.NumberColumn("Quality", format="%.3f"),
-    "cost_per_request": st.column_config.NumberColumn("Cost / request ($)", format="%.5f"),
-    "tokens_in_avg": st.column_config.NumberColumn("Tokens in (avg)", format="%.0f"),
-    "tokens_out_avg": st.column_config.NumberColumn("Tokens out (avg)", format="%.0f"),
+    "requests": st.column_config.NumberColumn("Requests", format="localized", width=66),
+    "users": st.column_config.NumberColumn("Users", format="localized", width=54),
+    "latency_avg": st.column_config.NumberColumn(
+        "Avg ms", format="%.0f", width=62, help="Mean latency (ms)"
+    ),
+    "latency_p50": st.column_config.NumberColumn(
+        "p50 ms", format="%.0f", width=62, help="Median latency (ms)"
+    ),
+    "latency_p95": st.column_config.NumberColumn(
+        "p95 ms", format="%.0f", width=62, help="95th percentile of latency (ms)"
+    ),
+    "success_rate": st.column_config.NumberColumn("Success", format="percent", width=62),
+    "error_rate": st.column_config.NumberColumn("Errors", format="percent", width=56),
+    "quality_mean": st.column_config.NumberColumn(
+        "Quality", format="%.3f", width=60, help="Mean quality score"
+    ),
+    "cost_per_request": st.column_config.NumberColumn(
+        "$ / req.", format="%.5f", width=68, help="Mean cost per request (US dollars)"
+    ),
+    "tokens_in_avg": st.column_config.NumberColumn(
+        "Tok. in", format="%.0f", width=56, help="Mean input tokens per request"
+    ),
+    "tokens_out_avg": st.column_config.NumberColumn(
+        "Tok. out", format="%.0f", width=62, help="Mean output tokens per request"
+    ),
+}
+DIMENSION_COLUMNS = {
+    "template": st.column_config.TextColumn("Template", width=130),
+    "version": st.column_config.TextColumn("Version", width=58),
+    "variant": st.column_config.TextColumn("Variant", width=66),
+    "environment": st.column_config.TextColumn("Environment", width=92),
+}
+PREVIEW_COLUMNS = {
+    "position": st.column_config.NumberColumn("#", format="%d", width=40),
+    "name": st.column_config.TextColumn("Column", width=140),
+    "role": st.column_config.TextColumn("Role", width=120),
+    "type": st.column_config.TextColumn("Type", width=80),
+    "description": st.column_config.TextColumn("What it holds", width="large"),
 }
 
 
@@ -141,9 +187,11 @@ with tab_perf:
             frame = pd.DataFrame([f.model_dump() for f in figures])
             shown = [d for d in ("template", "version", "variant", "environment") if d in by]
             frame = frame[[*shown, *FIGURE_COLUMNS]]
-            for d in shown:
-                frame[d] = frame[d].fillna("–")
-            st.dataframe(frame, hide_index=True, width="stretch", column_config=FIGURE_COLUMNS)
+            table(
+                frame,
+                key="met_figures",
+                column_config={**DIMENSION_COLUMNS, **FIGURE_COLUMNS},
+            )
             if template != "All":
                 split = st.segmented_control(
                     "Series",
@@ -222,14 +270,59 @@ def spool(upload) -> Path:
     return path
 
 
-def problems_table(exc: PromptverError) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {"line": p.line, "column": p.field or "", "problem": p.message}
-            for p in getattr(exc, "problems", [])
-        ],
-        columns=["line", "column", "problem"],
+def show_warnings(warnings) -> None:
+    """What an accepted file should know; it is imported all the same. The per-version
+    deployment warnings go in one box, as a list."""
+    early = [w for w in warnings if w.code == "before_deployment"]
+    for w in warnings:
+        if w.code != "before_deployment":
+            st.warning(md(w.message), icon=":material/warning:")
+    if early:
+        n = sum(w.rows for w in early)
+        st.warning(
+            f"{n:,} event{'s' if n != 1 else ''} came before their version was deployed "
+            "where they ran (figures per version and deployment include them):\n"
+            + "\n".join(f"- {md(w.message)}" for w in early),
+            icon=":material/history:",
+        )
+
+
+def show_refusal(name: str, refused: PromptverError, path: Path, names: list[str]) -> None:
+    """The refusal: a summary, the problem list (with a download), the rows it names with the
+    bad cells marked."""
+    problems = getattr(refused, "problems", None) or []
+    if not problems:
+        st.error(md(refused.message))
+        return
+    total = getattr(refused, "total_problems", len(problems))
+    shown = (
+        "one problem"
+        if total == 1
+        else f"{total} problems"
+        if total <= len(problems)
+        else f"more than {len(problems)} problems (the first are listed)"
     )
+    st.error(
+        f"{md(name)} cannot be imported: {shown}. Nothing was imported; fix the file and "
+        "upload it again. The attempt is listed under **Import history**."
+    )
+    records = ws.metrics.problem_records(refused)
+    table(problems_frame(records), key="met_problems", column_config=PROBLEM_COLUMNS)
+    st.download_button(
+        "Download the problem list (CSV)",
+        data=ws.metrics.problems_csv(records),
+        file_name=f"{Path(name).stem}-problems.csv",
+        mime="text/csv",
+        key="met_problems_csv",
+        icon=":material/download:",
+        help="Line, column and reason of each problem, to fix the file in a spreadsheet",
+    )
+    cells = bad_cells(records)
+    found = ws.metrics.records_at(path, sorted(cells)) if cells else {}
+    if found:
+        st.markdown("**Rows with problems** (the cells named above are marked)")
+        frame = records_frame(names, list(found), list(found.values()))
+        table(highlight(frame, cells), key="met_bad_rows", column_config=RECORD_COLUMNS)
 
 
 with tab_import:
@@ -264,66 +357,47 @@ with tab_import:
         else:
             path = spool(upload)
             preview = ws.metrics.preview_csv(path, file_name=upload.name)
-            st.subheader("Columns")
-            if preview.columns:
-                st.dataframe(
-                    pd.DataFrame([c.model_dump() for c in preview.columns]),
-                    hide_index=True,
-                    width="stretch",
-                    key="met_columns",
-                )
-                st.subheader("First rows")
-                names = [c.name for c in preview.columns]
-                width = max([len(names), *(len(r) for r in preview.rows)])
-                headers = names + [f"(extra {i})" for i in range(1, width - len(names) + 1)]
-                rows = [r + [""] * (width - len(r)) for r in preview.rows]
-                st.dataframe(
-                    pd.DataFrame(rows, columns=headers),
-                    hide_index=True,
-                    width="stretch",
-                    key="met_first_rows",
-                )
-            else:
-                for problem in preview.problems:
-                    st.error(md(problem))
-            st.subheader("Validation")
             checks = st.session_state.setdefault("met_checked", {})
             if upload.file_id not in checks:
                 with st.spinner("Checking every row…"), domain_errors():
                     try:
+                        # the upload is the reader's attempt: a refusal goes to the history
                         checks[upload.file_id] = ws.metrics.import_csv(
-                            path, file_name=upload.name, author=author(), dry_run=True
+                            path,
+                            file_name=upload.name,
+                            author=author(),
+                            dry_run=True,
+                            log_refusal=True,
                         )
                     except ImportError_ as exc:
                         checks[upload.file_id] = exc
             # None: the check itself failed (shown above), e.g. the file was busy
             checked = checks.get(upload.file_id)
+            marked = bad_cells(
+                ws.metrics.problem_records(checked) if isinstance(checked, ImportError_) else []
+            )
+            st.subheader("Columns")
+            if preview.columns:
+                table(
+                    pd.DataFrame([c.model_dump() for c in preview.columns]),
+                    key="met_columns",
+                    column_config=PREVIEW_COLUMNS,
+                )
+                st.subheader("First rows")
+                first = preview_frame(preview)
+                table(
+                    highlight(first, marked) if marked else first,
+                    key="met_first_rows",
+                    column_config=RECORD_COLUMNS,
+                )
+            else:
+                st.caption("The header row cannot be read: the problems are listed below.")
+            st.subheader("Validation")
             done = st.session_state.get("met_done", {}).get(upload.file_id)
             if checked is None:
                 pass
             elif isinstance(checked, PromptverError):
-                problems = getattr(checked, "problems", None) or []
-                if problems:
-                    total = getattr(checked, "total_problems", len(problems))
-                    shown = (
-                        f"{total} problems"
-                        if total <= len(problems)
-                        else f"more than {len(problems)} problems (the first are listed)"
-                    )
-                    st.error(
-                        f"{md(upload.name)} cannot be imported: "
-                        f"{shown if total > 1 else 'one problem'}."
-                        " Nothing was imported; fix the file and upload it again."
-                    )
-                else:
-                    st.error(md(checked.message))
-                if problems:
-                    st.dataframe(
-                        problems_table(checked),
-                        hide_index=True,
-                        width="stretch",
-                        key="met_problems",
-                    )
+                show_refusal(upload.name, checked, path, [c.name for c in preview.columns])
             elif done is not None:
                 st.success(
                     f"Imported {done.rows_imported:,} events from {md(done.file_name)} "
@@ -341,12 +415,16 @@ with tab_import:
                         f"{done.last:%Y-%m-%d %H:%M} UTC for "
                         f"{md(', '.join(done.templates))}; import id {code(done.import_id)}."
                     )
+                show_warnings(done.warnings)
             else:
                 st.success(
                     f"All {checked.rows_in_file:,} rows are valid: "
                     f"{checked.rows_imported:,} new events, "
                     f"{checked.rows_skipped_duplicate:,} already stored."
                 )
+                show_warnings(checked.warnings)
+                if checked.warnings:
+                    st.caption("These are warnings: the file can be imported as it is.")
                 if st.button(
                     f"Import {checked.rows_imported:,} events",
                     type="primary",
@@ -414,6 +492,15 @@ with tab_events:
         key="met_ev_limit",
         help="How many of the newest events to show",
     )
+    more = st.multiselect(
+        "More columns",
+        list(EVENT_GROUPS),
+        default=[],
+        key="met_ev_more",
+        help="Columns shown besides time, template, version, environment, user and the "
+        "built-in metrics",
+        placeholder="Experiment, tokens, custom metrics, ids",
+    )
     with domain_errors():
         events = cached(
             ws.metrics.events,
@@ -424,41 +511,11 @@ with tab_events:
             user_id=ev_user.strip() or None,
         )
         if events:
-            frame = pd.DataFrame([e.model_dump() for e in events])
-            frame["custom"] = frame["custom"].map(
-                lambda d: ", ".join(f"{k}={v:g}" for k, v in d.items()) if d else ""
-            )
-            frame = frame[
-                [
-                    "timestamp",
-                    "template",
-                    "version",
-                    "environment",
-                    "user_id",
-                    "experiment_id",
-                    "variant",
-                    "latency_ms",
-                    "success",
-                    "error",
-                    "quality_score",
-                    "cost_usd",
-                    "tokens_in",
-                    "tokens_out",
-                    "custom",
-                    "event_id",
-                    "import_id",
-                ]
-            ]
-            st.dataframe(
-                frame,
-                hide_index=True,
-                width="stretch",
+            table(
+                events_frame(events),
                 key="met_events",
-                column_config={
-                    "timestamp": st.column_config.DatetimeColumn(
-                        "Time (UTC)", format="YYYY-MM-DD HH:mm:ss"
-                    )
-                },
+                column_config=EVENT_COLUMNS,
+                column_order=event_columns(more),
             )
             st.caption(f"{len(events):,} most recent events matching the filters.")
         else:
@@ -469,34 +526,43 @@ with tab_events:
 
 with tab_history:
     history = ws.metrics.imports(200)
+    attempts = ws.metrics.attempts(200)
+    st.subheader("Imports")
     if history:
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "when (UTC)": r.created_at,
-                        "file": r.file_name,
-                        "who": r.created_by,
-                        "imported": r.rows_imported,
-                        "skipped": r.rows_skipped_duplicate,
-                        "still stored": r.events_present,
-                        "event ids": r.has_event_ids,
-                        "sha256": r.sha256[:16] + "…",
-                        "import id": r.id,
-                    }
-                    for r in history
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
-            key="met_history",
-            column_config={
-                "when (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
-            },
-        )
+        table(history_frame(history), key="met_history", column_config=HISTORY_COLUMNS)
         st.caption(
             "Purging old events (`promptver metrics purge`) keeps these records; "
             "'still stored' counts what is left of each import."
         )
     else:
         st.info("No CSV has been imported yet.")
+    st.subheader("Refused files")
+    if attempts:
+        table(attempts_frame(attempts), key="met_attempts", column_config=ATTEMPT_COLUMNS)
+        labels = {
+            a.id: f"{a.attempted_at:%Y-%m-%d %H:%M} · {a.file_name} · {a.attempted_by}"
+            for a in attempts
+        }
+        c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+        picked = c1.selectbox(
+            "Problem list of",
+            list(labels),
+            format_func=labels.get,
+            key="met_attempt",
+            help="Every problem found in that file, as a CSV with line, column and reason",
+        )
+        attempt = next(a for a in attempts if a.id == picked)
+        c2.download_button(
+            "Download the problem list",
+            data=ws.metrics.problems_csv(attempt.problems),
+            file_name=f"{Path(attempt.file_name).stem}-problems.csv",
+            mime="text/csv",
+            key="met_attempt_csv",
+            icon=":material/download:",
+        )
+        st.caption(
+            "A refused file wrote nothing: these records are a separate log of the attempts "
+            "(at most the first 20 problems of each are kept)."
+        )
+    else:
+        st.caption("No file has been refused.")

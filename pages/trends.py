@@ -9,9 +9,18 @@ from __future__ import annotations
 import streamlit as st
 
 from promptver import PromptverError
-from promptver.trends import METRICS, duration_text, metric_label
+from promptver.trends import METRICS, change_tally, duration_text, metric_label
 from ui.common import cached, domain_errors, md, no_templates, workspace
-from ui.trends import VERDICT_ICONS, analyse, change_frame, chart, fits_frame
+from ui.trends import (
+    CHANGE_COLUMNS,
+    FIT_COLUMNS,
+    VERDICT_ICONS,
+    analyse,
+    change_frame,
+    chart,
+    fit_notes,
+    fits_frame,
+)
 
 ws = workspace()
 
@@ -166,29 +175,37 @@ with domain_errors():
             st.caption(" · ".join(verdicts))
 
     st.subheader("Trend lines")
-    st.dataframe(fits_frame(report), hide_index=True, width="stretch", key="trd_fits")
+    st.dataframe(
+        fits_frame(report),
+        hide_index=True,
+        width="content",
+        key="trd_fits",
+        column_config=FIT_COLUMNS,
+    )
+    for note in fit_notes(report):
+        st.caption(md(note))
 
     st.subheader("Around deployments")
     st.caption(
         "Each metric in the window before a deployment against the window after it (up to 7 "
         "days each, cut at the neighbouring deployments in that environment), users as the "
-        "unit, Welch's test with Holm's adjustment across the metrics. Observational: other "
+        "unit, Welch's test (a bootstrap over users for p95 latency) with Holm's adjustment "
+        "across the metrics. Observational: other "
         "changes at the same time can explain a difference; an experiment settles it."
     )
     if not report.change_points:
         st.caption("No deployment in this period.")
     for cp in reversed(report.change_points):
         d = cp.deployment
-        worse = sum(m.verdict == "worse" for m in cp.metrics)
-        better = sum(m.verdict == "better" for m in cp.metrics)
         title = (
             f"{d.template} · {d.action} {d.version or d.commit[:10]} to {d.environment} · "
-            f"{d.at:%Y-%m-%d %H:%M} UTC"
+            f"{d.at:%Y-%m-%d %H:%M} UTC · {change_tally(cp)}"
         )
-        tally = f" · {worse} worse, {better} better" if worse or better else ""
-        with st.expander(md(title + tally), icon=":material/rocket_launch:"):
+        with st.expander(md(title), icon=":material/rocket_launch:"):
             st.caption(
                 f"before: {cp.before_start:%Y-%m-%d %H:%M} – {d.at:%Y-%m-%d %H:%M}; "
                 f"after: {d.at:%Y-%m-%d %H:%M} – {cp.after_end:%Y-%m-%d %H:%M} (UTC)"
             )
-            st.dataframe(change_frame(cp), hide_index=True, width="stretch")
+            st.dataframe(
+                change_frame(cp), hide_index=True, width="content", column_config=CHANGE_COLUMNS
+            )

@@ -31,7 +31,14 @@ from promptver.config import Settings
 from promptver.errors import DatabaseBusy, NotFound, Problem, ValidationError
 from promptver.limits import check_author
 from promptver.metric_defs import canonical_metric, duration_text, metric_def, parse_duration
-from promptver.models import Alert, AlertCheck, AlertRule, MetricsWritten
+from promptver.models import (
+    Alert,
+    AlertCheck,
+    AlertGroup,
+    AlertRule,
+    DeploymentMarker,
+    MetricsWritten,
+)
 from promptver.store import alerts as sql
 from promptver.store import templates as template_sql
 from promptver.store import trends as trend_sql
@@ -60,6 +67,93 @@ def compare(value: float, comparator: str, threshold: float) -> bool:
     if comparator == "<=":
         return value <= threshold
     raise ValueError(comparator)
+
+
+def _digits(metric: str) -> tuple[str, int]:
+    """How a metric's values are written: a unit kind and its starting precision."""
+    try:
+        unit = metric_def(metric).unit
+    except KeyError:
+        unit = "value"
+    return unit, {"ms": 0, "rate": 2, "tokens": 0, "usd": 4, "score": 3, "value": 3}[unit]
+
+
+def _fmt(unit: str, v: float, d: int) -> str:
+    if unit == "ms":
+        return f"{v:,.{d}f} ms"
+    if unit == "rate":
+        return f"{v * 100:.{d}f} %"
+    if unit == "tokens":
+        return f"{v:,.{d}f}"
+    if unit == "usd":
+        return f"${v:.{d}g}"
+    return f"{v:.{d}g}"
+
+
+def condition_texts(metric: str, value: float, threshold: float) -> tuple[str, str]:
+    """A value and a threshold written with the same precision, enough digits for the two to
+    differ when they do: ``9.01 %`` and ``9.00 %``, not ``9.0 %`` twice."""
+    unit, d = _digits(metric)
+    for extra in range(7):
+        a, b = _fmt(unit, value, d + extra), _fmt(unit, threshold, d + extra)
+        if a != b or value == threshold:
+            return a, b
+    return a, b
+
+
+def condition_text(metric: str, value: float, comparator: str, threshold: float) -> str:
+    """``9.01 % > 9.00 %``: the value, the comparison that fired, the threshold."""
+    a, b = condition_texts(metric, value, threshold)
+    return f"{a} {comparator} {b}"
+
+
+def group_alerts(
+    alerts: Sequence[Alert],
+    deployments: Sequence[DeploymentMarker] = (),
+    environments: Sequence[str] = (),
+) -> list[AlertGroup]:
+    """Alerts grouped per rule and template, the group with the newest window first.
+
+    Args:
+        alerts: newest window first (as :meth:`AlertService.alerts` returns them).
+        deployments: deployments and rollbacks, oldest first, to say what was live in the
+            rule's environment when the group's latest window began and what is live now.
+        environments: the promotion path; a rule on any environment looks at the last one.
+    """
+    groups: dict[tuple[int, str], list[Alert]] = {}
+    for a in alerts:
+        groups.setdefault((a.rule_id, a.template_id), []).append(a)
+    last_env = environments[-1] if environments else None
+    out = []
+    for (rule_id, template_id), items in groups.items():
+        latest = max(items, key=lambda a: (a.window_start, a.id))
+        env = latest.environment or last_env
+        mine = [d for d in deployments if d.template_id == template_id and d.environment == env]
+        # what served the window: live when it began (or, for a window that began before any
+        # deployment there, the first one inside it)
+        deployed = None
+        for d in mine:
+            if d.at <= latest.window_start or (deployed is None and d.at < latest.window_end):
+                deployed = d
+        ordered = sorted(items, key=lambda a: (a.window_start, a.id), reverse=True)
+        out.append(
+            AlertGroup(
+                rule_id=rule_id,
+                rule_exists=latest.rule_exists,
+                template_id=template_id,
+                template=latest.template,
+                alert_ids=[a.id for a in ordered],
+                open_ids=[a.id for a in ordered if a.status == "open"],
+                backfill=sum(a.backfill for a in items),
+                first_window=min(a.window_start for a in items),
+                latest=latest,
+                environment=env,
+                deployed=deployed,
+                live_now=mine[-1] if mine else None,
+            )
+        )
+    out.sort(key=lambda g: (g.latest.window_start, g.latest.id), reverse=True)
+    return out
 
 
 def window_number(t: datetime, length: timedelta) -> int:
@@ -363,6 +457,9 @@ class AlertService:
         """Evaluate the enabled rules on the current window and the one before it, or on every
         window from the one holding ``since`` up to the current one.
 
+        A window that had ended before the rule was created was never watched by it: its
+        alert reads ``backfill`` (:attr:`Alert.backfill`), and the screens mark it as such.
+
         Returns:
             What was evaluated and the alerts stored now (windows that had fired before are
             counted in ``already_fired``, not stored again).
@@ -535,6 +632,25 @@ class AlertService:
                 template_id=tid,
                 limit=limit,
             )
+
+    def groups(
+        self, *, status: str | None = "open", template: str | None = None, limit: int = 10_000
+    ) -> list[AlertGroup]:
+        """Fired alerts grouped per rule and template (see :func:`group_alerts`): a count,
+        the latest window, and what was live in the rule's environment then and now.
+
+        Args:
+            status: ``open`` (groups with open alerts, counting those), ``acknowledged``, or
+                None for every alert.
+            limit: the most alerts read (newest windows first).
+        """
+        alerts = self.alerts(status=status, template=template, limit=limit)
+        if not alerts:
+            return []
+        with self.db.read() as con:
+            ids = sorted({a.template_id for a in alerts})
+            history = trend_sql.deployments(con, ids, utcnow(), None)
+        return group_alerts(alerts, history, self.settings.deployment.environments)
 
     def get_alert(self, alert_id: int) -> Alert:
         """Raises: NotFound."""

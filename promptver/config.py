@@ -160,6 +160,16 @@ class ServerSettings(_Section):
     port: int = Field(8600, ge=1, le=65535)
     #: SHA-256 hex digests of accepted bearer tokens; empty means no authentication
     token_hashes: list[str] = Field(default_factory=list)
+    #: Host header names the API answers besides 127.0.0.1, localhost, ::1 and the bound
+    #: address (DNS rebinding: a web page must not reach the API under its own name);
+    #: ``*.example.com`` allows subdomains, ``*`` any name
+    allowed_hosts: list[str] = Field(default_factory=list)
+    #: largest request body of the API's write, render and experiment endpoints (kilobytes)
+    max_body_kb: int = Field(1024, ge=1, le=1024 * 1024)
+    #: largest body of ``POST /events`` (megabytes): a batch of metric events
+    max_events_mb: int = Field(8, ge=1, le=1024)
+    #: seconds a client has to send a request's headers (slow clients are cut off)
+    header_timeout: float = Field(10.0, gt=0, le=3600)
 
     @field_validator("token_hashes")
     @classmethod
@@ -176,9 +186,26 @@ class ServerSettings(_Section):
             out.append(digest)
         return out
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        out = []
+        for i, host in enumerate(value):
+            name = host.strip().lower()
+            if name.startswith("[") and name.endswith("]"):
+                name = name[1:-1]  # an IPv6 address as written in a URL
+            # a name or address, no port or scheme: compared with the Host header's name part
+            if name != "*" and not re.fullmatch(r"(\*\.)?[a-z0-9_.:-]+", name):
+                raise ValueError(
+                    f"entry {i + 1} ({host!r}) is not a host name or address: give names like "
+                    "'api.internal', '10.0.0.5' or '*.example.com', without scheme or port"
+                )
+            out.append(name)
+        return out
+
 
 class UploadSettings(_Section):
-    #: largest CSV the dashboard and the API accept (megabytes)
+    #: largest CSV the dashboard accepts (megabytes; the API's limits are under ``server``)
     max_upload_mb: int = Field(200, ge=1)
 
 

@@ -116,6 +116,11 @@ class Conflict(PromptverError):
     http_status = 409
 
 
+class WriteRace(Conflict):
+    """Two writers changed the same rows at the same moment; nothing was written, and the same
+    request may be retried as it is (the API answers 409 with ``Retry-After``)."""
+
+
 @dataclass(frozen=True)
 class ConflictHunk:
     """One conflicting region of a three-way merge (line numbers are 1-based in ``base``)."""

@@ -66,6 +66,7 @@ FILE_FIELDS = (
     "coverage",
     "start",
     "end",
+    "allow_same_commit",
 )
 VARIANT_FIELDS = ("name", "ref", "weight")
 METRIC_FIELDS = ("name", "direction", "guardrail")
@@ -510,6 +511,11 @@ class ExperimentService:
             )
 
         variants = self._variants(c, spec.get("variants"), template_id, resolved)
+        allow_same = spec.get("allow_same_commit", False)
+        if not isinstance(allow_same, bool):
+            c.add("allow_same_commit", f"must be true or false, not {allow_same!r}")
+        elif not allow_same:
+            _same_commits(c, variants)
         metrics = self._metrics(c, con, spec.get("metrics"), spec.get("guardrails"))
 
         stats = self.settings.ab_testing.statistical_analysis
@@ -1138,6 +1144,27 @@ class ExperimentService:
         _bump(self._gen_key)
 
 
+def _same_commits(c: _Checker, variants: list[VariantSpec]) -> None:
+    """A variant whose ref resolves to the commit of an earlier one compares a prompt with
+    itself (an A/A test inside the experiment): a problem unless the file confirms it."""
+    first: dict[str, int] = {}
+    for i, v in enumerate(variants):
+        if v.commit is None:
+            continue
+        if v.commit in first:
+            j = first[v.commit]
+            c.add(
+                f"variants[{i}].ref",
+                f"variant '{v.name}' ({v.ref}) is the same commit {v.commit[:10]} as variant "
+                f"'{variants[j].name}' ({variants[j].ref}): the experiment would compare a "
+                "prompt with itself; choose another ref, or confirm a deliberate A/A test "
+                "with allow_same_commit: true",
+                "same_commit",
+            )
+        else:
+            first[v.commit] = i
+
+
 def to_spec(exp: Experiment) -> dict[str, Any]:
     """The experiment as the fields of an experiment file (round-trips through ``create``).
 
@@ -1168,5 +1195,13 @@ def to_spec(exp: Experiment) -> dict[str, Any]:
         "coverage": exp.coverage,
         "start": exp.start_at,
         "end": exp.end_at,
+        # variants sharing a commit were confirmed when the experiment was saved: the file
+        # says so, so that it can be created again
+        "allow_same_commit": _shares_a_commit(exp) or None,
     }
     return {k: v for k, v in spec.items() if v not in (None, "", [])}
+
+
+def _shares_a_commit(exp: Experiment) -> bool:
+    commits = [v.commit for v in exp.variants if v.commit]
+    return len(commits) != len(set(commits))

@@ -315,6 +315,40 @@ def _yaml_loader() -> type:
 _LOADER: type | None = None
 
 
+def _flow_too_deep(text: str) -> tuple[int, int] | None:
+    """Line and column (1-based) where ``[``/``{`` collections nest deeper than
+    :data:`MAX_YAML_DEPTH`, or ``None``.
+
+    PyYAML's scanner looks up to 1,024 characters ahead for a possible key at every open flow
+    level, so a deep ``[[[[…`` costs seconds before the composer's depth check is reached; this
+    linear pre-scan (skipping quoted text and comments) refuses it first.
+    """
+    if text.count("[") + text.count("{") <= MAX_YAML_DEPTH:
+        return None
+    depth, line, col, quote, comment, prev = 0, 1, 0, "", False, "\n"
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col, comment = line + 1, 0, False
+        elif comment:
+            pass
+        elif quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'" and prev in " \t\n[{,:":
+            quote = ch
+        elif ch == "#" and prev in " \t\n":
+            comment = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                return line, col
+        elif ch in "]}" and depth:
+            depth -= 1
+        prev = ch
+    return None
+
+
 def load_yaml(text: str, source: str = "file") -> Any:
     """Parse YAML safely: no aliases, bounded nesting, at most :data:`MAX_FILE_BYTES`.
 
@@ -328,6 +362,19 @@ def load_yaml(text: str, source: str = "file") -> Any:
         raise ValidationError(
             f"{source} is larger than {MAX_FILE_BYTES:,} characters; the limit is "
             f"{MAX_FILE_BYTES:,}"
+        )
+    deep = _flow_too_deep(text)
+    if deep is not None:
+        raise ValidationError(
+            f"{source} is not valid YAML:",
+            [
+                Problem(
+                    f"nested more than {MAX_YAML_DEPTH} levels deep",
+                    line=deep[0],
+                    column=deep[1],
+                    code="syntax",
+                )
+            ],
         )
     if _LOADER is None:
         _LOADER = _yaml_loader()

@@ -596,6 +596,44 @@ class ImportRecord(Model):
     events_present: int | None = None
 
 
+class CsvWarning(Model):
+    """Something about an accepted file the importer should know (the file is still imported).
+
+    ``code``: ``outside_window`` (older than the screens' default window), ``retention`` (older
+    than the retention setting), ``before_deployment`` (a version's events from before it was
+    first deployed there, or never deployed), ``custom_near_builtin`` (a custom metric column
+    named like a built-in one). ``rows`` counts the events concerned (0 for a column).
+    """
+
+    code: str
+    message: str
+    rows: int = 0
+    column: str | None = None
+
+
+class ImportProblem(Model):
+    """One problem of a refused file, as stored and downloaded: ``line N, column NAME: …``."""
+
+    line: int | None = None
+    column: str | None = None
+    message: str
+    code: str | None = None
+
+
+class ImportAttempt(Model):
+    """A refused import, kept in its own log (the refused file wrote nothing else)."""
+
+    id: int
+    file_name: str
+    sha256: str | None
+    size_bytes: int | None
+    attempted_at: datetime
+    attempted_by: str
+    reason: str
+    total_problems: int
+    problems: list[ImportProblem] = Field(default_factory=list)
+
+
 class ImportResult(Model):
     """What ``metrics import`` reports (``contract()`` is the contract's JSON shape)."""
 
@@ -612,6 +650,7 @@ class ImportResult(Model):
     templates: list[str] = Field(default_factory=list)
     template_ids: list[str] = Field(default_factory=list)
     seconds: float = 0.0
+    warnings: list[CsvWarning] = Field(default_factory=list)
 
     def contract(self) -> dict[str, Any]:
         return {
@@ -639,6 +678,8 @@ class CsvPreview(Model):
     columns: list[CsvColumn]
     rows: list[list[str]]
     problems: list[str] = Field(default_factory=list)
+    #: the physical line each of ``rows`` starts on (the header is line 1)
+    lines: list[int] = Field(default_factory=list)
 
 
 class MetricStat(Model):
@@ -1050,6 +1091,8 @@ class DeploymentMarker(Model):
     commit: str
     at: datetime
     replaced_version: str | None = None
+    author: str = ""
+    note: str = ""
 
 
 class ChangeMetric(Model):
@@ -1104,6 +1147,10 @@ class TrendReport(Model):
     series: list[TrendSeries] = Field(default_factory=list)
     deployments: list[DeploymentMarker] = Field(default_factory=list)
     change_points: list[ChangePoint] = Field(default_factory=list)
+    #: what is live now in each environment of each template (the latest deployment or
+    #: rollback up to the time of the analysis, which may be after ``end``): recommendations
+    #: never suggest rolling back a version that is no longer live
+    live: list[DeploymentMarker] = Field(default_factory=list)
     recommendations: list[str] = Field(default_factory=list)
     computed_at: datetime
 
@@ -1173,6 +1220,10 @@ class Alert(Model):
     status: Literal["open", "acknowledged"] = "open"
     acknowledged_at: datetime | None = None
     acknowledged_by: str | None = None
+    #: the window had ended before the rule was created: found looking back (a check with
+    #: ``since``, an import of old events), never watched live by the rule (False when the
+    #: rule was deleted since)
+    backfill: bool = False
 
 
 class AlertCheck(Model):
@@ -1185,6 +1236,35 @@ class AlertCheck(Model):
     fired: list[Alert] = Field(default_factory=list)
     #: windows that crossed the threshold again but had fired before (not stored twice)
     already_fired: int = 0
+
+
+class AlertGroup(Model):
+    """The alerts one rule fired for one template: how many, the latest window, and what was
+    live in the rule's environment then and now (the deployment to look at or roll back)."""
+
+    rule_id: int
+    rule_exists: bool = True
+    template_id: str
+    template: str
+    #: the alerts in the group (those matching the status asked for), newest window first
+    alert_ids: list[int]
+    #: the open ones among them
+    open_ids: list[int] = Field(default_factory=list)
+    #: how many of them were stored by a backfill
+    backfill: int = 0
+    first_window: datetime
+    #: the alert of the latest window (its condition, value and window)
+    latest: Alert
+    #: the environment the deployments below are in: the rule's, or for a rule on any
+    #: environment the last one of the promotion path
+    environment: str | None = None
+    #: what was live there when the latest window began, and what is live now
+    deployed: DeploymentMarker | None = None
+    live_now: DeploymentMarker | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.alert_ids)
 
 
 # ---- the home screen's overview ----------------------------------------------------------------
@@ -1268,6 +1348,9 @@ class Overview(Model):
     ended: list[ExperimentProgress]
     #: the newest open (unacknowledged) alerts; ``counts.open_alerts`` has how many in all
     open_alerts: list[Alert]
+    #: the open alerts grouped per rule and template, the group with the newest window first
+    #: (so one noisy rule takes one line of "Needs attention")
+    alert_groups: list[AlertGroup] = Field(default_factory=list)
     commits: list[RecentCommit]
     deployments: list[Deployment]
     counts: WorkspaceCounts

@@ -14,6 +14,7 @@ import math
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from promptver.alerts import group_alerts
 from promptver.config import Settings
 from promptver.errors import Problem, ValidationError
 from promptver.metric_defs import canonical_metric
@@ -26,6 +27,7 @@ from promptver.models import (
 )
 from promptver.store import alerts as alert_sql
 from promptver.store import overview as sql
+from promptver.store import trends as trend_sql
 from promptver.store.db import Database
 from promptver.versioning import utcnow
 
@@ -57,7 +59,8 @@ class OverviewService:
         Args:
             commits: how many recent commits to list.
             deployments: how many recent deploys and rollbacks to list.
-            alerts: how many open alerts to list (the count covers all of them).
+            alerts: how many open alerts, and how many groups of them (per rule and
+                template), to list (the count covers all of them).
             ended: how many of the most recently ended experiments to list.
 
         Raises:
@@ -78,13 +81,19 @@ class OverviewService:
             )[:ended]
             users = sql.experiment_users(con, [e.id for e in running])
             frozen = sql.frozen_results(con, [e.id for e in stopped])
-            open_alerts = alert_sql.list_alerts(con, status="open", limit=alerts) if alerts else []
+            every_open = alert_sql.list_alerts(con, status="open", limit=10_000) if alerts else []
+            groups: list = []
+            if every_open:
+                ids = sorted({a.template_id for a in every_open})
+                history = trend_sql.deployments(con, ids, utcnow(), None)
+                groups = group_alerts(every_open, history, self.settings.deployment.environments)
             return Overview(
                 environments=list(self.settings.deployment.environments),
                 live=live,
                 running=[progress(e, users) for e in running],
                 ended=[ended_progress(e, frozen.get(e.id)) for e in stopped],
-                open_alerts=open_alerts,
+                open_alerts=every_open[:alerts],
+                alert_groups=groups[:alerts],
                 commits=sql.recent_commits(con, commits) if commits else [],
                 deployments=sql.recent_deployments(con, deployments) if deployments else [],
                 counts=sql.counts(con),

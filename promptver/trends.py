@@ -20,7 +20,7 @@ evidence, not an experiment. Plain-language recommendations are written from tho
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -76,6 +76,16 @@ _T_TABLE = 5000
 EXACT_USERS_LIMIT = 100_000
 #: the number of hashed clusters of users per bucket (and per change window) then
 CLUSTERS = 2048
+#: the most events on either side of a deployment for the bootstrap of a percentile change
+#: (the bootstrap costs resamples × events); above, the change is shown untested and counted
+#: among the large untested changes
+BOOTSTRAP_MAX_EVENTS = 20_000
+#: a relative change of a percentile at least this large counts as large when it is not tested
+LARGE_UNTESTED = 0.2
+#: resamples of each side of a deployment for a percentile change (at most the experiments'
+#: setting): p-values resolve to 0.002, enough for Holm over a few metrics at α = 5 %, and the
+#: Trends screen stays quick with a dozen deployments in view
+CHANGE_RESAMPLES = 1000
 
 
 def choose_bucket(span: timedelta) -> Bucket:
@@ -187,6 +197,112 @@ def fit_line(x: Sequence[float], y: Sequence[float], alpha: float = 0.05) -> Lin
     crit = float(sps.t.ppf(1 - alpha / 2, df))
     return LineFit(
         method, n, slope, se, slope - crit * se, slope + crit * se, p, float(params[0]), outliers
+    )
+
+
+# ---- the bootstrap of a percentile change --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QuantileChange:
+    """After − before of a percentile, with its bootstrap interval and p-value."""
+
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    resamples: int
+
+
+def quantile_change(
+    before: tuple[Sequence[Any], Sequence[float]],
+    after: tuple[Sequence[Any], Sequence[float]],
+    *,
+    q: float = sql.P95,
+    resamples: int = 2000,
+    alpha: float = 0.05,
+    seed: int | Sequence[int] = 0,
+) -> QuantileChange:
+    """Bootstrap of the change of the ``q`` quantile between two windows of events.
+
+    Each side is ``(units, values)``: an event's unit (the user, like every other interval
+    of the trends) and its value. Each window is resampled on its own, units with
+    replacement, every event of a drawn unit coming along (so a heavy user cannot make the
+    interval narrower than the users justify); the quantile of each resampled event set is
+    numpy's linear one (:func:`promptver.stats.bootstrap_quantile_exact`, vectorised over the
+    resamples). The interval is the percentile interval of the resampled differences; the
+    two-sided p-value is ``2 · (1 + min(#{d* ≤ 0}, #{d* ≥ 0})) / (resamples + 1)`` (at most 1),
+    the share of resampled differences on the far side of zero.
+    """
+    rb, ra = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    d = resampled_quantiles(*after, q, resamples, ra) - resampled_quantiles(
+        *before, q, resamples, rb
+    )
+    diff = float(np.quantile(np.asarray(after[1], float), q)) - float(
+        np.quantile(np.asarray(before[1], float), q)
+    )
+    lo, hi = np.quantile(d, [alpha / 2, 1 - alpha / 2])
+    far = min(int((d <= 0).sum()), int((d >= 0).sum()))
+    p = min(1.0, 2 * (1 + far) / (resamples + 1))
+    return QuantileChange(diff, float(lo), float(hi), p, resamples)
+
+
+def resampled_quantiles(
+    units: Sequence[Any],
+    values: Sequence[float],
+    q: float,
+    resamples: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """The ``q`` quantile of ``resamples`` resampled event sets (units drawn with replacement
+    by :func:`promptver.stats.resample_counts`, each bringing all its events; numpy's linear
+    quantile of the events).
+
+    The same numbers as :func:`promptver.stats.bootstrap_quantile_exact`, about three times
+    faster: a resample's quantile sits far above the lower events, so their weight is summed
+    per resample in one product with the per-unit counts, and only the upper third of the
+    sorted events is accumulated event by event (the rare resample whose quantile falls
+    lower is computed in full).
+    """
+    v_all = np.asarray(values, dtype=float)
+    _, idx = np.unique(np.asarray(units, dtype=object), return_inverse=True)
+    n_units = int(idx.max()) + 1 if idx.size else 0
+    counts = stats.resample_counts(rng, n_units, resamples)
+    if v_all.size == 0:
+        return np.full(resamples, np.nan)
+    order = np.argsort(v_all, kind="stable")
+    v, u = v_all[order], idx[order]
+    cut = int(v.size * max(0.0, q - 0.25))
+    lower = counts @ np.bincount(u[:cut], minlength=n_units).astype(float)
+    total = counts @ np.bincount(u, minlength=n_units).astype(float)
+    h = (total - 1) * q
+    lo = np.floor(h)
+    out = np.full(resamples, np.nan)
+    fits = (lower <= lo) & (total > 0)
+    rows = np.flatnonzero(fits)
+    tail_v, tail_u = v[cut:], u[cut:]
+    step = max(1, 4_000_000 // max(1, tail_v.size))
+    last = v.size - 1
+    for start in range(0, rows.size, step):
+        r = rows[start : start + step]
+        cw = lower[r, None] + np.cumsum(counts[r][:, tail_u], axis=1)
+        i0 = np.minimum(cut + (cw <= lo[r, None]).sum(axis=1), last)
+        i1 = np.minimum(cut + (cw <= (lo[r] + 1)[:, None]).sum(axis=1), last)
+        out[r] = v[i0] + (h[r] - lo[r]) * (v[i1] - v[i0])
+    rest = np.flatnonzero(~fits & (total > 0))
+    if rest.size:
+        out[rest] = stats.bootstrap_quantile_exact(v_all, idx, counts[rest], q)
+    return out
+
+
+def large_untested(m: ChangeMetric) -> bool:
+    """An untested change of a percentile that moved by :data:`LARGE_UNTESTED` or more with
+    enough events on both sides: worth counting next to the tested ones."""
+    return (
+        m.verdict == "not tested"
+        and m.relative_change is not None
+        and min(m.events_before, m.events_after) >= MIN_P95_EVENTS
+        and abs(m.relative_change) >= LARGE_UNTESTED
     )
 
 
@@ -343,10 +459,17 @@ class TrendService:
         with self.db.read() as con:
             tpl = self._templates(con, refs)
             ids = [t[0] for t in tpl]
-            history = sql.deployments(con, ids, end, environment)
+            # up to now, not only to the period's end: the recommendations speak of what is
+            # live today
+            every = sql.deployments(con, ids, max(end, now), environment)
             many = sql.count_events(con, ids, start, end, environment) > EXACT_USERS_LIMIT
+            heads = sql.branch_heads(con, ids) if by == "version" else {}
         clusters = CLUSTERS if many else None
+        history = [d for d in every if d.at <= end]
         markers = [d for d in history if d.at >= start]
+        live: dict[tuple[str, str], DeploymentMarker] = {}
+        for d in every:  # oldest first: the last one per environment is live
+            live[(d.template_id, d.environment)] = d
         # The change points' SQL runs in a worker thread (its own connection; DuckDB releases
         # the GIL) while the buckets are reduced and the trend lines fitted here.
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -367,7 +490,7 @@ class TrendService:
                     z=float(sps.norm.ppf(1 - alpha / 2)),
                     clusters=clusters,
                 )
-            series = self._series(rows, dict(tpl), defs)
+            series = self._series(rows, dict(tpl), defs, heads)
             fits = [
                 _fit_series(s, by, environment, history, start, end, alpha, min_bucket_events)
                 for s in series
@@ -389,6 +512,7 @@ class TrendService:
             series=series,
             deployments=markers,
             change_points=changes,
+            live=list(live.values()),
             computed_at=now,
         )
         report.recommendations = recommendations(report)
@@ -399,10 +523,17 @@ class TrendService:
         rows: list[dict[str, Any]],
         names: dict[str, str],
         defs: list[MetricDef],
+        heads: dict[tuple[str, str], str] | None = None,
     ) -> list[TrendSeries]:
         groups: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
         for r in rows:
-            groups.setdefault((r["template_id"], r["series"]), []).append(r)
+            key = r["series"]
+            if key is not None and key.startswith("commit:"):
+                # a commit off main: named after the branch it heads, else by its id
+                commit = key[len("commit:") :]
+                branch = (heads or {}).get((r["template_id"], commit))
+                key = f"branch {branch}" if branch else f"commit {commit[:10]}"
+            groups.setdefault((r["template_id"], key), []).append(r)
         out: list[TrendSeries] = []
         for (tid, group), buckets in groups.items():
             for i, d in enumerate(defs):
@@ -463,13 +594,40 @@ class TrendService:
             plans.append((m, sql.Span(m.template_id, m.environment, lo, m.at, hi)))
         if not plans:
             return []
+        spans = [sp for _, sp in plans]
+        boots: dict[tuple[int, int], QuantileChange | str] = {}
+        sa = self.settings.ab_testing.statistical_analysis
         with self.db.read() as con:
-            sums = sql.change_sums(
-                con, [sp for _, sp in plans], [d.measure for d in defs], clusters
-            )
+            sums = sql.change_sums(con, spans, [d.measure for d in defs], clusters)
+            for i, d in enumerate(defs):
+                if not d.p95:
+                    continue
+                todo = []
+                for k, (b, a) in enumerate(sums):
+                    n = (int(b[f"k{i}"] or 0), int(a[f"k{i}"] or 0))
+                    if min(n) < MIN_P95_EVENTS:
+                        continue
+                    if max(n) > BOOTSTRAP_MAX_EVENTS:
+                        boots[(k, i)] = (
+                            f"not tested: more than {BOOTSTRAP_MAX_EVENTS:,} events on a side "
+                            "(too many for the bootstrap here)"
+                        )
+                        continue
+                    todo.append(k)
+                values = sql.change_values(con, [spans[k] for k in todo], d.measure, clusters)
+                for k, (before, after) in zip(todo, values, strict=True):
+                    boots[(k, i)] = quantile_change(
+                        before,
+                        after,
+                        resamples=min(sa.bootstrap_resamples, CHANGE_RESAMPLES),
+                        alpha=alpha,
+                        seed=[sa.bootstrap_seed, plans[k][0].deployment_id, i],
+                    )
         out = []
-        for (m, span), (b, a) in zip(plans, sums, strict=True):
-            metrics = [_change_metric(d, i, b, a, alpha) for i, d in enumerate(defs)]
+        for k, ((m, span), (b, a)) in enumerate(zip(plans, sums, strict=True)):
+            metrics = [
+                _change_metric(d, i, b, a, alpha, boots.get((k, i))) for i, d in enumerate(defs)
+            ]
             adjusted = holm([c.p_value for c in metrics])
             final = []
             for c, p_adj in zip(metrics, adjusted, strict=True):
@@ -497,25 +655,42 @@ class TrendService:
 
 
 def _change_metric(
-    d: MetricDef, i: int, b: dict[str, Any], a: dict[str, Any], alpha: float
+    d: MetricDef,
+    i: int,
+    b: dict[str, Any],
+    a: dict[str, Any],
+    alpha: float,
+    boot: QuantileChange | str | None = None,
 ) -> ChangeMetric:
     if d.p95:
         before, after = stats.finite(b[f"p{i}"]), stats.finite(a[f"p{i}"])
         diff = None if before is None or after is None else after - before
         rel = None if diff is None or not before else diff / abs(before)
+        common = {
+            "metric": d.key,
+            "label": d.label,
+            "direction": d.direction,
+            "before": before,
+            "after": after,
+            "events_before": int(b[f"k{i}"]),
+            "events_after": int(a[f"k{i}"]),
+            "users_before": int(b["users"] or 0),
+            "users_after": int(a["users"] or 0),
+            "diff": diff,
+            "relative_change": rel,
+        }
+        if isinstance(boot, QuantileChange):
+            return ChangeMetric(
+                **common,
+                ci_low=boot.ci_low,
+                ci_high=boot.ci_high,
+                p_value=boot.p_value,
+                verdict="inconclusive",
+                message=f"bootstrap over users ({boot.resamples:,} resamples)",
+            )
         return ChangeMetric(
-            metric=d.key,
-            label=d.label,
-            direction=d.direction,
-            before=before,
-            after=after,
-            events_before=int(b[f"k{i}"]),
-            events_after=int(a[f"k{i}"]),
-            users_before=int(b["users"] or 0),
-            users_after=int(a["users"] or 0),
-            diff=diff,
-            relative_change=rel,
-            message="percentiles are compared by value only",
+            **common,
+            message=boot or f"not tested: fewer than {MIN_P95_EVENTS} events on a side",
         )
 
     def ms(r: dict[str, Any]) -> stats.MetricStats:
@@ -554,6 +729,18 @@ def _change_metric(
         verdict="not tested" if c.p_value is None else "inconclusive",
         message=c.message,
     )
+
+
+def change_tally(cp: ChangePoint) -> str:
+    """The headline of a change point: ``1 worse, 1 better``, plus the large changes that were
+    not tested (``1 large change not tested``), or ``no significant change``."""
+    worse = sum(m.verdict == "worse" for m in cp.metrics)
+    better = sum(m.verdict == "better" for m in cp.metrics)
+    untested = sum(large_untested(m) for m in cp.metrics)
+    parts = [f"{worse} worse, {better} better"] if worse or better else []
+    if untested:
+        parts.append(f"{untested} large change{'s' if untested != 1 else ''} not tested")
+    return ", ".join(parts) or "no significant change"
 
 
 # ---- fitting one series ----------------------------------------------------------------------
@@ -679,7 +866,69 @@ def series_name(s: TrendSeries, by: str | None, environment: str | None) -> str:
     return name
 
 
-def _trend_sentence(s: TrendSeries, by: str | None, environment: str | None) -> str:
+def _live(report: TrendReport, template_id: str, env: str) -> DeploymentMarker | None:
+    return next(
+        (d for d in report.live if (d.template_id, d.environment) == (template_id, env)), None
+    )
+
+
+def _what_happened(d: DeploymentMarker) -> str:
+    """``production was rolled back to 1.1.0 on 2026-12-01 by dara.kim``, or for a deploy
+    ``1.2.0 replaced it in production on … by …``."""
+    who = f" by {d.author}" if d.author else ""
+    label = d.version or d.commit[:10]
+    if d.action == "rollback":
+        return f"{d.environment} was rolled back to {label} on {d.at:%Y-%m-%d}{who}"
+    return f"{label} replaced it in {d.environment} on {d.at:%Y-%m-%d}{who}"
+
+
+def _no_longer_live(
+    report: TrendReport, template_id: str, version: str | None, envs: Iterable[str]
+) -> tuple[list[DeploymentMarker], list[str]]:
+    """Of ``envs`` where ``version`` of a template was deployed: the live deployments that
+    replaced it since, and the environments where it is still live."""
+    gone: list[DeploymentMarker] = []
+    still: list[str] = []
+    for env in envs:
+        now = _live(report, template_id, env)
+        if now is None:
+            continue
+        if now.version == version:
+            still.append(env)
+        else:
+            gone.append(now)
+    return gone, still
+
+
+def _fate(
+    s: TrendSeries, report: TrendReport
+) -> tuple[str | None, list[DeploymentMarker], list[str]]:
+    """The version a worsening series measures (by version, or the one deployed where its
+    line starts), what replaced it since and where it is still live."""
+    by, f = report.by, s.fit
+    version = s.group if by == "version" else f.since_version
+    if version is None or (by != "version" and f.since_at is None):
+        return version, [], []
+    if by == "environment":
+        envs = [s.group] if s.group is not None else []
+    elif f.since_environment is not None:
+        envs = [f.since_environment]
+    elif report.environment is not None:
+        envs = [report.environment]
+    else:  # every environment the version went to
+        envs = sorted(
+            {
+                d.environment
+                for d in report.deployments
+                if d.template_id == s.template_id and d.version == version
+            }
+        )
+    gone, still = _no_longer_live(report, s.template_id, version, envs)
+    return version, gone, still
+
+
+def _trend_sentence(s: TrendSeries, report: TrendReport) -> str:
+    by, environment = report.by, report.environment
     f = s.fit
     up = (f.slope_per_day or 0) > 0
     if f.pct_per_day is not None:
@@ -697,16 +946,32 @@ def _trend_sentence(s: TrendSeries, by: str | None, environment: str | None) -> 
     else:
         since = "over the period"
     text = f"{series_name(s, by, environment)}: {s.label} {amount} {since} ({p_text(f.p_value)})."
-    if f.verdict == "worse":
-        text += " Investigate" + (
-            ", or roll back." if f.since_at is not None else " before it crosses an alert."
+    if f.verdict != "worse":
+        return text + " Improving."
+    version, gone, still = _fate(s, report)
+    if gone and not still:
+        return (
+            text
+            + f" {version} is no longer live: "
+            + "; ".join(_what_happened(d) for d in gone)
+            + "."
         )
-    else:
-        text += " Improving."
-    return text
+    if gone:
+        text += (
+            f" {version} is still live in {' and '.join(still)}, but "
+            + "; ".join(_what_happened(d) for d in gone)
+            + "."
+        )
+    return (
+        text
+        + " Investigate"
+        + (", or roll back." if f.since_at is not None else " before it crosses an alert.")
+    )
 
 
-def _change_sentence(cp: ChangePoint, verdict: str) -> str | None:
+def _change_sentence(
+    cp: ChangePoint, verdict: str, report: TrendReport | None = None
+) -> str | None:
     d = cp.deployment
     hits = [m for m in cp.metrics if m.verdict == verdict]
     if verdict == "worse":
@@ -714,10 +979,8 @@ def _change_sentence(cp: ChangePoint, verdict: str) -> str | None:
         hits += [
             m
             for m in cp.metrics
-            if m.verdict == "not tested"
+            if large_untested(m)
             and m.relative_change is not None
-            and min(m.events_before, m.events_after) >= MIN_P95_EVENTS
-            and abs(m.relative_change) >= 0.2
             and ((m.relative_change > 0) == (m.direction == "lower"))
         ]
     if not hits:
@@ -743,6 +1006,9 @@ def _change_sentence(cp: ChangePoint, verdict: str) -> str | None:
         if verdict == "worse"
         else " Observational."
     )
+    now = _live(report, d.template_id, d.environment) if report is not None else None
+    if now is not None and now.deployment_id != d.deployment_id and now.version != d.version:
+        tail = f" Since then {_what_happened(now)}." + tail
     return head + "; ".join(parts) + "." + tail
 
 
@@ -750,18 +1016,19 @@ def recommendations(report: TrendReport) -> list[str]:
     """Short plain-language findings, most urgent first: worsening trends (steepest first),
     changes for the worse after deployments, improvements, then what is stable or too thin."""
     by, env = report.by, report.environment
+    # versions still live first: a trend of one already rolled back is history
     worse = sorted(
         (s for s in report.series if s.fit.verdict == "worse"),
-        key=lambda s: -abs(s.fit.pct_per_day or 0),
+        key=lambda s: (bool((f := _fate(s, report))[1]) and not f[2], -abs(s.fit.pct_per_day or 0)),
     )
     better = sorted(
         (s for s in report.series if s.fit.verdict == "better"),
         key=lambda s: -abs(s.fit.pct_per_day or 0),
     )
-    out = [_trend_sentence(s, by, env) for s in worse]
-    out += [t for cp in report.change_points if (t := _change_sentence(cp, "worse"))]
-    out += [_trend_sentence(s, by, env) for s in better]
-    out += [t for cp in report.change_points if (t := _change_sentence(cp, "better"))]
+    out = [_trend_sentence(s, report) for s in worse]
+    out += [t for cp in report.change_points if (t := _change_sentence(cp, "worse", report))]
+    out += [_trend_sentence(s, report) for s in better]
+    out += [t for cp in report.change_points if (t := _change_sentence(cp, "better", report))]
     stable: dict[str, list[str]] = {}
     thin: dict[str, list[str]] = {}
     for s in report.series:

@@ -497,3 +497,81 @@ def test_a_check_that_finds_nothing_new_writes_nothing(aws):
     again = aws.alerts.check(NOW, since=W)
     assert again.already_fired == 1 and again.fired == []
     assert aws.db.data_version() == before  # read-only: caches keyed on it stay valid
+
+
+# ---- issue 22 item 9: values that show the comparison, backfill, groups ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "comparator", "threshold", "text"),
+    [
+        ("error_rate", 0.0901408, ">", 0.09, "9.01 % > 9.00 %"),
+        ("error_rate", 0.0904, ">", 0.09, "9.04 % > 9.00 %"),
+        ("error_rate", 0.1172, ">", 0.09, "11.72 % > 9.00 %"),
+        ("error_rate", 0.08996, "<", 0.09, "8.996 % < 9.000 %"),
+        ("error_rate", 0.09, ">=", 0.09, "9.00 % >= 9.00 %"),
+        ("latency_p95", 2147.09, ">", 1500, "2,147 ms > 1,500 ms"),
+        ("latency_p95", 1500.2, ">", 1500, "1,500.2 ms > 1,500.0 ms"),
+        ("cost_per_request", 0.00213, ">", 0.002, "$0.00213 > $0.002"),
+        ("quality_score", 0.5499, "<", 0.55, "0.5499 < 0.55"),
+        ("tokens_out", 812.4, ">", 800, "812 > 800"),
+    ],
+)
+def test_values_are_written_with_the_digits_the_comparison_needs(
+    metric, value, comparator, threshold, text
+):
+    from promptver.alerts import condition_text
+
+    assert condition_text(metric, value, comparator, threshold) == text
+
+
+def test_windows_older_than_the_rule_are_marked_backfill(aws):
+    """A rule created today that finds last week's windows (check --since) stores them as
+    backfill; a rule that existed then does not (its alerts are ordinary)."""
+    from promptver.versioning import demo_clock
+    from tests.trends_helpers import Clock
+
+    add_events(aws, "qa", [{"ts": at(i), "user_id": f"u{i}", "error": True} for i in range(3)])
+    new = aws.alerts.add("error_rate", ">", 0.5, "1h", min_events=1, template="qa")
+    with demo_clock(Clock(W - timedelta(days=1))):
+        old = aws.alerts.add("error_rate", ">", 0.4, "1h", min_events=1, template="qa")
+    fired = {a.rule_id: a for a in aws.alerts.check(NOW, since=W).fired}
+    assert fired[new.id].backfill and fired[new.id].window_end <= new.created_at
+    assert not fired[old.id].backfill
+    groups = {g.rule_id: g for g in aws.alerts.groups()}
+    assert (groups[new.id].backfill, groups[old.id].backfill) == (1, 0)
+
+
+def test_alerts_group_per_rule_and_template_with_the_deployment_then_and_now(aws):
+    """Three windows of one rule on qa and one on sum make two groups; the group says which
+    deployment served its latest window and what is live now (a rollback since)."""
+    from tests.trends_helpers import deploy_at, rollback_at
+
+    aws.templates.update("qa", "Answer {q} briefly.", author="ana")
+    first = deploy_at(aws, "qa", "1.0.0", "production", W - timedelta(days=3))
+    second = deploy_at(aws, "qa", "1.1.0", "production", W - timedelta(days=1))
+    events = [
+        {"ts": W + timedelta(hours=h, minutes=i), "user_id": f"u{h}{i}", "error": True}
+        for h in range(3)
+        for i in range(2)
+    ]
+    add_events(aws, "qa", events)
+    add_events(aws, "sum", [{"ts": at(i), "user_id": f"s{i}", "error": True} for i in range(2)])
+    rule = aws.alerts.add("error_rate", ">", 0.5, "1h", min_events=1, environment="production")
+    aws.alerts.check(NOW, since=W)
+    back = rollback_at(aws, "qa", "production", W + timedelta(days=1))
+    groups = aws.alerts.groups()
+    assert [(g.template, g.count) for g in groups] == [("qa", 3), ("sum", 1)]
+    qa = groups[0]
+    alerts = aws.alerts.alerts(rule_id=rule.id, template="qa")
+    assert qa.alert_ids == [a.id for a in alerts] and qa.open_ids == qa.alert_ids
+    assert qa.latest.window_start == W + timedelta(hours=2)
+    assert qa.first_window == W
+    assert qa.environment == "production"
+    assert qa.deployed.deployment_id == second.id and qa.deployed.version == "1.1.0"
+    assert qa.live_now.deployment_id == back.id and qa.live_now.version == first.version
+    assert groups[1].deployed is None and groups[1].live_now is None
+    # acknowledged alerts leave the open groups
+    aws.alerts.acknowledge(qa.open_ids, author="me")
+    assert [g.template for g in aws.alerts.groups()] == ["sum"]
+    assert [g.count for g in aws.alerts.groups(status=None)] == [3, 1]

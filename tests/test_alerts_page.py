@@ -3,10 +3,12 @@ to their trend, and rules created, edited, switched and deleted through dialogs.
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -50,20 +52,29 @@ def frame_with(at, *columns: str):
 
 
 def flashes(at) -> list[str]:
-    return [s.value for s in at.success]
+    return [s.value.replace("\\", "") for s in at.success]
 
 
-def test_fired_alerts_with_their_trend_links(app, db_path):
+def test_fired_alerts_grouped_per_rule_and_template(app, db_path):
+    """Issue 22 item 9: one row per rule and template, with how many windows fired, the latest
+    one's value against the threshold (enough digits to differ), its trend and its
+    deployment; the picked group shows its windows and what became of the deployment."""
     ws = reopen(db_path)
     open_alerts = ws.alerts.alerts(status="open")
     assert open_alerts  # the demo's rules fired
     assert app.metric[0].value == str(len(open_alerts))
-    table = frame_with(app, "status", "template", "value", "condition", "trend")
-    assert list(table["id"]) == [a.id for a in open_alerts]
-    assert set(table["status"]) == {"open"}
-    slow = next(a for a in open_alerts if a.metric == "latency_p95")
-    url = table.loc[table["id"] == slow.id, "trend"].iloc[0]
-    parsed = urlparse(url)
+    table = frame_with(app, "template", "rule", "latest value", "windows", "trend", "deployment")
+    pairs = {(a.rule_id, a.template_id) for a in open_alerts}
+    assert len(table) == len(pairs) < len(open_alerts)
+    assert table["open"].sum() == len(open_alerts)
+    slow = [a for a in open_alerts if a.metric == "latency_p95"]
+    latest = max(slow, key=lambda a: a.window_start)
+    row = table[table["rule"] == latest.rule_name].iloc[0]
+    assert row["windows"] == str(len(slow))
+    assert row["latest value"] == f"{latest.value:,.0f} ms > {latest.threshold:,.0f} ms"
+    assert row["latest window (UTC)"] == pd.Timestamp(latest.window_start)
+    assert row["deployment"] == "deployments?template=qa-basic&env=production"
+    parsed = urlparse(row["trend"])
     assert parsed.path == "trends"
     assert parse_qs(parsed.query) == {
         "template": ["qa-basic"],
@@ -73,24 +84,51 @@ def test_fired_alerts_with_their_trend_links(app, db_path):
         "env": ["production"],
         "bucket": ["day"],  # a 24h window: daily points
     }
+    # the error-rate rule's values are written with enough digits for the comparison to show
+    for _, r in table[table["metric"] == "error rate"].iterrows():
+        value, threshold = re.fullmatch(r"([\d.]+) % > ([\d.]+) %", r["latest value"]).groups()
+        assert float(value) > float(threshold)
+    # the group with the newest window is picked: its windows, and the rollback since
+    assert app.selectbox(key="alr_group").value == (latest.rule_id, latest.template_id)
+    windows = frame_with(app, "id", "status", "value", "source")
+    assert list(windows["id"]) == sorted((a.id for a in slow), key=lambda i: -i)
+    back = ws.deployments.history("qa-basic", "production")[0]
+    said = " ".join(c.value.replace("\\", "") for c in app.caption)
+    assert (
+        f"Since then production was rolled back to {back.version} on "
+        f"{back.created_at:%Y-%m-%d} by {back.author}." in said
+    )
     # the sidebar of every screen links here while alerts are open
     links = app.get("page_link")
     assert any("open alert" in link.proto.label for link in links)
     app.segmented_control(key="alr_status").set_value("acknowledged").run()
     acked = frame_with(app, "status", "acknowledged by")
-    assert set(acked["status"]) == {"acknowledged"} and all(acked["acknowledged by"])
+    assert set(acked["status"]) == {"acknowledged"} and all(acked["acknowledged by"] != "–")
 
 
-def test_acknowledge_selected_and_all(app, db_path):
+def test_acknowledge_selected_rows_a_group_and_all(app, db_path):
     ws = reopen(db_path)
-    first, *rest = ws.alerts.alerts(status="open")
-    app.multiselect(key="alr_ack_ids").select(first.id).run()
-    app.button(key="alr_ack").click().run()
+    groups = ws.alerts.groups()
+    # rows selected in the table (the selection the grid reports)
+    app.session_state["alr_groups"] = {"selection": {"rows": [1, 2], "columns": [], "cells": []}}
+    app.run()
+    chosen = groups[1].open_ids + groups[2].open_ids
+    assert app.button(key="alr_ack_rows").label == f"Acknowledge {len(chosen)} selected"
+    app.button(key="alr_ack_rows").click().run()
     assert not app.exception
-    assert any("Acknowledged 1 alert" in f for f in flashes(app))
-    done = ws.alerts.get_alert(first.id)
-    assert (done.status, done.acknowledged_by) == ("acknowledged", "tester")
-    if rest:
+    assert any(f"Acknowledged {len(chosen)} alert(s) in 2 row(s)" in f for f in flashes(app))
+    for i in chosen:
+        done = ws.alerts.get_alert(i)
+        assert (done.status, done.acknowledged_by) == ("acknowledged", "tester")
+    assert ws.alerts.open_count() == sum(len(g.open_ids) for g in groups) - len(chosen)
+    # one group's open alerts, from its panel
+    app.session_state["alr_groups"] = {"selection": {"rows": [], "columns": [], "cells": []}}
+    app.run()
+    first = ws.alerts.groups()[0]
+    app.selectbox(key="alr_group").set_value((first.rule_id, first.template_id)).run()
+    app.button(key="alr_ack_group").click().run()
+    assert all(ws.alerts.get_alert(i).status == "acknowledged" for i in first.open_ids)
+    if ws.alerts.open_count():
         app.button(key="alr_ack_all").click().run()
         assert ws.alerts.open_count() == 0
         assert any("No open alerts" in i.value for i in app.info)

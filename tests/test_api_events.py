@@ -107,25 +107,28 @@ def test_refused_batches_name_each_event_and_field_like_the_csv_import(
 
 
 def test_future_nan_and_infinity_are_refused(api, lab):
-    future = (utcnow() + timedelta(hours=2)).isoformat()
-    raw = json.dumps(
-        {
-            "events": [
-                ev(latency_ms=float("nan")),
-                ev(latency_ms=float("inf")),
-                ev(timestamp=future, latency_ms=1),
-            ]
-        }
-    )
+    # NaN and Infinity are not JSON: refused with the body, each by field, before any import
+    raw = json.dumps({"events": [ev(latency_ms=float("nan")), ev(latency_ms=float("inf"))]})
+    raw = raw.replace("}]}", ', "cost_usd": 1e400}]}')
     body = problem(
         api.post("/events", content=raw, headers={"content-type": "application/json"}),
         422,
-        "validation-error",
+        "invalid-request",
     )
     messages = {p["field"]: p["message"] for p in body["problems"]}
-    assert messages["events[0].latency_ms"] == "NaN is not a valid value"
-    assert messages["events[1].latency_ms"] == "infinity is not a valid value"
-    assert "is in the future" in messages["events[2].timestamp"]
+    assert messages == {
+        "events[0].latency_ms": "NaN is not a JSON number",
+        "events[1].latency_ms": "Infinity (or a number too large for a double) is not a JSON number",
+        "events[1].cost_usd": "Infinity (or a number too large for a double) is not a JSON number",
+    }
+    future = (utcnow() + timedelta(hours=2)).isoformat()
+    body = problem(
+        api.post("/events", json={"events": [ev(timestamp=future, latency_ms=1)]}),
+        422,
+        "validation-error",
+    )
+    assert "is in the future" in body["problems"][0]["message"]
+    assert stored(lab) == 0
 
 
 def test_line_breaks_inside_values_keep_the_index_right(api, lab):
@@ -234,14 +237,14 @@ def test_one_bad_event_in_a_large_batch_writes_nothing(api, lab):
     assert api.post("/events", json={"events": events}).json()["rows_imported"] == 2000
 
 
-def test_bodies_over_the_upload_limit_are_413(serve, db_path):
-    ws = open_ws(db_path, uploads__max_upload_mb=1)
+def test_bodies_over_the_events_limit_are_413(serve, db_path):
+    ws = open_ws(db_path, server__max_events_mb=1)
     try:
         seed(ws)
         api = serve(ws)
         big = {"events": [ev(user_id="x" * 1000, latency_ms=1) for _ in range(1200)]}
         body = problem(api.post("/events", json=big), 413, "payload-too-large")
-        assert "1 MB" in body["detail"]
+        assert "1 MB" in body["detail"] and "server.max_events_mb" in body["detail"]
         data = json.dumps(big).encode()
 
         def chunks():

@@ -142,11 +142,25 @@ def test_home_is_the_default_screen_and_shows_the_demo(demo_db):
     assert done.name in " ".join(m.value.replace("\\", "") for m in at.markdown)
     winner = ws.experiment_results(done).winner
     assert winner and any(f"winner **{winner}**" in m.value.replace("\\", "") for m in at.markdown)
-    # open alerts, each with its alert and its trend
-    for a in overview.open_alerts:
-        assert ("pages/alerts.py", "Alert", {"alert": str(a.id)}) in found
-    assert sum(1 for x in found if x[0] == "pages/trends.py" and x[1] == "Trend") == len(
-        overview.open_alerts
+    # open alerts, one line per rule and template (issue 22 item 9: the demo's p95 rule has
+    # the five newest windows, and used to take every slot), each with its alerts, its trend
+    # and its deployment
+    groups = overview.alert_groups
+    assert len({(g.rule_id, g.template_id) for g in groups}) == len(groups) > 1
+    assert len({g.rule_id for g in groups}) > 1
+    for g in groups:
+        label = "Alerts" if len(g.open_ids) > 1 else "Alert"
+        assert ("pages/alerts.py", label, {"alert": str(g.latest.id)}) in found
+    assert sum(1 for x in found if x[0] == "pages/trends.py" and x[1] == "Trend") == len(groups)
+    slow = next(g for g in groups if g.latest.metric == "latency_p95")
+    assert len(slow.open_ids) == 5
+    shown = " ".join(m.value.replace("\\", "") for m in at.markdown)
+    assert "5 open windows since" in shown
+    # the p95 rule's template was rolled back since: its link says what is deployed, not
+    # "Roll back…"
+    assert slow.deployed.version != slow.live_now.version
+    assert ("pages/deployments.py", "Deployed", {"template": "qa-basic", "env": "production"}) in (
+        found
     )
     # recent commits open their diff; recent deployments their environment
     newest = overview.commits[0]
@@ -201,7 +215,8 @@ def test_each_kind_of_link_opens_its_target_with_that_selection(demo_db):
 
     params = first("pages/alerts.py")
     t = open_link("pages/alerts.py", params)
-    assert t.selectbox(key="alr_pick").value == int(params["alert"])
+    linked = Workspace.open(demo_db).alerts.get_alert(int(params["alert"]))
+    assert t.selectbox(key="alr_group").value == (linked.rule_id, linked.template_id)
 
     params = first("pages/trends.py", by="variant")  # the running experiment's trend
     t = open_link("pages/trends.py", params)

@@ -103,10 +103,10 @@ def test_shared_subtrees_cannot_make_the_size_check_slow():
     for _ in range(30):
         v = [v, v]
     v = {"a": v}
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     p = json_problem(v, "metadata")
     assert p is not None and p.code in {"limit.size", "limit.depth"}
-    assert time.perf_counter() - t0 < 1.0
+    assert time.process_time() - t0 < 1.0
 
 
 def _store_old_commit(ws: Any, name: str, metadata: dict[str, Any]) -> None:
@@ -494,12 +494,11 @@ def test_yaml_loader_refuses_aliases_and_deep_nesting(text, expected):
 
     from promptver.limits import load_yaml
 
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(ValidationError, match=expected) as e:
         load_yaml(text, "f.yaml")
     assert "f.yaml" in e.value.message and "line" in e.value.message
-    # bounded: PyYAML's scanner looks ahead at most 1,024 characters for a flow key, ~1 s here
-    assert time.perf_counter() - t0 < 5
+    assert time.process_time() - t0 < 1  # CPU time: the machine may be shared
 
 
 def test_yaml_loader_keeps_ordinary_files():
@@ -516,10 +515,10 @@ def test_hostile_experiment_files_are_refused_quickly(t1, tmp_path, text):
 
     f = tmp_path / ("exp.json" if text is DEEP_JSON else "exp.yaml")
     f.write_text(text)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     with pytest.raises(ValidationError):
         t1.experiments.create_from_file(f)
-    assert time.perf_counter() - t0 < 5
+    assert time.process_time() - t0 < 5
     assert t1.experiments.list() == []
 
 
@@ -542,10 +541,19 @@ def test_hostile_metadata_files_on_the_cli_are_one_line_errors(t1, cli, tmp_path
 
     f = tmp_path / "meta.yaml"
     f.write_text(text)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     r = cli("template", "create", "t9", "--content", "hi", "--metadata-file", str(f))
     assert r.code == 1, r.err
     assert r.err.startswith("error: ") and r.err.count("\n") == 1, r.err[:500]
     assert "Traceback" not in r.err
-    assert time.perf_counter() - t0 < 5
+    assert time.process_time() - t0 < 10  # CPU time: the machine may be shared
     assert [t.name for t in t1.templates.list()] == ["t"]
+
+
+def test_yaml_prescan_ignores_brackets_in_quotes_and_comments():
+    from promptver.limits import load_yaml
+
+    text = (
+        "a: '" + "[" * 100 + "'\nb: \"" + "{" * 100 + '"\n# ' + "[" * 100 + "\nc: [[1], {d: [2]}]\n"
+    )
+    assert load_yaml(text) == {"a": "[" * 100, "b": "{" * 100, "c": [[1], {"d": [2]}]}

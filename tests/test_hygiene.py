@@ -1,5 +1,5 @@
-"""Layering rules made into tests (ARCHITECTURE.md): the core never imports the UI, pages hold no
-SQL or statistics, SQL lives only in promptver/store."""
+"""Layering rules made into tests (docs/architecture.md): the core never imports the UI, pages
+hold no SQL or statistics, SQL lives only in promptver/store."""
 
 from __future__ import annotations
 

@@ -723,3 +723,199 @@ def test_valid_files_take_the_one_pass_path_and_store_the_same(mws, tmp_path, mo
     assert fast.model_dump(exclude={"import_id", "seconds"}) == slow.model_dump(
         exclude={"import_id", "seconds"}
     )
+
+
+# ---- warnings, hints, the problem list and the log of refused imports (issue 22, item 15) ----
+
+
+def iso(t: datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_old_events_are_imported_with_window_and_retention_warnings(mws, tmp_path, mode):
+    now = datetime.now(UTC)
+    recent = iso(now - timedelta(hours=1))
+    month_ago = iso(now - timedelta(days=30))
+    year_ago = iso(now - timedelta(days=200))
+    path = write(
+        tmp_path / "old.csv",
+        H + f"\n{recent},qa-basic,u1,1\n{month_ago},qa-basic,u2,2\n{year_ago},qa-basic,u3,3\n",
+    )
+    n = count(mws)
+    checked = mws.metrics.import_csv(path, dry_run=True)
+    result = mws.metrics.import_csv(path)
+    assert result.rows_imported == 3 and count(mws) == n + 3  # warned, not refused
+    for r in (checked, result):
+        by_code = {w.code: w for w in r.warnings}
+        assert set(by_code) == {"outside_window", "retention"}
+        assert by_code["outside_window"].rows == 2
+        assert "2 of the 3 events are older than 7 days" in by_code["outside_window"].message
+        assert year_ago[:10] in by_code["outside_window"].message  # the oldest
+        assert by_code["retention"].rows == 1
+        assert "older than the 90-day retention" in by_code["retention"].message
+    fresh = write(tmp_path / "fresh.csv", H + f"\n{recent},qa-basic,u9,1\n")
+    assert mws.metrics.import_csv(fresh).warnings == []
+
+
+def test_events_before_a_versions_first_deployment_are_imported_with_a_warning(
+    mws, tmp_path, mode, monkeypatch
+):
+    import promptver.deployments
+
+    now = datetime.now(UTC)
+    deployed = now - timedelta(days=3)
+    monkeypatch.setattr(promptver.deployments, "utcnow", lambda: deployed)
+    mws.deployments.deploy("qa-basic", "1.0.0", "production", author="ana")
+    before, after = iso(deployed - timedelta(days=1)), iso(deployed + timedelta(days=1))
+    exp = mws.experiments.get("tone-test").id
+    path = write(
+        tmp_path / "deploy.csv",
+        "timestamp,template,user_id,version,environment,experiment,variant,latency_ms\n"
+        f"{before},qa-basic,u1,1.0.0,production,,,1\n"  # before the deployment: warned
+        f"{before},qa-basic,u2,1.0.0,production,,,1\n"
+        f"{after},qa-basic,u3,1.0.0,production,,,1\n"  # after it: fine
+        f"{after},qa-basic,u4,1.1.0,production,,,1\n"  # never deployed there
+        f"{after},qa-basic,u5,1.0.0,staging,,,1\n"  # never deployed to staging
+        f"{after},qa-basic,u6,1.0.0,,,,1\n"  # no environment: deployed somewhere before
+        f"{before},qa-basic,u7,,production,{exp},concise,1\n"  # an experiment's variant
+        f"{before},qa-basic,u8,,production,,,1\n",  # no version: nothing to compare
+    )
+    result = mws.metrics.import_csv(path)
+    assert result.rows_imported == 8
+    deploy = [w for w in result.warnings if w.code == "before_deployment"]
+    assert [w.rows for w in deploy] == [2, 1, 1]
+    assert deploy[0].message.startswith("2 events of qa-basic 1.0.0 in production predate")
+    assert f"{deployed:%Y-%m-%d %H:%M} UTC" in deploy[0].message
+    assert deploy[1].message.startswith("qa-basic 1.0.0 was never deployed to staging")
+    assert deploy[2].message.startswith("qa-basic 1.1.0 was never deployed to production")
+
+
+def test_unknown_template_error_suggests_the_closest_name(shared, tmp_path):
+    path = write(
+        tmp_path / "typo.csv",
+        H + "\n2026-01-05T10:00:00Z,qa-basc,u1,1\n2026-01-05T10:00:00Z,Summarize,u1,1\n"
+        "2026-01-05T10:00:00Z,zzz-unrelated,u1,1\n",
+    )
+    with pytest.raises(ImportError_) as info:
+        shared.metrics.import_csv(path)
+    messages = [p.message for p in info.value.problems]
+    assert messages == [
+        "unknown template 'qa-basc' (did you mean 'qa-basic'?)",
+        "unknown template 'Summarize' (did you mean 'summarize'?)",
+        "unknown template 'zzz-unrelated'",
+    ]
+
+
+def test_custom_column_named_like_a_builtin_is_imported_with_a_hint(mws, tmp_path, mode):
+    path = write(
+        tmp_path / "near.csv",
+        "timestamp,template,user_id,latncy_ms,thumbs_up\n2026-01-05T10:00:00Z,qa-basic,u1,5,1\n",
+    )
+    result = mws.metrics.import_csv(path)
+    assert result.custom_metrics == ["latncy_ms", "thumbs_up"]
+    (hint,) = [w for w in result.warnings if w.code == "custom_near_builtin"]
+    assert hint.column == "latncy_ms" and "did you mean 'latency_ms'?" in hint.message
+
+
+def test_problem_list_downloads_as_csv_with_formulas_neutralised(shared, tmp_path):
+    import csv as csv_module
+    import io
+
+    from promptver.models import ImportProblem
+
+    path = write(
+        tmp_path / "bad.csv",
+        H + "\n2026-01-05T10:00:00Z,qa-basic,u1,-4\n2026-01-05T10:00:00Z,nope,u2,1\n",
+    )
+    with pytest.raises(ImportError_) as info:
+        shared.metrics.import_csv(path)
+    records = shared.metrics.problem_records(info.value)
+    data = shared.metrics.problems_csv(records)
+    assert data.startswith(b"\xef\xbb\xbf")
+    got = list(csv_module.reader(io.StringIO(data.decode("utf-8-sig"))))
+    assert got[0] == ["line", "column", "problem", "code"]
+    assert got[1][:2] == ["2", "latency_ms"] and "must be ≥ 0" in got[1][2]
+    assert got[2][:3] == ["3", "template", "unknown template 'nope'"]
+    risky = [ImportProblem(line=None, column=None, message='=HYPERLINK("http://x")')]
+    row = list(csv_module.reader(io.StringIO(shared.metrics.problems_csv(risky).decode())))[1]
+    assert row[2] == '\'=HYPERLINK("http://x")' and row[0] == ""
+
+
+def test_refused_import_is_logged_as_an_attempt_and_writes_nothing_else(mws, tmp_path, mode):
+    import hashlib
+
+    path = write(tmp_path / "refused.csv", H + "\n2026-01-05T10:00:00Z,qa-basc,u1,-1\n" + OK + "\n")
+    n, imports_n = count(mws), imports_count(mws)
+    with pytest.raises(ImportError_):
+        mws.metrics.import_csv(path, author="dara", file_name="upload.csv")
+    assert count(mws) == n and imports_count(mws) == imports_n
+    (attempt,) = mws.metrics.attempts()
+    assert attempt.file_name == "upload.csv" and attempt.attempted_by == "dara"
+    assert attempt.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert attempt.size_bytes == path.stat().st_size
+    assert attempt.total_problems == 2
+    assert [(p.line, p.column) for p in attempt.problems] == [(2, "template"), (2, "latency_ms")]
+    assert attempt.reason == (
+        "2 problems, the first: line 2, column template: unknown template 'qa-basc' "
+        "(did you mean 'qa-basic'?)"
+    )
+    assert abs((datetime.now(UTC) - attempt.attempted_at).total_seconds()) < 60
+    # a dry run logs only when asked (the dashboard's check of an upload asks)
+    with pytest.raises(ImportError_):
+        mws.metrics.import_csv(path, dry_run=True)
+    assert len(mws.metrics.attempts()) == 1
+    with pytest.raises(ImportError_):
+        mws.metrics.import_csv(path, dry_run=True, log_refusal=True)
+    assert len(mws.metrics.attempts()) == 2
+    # a header refusal is logged too, with its one problem as the reason
+    semi = write(tmp_path / "semi.csv", H.replace(",", ";") + "\n")
+    with pytest.raises(ImportError_):
+        mws.metrics.import_csv(semi, author="dara")
+    latest = mws.metrics.attempts()[0]
+    assert latest.file_name == "semi.csv" and latest.total_problems == 1
+    assert latest.reason.startswith("line 1: the header has a single column")
+    assert count(mws) == n and imports_count(mws) == imports_n
+
+
+def test_refusal_after_rows_were_written_rolls_back_before_the_attempt_is_logged(
+    mws, tmp_path, mode, monkeypatch
+):
+    """The attempt is its own transaction, after the rollback: no half-import survives it."""
+    from promptver.errors import DatabaseBusy
+    from promptver.metrics import csv_import
+
+    def refuse_late(con, rec):  # the events are in metric_events (uncommitted) by now
+        with_rows = con.execute("SELECT count(*) FROM metric_events").fetchone()[0]
+        raise ImportError_(f"refused late with {with_rows} rows written")
+
+    monkeypatch.setattr(csv_import.sql, "insert_import", refuse_late)
+    n, imports_n = count(mws), imports_count(mws)
+    path = write(tmp_path / "late.csv", H + "\n" + OK + "\n")
+    with pytest.raises(ImportError_, match=f"refused late with {n + 1} rows written"):
+        mws.metrics.import_csv(path)
+    assert count(mws) == n and imports_count(mws) == imports_n
+    (attempt,) = mws.metrics.attempts()
+    assert attempt.reason == f"refused late with {n + 1} rows written"
+
+    # the log failing (a busy file) never hides the refusal itself
+    def busy(con, attempt):
+        raise DatabaseBusy("the database file is busy")
+
+    monkeypatch.setattr(csv_import.sql, "insert_attempt", busy)
+    with pytest.raises(ImportError_, match="refused late"):
+        mws.metrics.import_csv(path)
+    assert count(mws) == n and len(mws.metrics.attempts()) == 1
+
+
+def test_preview_knows_the_line_of_each_row_and_reads_records_by_line(mws, tmp_path):
+    path = write(
+        tmp_path / "lines.csv",
+        H + '\n2026-01-05T10:00:00Z,qa-basic,"u\n1",1\n\n2026-01-05T10:00:00Z,qa-basic,u2,2\n',
+    )
+    preview = mws.metrics.preview_csv(path)
+    assert preview.lines == [2, 5]
+    got = mws.metrics.records_at(path, [5, 2, 3, 99])
+    assert got == {
+        2: ["2026-01-05T10:00:00Z", "qa-basic", "u\n1", "1"],
+        5: ["2026-01-05T10:00:00Z", "qa-basic", "u2", "2"],
+    }

@@ -147,3 +147,107 @@ def test_performance_and_events_tabs_show_tracked_events(db_path, monkeypatch):
     assert len(events) == 20
     app.selectbox(key="met_template").set_value("qa-basic").run()
     assert not app.exception, app.exception
+
+
+# ---- issue 22: warnings, marked cells, the problem list, refused files, table layout ---------
+
+
+def tables_with(app, *columns: str) -> list:
+    """Every table element that has all these columns, in page order."""
+    return [d for d in app.dataframe if all(c in d.value.columns for c in columns)]
+
+
+def test_refused_upload_marks_bad_cells_offers_the_problem_list_and_is_logged(at, db_path):
+    bad = (
+        b"timestamp,template,user_id,latency_ms\n"
+        b"2026-01-05T10:00:00Z,qa-basic,u1,-4\n"
+        b"2026-01-05T10:00:00Z,qa-basc,u2,5\n"
+    )
+    at.file_uploader(key="met_upload").set_value(("typo.csv", bad, "text/csv"))
+    at.run()
+    assert not at.exception, at.exception
+    problems = frame_with(at, "line", "problem")
+    assert problems.iloc[1]["problem"] == "unknown template 'qa-basc' (did you mean 'qa-basic'?)"
+    # the rows the problems name, with exactly the named cells marked (line, then the columns)
+    first_rows, rows = tables_with(at, "line", "timestamp", "latency_ms")
+    assert list(rows.value["line"]) == [2, 3]
+    styles = rows.proto.arrow_data.styler.styles
+    uuid = rows.proto.arrow_data.styler.uuid
+    marked = set(re.findall(rf"#T_{uuid}_(row\d+_col\d+)", styles))
+    assert marked == {"row0_col4", "row1_col2"}  # latency_ms of line 2, template of line 3
+    assert "background-color" in styles
+    # the same cells are marked in the first rows of the preview
+    first = first_rows.proto.arrow_data.styler
+    assert set(re.findall(rf"#T_{first.uuid}_(row\d+_col\d+)", first.styles)) == marked
+    # the problem list downloads as CSV
+    (download,) = [b for b in at.get("download_button") if b.key == "met_problems_csv"]
+    assert download.label == "Download the problem list (CSV)"
+    # the refused file is listed in the import history, with who and why
+    attempts = frame_with(at, "file", "reason")
+    assert list(attempts["file"]) == ["typo.csv"] and list(attempts["who"]) == ["tester"]
+    assert attempts.iloc[0]["reason"].startswith("2 problems, the first: line 2, column latency_ms")
+    ws = Workspace.open(db_path, settings=Settings())
+    try:
+        (attempt,) = ws.metrics.attempts()
+        assert attempt.file_name == "typo.csv" and attempt.total_problems == 2
+    finally:
+        ws.close()
+    # a rerun (any widget) does not log the same upload again
+    at.run()
+    assert len(frame_with(at, "file", "reason")) == 1
+
+
+def test_old_events_are_warned_about_and_can_still_be_imported(at):
+    at.file_uploader(key="met_upload").set_value(("example.csv", example_csv(), "text/csv"))
+    at.run()
+    assert not at.exception, at.exception
+    warned = texts(at.warning)
+    assert any("24 of the 24 events are older than 7 days" in t for t in warned), warned
+    # the demo deployed its versions after June 2026: one box lists each version's early events
+    (early,) = [t for t in warned if "before their version was deployed" in t]
+    assert "of qa-basic 1.0.0 in production predate its first deployment to production" in early
+    assert at.button(key="met_import").label == "Import 24 events"
+    at.button(key="met_import").click().run()
+    assert not at.exception, at.exception
+    assert any("Imported 24 events" in t for t in texts(at.success))
+    assert any("older than 7 days" in t for t in texts(at.warning))
+
+
+def test_tables_have_labelled_columns_and_show_missing_values_as_a_dash(at):
+    (events,) = tables_with(at, "user_id", "import_id")
+    assert events.proto.placeholder == "–"
+    assert list(events.proto.column_order) == [
+        "timestamp",
+        "template",
+        "version",
+        "environment",
+        "user_id",
+        "latency_ms",
+        "success",
+        "error",
+        "quality_score",
+        "cost_usd",
+    ]
+    assert '"label": "Latency (ms)"' in events.proto.columns
+    at.multiselect(key="met_ev_more").set_value(["Experiment", "Ids"]).run()
+    order = list(tables_with(at, "user_id", "import_id")[0].proto.column_order)
+    assert order[-4:] == ["experiment_id", "variant", "event_id", "import_id"]
+    (figures,) = tables_with(at, "requests", "latency_p95")
+    assert figures.proto.placeholder == "–" and '"label": "p95 ms"' in figures.proto.columns
+    assert figures.value["variant"].isna().any()  # shown as "–", not "None"
+
+
+def test_table_helper_sizes_tables_to_their_rows(monkeypatch):
+    import pandas as pd
+
+    import ui.common
+
+    calls = []
+    monkeypatch.setattr(ui.common.st, "dataframe", lambda data, **kw: calls.append(kw))
+    ui.common.table(pd.DataFrame({"a": range(3)}))
+    ui.common.table(pd.DataFrame({"a": range(25)}))
+    ui.common.table(pd.DataFrame({"a": range(26)}))
+    ui.common.table(pd.DataFrame({"a": range(3)}).style)
+    assert [c["height"] for c in calls] == ["content", "content", 35 * 26 + 3, "content"]
+    assert {c["placeholder"] for c in calls} == {"–"}
+    assert {c["hide_index"] for c in calls} == {True}

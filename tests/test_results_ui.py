@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -66,13 +68,15 @@ def test_results_view_shows_the_decision_tables_and_charts(db_path, data):
     variants = frames[0]
     assert list(variants.variant) == ["control", "treatment"]
     assert list(variants.users) == [400, 400]
-    comparisons = frames[1]
-    assert comparisons.loc[0, "significant"]
+    comparisons, details = frames[1], frames[2]  # the decision's figures, then test details
+    assert details.loc[0, "significant"] and "df" in details
     assert "CI (bootstrap)" in comparisons and "CI (BCa)" in comparisons
     assert comparisons.loc[0, "CI (bootstrap)"].startswith("[")
+    assert comparisons.loc[0, "verdict"] == "better"
     charts = at.get("vega_lite_chart")
-    assert len(charts) == 2  # the forest plot and the all-metrics overview
-    spec = charts[0].proto.spec
+    # the means per variant, the forest plot, the sample against its minimum, the overview
+    assert len(charts) == 4
+    spec = charts[1].proto.spec
     assert '"yOffset"' in spec and '"interval"' in spec
     guard = [f for f in frames if "status" in f]
     assert guard and guard[0].loc[0, "metric"] == "latency_ms"
@@ -155,7 +159,8 @@ def test_banners_for_srm_and_sample_size(ws, db_path):
     assert "Sample ratio mismatch" in at.error[0].value
     assert any("Sample size" in w.value for w in at.warning)
     assert "No winner" in at.info[0].value or any("No winner" in i.value for i in at.info)
-    assert len(at.get("progress")) >= 1
+    sample = [c for c in at.get("vega_lite_chart") if "minimum 1,000" in c.proto.spec]
+    assert sample and "#1565c0" in sample[0].proto.spec  # blue: growing, not an alarm
 
 
 def test_no_events_and_hostile_names_render_safely(ws, db_path):
@@ -177,3 +182,85 @@ def test_no_events_and_hostile_names_render_safely(ws, db_path):
     banner = at.success[0].value
     assert r"\*\*bold\*\* \[x\]\(http://evil" in banner.replace(r"\:", ":").replace(r"\.", ".")
     assert "](http" not in banner
+
+
+# ---- issue 22: charts of the means and the difference, user counts, sample progress ----------
+
+
+def _chart_data(chart) -> pd.DataFrame:
+    """The rows a Vega-Lite chart of the page was given (its first dataset, Arrow IPC)."""
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(chart.proto.datasets[0].data.data).read_all().to_pandas()
+
+
+@pytest.fixture
+def partial(ws):
+    """Some users have latency only: no quality_score."""
+    rng = np.random.default_rng(8)
+    sizes = {"control": (300, 40), "treatment": (310, 25)}
+    rows = []
+    for variant, (with_q, without) in sizes.items():
+        for i in range(with_q + without):
+            rows.append(
+                {
+                    "user_id": f"{variant}-{i}",
+                    "variant": variant,
+                    "quality_score": float(rng.normal(0.6, 0.1)) if i < with_q else None,
+                    "latency_ms": float(rng.lognormal(6.6, 0.4)),
+                }
+            )
+    frame = pd.DataFrame(rows)
+    insert_events(ws, frame)
+    return frame, make_experiment(metrics=["quality_score", "latency_ms"])
+
+
+def test_the_variants_chart_shows_each_mean_and_the_difference_chart_says_so(db_path, partial):
+    frame, exp = partial
+    at = _app(db_path, exp)
+    assert not at.exception
+    charts = at.get("vega_lite_chart")
+    means = [c for c in charts if '"mean"' in c.proto.spec]
+    assert means, [c.proto.spec[:200] for c in charts]
+    data = _chart_data(means[0])
+    analytic = data[data.interval == "analytic"].set_index("variant")
+    expected = frame.groupby("variant").quality_score.mean()  # one event per user
+    for v in ("control", "treatment"):
+        assert analytic.loc[v, "mean"] == pytest.approx(expected[v], rel=1e-9)
+        assert analytic.loc[v, "low"] < expected[v] < analytic.loc[v, "high"]
+    assert "quality_score: mean per event" in means[0].proto.spec
+    # the forest plot is labelled as a difference, with its unit and a zero line
+    forest = [c for c in charts if '"estimate"' in c.proto.spec][0]
+    spec = json.dumps(json.loads(forest.proto.spec), ensure_ascii=False)
+    assert "difference in mean quality_score per event" in spec and "score 0–1" in spec
+    zero = [layer for layer in json.loads(forest.proto.spec)["layer"] if "rule" in str(layer)]
+    assert zero  # the dashed zero line
+
+
+def test_users_with_the_metric_are_shown_and_explained(db_path, partial):
+    frame, exp = partial
+    at = _app(db_path, exp)
+    every = frame.groupby("variant").user_id.nunique()
+    measured = frame.dropna(subset=["quality_score"]).groupby("variant").user_id.nunique()
+    table = _frames(at)[0]
+    assert list(table["users"]) == [every["control"], every["treatment"]]
+    assert list(table["users with quality_score"]) == [
+        measured["control"],
+        measured["treatment"],
+    ]
+    text = _text(at)
+    assert "users with any event" in text and r"users with a quality\_score value" in text
+    power = [f for f in _frames(at) if "users now (control / treatment)" in f][0]
+    assert power.iloc[0]["users now (control / treatment)"] == (
+        f"{measured['control']:,} / {measured['treatment']:,}"
+    )
+
+
+def test_a_met_minimum_reads_as_reached_and_nothing_is_alarm_red(db_path, partial):
+    _, exp = partial
+    at = _app(db_path, exp)  # minimum 100, the smallest variant has 340 users
+    text = _text(at)
+    assert "Minimum sample reached" in text and "of 100 users" not in text
+    assert at.get("progress") == []  # Streamlit's bar takes the theme's red
+    sample = [c for c in at.get("vega_lite_chart") if "minimum" in c.proto.spec]
+    assert sample and "#2e7d32" in sample[0].proto.spec  # green: reached

@@ -17,7 +17,7 @@ import statsmodels.api as sm
 from scipy import stats as sps
 from statsmodels.stats.multitest import multipletests
 
-from promptver import NotFound, ValidationError
+from promptver import NotFound, ValidationError, stats
 from promptver.models import (
     ChangeMetric,
     ChangePoint,
@@ -29,16 +29,19 @@ from promptver.models import (
 from promptver.models import TrendSeries as Series
 from promptver.trends import (
     canonical_metric,
+    change_tally,
     choose_bucket,
     duration_text,
     fit_line,
     holm,
     p_text,
     parse_duration,
+    quantile_change,
     recommendations,
+    resampled_quantiles,
 )
 from promptver.versioning import demo_clock, utcnow
-from tests.trends_helpers import add_events, day_start, deploy_at
+from tests.trends_helpers import add_events, day_start, deploy_at, rollback_at
 
 NOW = utcnow()
 
@@ -472,14 +475,182 @@ def test_change_points_use_welch_on_users_and_holm_across_metrics(tr):
     ci = ref.confidence_interval(0.95)
     assert (q.ci_low, q.ci_high) == pytest.approx((ci.low, ci.high), rel=1e-9)
     ref_lat = sps.ttest_ind(lat_a, lat_b, equal_var=False).pvalue
-    adjusted = multipletests([ref.pvalue, ref_lat], method="holm")[1]
-    assert (q.p_value_adjusted, lat.p_value_adjusted) == pytest.approx(list(adjusted), rel=1e-9)
     assert q.verdict == "worse" and q.significant
     assert lat.verdict == "inconclusive"
-    assert p95.verdict == "not tested" and p95.p_value is None
+    # p95 is tested by a bootstrap (issue 22 item 3) and enters Holm with the others
+    assert p95.p_value is not None and p95.verdict == "inconclusive"
+    adjusted = multipletests([ref.pvalue, ref_lat, p95.p_value], method="holm")[1]
+    got = (q.p_value_adjusted, lat.p_value_adjusted, p95.p_value_adjusted)
+    assert got == pytest.approx(list(adjusted), rel=1e-9)
+    assert p95.ci_low < p95.diff < p95.ci_high
     assert p95.before == pytest.approx(np.percentile(lat_b, 95))
     assert p95.after == pytest.approx(np.percentile(lat_a, 95))
     assert (q.users_before, q.users_after) == (120, 90)
+
+
+# ---- the bootstrap of a percentile change (issue 22 item 3) -------------------------------------
+
+
+def _clustered(rng, users, per_user, scale, shift=0.0):
+    """Latencies of ``users`` users with ``per_user`` events each and a per-user level (so
+    events of one user are correlated)."""
+    level = rng.gamma(4.0, scale / 4.0, users)
+    units = np.repeat([f"u{i}" for i in range(users)], per_user)
+    values = np.repeat(level, per_user) + rng.gamma(2.0, scale / 8.0, users * per_user) + shift
+    return units, values
+
+
+def test_resampled_quantiles_are_numpys_percentile_of_the_explicit_resamples():
+    rng = np.random.default_rng(3)
+    units = rng.integers(0, 40, 300).astype(str).astype(object)
+    values = rng.lognormal(6.5, 0.6, 300)
+    got = resampled_quantiles(units, values, 0.95, 300, np.random.default_rng(9))
+    # the same draws, written out: each resample repeats every event of a unit as often as the
+    # unit was drawn, and numpy takes its 95th percentile
+    keys, idx = np.unique(units, return_inverse=True)
+    counts = stats.resample_counts(np.random.default_rng(9), keys.size, 300)
+    want = [np.percentile(np.repeat(values, row[idx].astype(int)), 95) for row in counts]
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_quantile_change_with_one_event_per_user_matches_scipy_bootstrap():
+    rng = np.random.default_rng(21)
+    before = rng.lognormal(7.0, 0.5, 400)
+    after = rng.lognormal(7.2, 0.5, 350)
+    got = quantile_change(
+        (np.arange(400).astype(str), before),
+        (np.arange(350).astype(str), after),
+        resamples=4000,
+        seed=5,
+    )
+
+    def p95_change(a, b, axis):
+        return np.percentile(a, 95, axis=axis) - np.percentile(b, 95, axis=axis)
+
+    ref = sps.bootstrap(
+        (after, before),
+        p95_change,
+        n_resamples=4000,
+        method="percentile",
+        vectorized=True,
+        random_state=np.random.default_rng(77),
+    ).confidence_interval
+    width = ref.high - ref.low
+    assert got.diff == pytest.approx(np.percentile(after, 95) - np.percentile(before, 95))
+    assert got.ci_low == pytest.approx(ref.low, abs=0.08 * width)
+    assert got.ci_high == pytest.approx(ref.high, abs=0.08 * width)
+
+
+def test_quantile_change_resamples_users_not_events():
+    """Events of one user are correlated: the interval matches a plain loop that draws users
+    (an independent implementation with its own generator), and is wider than an event-level
+    bootstrap would claim; the p-value is the share of resampled changes beyond zero."""
+    rng = np.random.default_rng(8)
+    ub, vb = _clustered(rng, 120, 10, 900.0)
+    ua, va = _clustered(rng, 110, 10, 900.0, shift=200.0)
+    got = quantile_change((ub, vb), (ua, va), resamples=3000, seed=2)
+
+    loop = np.random.default_rng(1234)
+
+    def by_user(units, values):
+        groups = [values[units == k] for k in np.unique(units)]
+        out = []
+        for _ in range(3000):
+            pick = loop.integers(0, len(groups), len(groups))
+            out.append(np.percentile(np.concatenate([groups[i] for i in pick]), 95))
+        return np.asarray(out)
+
+    d = by_user(ua, va) - by_user(ub, vb)
+    lo, hi = np.percentile(d, [2.5, 97.5])
+    width = hi - lo
+    assert got.ci_low == pytest.approx(lo, abs=0.1 * width)
+    assert got.ci_high == pytest.approx(hi, abs=0.1 * width)
+    p_ref = min(1.0, 2 * min((d <= 0).mean(), (d >= 0).mean()))
+    assert 0 < p_ref < 0.5 and got.p_value == pytest.approx(p_ref, abs=0.02)
+    events = sps.bootstrap(
+        (va, vb),
+        lambda a, b, axis: np.percentile(a, 95, axis=axis) - np.percentile(b, 95, axis=axis),
+        n_resamples=2000,
+        method="percentile",
+        vectorized=True,
+        random_state=np.random.default_rng(4),
+    ).confidence_interval
+    assert got.ci_high - got.ci_low > 1.5 * (events.high - events.low)
+
+
+def test_quantile_change_is_seeded():
+    rng = np.random.default_rng(1)
+    b = (np.arange(200).astype(str), rng.normal(1000, 100, 200))
+    a = (np.arange(200).astype(str), rng.normal(1050, 100, 200))
+    assert quantile_change(b, a, seed=[1, 2]) == quantile_change(b, a, seed=[1, 2])
+    assert quantile_change(b, a, seed=[1, 2]) != quantile_change(b, a, seed=[1, 3])
+
+
+def test_a_large_p95_rise_after_a_deployment_is_tested_and_counted(tr):
+    """The issue's case: p95 latency rose a lot while the means barely moved; the headline
+    must not read '0 worse'."""
+    at = day_start(6, NOW) + timedelta(hours=12)
+    deployed = deploy_at(tr, "tr", "1.1.0", "production", at).created_at
+    rng = np.random.default_rng(12)
+    rows = []
+    for side, sign in (("b", -1), ("a", 1)):
+        slow = 0.0 if side == "b" else 0.08  # 8 % of calls slow down: the tail moves
+        for i in range(300):
+            lat = float(rng.normal(800, 60))
+            if rng.random() < slow:
+                lat += 2500.0
+            rows.append(
+                {
+                    "ts": deployed + sign * timedelta(minutes=20 * i + 1),
+                    "user_id": f"{side}{i % 100}",
+                    "latency_ms": lat,
+                }
+            )
+    add_events(tr, "tr", rows)
+    report = tr.trends.analyse("tr", ["latency_p95"], period="14d", environment="production")
+    (cp,) = report.change_points
+    (p95,) = cp.metrics
+    assert p95.relative_change > 0.8
+    assert p95.verdict == "worse" and p95.p_value_adjusted < 0.01
+    assert p95.message == "bootstrap over users (1,000 resamples)"
+    assert change_tally(cp) == "1 worse, 0 better"
+
+
+def test_the_headline_counts_large_untested_changes():
+    marker = DeploymentMarker(
+        deployment_id=1,
+        template_id="t",
+        template="qa",
+        environment="production",
+        action="deploy",
+        version="1.1.1",
+        commit="c" * 64,
+        at=NOW,
+    )
+    big = ChangeMetric(
+        metric="latency_p95",
+        label="p95 latency",
+        direction="lower",
+        before=1000.0,
+        after=1810.0,
+        events_before=30_000,
+        events_after=25_000,
+        relative_change=0.81,
+    )
+    better = ChangeMetric(
+        metric="quality_score",
+        label="quality score",
+        direction="higher",
+        before=0.7,
+        after=0.75,
+        events_before=900,
+        events_after=800,
+        verdict="better",
+    )
+    cp = ChangePoint(deployment=marker, before_start=NOW, after_end=NOW, metrics=[big, better])
+    assert change_tally(cp) == "0 worse, 1 better, 1 large change not tested"
+    small = big.model_copy(update={"relative_change": 0.05})
+    assert change_tally(cp.model_copy(update={"metrics": [small]})) == "no significant change"
 
 
 def test_change_windows_stop_at_the_neighbouring_deployments(tr):
@@ -683,6 +854,59 @@ def test_recommendations_on_a_crafted_regression(tr):
     )
 
 
+def test_no_rollback_is_recommended_for_a_version_already_rolled_back(tr):
+    """Issue 22 item 2: the regressed version was rolled back after its events; the sentence
+    says what happened (when, by whom) instead of recommending a rollback, and the change
+    after its deployment says so too."""
+    deployed = deploy_at(tr, "tr", "1.1.0", "production", day_start(10, NOW)).created_at
+    _level_shift(tr, deployed, after_slope=60.0)
+    back = rollback_at(tr, "tr", "production", NOW - timedelta(hours=2))
+    report = tr.trends.analyse(
+        "tr", ["latency_avg"], period="21d", by="version", environment="production"
+    )
+    s = next(s for s in report.series if s.group == "1.1.0")
+    assert s.fit.verdict == "worse"
+    first = report.recommendations[0]
+    assert first.startswith("tr 1.1.0 in production: mean latency up"), first
+    assert "roll back" not in first and "Investigate" not in first
+    assert first.endswith(
+        f"1.1.0 is no longer live: production was rolled back to 1.0.0 on "
+        f"{back.created_at:%Y-%m-%d} by tester."
+    ), first
+    after = next(r for r in report.recommendations if r.startswith("tr: after 1.1.0"))
+    assert f"Since then production was rolled back to 1.0.0 on {back.created_at:%Y-%m-%d}" in after
+    assert [(d.environment, d.version, d.action) for d in report.live] == [
+        ("production", "1.0.0", "rollback")
+    ]
+
+
+def test_a_rollback_after_the_period_still_counts(tr):
+    """The state is today's, even for a period that ended before the rollback."""
+    deployed = deploy_at(tr, "tr", "1.1.0", "production", day_start(10, NOW)).created_at
+    _level_shift(tr, deployed, after_slope=60.0)
+    rollback_at(tr, "tr", "production", NOW - timedelta(hours=2))
+    report = tr.trends.analyse(
+        "tr",
+        ["latency_avg"],
+        start=NOW - timedelta(days=21),
+        end=NOW - timedelta(days=1),
+        by="version",
+        environment="production",
+    )
+    assert [d.action for d in report.deployments] == ["deploy"]  # the rollback is after the end
+    first = report.recommendations[0]
+    assert "roll back" not in first and "no longer live" in first, first
+
+
+def test_a_live_regression_still_recommends_investigating_or_rolling_back(tr):
+    deployed = deploy_at(tr, "tr", "1.1.0", "production", day_start(10, NOW)).created_at
+    _level_shift(tr, deployed, after_slope=60.0)
+    report = tr.trends.analyse(
+        "tr", ["latency_avg"], period="21d", by="version", environment="production"
+    )
+    assert report.recommendations[0].endswith("Investigate, or roll back.")
+
+
 # ---- the demo ------------------------------------------------------------------------------------
 
 
@@ -709,9 +933,19 @@ def test_demo_shows_a_regression_after_a_deployment(db_path):
         assert s.fit.verdict == "worse" and s.fit.since_at == regressed.created_at
         cp = next(c for c in report.change_points if c.deployment.deployment_id == regressed.id)
         assert next(m for m in cp.metrics if m.metric == "latency_avg").verdict == "worse"
+        # issue 22 item 3: the p95 rise is tested, not hidden behind "not tested"
+        p95 = next(m for m in cp.metrics if m.metric == "latency_p95")
+        assert p95.verdict == "worse" and p95.relative_change > 0.5
         assert report.recommendations[0].startswith(
             f"qa-basic {regressed.version} in production: p95 latency up"
         )
+        # issue 22 item 2: it was rolled back already; nothing recommends rolling it back
+        back = history[0]
+        assert report.recommendations[0].endswith(
+            f"{regressed.version} is no longer live: production was rolled back to "
+            f"{back.version} on {back.created_at:%Y-%m-%d} by {back.author}."
+        )
+        assert not [r for r in report.recommendations if "roll back" in r]
         # the demo's history is back-dated: commits before deployments, all in the past
         assert all(d.created_at < utcnow() for d in history)
         fired = ws.alerts.alerts()

@@ -147,3 +147,70 @@ def test_a_workspace_without_events_explains_it(db_path, monkeypatch):
     assert not at.exception
     assert any("No events in this period" in m.value for m in at.markdown)
     assert any("No events with" in i.value for i in at.info)
+
+
+def _layers(spec: dict) -> list[dict]:
+    return spec.get("layer", [])
+
+
+def test_lines_break_where_there_is_no_data_and_deployments_are_labelled(
+    db_path, demo_file, monkeypatch
+):
+    """Issue 22 item 10 on the demo: 1.1.0 had no production traffic while 1.1.1 was live, so
+    its line breaks there (a row without a value per empty bucket, and marks that break at
+    them); deployment rules carry their label; the branch in the experiment is named; the
+    quality axis starts where the data is."""
+    from datetime import timedelta
+
+    from ui.trends import chart
+
+    shutil.copy(demo_file, db_path)
+    ws = Workspace.open(db_path)
+    report = ws.trends.analyse(
+        "qa-basic", "quality_score", period="30d", by="version", environment="production"
+    )
+    spec = chart(report, "quality_score", "quality score").to_dict()
+    rows = [r for rows in spec.get("datasets", {}).values() for r in rows]
+    old = next(s for s in report.series if s.group == "1.1.0")
+    days = [p.bucket for p in old.points]
+    gaps = [
+        a + timedelta(days=1)
+        for a, b in zip(days, days[1:], strict=False)
+        if b - a > timedelta(days=1)
+    ]
+    assert gaps  # the demo's 1.1.0 was off production for days
+    empty = [
+        r
+        for r in rows
+        if r.get("series") == "qa-basic 1.1.0" and "value" in r and r["value"] is None
+    ]
+    assert len(empty) == len(gaps)
+    marks = [layer.get("mark") for layer in _layers(spec)]
+    paths = [m for m in marks if isinstance(m, dict) and m.get("type") in ("line", "area")]
+    assert paths and all(m.get("invalid") == "break-paths-show-domains" for m in paths[:2])
+    # deployment labels
+    labels = {r.get("label") for r in rows if "label" in r}
+    back = ws.deployments.history("qa-basic", "production")[0]
+    assert f"rollback to {back.version}" in labels
+    assert "deploy 1.1.1" in labels
+    assert any(isinstance(m, dict) and m.get("type") == "text" for m in marks)
+    # the branch variant is named, not "(no version)"
+    names = {r.get("series") for r in rows}
+    assert "qa-basic branch concise-tone" in names
+    assert not [n for n in names if n and "(no version)" in n]
+    # the quality axis does not start at zero
+    y = [
+        layer["encoding"]["y"]
+        for layer in _layers(spec)
+        if "encoding" in layer and layer["encoding"].get("y", {}).get("field") == "value"
+    ]
+    assert y and y[0]["scale"]["zero"] is False
+    ws.close()
+
+
+def test_the_deployment_headline_counts_the_tested_p95_rise(db_path, demo_file, monkeypatch):
+    """Issue 22 item 3 on the screen: the regressed release's expander reads 1 worse."""
+    at = open_page(db_path, demo_file, monkeypatch, period="30d")
+    titles = [e.label.replace("\\", "") for e in at.expander]
+    deploy = next(t for t in titles if "deploy 1.1.1 to production" in t)
+    assert "1 worse" in deploy and "0 worse" not in deploy

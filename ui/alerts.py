@@ -8,8 +8,8 @@ from urllib.parse import urlencode
 import pandas as pd
 import streamlit as st
 
-from promptver.alerts import trend_params
-from promptver.models import Alert, AlertRule
+from promptver.alerts import condition_text, trend_params
+from promptver.models import Alert, AlertGroup, AlertRule, DeploymentMarker
 from promptver.trends import metric_label, value_text
 from promptver.workspace import Workspace
 
@@ -39,6 +39,128 @@ def trend_url(alert: Alert) -> str:
     return "trends?" + urlencode(trend_params(alert))
 
 
+def rule_text(a: Alert) -> str:
+    return (a.rule_name or f"rule #{a.rule_id}") + ("" if a.rule_exists else " (deleted)")
+
+
+def deployment_url(g: AlertGroup) -> str | None:
+    """The Deployments screen on the group's template and environment (where its history and
+    the Roll back… button are)."""
+    if g.environment is None:
+        return None
+    return "deployments?" + urlencode({"template": g.template, "env": g.environment})
+
+
+def deployed_text(d: DeploymentMarker | None) -> str:
+    """``1.1.1 (deploy 2026-11-25, ben.okafor)``; ``–`` when nothing was deployed."""
+    if d is None:
+        return "–"
+    who = f", {d.author}" if d.author else ""
+    return f"{d.version or d.commit[:10]} ({d.action} {d.at:%Y-%m-%d}{who})"
+
+
+def group_sentence(g: AlertGroup) -> str:
+    """What served the latest window and what is live now, in words (plain text)."""
+    if g.environment is None:
+        return "The rule watches every environment."
+    if g.deployed is None and g.live_now is None:
+        return f"Nothing was deployed to {g.environment} then."
+    served = (
+        f"When the latest window began, {deployed_text(g.deployed)} was live in {g.environment}."
+        if g.deployed is not None
+        else f"Nothing was live in {g.environment} when the latest window began."
+    )
+    now = g.live_now
+    if now is None or (g.deployed is not None and now.deployment_id == g.deployed.deployment_id):
+        return served + " It is still live: roll it back from the Deployments screen."
+    what = "rolled back to" if now.action == "rollback" else "replaced by"
+    who = f" by {now.author}" if now.author else ""
+    return (
+        served + f" Since then {g.environment} was {what} {now.version or now.commit[:10]} "
+        f"on {now.at:%Y-%m-%d}{who}."
+    )
+
+
+def groups_frame(groups: list[AlertGroup]) -> pd.DataFrame:
+    """One row per rule and template: the latest window and its value against the threshold,
+    how many windows fired, and what was live."""
+    rows = []
+    for g in groups:
+        a = g.latest
+        windows = f"{g.count}" + (f" ({g.backfill} backfill)" if g.backfill else "")
+        # a rule on any environment: the deployments shown are those of the last one
+        where = f" in {g.environment}" if a.environment is None and g.environment else ""
+        rows.append(
+            {
+                "template": g.template,
+                "rule": rule_text(a),
+                "metric": metric_label(a.metric),
+                "latest value": condition_text(a.metric, a.value, a.comparator, a.threshold),
+                "latest window (UTC)": a.window_start,
+                "window": a.window,
+                "windows": windows,
+                "open": len(g.open_ids),
+                "since (UTC)": g.first_window,
+                "environment": a.environment or "any",
+                "served by": deployed_text(g.deployed) + where,
+                "live now": deployed_text(g.live_now) + where,
+                "trend": trend_url(a),
+                "deployment": deployment_url(g),
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "template",
+            "rule",
+            "metric",
+            "latest value",
+            "latest window (UTC)",
+            "window",
+            "windows",
+            "open",
+            "since (UTC)",
+            "environment",
+            "served by",
+            "live now",
+            "trend",
+            "deployment",
+        ],
+    )
+
+
+GROUP_COLUMNS = {
+    "template": st.column_config.TextColumn("Template", width="small", pinned=True),
+    "rule": st.column_config.TextColumn("Rule", width="medium"),
+    "metric": st.column_config.TextColumn("Metric", width="small"),
+    "latest value": st.column_config.TextColumn(
+        "Latest value", help="The latest window's value, the comparison and the threshold"
+    ),
+    "latest window (UTC)": st.column_config.DatetimeColumn(
+        "Latest window (UTC)", format="YYYY-MM-DD HH:mm"
+    ),
+    "window": st.column_config.TextColumn("Window", width="small"),
+    "windows": st.column_config.TextColumn(
+        "Windows", width="small", help="Windows this rule fired for on this template"
+    ),
+    "open": st.column_config.NumberColumn("Open", width="small", help="Not acknowledged yet"),
+    "since (UTC)": st.column_config.DatetimeColumn("Since (UTC)", format="YYYY-MM-DD"),
+    "environment": st.column_config.TextColumn("Env", width="small"),
+    "served by": st.column_config.TextColumn(
+        "Served by", help="What was live in the environment when the latest window began"
+    ),
+    "live now": st.column_config.TextColumn("Live now"),
+    "trend": st.column_config.LinkColumn(
+        "Trend", display_text="Open trend", help="The Trends screen around this window"
+    ),
+    "deployment": st.column_config.LinkColumn(
+        "Deployment",
+        display_text="Deployments",
+        help="The template's history in this environment, and the Roll back… button",
+    ),
+}
+
+
 def alerts_frame(alerts: list[Alert]) -> pd.DataFrame:
     rows = [
         {
@@ -46,15 +168,15 @@ def alerts_frame(alerts: list[Alert]) -> pd.DataFrame:
             "status": a.status,
             "template": a.template,
             "metric": metric_label(a.metric),
-            "value": value_text(a.metric, a.value),
-            "condition": f"{a.comparator} {threshold_text(a.metric, a.threshold)}",
+            "value": condition_text(a.metric, a.value, a.comparator, a.threshold),
             "window start (UTC)": a.window_start,
             "window": a.window,
             "environment": a.environment or "any",
             "events": a.events,
-            "rule": (a.rule_name or f"rule #{a.rule_id}") + ("" if a.rule_exists else " (deleted)"),
+            "rule": rule_text(a),
             "fired (UTC)": a.fired_at,
-            "acknowledged by": a.acknowledged_by or "",
+            "source": a.source + (" (backfill)" if a.backfill else ""),
+            "acknowledged by": a.acknowledged_by or "–",
             "acknowledged (UTC)": a.acknowledged_at,
             "trend": trend_url(a),
         }
@@ -64,8 +186,16 @@ def alerts_frame(alerts: list[Alert]) -> pd.DataFrame:
 
 
 ALERT_COLUMNS = {
+    "id": st.column_config.NumberColumn("#", width="small", format="%d"),
+    "status": st.column_config.TextColumn("Status", width="small"),
+    "value": st.column_config.TextColumn("Value vs threshold"),
     "window start (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
     "fired (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
+    "source": st.column_config.TextColumn(
+        "Fired by",
+        help="check, import or track; backfill: the window had ended before the rule was "
+        "created (found looking back), so the rule never watched it live",
+    ),
     "acknowledged (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm"),
     "trend": st.column_config.LinkColumn(
         "Trend", display_text="Open trend", help="The Trends screen around this window"

@@ -286,6 +286,44 @@ def problems_frame(problems: list[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["severity", "where", "message"])
 
 
+#: rows a table shows before it scrolls; shorter tables are exactly as tall as their rows
+TABLE_ROWS = 25
+_ROW_PX = 35  # Streamlit's default row height (and header row)
+
+
+def table(
+    data: Any,
+    *,
+    key: str | None = None,
+    column_config: Mapping[str, Any] | None = None,
+    column_order: list[str] | None = None,
+    max_rows: int = TABLE_ROWS,
+    placeholder: str = "–",
+    width: str | int = "stretch",
+) -> Any:
+    """A read-only table sized to its content, for every screen.
+
+    As tall as its rows (no inner scroll bar above empty space) up to ``max_rows``, then a
+    fixed height that scrolls; missing values read ``placeholder`` instead of "None"; no index
+    column. Columns size to their content unless ``column_config`` sets a width: give long
+    text columns a width and short labels so that the table fits beside the sidebar instead of
+    clipping its last columns. ``data`` may be a DataFrame or a pandas ``Styler`` (cell
+    colours).
+    """
+    rows = len(data.data if type(data).__name__ == "Styler" else data)
+    height: str | int = "content" if rows <= max_rows else _ROW_PX * (max_rows + 1) + 3
+    return st.dataframe(
+        data,
+        hide_index=True,
+        width=width,
+        height=height,
+        column_config=column_config,
+        column_order=column_order,
+        key=key,
+        placeholder=placeholder,
+    )
+
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 

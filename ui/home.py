@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
+from promptver.alerts import condition_text
 from promptver.alerts import trend_params as alert_trend_params
 from promptver.models import (
-    Alert,
+    AlertGroup,
     Deployment,
     ExperimentProgress,
     LiveCell,
@@ -29,7 +30,7 @@ from promptver.models import (
     WorkspaceCounts,
 )
 from promptver.overview import trend_params as experiment_trend_params
-from promptver.trends import metric_label, value_text
+from promptver.trends import metric_label
 from ui.common import md
 
 #: rows of the "what is live where" grid before it sends the reader to the Deployments screen
@@ -322,29 +323,58 @@ def ended_line(p: ExperimentProgress) -> None:
     )
 
 
-def alert_line(a: Alert) -> None:
-    c1, c2, c3 = st.columns([5, 1, 1], vertical_alignment="center")
+def alert_group_line(g: AlertGroup) -> None:
+    """One rule on one template: how many windows are open, the latest one's value against
+    the threshold, and links to the alert, its trend and its deployment."""
+    a = g.latest
+    c1, c2, c3, c4 = st.columns([6, 1, 1, 1], vertical_alignment="center")
     env = f" in {md(a.environment)}" if a.environment else ""
+    n = len(g.open_ids)
+    since = (
+        f" · {n} open windows since {g.first_window:%Y-%m-%d}"
+        if n > 1
+        else f" · {md(a.window)} window from {a.window_start:%Y-%m-%d %H:%M} UTC"
+    )
     c1.markdown(
         f":red[:material/notifications_active:] **{md(a.template)}**{env} · "
-        f"{md(metric_label(a.metric))} {md(value_text(a.metric, a.value))} "
-        f"({md(a.comparator)} {md(value_text(a.metric, a.threshold))}) · {md(a.window)} window "
-        f"from {a.window_start:%Y-%m-%d %H:%M} UTC"
+        f"{md(metric_label(a.metric))} "
+        f"{md(condition_text(a.metric, a.value, a.comparator, a.threshold))}"
+        + (f" (latest: {a.window_start:%Y-%m-%d})" if n > 1 else "")
+        + since
+        + (" · :gray[backfill: before the rule existed]" if a.backfill else "")
     )
     c2.page_link(
         "pages/alerts.py",
-        label="Alert",
+        label="Alerts" if n > 1 else "Alert",
         icon=":material/notifications:",
         query_params={"alert": str(a.id)},
-        help=f"Alert #{a.id} on the Alerts screen (acknowledge it there)",
+        help=f"{a.rule_name or 'The rule'} on {a.template} on the Alerts screen (acknowledge "
+        "there)",
     )
     c3.page_link(
         "pages/trends.py",
         label="Trend",
         icon=":material/show_chart:",
         query_params=alert_trend_params(a),
-        help="The metric over time around this window",
+        help="The metric over time around the latest window",
     )
+    if g.environment is not None and g.live_now is not None:
+        still = g.deployed is not None and g.live_now.deployment_id == g.deployed.deployment_id
+        c4.page_link(
+            "pages/deployments.py",
+            label="Roll back…" if still else "Deployed",
+            icon=":material/undo:" if still else ":material/rocket_launch:",
+            query_params={"template": g.template, "env": g.environment},
+            help=(
+                f"{g.live_now.version or g.live_now.commit[:10]} is live in {g.environment}"
+                + (
+                    ""
+                    if still
+                    else f" since its {g.live_now.action} on {g.live_now.at:%Y-%m-%d}"
+                    + (f" by {g.live_now.author}" if g.live_now.author else "")
+                )
+            ),
+        )
 
 
 def commit_line(c: RecentCommit) -> None:

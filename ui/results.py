@@ -26,12 +26,33 @@ from promptver.charts import (  # noqa: F401 - re-exported: the view's chart bui
     forest_chart,
     forest_frame,
     forest_height,
+    means_chart,
+    means_frame,
 )
 from promptver.models import Experiment, ExperimentResults
 from promptver.reports.document import p_cell as fmt_p
 from promptver.reports.document import pct
 from promptver.workspace import Workspace
 from ui.common import domain_errors, md
+from ui.experiments import table
+
+#: what a difference of each built-in metric's mean per event is measured in (axis labels)
+UNITS = {
+    "latency_ms": "ms",
+    "cost_usd": "USD",
+    "tokens_in": "tokens",
+    "tokens_out": "tokens",
+    "quality_score": "score 0–1",
+    "success": "share of events, 0.01 = 1 point",
+    "error": "share of events, 0.01 = 1 point",
+}
+#: the sample-size bar: reached, or still growing (not an alarm: a running test is on track)
+SAMPLE_COLORS = {"reached": "#2e7d32", "not yet": "#1565c0"}
+
+
+def unit(metric: str) -> str:
+    """The unit of ``metric``'s values (custom metrics: their own)."""
+    return UNITS.get(metric, "the metric's own units")
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -150,10 +171,7 @@ def _banners(r: ExperimentResults) -> None:
             f"{r.minimum_sample_size:,} users needed before a winner may be named.",
             icon=":material/hourglass_top:",
         )
-        st.progress(
-            min(1.0, smallest / max(1, r.minimum_sample_size)),
-            text=f"{smallest:,} / {r.minimum_sample_size:,} users",
-        )
+        _sample_chart(r)
     for m in r.messages:
         if m.startswith("sample ratio mismatch"):
             continue
@@ -191,21 +209,53 @@ def _summary(r: ExperimentResults) -> None:
 
 def _variants(r: ExperimentResults) -> None:
     st.markdown(f"**Variants** · {md(r.metric)} (mean per event, {1 - r.alpha:.0%} intervals)")
+    with_metric = f"users with {r.metric}"
     rows = [
         {
             "variant": v.name,
             "weight": pct(v.weight, signed=False),
             "users": v.users,
+            with_metric: v.metric_users,
             "events": v.events,
             "mean": fmt(v.mean),
             "std": fmt(v.std),
             "CI (analytic)": interval(v.ci_low, v.ci_high),
             "CI (bootstrap)": interval(v.bootstrap_ci_low, v.bootstrap_ci_high),
-            "note": v.message or "",
+            "note": v.message or None,
         }
         for v in r.variants
     ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    table(
+        pd.DataFrame(rows),
+        {
+            "weight": st.column_config.TextColumn("share", help="The configured split"),
+            "users": st.column_config.NumberColumn(
+                "users", format="localized", help="Users with any event in the window"
+            ),
+            with_metric: st.column_config.NumberColumn(
+                with_metric,
+                format="localized",
+                help=f"Users with at least one {r.metric} value: the n of the test",
+            ),
+            "events": st.column_config.NumberColumn("events", format="localized"),
+        },
+    )
+    st.caption(
+        f"**users**: users with any event in the window; the split check (SRM) and the "
+        f"minimum sample count these. **{md(with_metric)}**: users with a {md(r.metric)} "
+        "value, the n of the test, its intervals and the power calculator; fewer when some "
+        "users' events do not carry this metric."
+    )
+    means = means_frame(r.for_metric(r.metric))
+    if means.empty:
+        return
+    rows_px = 60 * max(1, means["variant"].nunique())
+    st.altair_chart(
+        means_chart(means, f"{r.metric}: mean per event ({unit(r.metric)})").properties(
+            height=rows_px + 130  # Streamlit fits the legend and the axis into the height
+        ),
+        width="stretch",
+    )
 
 
 def _comparisons(r: ExperimentResults) -> None:
@@ -228,7 +278,7 @@ def _comparisons(r: ExperimentResults) -> None:
             "Hedges' g": fmt(c.effect_size, 3),
             "df": fmt(c.df, 4),
             "verdict": c.verdict,
-            "note": c.message or "",
+            "note": c.message or None,
         }
         for c in r.comparisons
     ]
@@ -237,7 +287,33 @@ def _comparisons(r: ExperimentResults) -> None:
         f"**Comparisons against {md(r.comparisons[0].control)}** · {test}, "
         f"{r.comparisons[0].confidence:.0%} intervals"
     )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    # the figures a reader decides on fit the page; the test details follow in a second,
+    # narrow table instead of running off the right edge of one wide one
+    main = [
+        "treatment",
+        "difference",
+        *(c for c in rows[0] if c.startswith("CI (")),
+        "lift",
+        "lift CI",
+        "p",
+        "p (Holm)",
+        "verdict",
+    ]
+    widths = {"treatment": 110, "difference": 75, "lift": 60, "lift CI": 115, "verdict": 85}
+    config: dict = {c: st.column_config.Column(width=widths.get(c, 125)) for c in main}
+    config["p"] = config["p (Holm)"] = st.column_config.Column(width=68)
+    frame = pd.DataFrame(rows)
+    table(frame[main], config)
+    table(
+        frame[["treatment", "significant", "Hedges' g", "df", "note"]],
+        {
+            "significant": st.column_config.CheckboxColumn(
+                "significant", help="Holm-adjusted p below alpha"
+            ),
+            "Hedges' g": st.column_config.Column(help="Effect size: the difference in pooled SDs"),
+            "df": st.column_config.Column(help="Welch–Satterthwaite degrees of freedom"),
+        },
+    )
 
 
 def _quantile(r: ExperimentResults) -> None:
@@ -264,7 +340,7 @@ def _quantile(r: ExperimentResults) -> None:
                 "CI (bootstrap)": interval(c.bootstrap_ci_low, c.bootstrap_ci_high),
             }
         )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    table(pd.DataFrame(rows))
     if q.message:
         st.caption(md(q.message))
 
@@ -288,7 +364,7 @@ def _uncapped(r: ExperimentResults) -> None:
                 "CI (uncapped)": interval(raw_c.ci_low, raw_c.ci_high),
             }
         )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    table(pd.DataFrame(rows))
 
 
 def _guardrails(r: ExperimentResults) -> None:
@@ -305,7 +381,7 @@ def _guardrails(r: ExperimentResults) -> None:
         }
         for g in r.guardrails
     ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    table(pd.DataFrame(rows))
 
 
 # ---- forest plots (the builders live in promptver.charts, shared with the reports) --------
@@ -315,11 +391,16 @@ def _forest(r: ExperimentResults) -> None:
     frame = forest_frame(r.for_metric(r.metric), "abs")
     if frame.empty:
         return
+    analytic = "always-valid confidence sequence" if r.method == "sequential" else "Welch"
+    st.markdown(
+        f"**Difference** · {md(r.metric)}, each treatment − the control "
+        f"({1 - r.alpha:.0%} intervals; left of the dashed zero line: lower than the control)"
+    )
     st.altair_chart(
         forest_chart(
             frame,
-            f"{r.metric}: treatment − control (analytic = "
-            + ("always-valid confidence sequence)" if r.method == "sequential" else "Welch)"),
+            f"difference in mean {r.metric} per event, treatment − control "
+            f"({unit(r.metric)}; analytic = {analytic})",
         ),
         width="stretch",
     )
@@ -383,22 +464,83 @@ def _power_calculator(r: ExperimentResults, key: str) -> None:
                         f"{p.days_to_target:,.1f}" if p.days_to_target is not None else "—"
                     ),
                     "alpha used": f"{p.alpha:.3g}",
-                    "note": p.message or "",
+                    "note": p.message or None,
                 }
             )
         if rows:
-            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-        smallest = min((v.users for v in r.variants), default=0)
-        st.progress(
-            min(1.0, smallest / max(1, r.minimum_sample_size)),
-            text=f"Minimum sample: {smallest:,} of {r.minimum_sample_size:,} users in "
-            "the smallest variant",
-        )
+            table(pd.DataFrame(rows))
+        st.markdown(_sample_sentence(r))
+        if r.sample_size_ok:
+            _sample_chart(r)
         st.caption(
+            f"Users now: users with a {md(r.metric)} value (the n of the test), so they can be "
+            "fewer than the users in the Variants table, which counts any event. "
             "MDE: the smallest true difference this sample detects with the chosen power "
             "(two-sided at alpha divided by the number of comparisons; guardrails "
             "one-sided). Users needed follow the configured split."
         )
+
+
+def _sample_sentence(r: ExperimentResults) -> str:
+    smallest = min((v.users for v in r.variants), default=0)
+    if r.sample_size_ok:
+        return (
+            f":green[:material/check_circle:] **Minimum sample reached**: {smallest:,} users "
+            f"in the smallest variant ({r.minimum_sample_size:,} needed)"
+        )
+    share = smallest / max(1, r.minimum_sample_size)
+    return (
+        f"**Minimum sample**: {smallest:,} of the {r.minimum_sample_size:,} users needed in the "
+        f"smallest variant ({share:.0%})"
+    )
+
+
+def _sample_chart(r: ExperimentResults) -> None:
+    """Users per variant against the minimum sample (a dashed line): green once reached, blue
+    while still growing; never red, since a running experiment short of its sample is on
+    track rather than in trouble."""
+    import altair as alt
+
+    need = r.minimum_sample_size
+    frame = pd.DataFrame(
+        [
+            {
+                "variant": v.name,
+                "users": v.users,
+                "state": "reached" if v.users >= need else "not yet",
+                "minimum": need,
+            }
+            for v in r.variants
+        ]
+    )
+    if frame.empty:
+        return
+    y = alt.Y("variant:N", sort=None, title=None, axis=alt.Axis(labelLimit=200))
+    bars = (
+        alt.Chart(frame)
+        .mark_bar(height=14, cornerRadius=2)
+        .encode(
+            x=alt.X(
+                "users:Q",
+                title=f"users per variant (minimum {need:,})",
+                scale=alt.Scale(domainMax=max(need, int(frame["users"].max())) * 1.05),
+            ),
+            y=y,
+            color=alt.Color(
+                "state:N",
+                title="minimum sample",
+                scale=alt.Scale(domain=list(SAMPLE_COLORS), range=list(SAMPLE_COLORS.values())),
+                legend=alt.Legend(orient="top"),
+            ),
+            tooltip=["variant", alt.Tooltip("users:Q", format=","), "state"],
+        )
+    )
+    line = (
+        alt.Chart(pd.DataFrame({"minimum": [need]}))
+        .mark_rule(strokeDash=[4, 4], color="#424242")
+        .encode(x="minimum:Q")
+    )
+    st.altair_chart(alt.layer(bars, line).properties(height=30 * len(frame) + 70), width="stretch")
 
 
 def _method(r: ExperimentResults) -> None:

@@ -1,8 +1,9 @@
-"""The ASGI application: routes, problem-details errors, the body limit, the OpenAPI document."""
+"""The ASGI application: routes, problem-details errors, I-JSON bodies, the OpenAPI document."""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,10 +14,10 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from promptver import __version__
 from promptver.api import problems
+from promptver.api.guard import Gate, HostRule, Policy
 from promptver.api.routes import add_routes, single_query_values
 from promptver.errors import PromptverError
 from promptver.workspace import Workspace
@@ -32,12 +33,16 @@ See docs/http-api.md.
 """
 
 
-def create_app(ws: Workspace, *, close_on_shutdown: bool = False) -> FastAPI:
+def create_app(
+    ws: Workspace, *, close_on_shutdown: bool = False, host: str | None = None
+) -> FastAPI:
     """The HTTP API over ``ws`` (one workspace shared by every request thread).
 
     Args:
         ws: an open workspace (``Workspace.open``).
         close_on_shutdown: close ``ws`` when the server stops (flushing tracked events).
+        host: the address the server listens on: a ``Host`` header naming it is accepted,
+            besides 127.0.0.1, localhost, ::1 and ``server.allowed_hosts``.
     """
 
     @asynccontextmanager
@@ -59,72 +64,217 @@ def create_app(ws: Workspace, *, close_on_shutdown: bool = False) -> FastAPI:
         lifespan=lifespan,
     )
     app.router.route_class = IJsonRoute
-    add_routes(app, ws, PREFIX)
+    # no redirect of '/prompts/' to '/prompts': Starlette builds its Location from the Host
+    # header, which a client chooses
+    app.router.redirect_slashes = False
+    writes = add_routes(app, ws, PREFIX)
     app.add_exception_handler(PromptverError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.request_error)
     app.add_exception_handler(StarletteHTTPException, problems.http_error)
+    server = ws.settings.server
+    body = Policy(False, server.max_body_kb * 1024, "server.max_body_kb")
+    events = Policy(True, server.max_events_mb * 1024 * 1024, "server.max_events_mb")
+    policies = [
+        (
+            route,
+            events if kind == "events" else Policy(kind == "write", body.max_body, body.setting),
+        )
+        for route, kind in writes
+    ]
     app.add_middleware(problems.CatchBugs)
-    app.add_middleware(BodyLimit, max_bytes=ws.settings.uploads.max_upload_mb * 1024 * 1024)
+    # added last, so it runs first: nothing of a refused request reaches the app
+    app.add_middleware(
+        Gate,
+        routes=policies,
+        all_routes=app.routes,
+        token_hashes=server.token_hashes,
+        hosts=HostRule(host, server.allowed_hosts),
+        default=body,
+    )
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.state.workspace = ws
     return app
 
 
-class LoneSurrogate(json.JSONDecodeError):
-    """FastAPI reports a ``JSONDecodeError`` as an invalid body (422); ``field`` says where."""
+class NotIJson(json.JSONDecodeError):
+    """A body FastAPI reports as invalid JSON (422), with each problem by field."""
 
-    def __init__(self, field: str, msg: str, doc: str, pos: int) -> None:
-        super().__init__(msg, doc, pos)
-        self.field = field
+    def __init__(self, found: list[dict[str, str]], doc: str) -> None:
+        first = found[0]
+        super().__init__(first["message"], doc, 0)
+        #: ``[{"field", "message", "code"}]``, at most :data:`MAX_PROBLEMS`
+        self.problems = found
+        self.field = first["field"]
+
+
+#: bodies larger than this are parsed in a worker thread, not on the event loop
+OFF_LOOP_BYTES = 32 * 1024
+MAX_PROBLEMS = 20
 
 
 class IJsonRequest(Request):
-    """A request whose JSON body must be I-JSON (RFC 7493): no lone surrogate escapes.
+    """A request whose JSON body must be I-JSON (RFC 7493), parsed off the event loop when
+    large.
 
-    JSON lets a string hold ``"\\ud800"`` alone; Python then holds a string that cannot be
-    encoded as UTF-8, which would fail deep inside (a commit hash, the rendered answer). Such a
-    body is refused here as invalid JSON, naming where the string is.
+    Refused, each naming where it is: bytes that are not UTF-8 (a UTF-16 body, which Python's
+    ``json`` would guess and accept), an object with the same key twice (``{"env": "production",
+    "env": "staging"}`` must not deploy to either), ``NaN``/``Infinity`` and numbers too large
+    for a double, and lone surrogate escapes (``"\\ud800"``, which Python holds as a string that
+    cannot be encoded as UTF-8 and would fail deep inside).
     """
 
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
-            data = json.loads(body)
-            where = _lone_surrogate(data, "")
-            if where is not None:
-                raise LoneSurrogate(
-                    where,
-                    f"{where or 'the body'} holds a lone surrogate escape (\\ud800-\\udfff), "
-                    "which is not valid Unicode text",
-                    body.decode("utf-8", "replace"),
-                    0,
-                )
-            self._json = data
+            if len(body) > OFF_LOOP_BYTES:
+                from starlette.concurrency import run_in_threadpool
+
+                self._json = await run_in_threadpool(parse_json, body)
+            else:
+                self._json = parse_json(body)
         return self._json
 
 
-def _lone_surrogate(value: Any, path: str) -> str | None:
-    """Where (``events[0].user_id``) the first string holding a lone surrogate is, if any."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = _lone_surrogate(key, path) if isinstance(key, str) else None
-            if where is not None:
-                return where
-            where = _lone_surrogate(item, f"{path}.{key}" if path else str(key))
-            if where is not None:
-                return where
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            where = _lone_surrogate(item, f"{path}[{i}]")
-            if where is not None:
-                return where
-    return None
+class _Object(dict[str, Any]):
+    """A JSON object in which some key appeared more than once."""
+
+    repeated: list[str]
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for key, _ in pairs:
+        if key in seen and key not in repeated:
+            repeated.append(key)
+        seen.add(key)
+    marked = _Object(obj)
+    marked.repeated = repeated
+    return marked
+
+
+def parse_json(body: bytes) -> Any:
+    """``body`` as I-JSON (see :class:`IJsonRequest`).
+
+    Raises:
+        json.JSONDecodeError: not JSON at all, or :class:`NotIJson` naming each problem.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        what = "it looks like UTF-16 or UTF-32" if b"\x00" in body[:4] else "send UTF-8"
+        raise NotIJson(
+            [
+                {
+                    "field": "",
+                    "message": f"the body is not UTF-8 text (byte 0x{body[exc.start]:02x} at "
+                    f"offset {exc.start}); JSON must be sent as UTF-8 ({what})",
+                    "code": "not_utf8",
+                }
+            ],
+            "",
+        ) from None
+    if "\x00" in text[:4]:
+        raise NotIJson(
+            [
+                {
+                    "field": "",
+                    "message": "the body holds NUL bytes: JSON must be sent as UTF-8 (it looks "
+                    "like UTF-16 or UTF-32)",
+                    "code": "not_utf8",
+                }
+            ],
+            "",
+        )
+    try:
+        data = json.loads(text, object_pairs_hook=_pairs)
+    except RecursionError:
+        raise NotIJson(
+            [
+                {
+                    "field": "",
+                    "message": "the body nests arrays or objects too deeply to be read",
+                    "code": "too_deep",
+                }
+            ],
+            "",
+        ) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise NotIJson(
+            [{"field": "", "message": f"the body cannot be read: {exc}", "code": "json_invalid"}],
+            "",
+        ) from None
+    found = _problems(data)
+    if found:
+        raise NotIJson(found, text[:200])
+    return data
+
+
+def _problems(data: Any) -> list[dict[str, str]]:
+    """Repeated keys, non-finite numbers and lone surrogates in ``data``, by field (``events[0]
+    .user_id``; ``""`` is the body itself), in document order, at most :data:`MAX_PROBLEMS`."""
+    found: list[dict[str, str]] = []
+    # an explicit stack: a deep document must not exhaust Python's recursion here
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack and len(found) < MAX_PROBLEMS:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            if not _encodable(value):
+                found.append(_surrogate(path))
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                what = (
+                    "NaN" if math.isnan(value) else "Infinity (or a number too large for a double)"
+                )
+                found.append(
+                    {
+                        "field": path,
+                        "message": f"{what} is not a JSON number",
+                        "code": "non_finite_number",
+                    }
+                )
+        elif isinstance(value, dict):
+            if isinstance(value, _Object):
+                for key in value.repeated:
+                    found.append(
+                        {
+                            "field": f"{path}.{key}" if path else key,
+                            "message": f"the key '{key}' is given more than once in one object; "
+                            "give it once",
+                            "code": "duplicate_key",
+                        }
+                    )
+            items = list(value.items())
+            for key, item in reversed(items):
+                if not _encodable(key):
+                    stack.append(("\ud800", path))  # reported as this object's problem
+                    continue
+                stack.append((item, f"{path}.{key}" if path else key))
+        elif isinstance(value, list):
+            for i in range(len(value) - 1, -1, -1):
+                stack.append((value[i], f"{path}[{i}]"))
+    return found[:MAX_PROBLEMS]
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _surrogate(path: str) -> dict[str, str]:
+    return {
+        "field": path,
+        "message": "a lone surrogate escape (\\ud800-\\udfff) is not valid Unicode text",
+        "code": "lone_surrogate",
+    }
 
 
 class IJsonRoute(APIRoute):
@@ -168,73 +318,3 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     content[problems.MEDIA_TYPE] = content.pop("application/json")
     app.openapi_schema = doc
     return doc
-
-
-class BodyLimit:
-    """Refuse request bodies over ``uploads.max_upload_mb`` with a 413 problem.
-
-    A declared ``Content-Length`` is checked before anything is read; a chunked body is counted
-    as it arrives and refused once it passes the limit.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = None
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = None
-                break
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(scope, receive, send)
-            return
-        if declared is not None:
-            await self.app(scope, receive, send)
-            return
-        # no length: read the body here (bounded), then replay it to the app
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        mb = self.max_bytes // (1024 * 1024)
-        response = problems.problem_response(
-            413,
-            "payload-too-large",
-            "Payload Too Large",
-            f"the request body is larger than {mb} MB (uploads.max_upload_mb); send smaller "
-            "batches",
-            Request(scope).url.path,
-            headers={"Connection": "close"},
-        )
-        await response(scope, receive, send)

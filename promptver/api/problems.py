@@ -28,6 +28,7 @@ from promptver.errors import (
     PromptverError,
     RenderError,
     ValidationError,
+    WriteRace,
 )
 
 log = logging.getLogger("promptver.api")
@@ -106,7 +107,8 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         if exc.error:
             challenge += f', error="{exc.error}"'
         headers["WWW-Authenticate"] = challenge
-    elif isinstance(exc, DatabaseBusy):
+    elif isinstance(exc, (DatabaseBusy, WriteRace)):
+        # contention, not a wrong request: the same request may well succeed in a moment
         headers["Retry-After"] = "1"
     problems = None
     if isinstance(exc, ValidationError):
@@ -140,10 +142,22 @@ async def request_error(request: Request, exc: Exception) -> JSONResponse:
     for err in exc.errors():
         where, field = _field(tuple(err.get("loc", ())))
         message = str(err.get("msg", "invalid value"))
+        found = getattr(exc.__cause__, "problems", None)  # app.NotIJson: each by field
+        if err.get("type") == "json_invalid" and found:
+            for p in found:
+                problems.append(
+                    {
+                        "message": p["message"],
+                        "field": p["field"] or None,
+                        "in": "body",
+                        "code": p["code"],
+                        "severity": "error",
+                    }
+                )
+            continue
         if err.get("type") == "json_invalid":
             ctx = err.get("ctx") or {}
             message = f"the body is not valid JSON ({ctx.get('error', 'syntax error')})"
-            field = getattr(exc.__cause__, "field", "")  # set by app.LoneSurrogate
         elif err.get("type") == "missing" and where == "body" and not field:
             message = "a JSON body is required (Content-Type: application/json)"
         problems.append(
@@ -196,7 +210,10 @@ async def http_error(request: Request, exc: Exception) -> JSONResponse:
             match, _ = route.matches(request.scope)
             if match != Match.NONE:
                 allowed |= set(getattr(route, "methods", None) or ())
-        allowed.discard("HEAD")
+        if "GET" in allowed:
+            allowed.add("HEAD")  # answered by guard.Gate, like OPTIONS
+        if allowed:
+            allowed.add("OPTIONS")
         detail = f"{request.method} is not allowed on {request.url.path}"
         if allowed:
             headers["Allow"] = ", ".join(sorted(allowed))

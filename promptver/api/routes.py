@@ -10,9 +10,9 @@ CLI prints.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
+import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,10 +21,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
+from starlette.routing import BaseRoute
 
 from promptver import __version__
 from promptver.api import schemas as s
 from promptver.api.events import import_events
+from promptver.api.guard import AUTHENTICATED
 from promptver.api.problems import Unauthorized
 from promptver.errors import Problem, PromptverError, ValidationError
 from promptver.experiments import STATUSES
@@ -35,6 +37,9 @@ from promptver.templates import render_template
 from promptver.workspace import Workspace
 
 DEFAULT_AUTHOR = "api"
+#: seconds a /health database probe is reused as is, and answered while it is replaced
+PROBE_TTL = 1.0
+PROBE_STALE = 3.0
 
 _bearer = HTTPBearer(
     auto_error=False,
@@ -78,26 +83,26 @@ class Endpoints:
     def __init__(self, ws: Workspace) -> None:
         self.ws = ws
         self.token_hashes = [h.encode("ascii") for h in ws.settings.server.token_hashes]
+        #: the last database probe of /health: (monotonic time, result)
+        self._probed: tuple[float, tuple[bool, int | None, str | None]] | None = None
+        self._probing = threading.Lock()
 
     # -- auth ---------------------------------------------------------------------------
     def authorize(
-        self, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+        self,
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> None:
-        """Write endpoints: a bearer token whose SHA-256 is configured (when any is)."""
-        if not self.token_hashes:
-            return
-        if credentials is None:
+        """Write endpoints: a bearer token whose SHA-256 is configured (when any is).
+
+        The token is checked by :class:`promptver.api.guard.Gate` before the body is read; this
+        dependency documents the scheme and refuses what the gate did not accept.
+        """
+        if self.token_hashes and not request.scope.get(AUTHENTICATED, False):
             raise Unauthorized(
                 "this endpoint needs a bearer token: send the header 'Authorization: Bearer "
                 "TOKEN' with a token whose SHA-256 is in server.token_hashes"
             )
-        digest = hashlib.sha256(credentials.credentials.encode("utf-8", "surrogatepass"))
-        given = digest.hexdigest().encode("ascii")
-        accepted = False
-        for h in self.token_hashes:  # every hash is compared: the time taken tells nothing
-            accepted |= hmac.compare_digest(given, h)
-        if not accepted:
-            raise Unauthorized("the bearer token is not accepted", error="invalid_token")
 
     # -- templates ----------------------------------------------------------------------
     def list_prompts(
@@ -227,17 +232,19 @@ class Endpoints:
 
     def list_experiments(
         self,
+        request: Request,
         status: Annotated[str | None, Query(description=" | ".join(STATUSES))] = None,
         template: str | None = None,
     ) -> list[Experiment]:
         """Experiments, running first."""
         if status is not None and status not in STATUSES:
             raise _invalid("status", f"unknown status '{status}': use {', '.join(STATUSES)}")
-        return self.ws.experiments.list(status=status, template=template)
+        found = self.ws.experiments.list(status=status, template=template)
+        return [_shown(request, exp) for exp in found]
 
-    def get_experiment(self, experiment: str) -> Experiment:
+    def get_experiment(self, request: Request, experiment: str) -> Experiment:
         """An experiment by id or name."""
-        return self.ws.experiments.get(experiment)
+        return _shown(request, self.ws.experiments.get(experiment))
 
     def start_experiment(
         self, experiment: str, body: s.ExperimentStart | None = None
@@ -269,8 +276,9 @@ class Endpoints:
         return s.EventsResult(**result.contract())
 
     # -- health -------------------------------------------------------------------------
-    def health(self, response: Response) -> s.Health:
+    def health(self, request: Request, response: Response) -> s.Health:
         """Version and database status (503 when the database cannot be used)."""
+        shown = request.scope.get(AUTHENTICATED, False)
         path = self.ws.path
         on_disk = isinstance(path, Path)
         db = s.DatabaseHealth(path=str(path), exists=not on_disk or path.exists(), ok=False)
@@ -279,27 +287,78 @@ class Endpoints:
             db.detail = f"the database file {path} does not exist (was it moved or deleted?)"
         else:
             if on_disk:
-                db.size_bytes = path.stat().st_size
-            # a short wait of its own: a probe must answer quickly even when the file is busy
-            probe = (
-                Database(path, busy_timeout=min(1.0, self.ws.db.busy_timeout))
-                if on_disk
-                else self.ws.db
-            )
-            try:
-                with probe.read() as con:
-                    db.migrations = len(applied(con))
-                db.ok = True
-            except PromptverError as exc:
-                db.detail = exc.message
+                try:
+                    db.size_bytes = path.stat().st_size
+                except OSError:  # removed just now: the probe says what is wrong
+                    pass
+            db.ok, db.migrations, db.detail = self._probe()
         if not db.ok:
             response.status_code = 503
+        if not shown:
+            # where the file lives, and messages that name it, are for the operator
+            db.path = None
+            db.size_bytes = None
+            if db.detail is not None:
+                db.detail = (
+                    "the database cannot be used (send an accepted token to see why; the "
+                    "server's operator can run 'promptver fsck')"
+                )
         return s.Health(
             status="ok" if db.ok else "unavailable",
             version=__version__,
             database=db,
             auth=bool(self.token_hashes),
         )
+
+    def _probe(self) -> tuple[bool, int | None, str | None]:
+        """(usable, migrations applied, why not) of the database, at most ``PROBE_TTL`` old.
+
+        Opening the file takes milliseconds, far more under load: a probe per request would let
+        any client make the server open the file as often as it likes, and make ``/health`` as
+        slow as that. A fresh result is reused; a stale one is answered while one background
+        probe replaces it; only a result older than ``PROBE_STALE`` is waited for.
+        """
+        now = time.monotonic()
+        cached = self._probed
+        if cached is not None and now - cached[0] < PROBE_TTL:
+            return cached[1]
+        if cached is not None and now - cached[0] < PROBE_STALE:
+            if self._probing.acquire(blocking=False):
+                threading.Thread(target=self._run_probe, args=(True,), daemon=True).start()
+            return cached[1]
+        with self._probing:
+            cached = self._probed  # another request may have probed while this one waited
+            if cached is not None and time.monotonic() - cached[0] < PROBE_TTL:
+                return cached[1]
+            return self._run_probe(False)
+
+    def _run_probe(self, release: bool) -> tuple[bool, int | None, str | None]:
+        try:
+            path = self.ws.path
+            # a short wait of its own: a probe must answer quickly even when the file is busy
+            probe = (
+                Database(path, busy_timeout=min(1.0, self.ws.db.busy_timeout))
+                if isinstance(path, Path)
+                else self.ws.db
+            )
+            try:
+                with probe.read() as con:
+                    result: tuple[bool, int | None, str | None] = (True, len(applied(con)), None)
+            except PromptverError as exc:
+                result = (False, None, exc.message)
+            self._probed = (time.monotonic(), result)
+            return result
+        finally:
+            if release:
+                self._probing.release()
+
+
+def _shown(request: Request, exp: Experiment) -> Experiment:
+    """``exp`` without its routing salt for a reader without an accepted token (when tokens
+    are configured): with it, anyone could compute which variant each user gets."""
+    if request.scope.get(AUTHENTICATED, False):
+        return exp
+    return exp.model_copy(update={"salt": None})
 
 
 def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
@@ -309,7 +368,8 @@ def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: "a bearer token is needed or was not accepted",
         404: "unknown template, ref, environment or experiment",
         409: "a conflict (the data changed meanwhile, a wrong state) or the database is busy",
-        413: "the body is larger than uploads.max_upload_mb",
+        413: "the body is larger than the endpoint accepts (server.max_body_kb, "
+        "server.max_events_mb)",
         422: "the input was refused; `problems` names each field",
         503: "the database file cannot be opened",
     }
@@ -350,14 +410,23 @@ register_url_convertor("template_ref", _TemplateRef())
 register_url_convertor("experiment_ref", _ExperimentRef())
 
 
-def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
+def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> list[tuple[BaseRoute, str]]:
     """Add every endpoint, bound to ``ws``, under ``prefix`` (on the app itself rather than
-    through an included router, so that ``app.routes`` lists them: the 405 handler reads it)."""
+    through an included router, so that ``app.routes`` lists them: the 405 handler reads it).
+
+    Returns each route with its kind: ``read``, ``write`` (needs the token) or ``events``
+    (needs the token, takes the larger body), for :class:`promptver.api.guard.Gate`."""
     e = Endpoints(ws)
     write = [Depends(e.authorize)]
+    added: list[tuple[BaseRoute, str]] = []
 
     def route(path: str, endpoint: Any, **kwargs: Any) -> None:
         app.add_api_route(prefix + path, endpoint, **kwargs)
+        if endpoint == e.events:
+            kind = "events"
+        else:
+            kind = "write" if kwargs.get("dependencies") is write else "read"
+        added.append((app.routes[-1], kind))
 
     common = (422, 409, 503)
     tags_t, tags_d, tags_e = ["templates"], ["deployments"], ["experiments"]
@@ -421,6 +490,7 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
     route(
         "/prompts/{ref:path}/experiments",
         e.create_experiment,
+        response_model=s.ExperimentOut,
         methods=["POST"],
         status_code=201,
         tags=tags_e,
@@ -448,6 +518,7 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
     route(
         "/experiments",
         e.list_experiments,
+        response_model=list[s.ExperimentOut],
         methods=["GET"],
         tags=tags_e,
         summary="List experiments",
@@ -456,6 +527,7 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
     route(
         "/experiments/{experiment:path}/start",
         e.start_experiment,
+        response_model=s.ExperimentOut,
         methods=["POST"],
         tags=tags_e,
         summary="Start a draft experiment",
@@ -465,6 +537,7 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
     route(
         "/experiments/{experiment:path}/stop",
         e.stop_experiment,
+        response_model=s.ExperimentOut,
         methods=["POST"],
         tags=tags_e,
         summary="Stop a running experiment",
@@ -482,6 +555,7 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
     route(
         "/experiments/{experiment:experiment_ref}",
         e.get_experiment,
+        response_model=s.ExperimentOut,
         methods=["GET"],
         tags=tags_e,
         summary="Get an experiment",
@@ -504,3 +578,4 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> None:
         summary="Version and database status",
         responses={503: {"model": s.Health, "description": "the database cannot be used"}},
     )
+    return added

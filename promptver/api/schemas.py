@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from promptver.models import Experiment
+
 #: a JSON value that can fill a placeholder or a metric cell
 Scalar = str | int | float | bool | None
 
@@ -196,6 +198,15 @@ class ExperimentStop(ApiModel):
     author: str | None = None
 
 
+class ExperimentOut(Experiment):
+    """An experiment as the API shows it."""
+
+    salt: str | None = Field(  # type: ignore[assignment]
+        description="the routing salt; null for readers without an accepted token when the "
+        "server has server.token_hashes set (it would let them predict every user's variant)"
+    )
+
+
 # ---- metric events ----------------------------------------------------------------------------
 
 
@@ -246,7 +257,10 @@ class EventsResult(ApiModel):
 
 
 class DatabaseHealth(ApiModel):
-    path: str
+    path: str | None = Field(
+        description="the database file; null for readers without an accepted token when the "
+        "server has server.token_hashes set"
+    )
     exists: bool
     ok: bool
     size_bytes: int | None = None

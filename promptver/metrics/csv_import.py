@@ -32,7 +32,9 @@ Designed so that a 2-million-row file never passes through Python row by row:
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
+import io
 import re
 import threading
 import time
@@ -46,7 +48,14 @@ import duckdb
 
 from promptver.config import Settings
 from promptver.errors import Conflict, ImportError_, Problem
-from promptver.models import CsvColumn, CsvPreview, ImportRecord, ImportResult
+from promptver.models import (
+    CsvColumn,
+    CsvPreview,
+    CsvWarning,
+    ImportProblem,
+    ImportRecord,
+    ImportResult,
+)
 from promptver.store import metrics as sql
 from promptver.store.db import Database
 from promptver.versioning import utcnow
@@ -547,7 +556,7 @@ def _checks(header: Header) -> list[sql.RowCheck]:
                 rc(
                     name,
                     f"{finite} AND {col} > {limit!r}",
-                    f"'must be at most {text} (got ' || printf('%g', {col}) || ')'",
+                    f"'must be at most {text} (got ' || printf('%.15g', {col}) || ')'",
                 )
             )
         elif name not in BUILTIN:
@@ -555,7 +564,7 @@ def _checks(header: Header) -> list[sql.RowCheck]:
                 rc(
                     name,
                     f"{finite} AND abs({col}) > {MAX_CUSTOM!r}",
-                    f"'must be {MAX_CUSTOM_TEXT} (got ' || printf('%g', {col}) || ')'",
+                    f"'must be {MAX_CUSTOM_TEXT} (got ' || printf('%.15g', {col}) || ')'",
                 )
             )
         if name == "quality_score":
@@ -838,6 +847,8 @@ def import_csv(
                             ],
                         )
                 skipped = sql.count_existing_event_ids(con, t["stage"]) if with_ids else 0
+                landing = sql.staged_events(t["stage"], t["keys"], set(header.names), skipped > 0)
+                warnings = _warnings(con, settings, header, landing, [], now)
                 template_ids = sql.staged_template_ids(con, t["keys"])
                 template_names = sql.template_names(con, template_ids)
                 import_id = "" if dry_run else uuid.uuid4().hex[:16]
@@ -886,6 +897,7 @@ def import_csv(
         templates=template_names,
         template_ids=template_ids,
         seconds=round(time.monotonic() - started, 3),
+        warnings=warnings,
     )
 
 
@@ -956,6 +968,7 @@ def _import_in_one_pass(
                     raise _FallbackError()
                 skipped = sql.drop_already_stored(con, import_id) if got.already_stored else 0
                 imported = written - skipped
+                warnings = _warnings(con, settings, header, *sql.landed_events(import_id), now)
                 names = sql.template_names(con, got.template_ids)
                 result = ImportResult(
                     import_id="" if dry_run else import_id,
@@ -971,6 +984,7 @@ def _import_in_one_pass(
                     templates=names,
                     template_ids=got.template_ids,
                     seconds=round(time.monotonic() - started, 3),
+                    warnings=warnings,
                 )
                 if dry_run:
                     raise _DryRunDoneError(result)
@@ -1038,8 +1052,12 @@ def _row_problems(
             (r - base, col, msg, "row")
             for r, col, msg in sql.bad_rows(con, t["stage"], checks, MAX_PROBLEMS)
         ]
-    for row, col, msg, n in sql.key_problems(con, t["keys"], MAX_PROBLEMS):
+    keys = sql.key_problems(con, t["keys"], MAX_PROBLEMS)
+    names = sql.all_template_names(con) if any(k[1] == "template" for k in keys) else []
+    for row, col, msg, n, template in keys:
         more = f" ({n:,} rows)" if n > 1 else ""
+        if col == "template":
+            msg += did_you_mean(template, names)
         found.append((row - base, col, msg + more, "reference"))
         total += 1
     if scanned.duplicate_event_ids:
@@ -1100,6 +1118,150 @@ def _unreadable(
     )
 
 
+# ---- warnings, hints and the problem list ---------------------------------------------------
+
+#: the window the Metrics screen and :meth:`MetricsService.figures` show unless told otherwise
+DEFAULT_WINDOW = timedelta(days=7)
+#: before-deployment warnings listed at most (one per template, version and environment)
+MAX_WARNINGS = 20
+
+
+def did_you_mean(value: str | None, names: list[str]) -> str:
+    """`` (did you mean 'NAME'?)`` for the known name closest to ``value``, or ``""``.
+
+    Case is ignored (``QA-Basic`` finds ``qa-basic``); difflib's default similarity cutoff
+    (0.6) keeps unrelated names out.
+    """
+    if not value or not names:
+        return ""
+    lowered = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(value.strip().lower(), list(lowered), n=1)
+    return f" (did you mean '{lowered[close[0]]}'?)" if close else ""
+
+
+def _events(n: int) -> str:
+    return f"{n:,} event{'' if n == 1 else 's'}"
+
+
+def _warnings(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    header: Header,
+    relation: str,
+    params: list,
+    now: datetime,
+) -> list[CsvWarning]:
+    """What an accepted file should be told about; ``relation`` holds the rows that land."""
+    out: list[CsvWarning] = []
+    for col in header.custom:
+        hint = did_you_mean(col, [*BUILTIN, *REQUIRED, *KEYS])
+        if hint:
+            out.append(
+                CsvWarning(
+                    code="custom_near_builtin",
+                    column=col,
+                    message=f"column '{col}' is imported as a custom metric{hint}",
+                )
+            )
+    tracking = settings.performance_tracking
+    days = DEFAULT_WINDOW.days
+    retention = tracking.metrics_retention_days
+    total, oldest, (old, expiring) = sql.older_than(
+        con, relation, params, [now - DEFAULT_WINDOW, now - timedelta(days=retention)]
+    )
+    if old:
+        lookback = tracking.alert_lookback_days
+        out.append(
+            CsvWarning(
+                code="outside_window",
+                rows=old,
+                message=(
+                    f"{old:,} of the {_events(total)} {'is' if old == 1 else 'are'} older than "
+                    f"{days} days (the oldest "
+                    f"from {oldest:%Y-%m-%d %H:%M} UTC): the Metrics screen shows the last "
+                    f"{days} days unless another window is chosen, and alert rules look back "
+                    f"{lookback} days after an import, so these events will not show there "
+                    "or fire alerts"
+                ),
+            )
+        )
+    if expiring:
+        out.append(
+            CsvWarning(
+                code="retention",
+                rows=expiring,
+                message=(
+                    f"{_events(expiring)} {'is' if expiring == 1 else 'are'} older than the "
+                    f"{retention}-day retention "
+                    "(performance_tracking.metrics_retention_days): 'promptver metrics purge' "
+                    "will delete them"
+                ),
+            )
+        )
+    for name, version, env, first_at, n, first in sql.before_deployment(
+        con, relation, params, MAX_WARNINGS
+    ):
+        there = f" to {env}" if env else ""
+        events, s_ = _events(n), "s" if n == 1 else ""
+        if first_at is None:
+            message = (
+                f"{name} {version} was never deployed{there}, yet {events} name{s_} it "
+                f"(the first at {first:%Y-%m-%d %H:%M} UTC)"
+            )
+        else:
+            message = (
+                f"{events} of {name} {version}{' in ' + env if env else ''} predate{s_} its first "
+                f"deployment{there} ({first_at:%Y-%m-%d %H:%M} UTC; the first event at "
+                f"{first:%Y-%m-%d %H:%M} UTC)"
+            )
+        out.append(CsvWarning(code="before_deployment", rows=n, message=message))
+    return out
+
+
+def problem_records(exc: ImportError_) -> list[ImportProblem]:
+    """The problems of a refused import as plain records (column = the column's name)."""
+    return [
+        ImportProblem(line=p.line, column=p.field or None, message=p.message, code=p.code)
+        for p in exc.problems
+    ] or [ImportProblem(message=exc.message)]
+
+
+def problems_csv(problems: list[ImportProblem]) -> bytes:
+    """The problem list as a CSV file (``line,column,problem,code``) for a spreadsheet.
+
+    UTF-8 with a byte order mark, like the reports; text that a spreadsheet would run as a
+    formula is neutralised (OWASP), since messages quote the file's own cells.
+    """
+    from promptver.reports.to_csv import neutralise
+
+    out = io.StringIO()
+    out.write("\ufeff")
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow(["line", "column", "problem", "code"])
+    for p in problems:
+        w.writerow(
+            [
+                "" if p.line is None else p.line,
+                neutralise(p.column or ""),
+                neutralise(p.message),
+                p.code or "",
+            ]
+        )
+    return out.getvalue().encode("utf-8")
+
+
+def file_sha256(path: Path) -> str | None:
+    """The SHA-256 of a file, or None when it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
 # ---- preview -------------------------------------------------------------------------------
 
 
@@ -1122,16 +1284,54 @@ def preview_csv(path: str | Path, *, file_name: str | None = None, rows: int = 1
             problems=[str(p) for p in exc.problems] or [exc.message],
         )
     out: list[list[str]] = []
+    lines: list[int] = []
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
     with path.open(newline="", encoding="utf-8-sig", errors="replace") as f:
         reader = csv.reader(f)
         next(reader, None)
-        for rec in reader:
+        while True:
+            start = reader.line_num + 1
+            rec = next(reader, None)
+            if rec is None:
+                break
             if not rec:
                 continue
             out.append([v[:200] for v in rec])
+            lines.append(start)
             if len(out) >= rows:
                 break
     return CsvPreview(
-        file_name=name, size_bytes=path.stat().st_size, columns=header.columns(), rows=out
+        file_name=name,
+        size_bytes=path.stat().st_size,
+        columns=header.columns(),
+        rows=out,
+        lines=lines,
     )
+
+
+def records_at(path: str | Path, lines: list[int]) -> dict[int, list[str]]:
+    """The records (cells as text, up to 200 characters each) that start on these lines.
+
+    For showing the rows a refusal names; a line inside a quoted multi-line cell, or past the
+    end, has no record. Reads the file only up to the last line asked for.
+    """
+    want = set(lines)
+    out: dict[int, list[str]] = {}
+    if not want:
+        return out
+    last = max(want)
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    with Path(path).open(newline="", encoding="utf-8-sig", errors="replace") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        while reader.line_num < last:
+            start = reader.line_num + 1
+            try:
+                rec = next(reader, None)
+            except csv.Error:  # a broken quote: the import names it; nothing more to show
+                break
+            if rec is None:
+                break
+            if start in want and rec:
+                out[start] = [v[:200] for v in rec]
+    return out

@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from promptver.config import Settings
-from promptver.errors import NotFound, PromptverError, ValidationError
+from promptver.errors import ImportError_, NotFound, PromptverError, ValidationError
 from promptver.limits import check_author, check_text
 from promptver.metrics import csv_import
 from promptver.metrics.tracking import TrackingBuffer
 from promptver.models import (
     BUILTIN_METRICS,
     CsvPreview,
+    ImportAttempt,
+    ImportProblem,
     ImportRecord,
     ImportResult,
     MetricEvent,
@@ -120,8 +122,13 @@ class MetricsService:
         file_name: str | None = None,
         dry_run: bool = False,
         progress: csv_import.Progress | None = None,
+        log_refusal: bool | None = None,
     ) -> ImportResult:
         """Import a metric-events CSV whole, or refuse it whole (see the contract).
+
+        The result's ``warnings`` say what an accepted file should know (events outside the
+        default window or before their version's first deployment, a custom column named like
+        a built-in one); they never stop the import.
 
         Args:
             path: the CSV file.
@@ -129,6 +136,9 @@ class MetricsService:
             file_name: the name to record, e.g. an upload's original name.
             dry_run: check everything and count what would land; write nothing.
             progress: ``fn(fraction, message)`` for progress displays.
+            log_refusal: record a refusal in the attempts log (:meth:`attempts`); default: for
+                real imports, not for dry runs. The dashboard's check of an upload is a dry run
+                that logs, since the upload is the reader's attempt.
 
         Raises:
             ImportError_: the file breaks a rule (``problems`` name line, column and reason).
@@ -137,16 +147,21 @@ class MetricsService:
         author = check_author(author)
         if file_name is not None:
             file_name = check_text(file_name, "file_name", 255, single_line=True)
-        with self._import_lock:
-            result = csv_import.import_csv(
-                self.db,
-                self.settings,
-                path,
-                author=author,
-                file_name=file_name,
-                dry_run=dry_run,
-                progress=progress,
-            )
+        try:
+            with self._import_lock:
+                result = csv_import.import_csv(
+                    self.db,
+                    self.settings,
+                    path,
+                    author=author,
+                    file_name=file_name,
+                    dry_run=dry_run,
+                    progress=progress,
+                )
+        except ImportError_ as exc:
+            if log_refusal if log_refusal is not None else not dry_run:
+                self._log_refusal(Path(path), file_name, author, exc)
+            raise
         if not dry_run:
             self._notify(
                 MetricsWritten(
@@ -160,6 +175,63 @@ class MetricsService:
                 )
             )
         return result
+
+    def _log_refusal(
+        self, path: Path, file_name: str | None, author: str, exc: ImportError_
+    ) -> None:
+        """Record a refused import in its own transaction, after the import rolled back.
+
+        Inside a caller's transaction the record would share that transaction's fate, so it is
+        not written there. A log that cannot be written (a busy file) is reported in the log
+        and never replaces the refusal itself.
+        """
+        if self.db.in_transaction() or not path.is_file():
+            return
+        problems = csv_import.problem_records(exc)
+        total = getattr(exc, "total_problems", len(exc.problems))
+        # the summary a history row shows; every listed problem is stored beside it
+        if not exc.problems:
+            reason = exc.message
+        elif total == 1:
+            reason = str(exc.problems[0])
+        else:
+            reason = f"{total:,} problems, the first: {exc.problems[0]}"
+        attempt = ImportAttempt(
+            id=0,
+            file_name=(file_name or path.name)[:255],
+            sha256=csv_import.file_sha256(path),
+            size_bytes=path.stat().st_size,
+            attempted_at=utcnow(),
+            attempted_by=author,
+            reason=reason[:1000],
+            total_problems=total,
+            problems=problems,
+        )
+        try:
+            with self.db.transaction() as con:
+                sql.insert_attempt(con, attempt)
+        except PromptverError as log_exc:
+            log.warning("promptver: the refused import could not be logged: %s", log_exc)
+
+    def attempts(self, limit: int = 100) -> list[ImportAttempt]:
+        """Refused imports (who, when, which file, why), newest first."""
+        with self.db.read() as con:
+            return sql.list_attempts(con, limit)
+
+    @staticmethod
+    def problem_records(exc: ImportError_) -> list[ImportProblem]:
+        """A refusal's problems as records (for tables and :meth:`problems_csv`)."""
+        return csv_import.problem_records(exc)
+
+    @staticmethod
+    def problems_csv(problems: Sequence[ImportProblem]) -> bytes:
+        """A refusal's problem list as a CSV download (``line,column,problem,code``)."""
+        return csv_import.problems_csv(list(problems))
+
+    @staticmethod
+    def records_at(path: str | Path, lines: Sequence[int]) -> dict[int, list[str]]:
+        """The CSV records starting on these physical lines (to show the rows a refusal names)."""
+        return csv_import.records_at(path, list(lines))
 
     def preview_csv(
         self, path: str | Path, *, file_name: str | None = None, rows: int = 10

@@ -204,7 +204,7 @@ _ALERT_COLS = (
     "a.id, a.rule_id, r.id IS NOT NULL, a.template_id, coalesce(t.name, a.template_id),"
     " a.window_start, a.window_end, a.value, a.events, a.fired_at, a.source, a.rule_name,"
     " a.metric, a.comparator, a.threshold, a.window_text, a.min_events, a.environment,"
-    " a.acknowledged_at, a.acknowledged_by"
+    " a.acknowledged_at, a.acknowledged_by, coalesce(a.window_end <= r.created_at, false)"
 )
 _ALERT_FROM = (
     " FROM alerts a LEFT JOIN alert_rules r ON r.id = a.rule_id"
@@ -235,6 +235,7 @@ def _alert(r: tuple[Any, ...]) -> Alert:
         status="open" if r[18] is None else "acknowledged",
         acknowledged_at=r[18],
         acknowledged_by=r[19],
+        backfill=r[20],
     )
 
 

@@ -16,6 +16,7 @@ the ~10 ms open cost per query.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import sys
@@ -32,8 +33,11 @@ from promptver.errors import (
     DatabaseBusy,
     DatabaseError,
     ValidationError,
+    WriteRace,
     surrogate_problem,
 )
+
+log = logging.getLogger("promptver.store")
 
 _LOCK_MARKERS = ("Could not set lock", "Conflicting lock")
 #: another thread of this process is closing the last connection to the file right now
@@ -326,9 +330,11 @@ class Database:
             except (duckdb.TransactionException, duckdb.ConstraintException) as exc:
                 st.tx_depth = 0
                 _rollback(con)
-                raise Conflict(
+                # DuckDB's own text (table, key and constraint names) is for the log only
+                log.info("write race: %s", str(exc).splitlines()[0])
+                raise WriteRace(
                     "another writer changed the same data at the same time; nothing was written, "
-                    f"try again ({str(exc).splitlines()[0]})"
+                    "try again"
                 ) from None
             except (UnicodeEncodeError, duckdb.InvalidInputException) as exc:
                 st.tx_depth = 0
@@ -350,9 +356,11 @@ class Database:
                 con.execute("COMMIT")
             except duckdb.TransactionException as exc:
                 _rollback(con)
-                raise Conflict(
+                # DuckDB's own text (table, key and constraint names) is for the log only
+                log.info("write race: %s", str(exc).splitlines()[0])
+                raise WriteRace(
                     "another writer changed the same data at the same time; nothing was written, "
-                    f"try again ({str(exc).splitlines()[0]})"
+                    "try again"
                 ) from None
             if st.wrote:
                 self._writes += 1

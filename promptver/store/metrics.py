@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from promptver.models import ImportRecord, MetricEvent
+from promptver.models import ImportAttempt, ImportProblem, ImportRecord, MetricEvent
 
 Con = duckdb.DuckDBPyConnection
 
@@ -333,14 +333,20 @@ def resolve_keys(con: Con, stage: str, keys: str, has: dict[str, bool]) -> None:
     )
 
 
-def key_problems(con: Con, keys: str, limit: int) -> list[tuple[int, str, str, int]]:
-    """Unresolvable keys: (first row, column, message, rows affected), in file order."""
+def key_problems(con: Con, keys: str, limit: int) -> list[tuple[int, str, str, int, str]]:
+    """Unresolvable keys: (first row, column, message, rows affected, template cell), in file
+    order."""
     rows = con.execute(
-        f"SELECT first_row, problem_column, problem, n FROM {keys}"
+        f"SELECT first_row, problem_column, problem, n, template FROM {keys}"
         " WHERE problem IS NOT NULL ORDER BY first_row LIMIT ?",
         [limit],
     ).fetchall()
-    return [(int(r[0]), r[1], r[2], int(r[3])) for r in rows]
+    return [(int(r[0]), r[1], r[2], int(r[3]), r[4]) for r in rows]
+
+
+def all_template_names(con: Con) -> list[str]:
+    """Every template name, archived ones too (an import may name any of them)."""
+    return [r[0] for r in con.execute("SELECT name FROM templates ORDER BY name").fetchall()]
 
 
 def count_existing_event_ids(con: Con, stage: str) -> int:
@@ -622,6 +628,144 @@ def _imports(con: Con, tail: str, params: list[Any]) -> list[ImportRecord]:
             created_at=r[6],
             created_by=r[7],
             events_present=r[8],
+        )
+        for r in rows
+    ]
+
+
+# ---- what an accepted import should warn about ---------------------------------------------
+
+
+def landed_events(import_id: str) -> tuple[str, list[Any]]:
+    """The rows an import appended (before its commit), as a relation for the warnings."""
+    return (
+        "SELECT ts, template_id, commit_id, version, experiment_id, environment"
+        " FROM metric_events WHERE import_id = ?",
+        [import_id],
+    )
+
+
+def staged_events(stage: str, keys: str, present: set[str], skip_existing: bool) -> str:
+    """The rows of a staged file that would land, with their resolved ids (a relation)."""
+
+    def join_key(name: str) -> str:
+        return f"k.{name} IS NOT DISTINCT FROM {'s.' + name if name in present else 'NULL'}"
+
+    env = "s.environment" if "environment" in present else "NULL::VARCHAR"
+    where = ""
+    if skip_existing:
+        where = (
+            " WHERE s.event_id IS NULL OR NOT EXISTS (SELECT 1 FROM metric_events m"
+            " WHERE m.event_id = s.event_id)"
+        )
+    return (
+        f"SELECT s.__ts AS ts, k.template_id, k.commit_id, k.version_out AS version,"
+        f" k.experiment_id, {env} AS environment"
+        f" FROM {stage} s JOIN {keys} k ON k.template = s.template AND {join_key('experiment')}"
+        f" AND {join_key('variant')} AND {join_key('version')}{where}"
+    )
+
+
+def older_than(
+    con: Con, relation: str, params: list[Any], cutoffs: Sequence[datetime]
+) -> tuple[int, datetime | None, list[int]]:
+    """(events, the oldest one's time, how many are older than each cutoff) of ``relation``."""
+    parts = "".join(", count(*) FILTER (WHERE ts < ?)" for _ in cutoffs)
+    row = con.execute(
+        f"SELECT count(*), min(ts){parts} FROM ({relation})", [*cutoffs, *params]
+    ).fetchone()
+    return int(row[0]), row[1], [int(n) for n in row[2:]]
+
+
+def before_deployment(
+    con: Con, relation: str, params: list[Any], limit: int
+) -> list[tuple[str, str, str | None, datetime | None, int, datetime]]:
+    """Events of a version that precede its first deployment.
+
+    Only events that name a version and no experiment count (an experiment serves its variants
+    without deploying them). The first deployment is the earliest deploy or rollback that put
+    the version's commit live in the event's environment (in any environment when the event
+    names none); a version never deployed there has none, and all its events count.
+
+    Returns:
+        (template, version, environment, first deployment or None, events, first event),
+        by template, version and environment.
+    """
+    rows = con.execute(
+        f"""
+        WITH r AS ({relation}),
+        g AS (
+            SELECT template_id, commit_id, version, environment, ts FROM r
+            WHERE experiment_id IS NULL AND commit_id IS NOT NULL
+        ),
+        fd AS (
+            SELECT k.template_id, k.commit_id, k.environment, min(d.created_at) AS first_at
+            FROM (SELECT DISTINCT template_id, commit_id, environment FROM g) k
+            LEFT JOIN deployments d ON d.template_id = k.template_id
+                AND d.commit_id = k.commit_id
+                AND (k.environment IS NULL OR d.environment = k.environment)
+            GROUP BY ALL
+        )
+        SELECT t.name, g.version, g.environment, fd.first_at, count(*), min(g.ts)
+        FROM g JOIN fd ON fd.template_id = g.template_id AND fd.commit_id = g.commit_id
+            AND fd.environment IS NOT DISTINCT FROM g.environment
+        JOIN templates t ON t.id = g.template_id
+        WHERE fd.first_at IS NULL OR g.ts < fd.first_at
+        GROUP BY ALL
+        ORDER BY t.name, g.version, g.environment NULLS FIRST
+        LIMIT ?
+        """,
+        [*params, limit],
+    ).fetchall()
+    return [(r[0], r[1], r[2], r[3], int(r[4]), r[5]) for r in rows]
+
+
+# ---- refused imports -----------------------------------------------------------------------
+
+
+def insert_attempt(con: Con, attempt: ImportAttempt) -> int:
+    """Log a refused import; returns its id."""
+    import json
+
+    row = con.execute(
+        "INSERT INTO import_attempts (file_name, sha256, size_bytes, attempted_at,"
+        " attempted_by, reason, total_problems, problems) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " RETURNING id",
+        [
+            attempt.file_name,
+            attempt.sha256,
+            attempt.size_bytes,
+            attempt.attempted_at,
+            attempt.attempted_by,
+            attempt.reason,
+            attempt.total_problems,
+            json.dumps([p.model_dump() for p in attempt.problems]),
+        ],
+    ).fetchone()
+    return int(row[0])
+
+
+def list_attempts(con: Con, limit: int = 100) -> list[ImportAttempt]:
+    """Refused imports, newest first."""
+    import json
+
+    rows = con.execute(
+        "SELECT id, file_name, sha256, size_bytes, attempted_at, attempted_by, reason,"
+        " total_problems, problems FROM import_attempts ORDER BY attempted_at DESC, id DESC"
+        " LIMIT ?",
+        [limit],
+    ).fetchall()
+    return [
+        ImportAttempt(
+            id=r[0],
+            file_name=r[1],
+            sha256=r[2],
+            size_bytes=r[3],
+            attempted_at=r[4],
+            attempted_by=r[5],
+            reason=r[6],
+            total_problems=r[7],
+            problems=[ImportProblem(**p) for p in json.loads(r[8])],
         )
         for r in rows
     ]

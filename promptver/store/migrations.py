@@ -368,6 +368,29 @@ def m060_alerts(con: duckdb.DuckDBPyConnection) -> None:
 
 
 @migration
+def m070_import_attempts(con: duckdb.DuckDBPyConnection) -> None:
+    # Refused CSV imports, for the import history: a log of attempts beside ``imports`` (which
+    # holds only what landed). A refusal rolls the import back whole first; its record is then
+    # written in a transaction of its own, so metric_events and imports never see the file.
+    con.execute("CREATE SEQUENCE import_attempts_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE import_attempts (
+            id BIGINT PRIMARY KEY DEFAULT nextval('import_attempts_id_seq'),
+            file_name VARCHAR NOT NULL,
+            sha256 VARCHAR,                   -- NULL when the file could not be read
+            size_bytes BIGINT,
+            attempted_at TIMESTAMPTZ NOT NULL,
+            attempted_by VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL,          -- the refusal as the importer saw it
+            total_problems INTEGER NOT NULL,  -- all problems found (at most 20 are kept)
+            problems JSON NOT NULL            -- [{"line","column","message","code"}]
+        )
+        """
+    )
+
+
+@migration
 def m080_chat_prompts(con: duckdb.DuckDBPyConnection) -> None:
     # A commit holds either a text (``content``) or a chat prompt (``messages``, a JSON list),
     # and either may carry a model configuration. Existing commits are text without a

@@ -44,7 +44,9 @@ COLUMNS: dict[str, bool] = {
 #: the SQL of each grouping (``None``: one series per template)
 SERIES = {
     None: "NULL::VARCHAR",
-    "version": "e.version",
+    # events of a commit off main (a branch in an experiment) have no version: their commit
+    # keeps them apart (the service names the branch)
+    "version": "coalesce(e.version, '" + "commit:' || e.commit_id)",
     "variant": "e.variant",
     "environment": "e.environment",
 }
@@ -243,6 +245,19 @@ def bucket_series(
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
+def branch_heads(con: Con, template_ids: Sequence[str]) -> dict[tuple[str, str], str]:
+    """``(template_id, head commit) → branch name`` of the templates' branches."""
+    rows = con.execute(
+        "SELECT template_id, head, name FROM branches WHERE list_contains(?, template_id)"
+        " ORDER BY name = 'main', name",
+        [list(template_ids)],
+    ).fetchall()
+    out: dict[tuple[str, str], str] = {}
+    for tid, head, name in rows:
+        out.setdefault((tid, head), name)
+    return out
+
+
 def template_names(con: Con, template_ids: Sequence[str]) -> dict[str, str]:
     rows = con.execute(
         "SELECT id, name FROM templates WHERE list_contains(?, id)", [list(template_ids)]
@@ -261,7 +276,7 @@ def deployments(
         params.append(environment)
     rows = con.execute(
         "SELECT d.id, d.template_id, t.name, d.environment, d.action, d.version, d.commit_id,"
-        " d.created_at, d.replaced_version FROM deployments d"
+        " d.created_at, d.replaced_version, d.author, d.note FROM deployments d"
         " JOIN templates t ON t.id = d.template_id"
         f" WHERE list_contains(?, d.template_id) AND d.created_at <= ?{env}"
         " ORDER BY d.created_at, d.id",
@@ -278,6 +293,8 @@ def deployments(
             commit=r[6],
             at=r[7],
             replaced_version=r[8],
+            author=r[9] or "",
+            note=r[10] or "",
         )
         for r in rows
     ]
@@ -371,6 +388,51 @@ def change_sums(
     for i in p95s:
         empty |= {f"k{i}": 0, f"p{i}": None}
     return [(got.get((k, False), empty), got.get((k, True), empty)) for k in range(len(spans))]
+
+
+def change_values(
+    con: Con, spans: Sequence[Span], measure: Measure, clusters: int | None = None
+) -> list[tuple[tuple[Any, Any], tuple[Any, Any]]]:
+    """For each span, the (before, after) events of one measure as numpy arrays ``(units,
+    values)``: each event's unit (the user, or its hashed cluster as :func:`unit_sql` says)
+    and value, events without a value left out. For the bootstrap of a percentile; callers
+    keep the spans small (a few tens of thousands of events)."""
+    import numpy as np
+
+    if not spans:
+        return []
+    params: dict[str, Any] = {}
+    if clusters is not None:
+        params["clusters"] = int(clusters)
+    expr = metric_expr(measure, 0, params)
+    scans = []
+    for k, sp in enumerate(spans):
+        params.update(
+            {f"t{k}": sp.template_id, f"e{k}": sp.environment, f"s{k}": sp.start}
+            | {f"a{k}": sp.at, f"f{k}": sp.end}
+        )
+        scans.append(
+            f"SELECT {k} AS k, e.ts >= $a{k} AS after, {unit_sql(clusters)}::VARCHAR AS unit,"
+            f" {expr} AS v FROM metric_events e"
+            f" WHERE e.template_id = $t{k} AND e.environment = $e{k}"
+            f" AND e.ts >= $s{k} AND e.ts < $f{k} AND {expr} IS NOT NULL"
+        )
+    res = con.execute(
+        f"SELECT k, after, unit, v FROM ({' UNION ALL '.join(scans)}) ORDER BY k, after, unit",
+        params,
+    ).fetchnumpy()
+    ks = np.asarray(res["k"], dtype=np.int64)
+    after = np.asarray(res["after"], dtype=bool)
+    units = np.asarray(res["unit"], dtype=object)
+    values = np.asarray(res["v"], dtype=float)
+    out = []
+    for k in range(len(spans)):
+        sides = []
+        for side in (False, True):
+            sel = (ks == k) & (after == side)
+            sides.append((units[sel], values[sel]))
+        out.append((sides[0], sides[1]))
+    return out
 
 
 def custom_metric_names(con: Con) -> list[str]:

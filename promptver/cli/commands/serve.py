@@ -43,7 +43,9 @@ def is_loopback(host: str) -> bool:
 def cmd_serve(ctx: Context) -> None:
     a = ctx.args
     if a.hash_token:
-        digest = hashlib.sha256(_read_token().encode("utf-8")).hexdigest()
+        # the token's UTF-8 bytes: what a client sends in its header (the server hashes the
+        # header's bytes as they arrive)
+        digest = hashlib.sha256(_read_token()).hexdigest()
         ctx.emit({"sha256": digest}, digest)
         return
     settings = ctx.settings.server
@@ -58,12 +60,18 @@ def cmd_serve(ctx: Context) -> None:
     try:
         ws = ctx.ws
         # closed when the server shuts down, before uvicorn re-raises a SIGTERM it caught
-        server = make_server(ws, access_log=not a.no_access_log, close_on_shutdown=True)
+        server = make_server(ws, access_log=not a.no_access_log, close_on_shutdown=True, host=host)
         auth = "bearer token required for writes" if settings.token_hashes else "no auth"
         sys.stderr.write(
             f"promptver API on {address(sock)}/api/v1 (database {ws.path}; {auth}); "
             "Ctrl+C stops it\n"
         )
+        if host in ("0.0.0.0", "::") and not settings.allowed_hosts:
+            sys.stderr.write(
+                f"warning: listening on {host}, but only requests addressed to 127.0.0.1, "
+                "localhost or ::1 are answered: list this machine's names in "
+                "server.allowed_hosts\n"
+            )
         if not is_loopback(host) and not settings.token_hashes:
             sys.stderr.write(
                 f"warning: listening on {host} without token auth: anyone who can reach this "
@@ -78,12 +86,21 @@ def cmd_serve(ctx: Context) -> None:
         sock.close()
 
 
-def _read_token() -> str:
-    """The token on stdin (one line), or asked for without echo on a terminal."""
+def _read_token() -> bytes:
+    """The token on stdin (one line), or asked for without echo on a terminal, as UTF-8."""
     if sys.stdin.isatty():
-        token = getpass.getpass("token: ")
+        token = getpass.getpass("token: ").encode("utf-8")
     else:
-        token = sys.stdin.readline().rstrip("\r\n")
+        raw = getattr(sys.stdin, "buffer", None)
+        # the bytes as piped: not decoded with the locale's encoding, which may not be UTF-8
+        line = raw.readline() if raw is not None else sys.stdin.readline().encode("utf-8")
+        token = line.rstrip(b"\r\n")
+    try:
+        token.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(
+            "the token on stdin is not UTF-8 text: tokens are hashed (and sent by clients) as UTF-8"
+        ) from None
     if not token:
         raise UsageError(
             'no token on stdin: pipe one in, e.g. printf %s "$TOKEN" | promptver serve --hash-token'
