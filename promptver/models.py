@@ -7,6 +7,7 @@ API serialise them with ``model_dump(mode="json")``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -75,7 +76,8 @@ class Template(Model):
     is_active: bool = True
     version: str | None = None
     commit: str
-    content: str
+    #: the text of a text template; ``None`` for a chat template (see ``messages``)
+    content: str | None
     variables: list[str] = Field(default_factory=list)
     #: branch whose head this view shows, when it was read from a branch
     branch: str | None = None
@@ -165,6 +167,10 @@ class Prompt(Model):
         Raises:
             RenderError: a missing or unknown variable, or a chat prompt (use :meth:`messages`).
         """
+        return self.render_text(values, strict=strict)
+
+    def render_text(self, values: Mapping[str, Any], *, strict: bool = True) -> str:
+        """:meth:`text` with the values as a mapping (any variable name, ``strict`` included)."""
         if self.kind == "chat":
             from promptver.errors import RenderError
 
@@ -189,8 +195,14 @@ class Prompt(Model):
             RenderError: a missing variable or message list (named), an unknown variable while
                 ``strict``, or a history item that is not a message (its index).
         """
+        return self.render_messages(values, strict=strict)
+
+    def render_messages(
+        self, values: Mapping[str, Any], *, strict: bool = True
+    ) -> list[dict[str, Any]]:
+        """:meth:`messages` with the values (and message lists) as a mapping."""
         if self.kind != "chat":
-            return text_as_messages(self.text(strict, **values))
+            return text_as_messages(self.render_text(values, strict=strict))
         c = self._compiled
         if c is None or c.chat is not self.chat_messages or c.metadata != self.metadata:
             c = self._compiled = _Compiled.of_chat(self.chat_messages or [], self.metadata)
@@ -201,16 +213,21 @@ class Prompt(Model):
     def openai(self, strict: bool = True, **values: Any) -> dict[str, Any]:
         """Keyword arguments for ``client.chat.completions.create`` (OpenAI SDK): ``model``,
         ``messages`` and each configured parameter (and the keys of ``config.extra``)."""
-        from promptver.chat import openai_payload
-
-        return openai_payload(self.messages(strict, **values), self.config)
+        return self.payload("openai", values, strict=strict)
 
     def anthropic(self, strict: bool = True, **values: Any) -> dict[str, Any]:
         """Keyword arguments for ``client.messages.create`` (Anthropic SDK): system messages
         in ``system``, tools as ``input_schema`` tools, ``stop`` as ``stop_sequences``."""
-        from promptver.chat import anthropic_payload
+        return self.payload("anthropic", values, strict=strict)
 
-        return anthropic_payload(self.messages(strict, **values), self.config)
+    def payload(
+        self, api: Literal["openai", "anthropic"], values: Mapping[str, Any], *, strict: bool = True
+    ) -> dict[str, Any]:
+        """:meth:`openai` or :meth:`anthropic` with the values as a mapping."""
+        from promptver.chat import anthropic_payload, openai_payload
+
+        build = openai_payload if api == "openai" else anthropic_payload
+        return build(self.render_messages(values, strict=strict), self.config)
 
     def prepare(self) -> Prompt:
         """Parse the text now rather than at the first :meth:`text` (copies share the result).

@@ -107,7 +107,7 @@ class TemplateService:
             is_active=row["is_active"],
             version=c.version,
             commit=c.id,
-            content=c.content,
+            content=c.content if c.kind == "text" else None,
             variables=c.variables,
             branch=branch,
             updated_at=c.created_at,
@@ -143,7 +143,7 @@ class TemplateService:
                 is_active=r["is_active"],
                 version=r["version"],
                 commit=r["commit_id"],
-                content=r["content"],
+                content=r["content"] if (r["kind"] or "text") == "text" else None,
                 variables=list(r["variables"]),
                 updated_at=r["updated_at"],
                 kind=r["kind"] or "text",
@@ -192,7 +192,15 @@ class TemplateService:
         config: Any = None,
     ) -> ValidationReport:
         if kind == "text" and not isinstance(content, str):
-            raise ValidationError("invalid input:", [_p("content must be text", "content")])
+            raise ValidationError(
+                "invalid input:",
+                [
+                    _p(
+                        "content must be text (give messages instead for a chat template)",
+                        "content",
+                    )
+                ],
+            )
         if kind == "chat" and content:
             raise ValidationError(
                 "invalid input:",
@@ -442,7 +450,7 @@ class TemplateService:
             name=t.name,
             version=t.version,
             commit=t.commit,
-            content=t.content,
+            content=t.content or "",
             variables=t.variables,
             metadata=t.metadata,
             kind=t.kind,
@@ -459,15 +467,13 @@ class TemplateService:
         version: str | None = None,
         strict: bool = True,
     ) -> str:
-        """Render the template at ``version`` (default: head of ``main``)."""
-        t = self.get(ref, version)
-        return render_template(
-            t.content,
-            t.metadata,
-            values,
-            strict=strict,
-            max_chars=self.settings.templates.max_render_chars,
-        )
+        """Render the text template at ``version`` (default: head of ``main``); a chat template
+        renders with :meth:`prompt` (``messages()``, ``openai()``, ``anthropic()``).
+
+        Raises:
+            RenderError: a missing or unknown variable, or a chat template.
+        """
+        return self.prompt(ref, version).render_text(values, strict=strict)
 
 
 def same_metadata(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:

@@ -143,8 +143,9 @@ def test_template_errors_are_problems_with_the_cli_messages(api, cli):
     assert body["detail"].startswith("nothing to commit")
 
     # request validation: the body's schema, by field
-    body = problem(api.post("/prompts", json={"name": "x"}), 422, "invalid-request")
-    assert fields(body) == ["content"] and body["problems"][0]["in"] == "body"
+    # neither content (text) nor messages (chat): the service names what is missing
+    body = problem(api.post("/prompts", json={"name": "x"}), 422, "validation-error")
+    assert fields(body) == ["content"] and "messages" in body["detail"]
     body = problem(
         api.post("/prompts", json={"name": "x", "content": "y", "nope": 1}), 422, "invalid-request"
     )

@@ -33,7 +33,6 @@ from promptver.experiments import STATUSES
 from promptver.models import Deployment, Experiment, ExperimentResults, Template
 from promptver.store.db import Database, WouldBlock
 from promptver.store.migrations import applied
-from promptver.templates import render_template
 from promptver.workspace import Workspace
 
 DEFAULT_AUTHOR = "api"
@@ -122,6 +121,9 @@ class Endpoints:
         t = self.ws.templates.create(
             body.name,
             body.content,
+            kind=body.kind,
+            messages=body.messages,
+            config=body.config,
             description=body.description,
             category=body.category,
             tags=body.tags,
@@ -141,12 +143,16 @@ class Endpoints:
         return self.ws.templates.get(ref, version)
 
     def update_prompt(self, ref: str, body: s.TemplateUpdate) -> Template:
-        """Commit a new text and/or metadata (on main: a new version)."""
-        if body.content is None and body.metadata is None:
-            raise _invalid("content", "give content, metadata or both")
+        """Commit a new text, messages, config and/or metadata (on main: a new version)."""
+        given = (body.content, body.messages, body.config, body.metadata)
+        if all(v is None for v in given):
+            raise _invalid("content", "give content, messages, config or metadata")
         return self.ws.templates.update(
             ref,
             body.content,
+            kind=body.kind,
+            messages=body.messages,
+            config=body.config,
             metadata=body.metadata,
             branch=body.branch,
             bump=body.bump,
@@ -169,23 +175,17 @@ class Endpoints:
                 p = self.ws.get_prompt(ref, body.env, user_id=body.user_id)
         except WouldBlock:
             p = await run_in_threadpool(self.ws.get_prompt, ref, body.env, user_id=body.user_id)
-        text = render_template(
-            p.content, p.metadata, body.variables, strict=body.strict, max_chars=p.max_render_chars
-        )
-        return _json({"text": text, "version": p.version, "commit": p.commit, "variant": p.variant})
+        if p.kind == "text" and body.history is None and body.format is None:
+            text = p.render_text(body.variables, strict=body.strict)  # the hot path: text
+            return _json(
+                {"text": text, "version": p.version, "commit": p.commit, "variant": p.variant}
+            )
+        return _json(_rendered(p, body, p.variant))
 
     def _render_ref(self, ref: str, body: s.RenderRequest) -> dict[str, Any]:
         if body.user_id is not None:
             raise _invalid("user_id", "needs env (users get what is deployed to an environment)")
-        t = self.ws.templates.get(ref, body.version)
-        text = render_template(
-            t.content,
-            t.metadata,
-            body.variables,
-            strict=body.strict,
-            max_chars=self.ws.settings.templates.max_render_chars,
-        )
-        return {"text": text, "version": t.version, "commit": t.commit, "variant": None}
+        return _rendered(self.ws.templates.prompt(ref, body.version), body, None)
 
     # -- deployments --------------------------------------------------------------------
     def deploy(self, ref: str, body: s.DeployRequest) -> Deployment:
@@ -579,3 +579,32 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> list[tup
         responses={503: {"model": s.Health, "description": "the database cannot be used"}},
     )
     return added
+
+
+def _rendered(p: Any, body: s.RenderRequest, variant: str | None) -> dict[str, Any]:
+    """A prompt rendered as ``body`` asks: text, chat messages, or an SDK payload."""
+    from promptver.chat import placeholders_of
+
+    values: dict[str, Any] = dict(body.variables)
+    if body.history is not None:
+        if isinstance(body.history, dict):
+            values.update(body.history)
+        else:
+            names = placeholders_of(p.chat_messages or [])
+            if len(names) != 1:
+                raise _invalid(
+                    "history",
+                    "a list needs exactly one placeholder in the prompt (it has: "
+                    f"{', '.join(names) or 'none'}); give {{PLACEHOLDER: [messages]}} instead",
+                )
+            values[names[0]] = body.history
+    if body.format is not None:
+        return p.payload(body.format, values, strict=body.strict)
+    info = {"version": p.version, "commit": p.commit, "variant": variant}
+    if p.kind == "chat":
+        return {
+            "messages": p.render_messages(values, strict=body.strict),
+            "config": p.config,
+            **info,
+        }
+    return {"text": p.render_text(values, strict=body.strict), **info}

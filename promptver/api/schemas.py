@@ -65,7 +65,19 @@ class TemplateCreate(ApiModel):
     """A new template; its text becomes version 1.0.0 on ``main``."""
 
     name: str = Field(description="letters, digits, '-', '_', '.' and '/' (1-100 characters)")
-    content: str = Field(description="the template text; placeholders are {name}")
+    content: str | None = Field(None, description="a text template's text; placeholders are {name}")
+    kind: Literal["text", "chat"] | None = Field(
+        None, description="text (content) or chat (messages); default: from what is given"
+    )
+    messages: list[dict[str, Any]] | None = Field(
+        None,
+        description="a chat template's messages: {role, content} or {placeholder: NAME}",
+    )
+    config: dict[str, Any] | None = Field(
+        None,
+        description="model configuration: provider, model, temperature, top_p, max_tokens, "
+        "stop, seed, response_format, tools, extra",
+    )
     description: str = ""
     category: str = ""
     tags: list[str] = Field(default_factory=list)
@@ -77,9 +89,13 @@ class TemplateCreate(ApiModel):
 
 
 class TemplateUpdate(ApiModel):
-    """A new commit: a new text and/or metadata (``null`` keeps the current one)."""
+    """A new commit: a new text, messages, config and/or metadata (``null`` keeps the current
+    one; ``config: {}`` removes the model configuration)."""
 
     content: str | None = None
+    kind: Literal["text", "chat"] | None = None
+    messages: list[dict[str, Any]] | None = None
+    config: dict[str, Any] | None = None
     metadata: dict[str, Any] | None = None
     branch: str = Field("main", description="branch to commit on; commits on main get a version")
     bump: Literal["major", "minor", "patch"] | None = Field(
@@ -116,12 +132,24 @@ class RenderRequest(ApiModel):
     env: str | None = Field(None, description="an environment: render what is deployed there")
     user_id: str | None = Field(None, description="with env: the user asking")
     strict: bool = Field(True, description="refuse variables the template does not use")
+    history: list[dict[str, Any]] | dict[str, list[dict[str, Any]]] | None = Field(
+        None,
+        description="chat prompts: the messages for the placeholder (a list), or "
+        "{PLACEHOLDER: [messages]} when there are several",
+    )
+    format: Literal["openai", "anthropic"] | None = Field(
+        None,
+        description="answer exactly the keyword arguments of that SDK's create call instead",
+    )
 
 
 class RenderResponse(ApiModel):
-    """The CLI's ``render --json`` shape."""
+    """The CLI's ``render --json`` shape: ``text`` for a text prompt; ``messages`` and
+    ``config`` for a chat prompt (with ``format``, the SDK payload instead)."""
 
-    text: str
+    text: str | None = None
+    messages: list[dict[str, Any]] | None = None
+    config: dict[str, Any] | None = None
     version: str | None
     commit: str
     variant: str | None

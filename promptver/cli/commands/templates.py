@@ -202,10 +202,7 @@ def _show(t: Template) -> str:
 
 def _show_json(t: Template) -> dict[str, Any]:
     """The contract's ``template show --json``: a chat template's ``content`` is null."""
-    out = t.model_dump(mode="json")
-    if t.kind == "chat":
-        out["content"] = None
-    return out
+    return t.model_dump(mode="json")
 
 
 def prompt_file_text(t: Template) -> str:
@@ -410,7 +407,7 @@ def _render_out(ctx: Context, p: Any, info: dict[str, Any]) -> None:
             lambda: "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages),
         )
         return
-    text = p.text(strict, **values)
+    text = p.render_text(values, strict=strict)
     ctx.emit({"text": text, **info}, text)
 
 
