@@ -53,13 +53,16 @@ def json_problem(
     max_depth: int = MAX_JSON_DEPTH,
     max_bytes: int = MAX_JSON_BYTES,
     allow: tuple[type, ...] = (),
+    types: bool = True,
 ) -> Problem | None:
     """The first reason ``value`` is not a JSON value within the limits, or ``None``.
 
     Allowed: mappings with text keys, lists (and tuples), text, finite numbers, booleans and
     ``None``, and instances of ``allow`` (counted by the length of their ``str``). The size
     counts compact JSON (``separators=(",", ":")``) and the walk stops as soon as it passes
-    ``max_bytes``, so shared subtrees (YAML aliases) cannot make it slow.
+    ``max_bytes``, so shared subtrees (YAML aliases) cannot make it slow. ``types=False`` checks
+    only depth and size (for values whose fields are checked one by one afterwards, with better
+    messages); other values then count by the length of their ``str``.
     """
     size = 0
     # (value, depth of the container holding it, path parts)
@@ -79,7 +82,9 @@ def json_problem(
                 break
             if isinstance(v, Mapping):
                 for k, item in v.items():
-                    if not isinstance(k, str):
+                    if not isinstance(k, str) and not types:
+                        k = str(k)
+                    elif not isinstance(k, str):
                         return Problem(
                             f"keys must be text, not {type(k).__name__} {k!r:.40} "
                             f"(at {_path(parts)})",
@@ -101,14 +106,14 @@ def json_problem(
             bits = v.bit_length()
             size += bits * 30103 // 100000 + 2 if bits > 64 else len(str(v))
         elif isinstance(v, float):
-            if not math.isfinite(v):
+            if not math.isfinite(v) and types:
                 return Problem(
                     f"holds {v!r}, which is not a JSON number (at {_path(parts)})",
                     field=field,
                     code="limit.type",
                 )
             size += len(repr(v))
-        elif allow and isinstance(v, allow):
+        elif (allow and isinstance(v, allow)) or not types:
             size += len(str(v)) + 2
         else:
             return Problem(

@@ -557,3 +557,15 @@ def test_yaml_prescan_ignores_brackets_in_quotes_and_comments():
         "a: '" + "[" * 100 + "'\nb: \"" + "{" * 100 + '"\n# ' + "[" * 100 + "\nc: [[1], {d: [2]}]\n"
     )
     assert load_yaml(text) == {"a": "[" * 100, "b": "{" * 100, "c": [[1], {"d": [2]}]}
+
+
+def test_deep_or_huge_experiment_specs_are_refused_by_the_service(t1):
+    for bad, expected in (
+        ({**_exp_spec(), "description": nested(100_000)}, "more than 32 levels"),
+        ({**_exp_spec(), "variants": [{"name": "x" * 70_000}] * 2}, "larger than 64 KB"),
+    ):
+        problems = t1.experiments.check(bad)
+        assert [(p.field, expected in p.message) for p in problems] == [("experiment", True)]
+        with pytest.raises(ValidationError, match=expected):
+            t1.experiments.create(bad)
+    assert t1.experiments.list() == []
