@@ -97,12 +97,15 @@ def test_a_new_rule_fires_after_a_csv_upload(page, app_url, tmp_path: Path):
     page.get_by_role("link", name="Alerts", exact=True).click()
     page.get_by_role("heading", name="Alerts").wait_for()
     wait_idle(page)
+    expect(page.locator(".st-key-alr_group input")).to_have_value(
+        re.compile(r"browser: slow qa-basic")
+    )
     grid = page.locator(".st-key-alr_groups [data-testid='stDataFrameResizable']")
-    grid.wait_for()
+    grid.scroll_into_view_if_needed()
     box = grid.bounding_box()
     page.mouse.click(box["x"] + 16, box["y"] + 35 + 35 / 2)  # row marker of the first row
     wait_idle(page)
-    button = page.locator(".st-key-alr_ack_rows button")
+    button = page.locator(".st-key-alr_ack_rows button").first
     expect(button).to_have_text(re.compile(r"Acknowledge 1 selected"))
     opened = open_count(page)
     button.click()
