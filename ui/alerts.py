@@ -82,9 +82,9 @@ def deployment_cell(g: AlertGroup) -> str:
     where = f" in {g.environment}" if g.latest.environment is None and g.environment else ""
     if d is not None and now is not None and d.deployment_id == now.deployment_id:
         return f"{d.version or d.commit[:10]}{where} (still live)"
-    served = (d.version or d.commit[:10]) if d is not None else "nothing"
-    assert now is not None
-    return f"{served}{where}, now {now.version or now.commit[:10]} ({now.action} {now.at:%m-%d})"
+    assert now is not None  # a deployment without one live now cannot be
+    later = f"now {now.version or now.commit[:10]}{where} ({now.action} {now.at:%m-%d})"
+    return later if d is None else f"{d.version or d.commit[:10]}, {later}"
 
 
 def groups_frame(groups: list[AlertGroup]) -> pd.DataFrame:
