@@ -43,14 +43,6 @@ def rule_text(a: Alert) -> str:
     return (a.rule_name or f"rule #{a.rule_id}") + ("" if a.rule_exists else " (deleted)")
 
 
-def deployment_url(g: AlertGroup) -> str | None:
-    """The Deployments screen on the group's template and environment (where its history and
-    the Roll back… button are)."""
-    if g.environment is None:
-        return None
-    return "deployments?" + urlencode({"template": g.template, "env": g.environment})
-
-
 def deployed_text(d: DeploymentMarker | None) -> str:
     """``1.1.1 (deploy 2026-11-25, ben.okafor)``; ``–`` when nothing was deployed."""
     if d is None:
@@ -81,31 +73,41 @@ def group_sentence(g: AlertGroup) -> str:
     )
 
 
+def deployment_cell(g: AlertGroup) -> str:
+    """``1.1.1, now 1.1.0 (rollback 12-01)``, ``1.0.0 (still live)``, ``–``: what served the
+    latest window in the group's environment, and what replaced it since."""
+    d, now = g.deployed, g.live_now
+    if d is None and now is None:
+        return "–"
+    where = f" in {g.environment}" if g.latest.environment is None and g.environment else ""
+    if d is not None and now is not None and d.deployment_id == now.deployment_id:
+        return f"{d.version or d.commit[:10]}{where} (still live)"
+    assert now is not None  # a deployment without one live now cannot be
+    later = f"now {now.version or now.commit[:10]}{where} ({now.action} {now.at:%m-%d})"
+    return later if d is None else f"{d.version or d.commit[:10]}, {later}"
+
+
 def groups_frame(groups: list[AlertGroup]) -> pd.DataFrame:
     """One row per rule and template: the latest window and its value against the threshold,
-    how many windows fired, and what was live."""
+    how many windows fired since when, and what was live."""
     rows = []
     for g in groups:
         a = g.latest
-        windows = f"{g.count}" + (f" ({g.backfill} backfill)" if g.backfill else "")
-        # a rule on any environment: the deployments shown are those of the last one
-        where = f" in {g.environment}" if a.environment is None and g.environment else ""
+        windows = f"{g.count} × {a.window} since {g.first_window:%m-%d}"
+        if len(g.open_ids) != g.count:
+            windows += f" ({len(g.open_ids)} open)"
+        if g.backfill:
+            windows += f" · {g.backfill} backfill"
         rows.append(
             {
                 "template": g.template,
                 "rule": rule_text(a),
-                "metric": metric_label(a.metric),
-                "latest value": condition_text(a.metric, a.value, a.comparator, a.threshold),
+                "latest value": f"{metric_label(a.metric)} "
+                + condition_text(a.metric, a.value, a.comparator, a.threshold),
                 "latest window (UTC)": a.window_start,
-                "window": a.window,
                 "windows": windows,
-                "open": len(g.open_ids),
-                "since (UTC)": g.first_window,
-                "environment": a.environment or "any",
-                "served by": deployed_text(g.deployed) + where,
-                "live now": deployed_text(g.live_now) + where,
+                "deployment": deployment_cell(g),
                 "trend": trend_url(a),
-                "deployment": deployment_url(g),
             }
         )
     return pd.DataFrame(
@@ -113,50 +115,34 @@ def groups_frame(groups: list[AlertGroup]) -> pd.DataFrame:
         columns=[
             "template",
             "rule",
-            "metric",
             "latest value",
             "latest window (UTC)",
-            "window",
             "windows",
-            "open",
-            "since (UTC)",
-            "environment",
-            "served by",
-            "live now",
-            "trend",
             "deployment",
+            "trend",
         ],
     )
 
 
 GROUP_COLUMNS = {
-    "template": st.column_config.TextColumn("Template", width="small", pinned=True),
-    "rule": st.column_config.TextColumn("Rule", width="medium"),
-    "metric": st.column_config.TextColumn("Metric", width="small"),
+    "template": st.column_config.TextColumn("Template"),
+    "rule": st.column_config.TextColumn("Rule"),
     "latest value": st.column_config.TextColumn(
         "Latest value", help="The latest window's value, the comparison and the threshold"
     ),
     "latest window (UTC)": st.column_config.DatetimeColumn(
         "Latest window (UTC)", format="YYYY-MM-DD HH:mm"
     ),
-    "window": st.column_config.TextColumn("Window", width="small"),
     "windows": st.column_config.TextColumn(
-        "Windows", width="small", help="Windows this rule fired for on this template"
+        "Windows", help="Windows this rule fired for on this template, since the first"
     ),
-    "open": st.column_config.NumberColumn("Open", width="small", help="Not acknowledged yet"),
-    "since (UTC)": st.column_config.DatetimeColumn("Since (UTC)", format="YYYY-MM-DD"),
-    "environment": st.column_config.TextColumn("Env", width="small"),
-    "served by": st.column_config.TextColumn(
-        "Served by", help="What was live in the environment when the latest window began"
-    ),
-    "live now": st.column_config.TextColumn("Live now"),
-    "trend": st.column_config.LinkColumn(
-        "Trend", display_text="Open trend", help="The Trends screen around this window"
-    ),
-    "deployment": st.column_config.LinkColumn(
+    "deployment": st.column_config.TextColumn(
         "Deployment",
-        display_text="Deployments",
-        help="The template's history in this environment, and the Roll back… button",
+        help="What was live in the rule's environment (for a rule on any environment: the "
+        "last one) when the latest window began, and what replaced it since",
+    ),
+    "trend": st.column_config.LinkColumn(
+        "Trend", display_text="Open", width="small", help="The Trends screen around this window"
     ),
 }
 
@@ -166,14 +152,9 @@ def alerts_frame(alerts: list[Alert]) -> pd.DataFrame:
         {
             "id": a.id,
             "status": a.status,
-            "template": a.template,
-            "metric": metric_label(a.metric),
             "value": condition_text(a.metric, a.value, a.comparator, a.threshold),
             "window start (UTC)": a.window_start,
-            "window": a.window,
-            "environment": a.environment or "any",
             "events": a.events,
-            "rule": rule_text(a),
             "fired (UTC)": a.fired_at,
             "source": a.source + (" (backfill)" if a.backfill else ""),
             "acknowledged by": a.acknowledged_by or "–",

@@ -77,8 +77,9 @@ def test_a_new_rule_fires_after_a_csv_upload(page, app_url, tmp_path: Path):
     page.get_by_role("heading", name="Alerts").wait_for()
     wait_idle(page)
     assert open_count(page) > before
-    pick = page.locator(".st-key-alr_pick input")  # the selectbox shows its value in an input
-    expect(pick).to_have_value(re.compile(r"browser: slow qa-basic · mean latency > 4,000 ms"))
+    # its group (rule and template) has the newest window: it is the one picked below the table
+    pick = page.locator(".st-key-alr_group input")  # the selectbox shows its value in an input
+    expect(pick).to_have_value(re.compile(r"qa-basic · browser: slow qa-basic · 1 window"))
     link = page.get_by_role("link", name="Open the mean latency trend of qa-basic")
     expect(link).to_be_visible()
     shot(page, "alerts-fired-after-upload")
@@ -90,3 +91,25 @@ def test_a_new_rule_fires_after_a_csv_upload(page, app_url, tmp_path: Path):
     assert "metric=latency_avg" in page.url and "template=qa-basic" in page.url
     expect(page.get_by_role("heading", name="Mean latency")).to_be_visible()
     shot(page, "alerts-trend-link")
+
+    # acknowledge from the table rows (issue 22 item 9): back on Alerts, tick the first row's
+    # box in the grid (the new rule's group, the newest window)
+    page.get_by_role("link", name="Alerts", exact=True).click()
+    page.get_by_role("heading", name="Alerts").wait_for()
+    wait_idle(page)
+    expect(page.locator(".st-key-alr_group input")).to_have_value(
+        re.compile(r"browser: slow qa-basic")
+    )
+    grid = page.locator(".st-key-alr_groups [data-testid='stDataFrameResizable']")
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 16, box["y"] + 35 + 35 / 2)  # row marker of the first row
+    wait_idle(page)
+    button = page.locator(".st-key-alr_ack_rows button").first
+    expect(button).to_have_text(re.compile(r"Acknowledge 1 selected"))
+    opened = open_count(page)
+    button.click()
+    wait_idle(page)
+    expect(page.get_by_text(re.compile(r"Acknowledged 1 alert"))).to_be_visible()
+    assert open_count(page) == opened - 1
+    shot(page, "alerts-acknowledged-from-rows")
