@@ -25,10 +25,15 @@ CHROMIUM = os.environ.get("PROMPTVER_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # One lane: every browser test goes to the same xdist worker and runs after the other, while
+    # the rest of the suite runs on the other workers. Two dashboards and two Chromiums at once
+    # on a small CI machine made page waits time out that pass alone.
     for item in items:
         if "tests/browser" in str(item.fspath).replace(os.sep, "/"):
             item.add_marker(pytest.mark.browser)
+            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 @pytest.fixture(scope="session")
@@ -140,15 +145,24 @@ def app_url(tmp_path: Path, browser_type_launch_args: dict) -> Iterator[str]:
             proc.kill()
 
 
+#: done: connected, the script not running, and app.py's shared sidebar drawn by this run. The
+#: frontend leaves "notRunning" for "rerunRequested" as soon as a widget asks for a rerun, so a
+#: wait right after a click does not see the previous run's state; the fresh sidebar covers the
+#: rerun the app makes by itself when a deep link is the first visit to a server (the page runs
+#: alone, then app.py: ui.common._leave_pages_folder_mode), with "notRunning" in between
+IDLE = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (!app || app.dataset.testConnectionState !== "CONNECTED"
+      || app.dataset.testScriptState !== "notRunning") return false;
+  const sidebar = document.querySelectorAll(
+    '[data-testid="stSidebar"] [data-testid="stElementContainer"]');
+  return [...sidebar].some((e) => e.dataset.stale !== "true" && e.innerText.includes("Database:"));
+}"""
+
+
 def wait_idle(page, timeout: float = 30_000) -> None:
     """Wait until Streamlit finished running the script, then fail on any exception box."""
-    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || !document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.includes('Running')",
-        timeout=timeout,
-    )
-    page.wait_for_timeout(300)
+    page.wait_for_function(IDLE, timeout=timeout)
     assert page.locator('[data-testid="stException"]').count() == 0, page.locator(
         '[data-testid="stException"]'
     ).first.inner_text()

@@ -16,7 +16,7 @@ def _pick(page, label: str, option: str) -> None:
 
 def test_create_branch_edit_it_and_see_the_diff(page, app_url):
     page.goto(f"{app_url}/history?template=qa-basic")
-    wait_idle(page)
+    wait_idle(page, timeout=90_000)  # the first visit builds the demo
     page.get_by_role("tab", name="Branches").click()
     page.get_by_label("Name", exact=True).and_(page.locator("input")).fill("browser-branch")
     page.get_by_role("button", name="Create branch").click()
