@@ -253,9 +253,9 @@ def test_csv_custom_metric_column_is_read_stripped(t1, tmp_path):
 
 
 def test_sql_identifiers_and_windows_with_trailing_newline_are_refused():
+    from promptver.metric_defs import CUSTOM_NAME_RE, DURATION_RE
     from promptver.metrics.service import WINDOW_RE
     from promptver.store.routing import _IDENT_RE
-    from promptver.metric_defs import CUSTOM_NAME_RE, DURATION_RE
 
     assert _IDENT_RE.match("user_id\n") is None
     assert CUSTOM_NAME_RE.match("evil\n") is None
