@@ -154,9 +154,15 @@ def show_report(content: str, metadata: dict) -> bool:
     if report.variables:
         st.markdown("Variables: " + " ".join(f"`{v}`" for v in report.variables))
     for p in report.errors:
-        st.error(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon=":material/error:")
+        st.error(
+            md(f"{p.location()}: {p.message}" if p.location() else p.message),
+            icon=":material/error:",
+        )
     for p in report.warnings:
-        st.warning(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon=":material/warning:")
+        st.warning(
+            md(f"{p.location()}: {p.message}" if p.location() else p.message),
+            icon=":material/warning:",
+        )
     return report.ok
 
 
