@@ -22,7 +22,13 @@ from ui.common import (
     show_error,
     workspace,
 )
-from ui.history import history_chart, history_chart_height, history_frame, side_by_side_html
+from ui.history import (
+    config_change_rows,
+    history_chart,
+    history_chart_height,
+    history_frame,
+    side_by_side_html,
+)
 
 ws = workspace()
 
@@ -170,6 +176,19 @@ with tab_diff:
                     f"{ref_b} ({(diff.new_commit or '')[:10]})",
                 )
             )
+            if diff.config_changes:
+                st.markdown("**Model configuration changes**")
+                st.dataframe(
+                    config_change_rows(diff.config_changes),
+                    hide_index=True,
+                    width="stretch",
+                )
+            if diff.messages_changed:
+                st.caption(
+                    "Messages added or changed in the new version: "
+                    + ", ".join(f"#{i + 1}" for i in diff.messages_changed)
+                    + " (the side-by-side view shows each message under its role)"
+                )
             if diff.metadata_changes:
                 st.markdown("**Metadata changes**")
                 st.dataframe(
@@ -386,29 +405,37 @@ with tab_merge:
                     + ". The result, compared with "
                     f"**{md(target)}**:"
                 )
-                from promptver.diffing import diff_texts
-
-                preview = diff_texts(
-                    plan.ours.content,
-                    merged,
-                    old_metadata=plan.ours.metadata,
-                    new_metadata=plan.metadata.merged if plan.metadata else {},
-                )
+                preview = plan.preview()
                 st.html(side_by_side_html(preview, f"{target} now", "after the merge"))
+                if preview.config_changes:
+                    st.markdown("**Model configuration after the merge**")
+                    st.dataframe(
+                        config_change_rows(preview.config_changes),
+                        hide_index=True,
+                        width="stretch",
+                    )
                 if st.button(f"Merge into {target}", type="primary", key="hist_merge_go"):
                     do_merge()
             else:
                 assert plan.text is not None and plan.metadata is not None
+                assert plan.config is not None
                 conflicts = plan.text.conflicts
+                unit = "message" if plan.chat else "hunk"
                 st.warning(
-                    f"{len(conflicts)} conflicting hunk(s)"
+                    f"{len(conflicts)} conflicting {unit}(s)"
                     + (
-                        f" and {len(plan.metadata.conflicts)} metadata key(s)"
+                        f", {len(plan.metadata.conflicts)} metadata key(s)"
                         if plan.metadata.conflicts
                         else ""
                     )
-                    + f": **{md(target)}** and **{md(source)}** changed the same lines. Choose a "
-                    "side for each hunk or edit the result, then commit the merge. "
+                    + (
+                        f", {len(plan.config.conflicts)} configuration path(s)"
+                        if plan.config.conflicts
+                        else ""
+                    )
+                    + f": **{md(target)}** and **{md(source)}** changed the same "
+                    + ("messages or settings" if plan.chat else "lines")
+                    + ". Choose a side for each, or edit the result, then commit the merge. "
                     "Nothing is written until you do.",
                     icon=":material/warning:",
                 )
@@ -460,10 +487,33 @@ with tab_merge:
                             )
                             or "ours"
                         )
+                config_choices: dict[str, str] = {}
+                for cc in plan.config.conflicts:
+                    with st.container(border=True):
+                        st.markdown(f"**Model configuration** {code('config.' + cc.key)}")
+                        st.json(
+                            {"base": cc.base, target: cc.ours, source: cc.theirs}, expanded=True
+                        )
+                        config_choices[cc.key] = (
+                            st.radio(
+                                "Take",
+                                ["ours", "theirs", "base"],
+                                horizontal=True,
+                                key=f"hist_config_{tag}_{cc.key}",
+                                format_func=lambda x: {
+                                    "ours": md(target),
+                                    "theirs": md(source),
+                                    "base": "base",
+                                }[x],
+                            )
+                            or "ours"
+                        )
                 start_text = plan.text.resolve(choices)
                 digest = hashlib.sha1(json.dumps(choices).encode()).hexdigest()[:8]
                 result = st.text_area(
-                    "Merged result (editable)",
+                    "Merged messages (one JSON message per line, editable)"
+                    if plan.chat
+                    else "Merged result (editable)",
                     value=start_text,
                     height=300,
                     key=f"hist_result_{tag}_{digest}",
@@ -480,5 +530,7 @@ with tab_merge:
                     "Commit merge", type="primary", disabled=bool(left), key="hist_merge_commit"
                 ):
                     do_merge(
-                        resolution=result, resolution_metadata=plan.metadata.resolve(meta_choices)
+                        resolution=result,
+                        resolution_metadata=plan.metadata.resolve(meta_choices),
+                        resolution_config=plan.config.resolve(config_choices),
                     )

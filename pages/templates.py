@@ -8,9 +8,12 @@ import pandas as pd
 import streamlit as st
 
 from promptver import Conflict, PromptverError
-from promptver.models import Template
+from promptver.chat import config_changes, describe_config_change
+from promptver.models import Prompt, Template
 from promptver.templates import same_metadata
 from promptver.templating import VariableSpec, parse_schema
+from ui.chat_editor import config_editor, conversation_preview, message_editor
+from ui.chat_editor import reset as reset_editor
 from ui.common import (
     author,
     domain_errors,
@@ -115,18 +118,31 @@ def schema_editor(
     return out
 
 
-def suggest_message(old: Template, content: str, metadata: dict, variables: list[str]) -> str:
+def suggest_message(
+    old: Template,
+    content: str | None,
+    metadata: dict,
+    variables: list[str],
+    messages: list[dict] | None = None,
+    config: dict | None = None,
+) -> str:
     """A commit message describing the edit, offered in the message box (the author may
-    rewrite it): what happened to the text, its variables and the variable schema."""
+    rewrite it): what happened to the text or messages, its variables, the model configuration
+    and the variable schema."""
     parts = []
-    if content != old.content:
-        parts.append("Edit the text")
+    body_changed = content != old.content if old.kind == "text" else messages != old.messages
+    if body_changed:
+        parts.append("Edit the text" if old.kind == "text" else "Edit the messages")
         added = [v for v in variables if v not in old.variables]
         removed = [v for v in old.variables if v not in variables]
         if added:
             parts.append("add " + ", ".join(f"{{{v}}}" for v in added))
         if removed:
             parts.append("remove " + ", ".join(f"{{{v}}}" for v in removed))
+    changes = config_changes(old.config, config if config is not None else old.config)
+    if changes:
+        what = describe_config_change(changes, limit=3)
+        parts.append(("set " if parts else "Set ") + what)
     if not same_metadata(metadata, old.metadata):
         before, _ = parse_schema(old.metadata)
         after, _ = parse_schema(metadata)
@@ -140,9 +156,15 @@ def suggest_message(old: Template, content: str, metadata: dict, variables: list
     return "; ".join(parts)[:200]
 
 
-def show_report(content: str, metadata: dict) -> bool:
+def show_report(
+    content: str | None,
+    metadata: dict,
+    kind: str = "text",
+    messages: list[dict] | None = None,
+    config: dict | None = None,
+) -> bool:
     """Validation messages under the editor; returns True when saving is allowed."""
-    report = ws.templates.validate(content, metadata)
+    report = ws.templates.validate(content, metadata, kind=kind, messages=messages, config=config)
     cols = st.columns(3)
     cols[0].metric("Characters", f"{report.chars:,}")
     cols[1].metric(
@@ -154,10 +176,67 @@ def show_report(content: str, metadata: dict) -> bool:
     if report.variables:
         st.markdown("Variables: " + " ".join(f"`{v}`" for v in report.variables))
     for p in report.errors:
-        st.error(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon=":material/error:")
+        st.error(
+            md(f"{p.location()}: {p.message}" if p.location() else p.message),
+            icon=":material/error:",
+        )
     for p in report.warnings:
-        st.warning(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon=":material/warning:")
+        st.warning(
+            md(f"{p.location()}: {p.message}" if p.location() else p.message),
+            icon=":material/warning:",
+        )
     return report.ok
+
+
+def chat_preview(
+    key: str, messages: list[dict], config: dict, metadata: dict, variables: list[str]
+) -> None:
+    """The conversation rendered with sample values, and the payloads of both SDKs."""
+    from promptver.chat import placeholders_of
+
+    specs, _ = parse_schema(metadata)
+    with st.expander("Preview with sample values", expanded=True):
+        values: dict = {}
+        cols = st.columns(min(3, max(1, len(variables))))
+        for i, name in enumerate(variables):
+            spec = specs.get(name)
+            default = "" if spec is None or spec.default is None else str(spec.default)
+            values[name] = cols[i % len(cols)].text_input(
+                name, value=default or f"<{name}>", key=f"{key}_{name}"
+            )
+        for ph in placeholders_of(messages):
+            values[ph] = [
+                {"role": "user", "content": f"(earlier question in {ph})"},
+                {"role": "assistant", "content": f"(earlier answer in {ph})"},
+            ]
+        prompt = Prompt(
+            template_id="",
+            name="preview",
+            version=None,
+            commit="",
+            content="",
+            kind="chat",
+            chat_messages=messages,
+            config=config,
+            metadata=metadata,
+            max_render_chars=ws.settings.templates.max_render_chars,
+        )
+        try:
+            rendered = prompt.render_messages(values)
+        except PromptverError as exc:
+            st.error(f"Cannot render: {md(exc.message)}")
+            return
+        t_conv, t_openai, t_anthropic = st.tabs(
+            ["Conversation", "OpenAI payload", "Anthropic payload"]
+        )
+        with t_conv:
+            conversation_preview(rendered)
+        for tab, api in ((t_openai, "openai"), (t_anthropic, "anthropic")):
+            with tab:
+                try:
+                    st.json(prompt.payload(api, values), expanded=True)
+                except PromptverError as exc:
+                    st.info(md(exc.message), icon=":material/info:")
 
 
 def preview(key: str, content: str, metadata: dict, variables: list[str]) -> None:
@@ -304,30 +383,62 @@ with tab_edit:
             ):
                 st.session_state[base_key] = current.commit
                 st.rerun()
-        content = st.text_area(
-            "Text",
-            value=current.content,
-            height=260,
-            key=f"tpl_content_{base}",
-            help="Placeholders are {name}; write {{ and }} for literal braces. "
-            "Press Ctrl+Enter to check it.",
-        )
-        ok = show_report(content, current.metadata)
+        chat = current.kind == "chat"
+        messages = None
+        if chat:
+            st.markdown("**Messages** (a chat prompt: one message per role, in order)")
+            messages = message_editor(f"tpl_chat_{base}", current.messages or [])
+            content = None
+        else:
+            content = st.text_area(
+                "Text",
+                value=current.content,
+                height=260,
+                key=f"tpl_content_{base}",
+                help="Placeholders are {name}; write {{ and }} for literal braces. "
+                "Press Ctrl+Enter to check it.",
+            )
+        with st.expander(
+            "Model configuration"
+            + (f" · {current.config['model']}" if current.config.get("model") else ""),
+            expanded=chat or bool(current.config),
+        ):
+            config, config_problems = config_editor(f"tpl_cfg_{base}", current.config)
+        ok = show_report(content, current.metadata, current.kind, messages, config)
+        ok = ok and not config_problems
         from promptver.templating import scan, variables_of
 
-        detected = variables_of(scan(content)[0])
+        if chat:
+            from promptver.chat import CompiledChat
+
+            try:
+                detected = CompiledChat(messages or []).variables
+            except PromptverError:
+                detected = []
+        else:
+            detected = variables_of(scan(content or "")[0])
         st.markdown("**Variable schema** (optional: types, defaults and descriptions)")
         metadata = schema_editor(
             f"tpl_schema_{base}", detected, current.metadata, previous=current.variables
         )
-        preview(f"tpl_prev_{base}", content, metadata, detected)
+        if chat:
+            if ok:
+                chat_preview(f"tpl_prev_{base}", messages or [], config, metadata, detected)
+        else:
+            preview(f"tpl_prev_{base}", content or "", metadata, detected)
 
-        text_changed = content != current.content
+        text_changed = (
+            messages != current.messages if chat else content != current.content
+        ) or config != current.config
         changed = text_changed or not same_metadata(metadata, current.metadata)
         # The message box offers a description of the edit; it follows the edit until the
         # author writes their own (then it is theirs), and it is never silently "Update".
         msg_key, auto_key = f"tpl_msg_{base}", f"tpl_msg_auto_{base}"
-        suggestion = suggest_message(current, content, metadata, detected) if changed else ""
+        suggestion = (
+            suggest_message(current, content, metadata, detected, messages, config)
+            if changed
+            else ""
+        )
         if st.session_state.get(msg_key, "") == st.session_state.get(auto_key, ""):
             st.session_state[msg_key] = suggestion
         st.session_state[auto_key] = suggestion
@@ -363,6 +474,8 @@ with tab_edit:
                 saved = ws.templates.update(
                     name,
                     content,
+                    messages=messages,
+                    config=config,
                     metadata=metadata,
                     branch=branch,
                     bump=bump,
@@ -375,6 +488,8 @@ with tab_edit:
             except PromptverError as exc:
                 show_error(exc)
             else:
+                reset_editor(f"tpl_chat_{base}")
+                reset_editor(f"tpl_cfg_{base}")
                 st.session_state[base_key] = saved.commit
                 st.session_state["tpl_saved"] = {
                     "name": saved.name,
@@ -504,10 +619,13 @@ NEW_KEYS = [
 
 def _create() -> None:
     s = st.session_state
+    chat = s.get("tpl_new_kind") == "chat"
     try:
         t = ws.templates.create(
             s.get("tpl_new_name", "").strip(),
-            s.get("tpl_new_content", ""),
+            None if chat else s.get("tpl_new_content", ""),
+            messages=s.get("tpl_new_messages") if chat else None,
+            config=s.get("tpl_new_config") or None,
             category=s.get("tpl_new_category", ""),
             description=s.get("tpl_new_description", ""),
             tags=[x.strip() for x in s.get("tpl_new_tags", "").split(",")],
@@ -520,6 +638,8 @@ def _create() -> None:
         return
     for k in NEW_KEYS:
         s.pop(k, None)
+    reset_editor("tpl_new_chat")
+    reset_editor("tpl_new_cfg")
     s.pop("tpl_new_error", None)
     st.query_params["template"] = t.name
     s["tpl_pick"] = t.name
@@ -544,22 +664,58 @@ with tab_new:
     )
     st.text_input("Description", key="tpl_new_description", max_chars=1000)
     st.text_input("Tags", key="tpl_new_tags", help="Comma-separated, e.g. support, rag")
-    new_content = st.text_area(
-        "Text",
-        key="tpl_new_content",
-        height=200,
-        placeholder="Answer the question using the context.\n\n"
-        "Context: {context}\nQuestion: {question}",
-        help="Placeholders are {name}; write {{ and }} for literal braces",
+    new_kind = st.segmented_control(
+        "Kind",
+        ["text", "chat"],
+        default="text",
+        key="tpl_new_kind",
+        format_func=lambda k: {"text": "Text prompt", "chat": "Chat prompt (messages)"}[k],
+        help="A text prompt is one text; a chat prompt is a list of messages with roles",
     )
     new_ok = True
-    if new_content:
-        new_ok = show_report(new_content, {})
+    if new_kind == "chat":
+        new_messages = message_editor("tpl_new_chat", [])
+        st.session_state["tpl_new_messages"] = new_messages
+        new_content = ""
+    else:
+        new_messages = None
+        new_content = st.text_area(
+            "Text",
+            key="tpl_new_content",
+            height=200,
+            placeholder="Answer the question using the context.\n\n"
+            "Context: {context}\nQuestion: {question}",
+            help="Placeholders are {name}; write {{ and }} for literal braces",
+        )
+    with st.expander("Model configuration", expanded=new_kind == "chat"):
+        new_config, new_config_problems = config_editor("tpl_new_cfg", {})
+    st.session_state["tpl_new_config"] = new_config
+    if new_content or new_messages:
+        new_ok = show_report(new_content, {}, new_kind or "text", new_messages, new_config)
+        new_ok = new_ok and not new_config_problems
         from promptver.templating import scan, variables_of
 
-        new_vars = variables_of(scan(new_content)[0])
+        if new_messages is not None:
+            from promptver.chat import CompiledChat
+
+            try:
+                new_vars = CompiledChat(new_messages).variables
+            except PromptverError:
+                new_vars = []
+        else:
+            new_vars = variables_of(scan(new_content)[0])
         st.session_state["tpl_new_metadata"] = schema_editor("tpl_new_schema", new_vars, {})
-        preview("tpl_new_prev", new_content, st.session_state["tpl_new_metadata"], new_vars)
+        if new_messages is not None:
+            if new_ok:
+                chat_preview(
+                    "tpl_new_prev",
+                    new_messages,
+                    new_config,
+                    st.session_state["tpl_new_metadata"],
+                    new_vars,
+                )
+        else:
+            preview("tpl_new_prev", new_content, st.session_state["tpl_new_metadata"], new_vars)
     st.text_input("Commit message", key="tpl_new_message", placeholder="Initial version")
     err = st.session_state.get("tpl_new_error")
     if err is not None:
@@ -569,5 +725,7 @@ with tab_new:
         type="primary",
         key="tpl_create",
         on_click=_create,
-        disabled=not (new_ok and new_content and st.session_state.get("tpl_new_name")),
+        disabled=not (
+            new_ok and (new_content or new_messages) and st.session_state.get("tpl_new_name")
+        ),
     )

@@ -1282,6 +1282,25 @@ class MergePlan:
     def criss_cross(self) -> bool:
         return len(self.bases) > 1
 
+    def preview(self) -> Diff:
+        """What a clean merge would change on the target: the diff from the target's head to
+        the merged prompt (text or messages, metadata and configuration)."""
+        from types import SimpleNamespace
+
+        assert self.text is not None and self.metadata is not None and self.config is not None
+        body = self.text.text()
+        chat = self.theirs.kind == "chat" if self.kind == "fast_forward" else self.chat
+        messages = messages_from_body(body) if chat else None
+        merged = SimpleNamespace(
+            kind="chat" if chat else "text",
+            content="" if chat else body,
+            messages=messages,
+            config=self.config.merged,
+            metadata=self.metadata.merged,
+            variables=_variables_used(body, messages) if chat else _variables_used(body, None),
+        )
+        return diff_prompts(self.ours, merged)
+
 
 def _variables_used(content: str, messages: list[dict[str, Any]] | None) -> list[str]:
     """The placeholders of a text, or of every message of a chat prompt, in order."""

@@ -172,3 +172,117 @@ def test_after_a_save_the_confirmation_offers_the_diff_and_a_deploy(qa_app, db_p
     assert f"to={saved.commit[:12]}" in compare.proto.query_string
     deploy = links[f"Deploy {saved.version}…"]
     assert "template=qa-basic" in deploy.proto.query_string
+
+
+# ---- chat prompts (issue 16) -----------------------------------------------------------------
+
+CHAT = [
+    {"role": "system", "content": "You answer questions about {product}."},
+    {"placeholder": "history"},
+    {"role": "user", "content": "{question}"},
+]
+
+
+@pytest.fixture
+def chat_app(db_path, monkeypatch):
+    ws = Workspace.open(db_path)
+    ws.templates.create(
+        "chatty", messages=CHAT, config={"model": "gpt-4o-mini", "temperature": 0.2}
+    )
+    ws.mark("seeded", "test")
+    ws.close()
+    monkeypatch.setenv("PROMPTVER_DB", str(db_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.switch_page("pages/templates.py")
+    at.query_params["template"] = "chatty"
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _commit(db_path) -> str:
+    return Workspace.open(db_path).templates.get("chatty").commit
+
+
+def test_an_untouched_chat_prompt_has_nothing_to_save(chat_app, db_path):
+    assert chat_app.button(key="tpl_save").disabled
+    chat_app.run()
+    assert chat_app.button(key="tpl_save").disabled
+    assert [c.commit for c in Workspace.open(db_path).versions.history("chatty")] == [
+        _commit(db_path)
+    ]
+
+
+def test_chat_editor_shows_messages_preview_and_payloads(chat_app, db_path):
+    base = _commit(db_path)
+    roles = [
+        s.value for s in chat_app.selectbox if s.key and s.key.startswith(f"tpl_chat_{base}_role")
+    ]
+    assert roles == ["system", "user"]
+    assert [t.value for t in chat_app.text_input if "_ph_" in (t.key or "")] == ["history"]
+    # the conversation preview: one chat bubble per rendered message (history sample included)
+    assert len(chat_app.chat_message) == 4
+    assert [c.name for c in chat_app.chat_message] == ["system", "user", "assistant", "user"]
+    payloads = [j.value for j in chat_app.json]
+    assert any('"model": "gpt-4o-mini"' in p or "gpt-4o-mini" in str(p) for p in payloads)
+
+
+def test_changing_the_temperature_saves_a_new_version_with_a_config_diff(chat_app, db_path):
+    base = _commit(db_path)
+    chat_app.slider(key=f"tpl_cfg_{base}_temperature").set_value(0.7).run()
+    msg = chat_app.text_input(key=f"tpl_msg_{base}")
+    assert "temperature 0.2 → 0.7" in msg.value
+    chat_app.button(key="tpl_save").click().run()
+    assert not chat_app.exception
+    ws = Workspace.open(db_path)
+    t = ws.templates.get("chatty")
+    assert (t.version, t.config["temperature"], t.messages) == ("1.1.0", 0.7, CHAT)
+    d = ws.versions.diff("chatty", "1.0.0", "1.1.0")
+    assert d.config_changes == [{"path": "temperature", "old": 0.2, "new": 0.7}]
+
+
+def test_add_reorder_and_remove_messages(chat_app, db_path):
+    base = _commit(db_path)
+    key = f"tpl_chat_{base}"
+    chat_app.button(key=f"{key}_add").click().run()
+    rows = chat_app.session_state[f"{key}_rows"]
+    new_id = rows[-1]["_id"]
+    chat_app.text_area(key=f"{key}_content_{new_id}").input("And {extra}?").run()
+    chat_app.button(key=f"{key}_up_{new_id}").click().run()
+    chat_app.selectbox(key=f"{key}_role_{new_id}").select("assistant").run()
+    first = chat_app.session_state[f"{key}_rows"][0]["_id"]
+    chat_app.button(key=f"{key}_del_{first}").click().run()
+    chat_app.text_input(key=f"tpl_msg_{base}").input("Restructure").run()
+    chat_app.button(key="tpl_save").click().run()
+    assert not chat_app.exception
+    t = Workspace.open(db_path).templates.get("chatty")
+    assert t.messages == [
+        {"placeholder": "history"},
+        {"role": "assistant", "content": "And {extra}?"},
+        {"role": "user", "content": "{question}"},
+    ]
+    assert t.variables == ["extra", "question"]
+
+
+def test_invalid_json_schema_in_the_config_shows_its_path_and_blocks_saving(chat_app, db_path):
+    base = _commit(db_path)
+    chat_app.text_area(key=f"tpl_cfg_{base}_response_format").input(
+        '{"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "objekt"}}}'
+    ).run()
+    assert any(
+        "config.response_format.json_schema.schema: not a valid JSON Schema"
+        in e.value.replace("\\", "")
+        for e in chat_app.error
+    )
+    assert chat_app.button(key="tpl_save").disabled
+
+
+def test_create_a_chat_template_from_the_form(app, db_path):
+    app.text_input(key="tpl_new_name").input("new-chat").run()
+    app.segmented_control(key="tpl_new_kind").set_value("chat").run()
+    app.text_input(key="tpl_new_cfg_model").input("gpt-4.1-nano").run()
+    app.button(key="tpl_create").click().run()
+    assert not app.exception
+    t = Workspace.open(db_path).templates.get("new-chat")
+    assert t.kind == "chat" and t.config == {"model": "gpt-4.1-nano"}
+    assert [m["role"] for m in t.messages] == ["system", "user"]

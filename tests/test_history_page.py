@@ -246,3 +246,70 @@ def test_the_template_picked_on_templates_opens_on_history_and_deployments(monke
     assert at.selectbox(key="dep_template").value == "translate-formal"
     move("pages/templates.py")
     assert at.selectbox(key="tpl_pick").value == "translate-formal"
+
+
+CHAT = [
+    {"role": "system", "content": "You answer questions about {product}."},
+    {"placeholder": "history"},
+    {"role": "user", "content": "{question}"},
+]
+
+
+def _chat_workspace(db_path):
+    from promptver import Workspace
+
+    ws = Workspace.open(db_path)
+    ws.templates.create("c", messages=CHAT, config={"model": "gpt-4o-mini", "temperature": 0.2})
+    ws.mark("seeded", "test")
+    return ws
+
+
+def test_diff_of_a_chat_prompt_shows_config_paths_and_changed_messages(monkeypatch, db_path):
+    ws = _chat_workspace(db_path)
+    ws.templates.update(
+        "c",
+        messages=[*CHAT[:2], {"role": "user", "content": "{question} Answer in JSON."}],
+        config={"model": "gpt-4.1-nano", "temperature": 0.2},
+    )
+    at = open_page(monkeypatch, db_path, template="c", **{"from": "1.0.0", "to": "1.1.0"})
+    frames = [f.value for f in at.dataframe]
+    config = next(f for f in frames if "path" in f.columns)
+    assert config.to_dict("records") == [
+        {"path": "model", "old": '"gpt-4o-mini"', "new": '"gpt-4.1-nano"'}
+    ]
+    assert any("#3" in c.value for c in at.caption), [c.value for c in at.caption]
+    page = " ".join(html_of(at))
+    assert "[user]" in page and "Answer in JSON." in page
+
+
+def test_config_conflict_is_resolved_in_the_merge_editor(monkeypatch, db_path):
+    ws = _chat_workspace(db_path)
+    ws.versions.create_branch("c", "hot")
+    ws.templates.update("c", branch="hot", config={"model": "gpt-4o-mini", "temperature": 0.9})
+    ws.templates.update("c", config={"model": "gpt-4o-mini", "temperature": 0.5})
+    at = open_page(monkeypatch, db_path, template="c")
+    at.selectbox(key="hist_merge_src_c_main").select("hot").run()
+    assert any("configuration path" in w.value for w in at.warning)
+    radio = next(r for r in at.radio if r.key and r.key.startswith("hist_config_"))
+    radio.set_value("theirs").run()
+    by_key(at.button, "hist_merge_commit").click().run()
+    assert not at.exception
+    t = ws.templates.get("c")
+    assert t.config["temperature"] == 0.9 and t.version == "1.2.0"
+    assert len(ws.versions.get_commit(t.commit).parents) == 2
+
+
+def test_clean_chat_merge_previews_the_merged_config(monkeypatch, db_path):
+    ws = _chat_workspace(db_path)
+    ws.versions.create_branch("c", "tone")
+    ws.templates.update(
+        "c", branch="tone", messages=[{"role": "system", "content": "Be warm."}, *CHAT[1:]]
+    )
+    ws.templates.update("c", config={"model": "gpt-4o-mini", "temperature": 0.5})
+    at = open_page(monkeypatch, db_path, template="c")
+    at.selectbox(key="hist_merge_src_c_main").select("tone").run()
+    assert any("Clean three-way merge" in i.value for i in at.info)
+    assert "warm" in " ".join(html_of(at))  # the merged system message (word-diffed)
+    at.button(key="hist_merge_go").click().run()
+    t = ws.templates.get("c")
+    assert t.messages[0]["content"] == "Be warm." and t.config["temperature"] == 0.5

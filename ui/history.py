@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
+from typing import Any
 
 import altair as alt
 import pandas as pd
@@ -248,3 +249,14 @@ def history_chart(rows: list[GraphRow]) -> alt.LayerChart:
 def history_chart_height(rows: list[GraphRow]) -> int:
     """Pixels the chart needs: its rows plus the legend above them."""
     return ROW_PX * max(len(rows), 1) + 70
+
+
+def config_change_rows(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of a model-configuration change table: the dotted path, then each side as JSON
+    (empty when the path was added or removed)."""
+    import json
+
+    def show(v: Any) -> str:
+        return "" if v is None else json.dumps(v, ensure_ascii=False)
+
+    return [{"path": c["path"], "old": show(c["old"]), "new": show(c["new"])} for c in changes]
