@@ -12,12 +12,14 @@ from promptver.models import Template
 from promptver.templates import same_metadata
 from promptver.templating import VariableSpec, parse_schema
 from ui.common import (
+    MISSING,
     author,
     domain_errors,
     flash,
     md,
     pick_template,
     show_error,
+    table_height,
     take_param,
     workspace,
 )
@@ -71,6 +73,7 @@ def schema_editor(
             key=key,
             hide_index=True,
             width="stretch",
+            placeholder=MISSING,
             disabled=["variable"],
             column_config={
                 "variable": st.column_config.TextColumn("Variable", width="small"),
@@ -154,9 +157,15 @@ def show_report(content: str, metadata: dict) -> bool:
     if report.variables:
         st.markdown("Variables: " + " ".join(f"`{v}`" for v in report.variables))
     for p in report.errors:
-        st.error(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon=":material/error:")
+        st.error(
+            md(f"{p.location()}: {p.message}" if p.location() else p.message),
+            icon=":material/error:",
+        )
     for p in report.warnings:
-        st.warning(md(f"{p.location()}: {p.message}" if p.location() else p.message), icon=":material/warning:")
+        st.warning(
+            md(f"{p.location()}: {p.message}" if p.location() else p.message),
+            icon=":material/warning:",
+        )
     return report.ok
 
 
@@ -232,7 +241,20 @@ if items:
         ),
         hide_index=True,
         width="stretch",
-        column_config={"updated (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+        height=table_height(len(items)),
+        placeholder=MISSING,
+        column_config={
+            "name": st.column_config.TextColumn("Name", pinned=True, width="medium"),
+            "version": st.column_config.TextColumn("Version", width="small"),
+            "category": st.column_config.TextColumn("Category", width="small"),
+            "tags": st.column_config.TextColumn("Tags", width="small"),
+            "variables": st.column_config.TextColumn("Variables", width="medium"),
+            "updated (UTC)": st.column_config.DatetimeColumn(
+                "Updated (UTC)", format="YYYY-MM-DD HH:mm", width="small"
+            ),
+            "description": st.column_config.TextColumn("Description", width="large"),
+            "status": st.column_config.TextColumn("Status", width="small"),
+        },
     )
 elif not search and category == "All" and not tags and not ws.templates.list(include_archived=True):
     st.info(

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import altair as alt
 import pandas as pd
+import streamlit as st
 
 from promptver.diffing import Block, Diff
 from promptver.models import GraphRow
@@ -128,7 +129,7 @@ def history_frame(rows: list[GraphRow]) -> pd.DataFrame:
         [
             {
                 "commit": r.commit[:10],
-                "version": r.version or "",
+                "version": r.version,
                 "lane": r.lane_name or "(deleted branch)",
                 "branches": ", ".join(r.branches),
                 "message": r.message,
@@ -150,6 +151,22 @@ def history_frame(rows: list[GraphRow]) -> pd.DataFrame:
         ],
     )
 
+
+#: how the history table's columns read (the screen passes it to ``st.dataframe``)
+HISTORY_COLUMNS = {
+    "commit": st.column_config.TextColumn("Commit", pinned=True, width="small"),
+    "version": st.column_config.TextColumn(
+        "Version", width="small", help="Commits on branches get a version when merged"
+    ),
+    "lane": st.column_config.TextColumn("Branch", width="small"),
+    "branches": st.column_config.TextColumn("Heads", width="small", help="Branches that end here"),
+    "message": st.column_config.TextColumn("Message", width="large"),
+    "author": st.column_config.TextColumn("Author", width="small"),
+    "date (UTC)": st.column_config.DatetimeColumn(
+        "Date (UTC)", format="YYYY-MM-DD HH:mm", width="small"
+    ),
+    "merge": st.column_config.CheckboxColumn("Merge", width="small"),
+}
 
 LANE_PX = 26
 ROW_PX = 28
