@@ -59,7 +59,7 @@ if running:  # the column exists only when some template has a running experimen
         width="medium",
     )
 for env in envs:
-    columns[env] = st.column_config.TextColumn(env, width="small")
+    columns[env] = st.column_config.TextColumn(env)
 st.dataframe(
     matrix,
     hide_index=True,

@@ -200,7 +200,7 @@ with tab_diff:
                     placeholder=MISSING,
                     column_config={
                         "key": st.column_config.TextColumn("Key", width="medium"),
-                        "change": st.column_config.TextColumn("Change", width="small"),
+                        "change": st.column_config.TextColumn("Change"),
                         "old": st.column_config.TextColumn("Old", width="large"),
                         "new": st.column_config.TextColumn("New", width="large"),
                     },
@@ -238,17 +238,17 @@ with tab_branches:
         placeholder=MISSING,
         column_config={
             "branch": st.column_config.TextColumn("Branch", pinned=True, width="medium"),
-            "head": st.column_config.TextColumn("Head", width="small"),
+            "head": st.column_config.TextColumn("Head"),
             "ahead of main": st.column_config.NumberColumn(
-                "Ahead of main", width="small", help="Commits on the branch that main lacks"
+                "Ahead of main", help="Commits on the branch that main lacks"
             ),
             "behind main": st.column_config.NumberColumn(
-                "Behind main", width="small", help="Commits on main that the branch lacks"
+                "Behind main", help="Commits on main that the branch lacks"
             ),
             "created (UTC)": st.column_config.DatetimeColumn(
-                "Created (UTC)", format="YYYY-MM-DD HH:mm", width="small"
+                "Created (UTC)", format="YYYY-MM-DD HH:mm"
             ),
-            "by": st.column_config.TextColumn("By", width="small"),
+            "by": st.column_config.TextColumn("By"),
         },
     )
     st.caption(

@@ -76,12 +76,11 @@ def schema_editor(
             placeholder=MISSING,
             disabled=["variable"],
             column_config={
-                "variable": st.column_config.TextColumn("Variable", width="small"),
+                "variable": st.column_config.TextColumn("Variable"),
                 "type": st.column_config.SelectboxColumn(
                     "Type",
                     options=["str", "int", "float"],
                     help="Values are checked when rendering",
-                    width="small",
                 ),
                 "required": st.column_config.CheckboxColumn(
                     "Required", help="Rendering fails without it", width="small"
@@ -245,15 +244,15 @@ if items:
         placeholder=MISSING,
         column_config={
             "name": st.column_config.TextColumn("Name", pinned=True, width="medium"),
-            "version": st.column_config.TextColumn("Version", width="small"),
-            "category": st.column_config.TextColumn("Category", width="small"),
-            "tags": st.column_config.TextColumn("Tags", width="small"),
+            "version": st.column_config.TextColumn("Version"),
+            "category": st.column_config.TextColumn("Category"),
+            "tags": st.column_config.TextColumn("Tags"),
             "variables": st.column_config.TextColumn("Variables", width="medium"),
             "updated (UTC)": st.column_config.DatetimeColumn(
-                "Updated (UTC)", format="YYYY-MM-DD HH:mm", width="small"
+                "Updated (UTC)", format="YYYY-MM-DD HH:mm"
             ),
             "description": st.column_config.TextColumn("Description", width="large"),
-            "status": st.column_config.TextColumn("Status", width="small"),
+            "status": st.column_config.TextColumn("Status"),
         },
     )
 elif not search and category == "All" and not tags and not ws.templates.list(include_archived=True):

@@ -1,5 +1,5 @@
 """Tables on the Templates, History & Diff and Deployments screens (issue 22, item 13): every
-column is configured (a label and a width, so nothing is clipped on the right), a missing value
+column is configured (a label; long text gets a width, the rest is sized to its content), a missing value
 reads "—" (never "None"), and a short table is as tall as its rows."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def check_tables(at: AppTest, at_least: int) -> list:
         config = json.loads(t.proto.columns or "{}")
         for column in t.value.columns:
             spec = config.get(f"col:name:{column}") or config.get(column)
-            assert spec and spec.get("width"), f"column {column!r} is not configured"
+            assert spec and spec.get("label"), f"column {column!r} is not configured"
     return tables
 
 

@@ -334,7 +334,7 @@ def show_error(exc: PromptverError) -> None:
             height=table_height(len(problems)),
             placeholder=MISSING,
             column_config={
-                "severity": st.column_config.TextColumn("Severity", width="small"),
+                "severity": st.column_config.TextColumn("Severity"),
                 "where": st.column_config.TextColumn("Where", width="medium"),
                 "message": st.column_config.TextColumn("Message", width="large"),
             },

@@ -60,8 +60,8 @@ def show_gates(report: GateReport) -> None:
             height=table_height(len(problems)),
             placeholder=MISSING,
             column_config={
-                "check": st.column_config.TextColumn("Check", width="small"),
-                "severity": st.column_config.TextColumn("Severity", width="small"),
+                "check": st.column_config.TextColumn("Check"),
+                "severity": st.column_config.TextColumn("Severity"),
                 "where": st.column_config.TextColumn("Where", width="medium"),
                 "message": st.column_config.TextColumn("Message", width="large"),
             },

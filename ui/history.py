@@ -154,17 +154,15 @@ def history_frame(rows: list[GraphRow]) -> pd.DataFrame:
 
 #: how the history table's columns read (the screen passes it to ``st.dataframe``)
 HISTORY_COLUMNS = {
-    "commit": st.column_config.TextColumn("Commit", pinned=True, width="small"),
+    "commit": st.column_config.TextColumn("Commit", pinned=True),
     "version": st.column_config.TextColumn(
-        "Version", width="small", help="Commits on branches get a version when merged"
+        "Version", help="Commits on branches get a version when merged"
     ),
-    "lane": st.column_config.TextColumn("Branch", width="small"),
-    "branches": st.column_config.TextColumn("Heads", width="small", help="Branches that end here"),
+    "lane": st.column_config.TextColumn("Branch"),
+    "branches": st.column_config.TextColumn("Heads", help="Branches that end here"),
     "message": st.column_config.TextColumn("Message", width="large"),
-    "author": st.column_config.TextColumn("Author", width="small"),
-    "date (UTC)": st.column_config.DatetimeColumn(
-        "Date (UTC)", format="YYYY-MM-DD HH:mm", width="small"
-    ),
+    "author": st.column_config.TextColumn("Author"),
+    "date (UTC)": st.column_config.DatetimeColumn("Date (UTC)", format="YYYY-MM-DD HH:mm"),
     "merge": st.column_config.CheckboxColumn("Merge", width="small"),
 }
 
