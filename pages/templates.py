@@ -242,16 +242,29 @@ if items:
         width="stretch",
         height=table_height(len(items)),
         placeholder=MISSING,
+        # the long text last, so the short columns fit without scrolling sideways
+        column_order=[
+            "name",
+            "version",
+            "status",
+            "category",
+            "tags",
+            "variables",
+            "updated (UTC)",
+            "description",
+        ],
         column_config={
-            "name": st.column_config.TextColumn("Name", pinned=True, width="medium"),
+            "name": st.column_config.TextColumn("Name", pinned=True),
             "version": st.column_config.TextColumn("Version"),
             "category": st.column_config.TextColumn("Category"),
             "tags": st.column_config.TextColumn("Tags"),
-            "variables": st.column_config.TextColumn("Variables", width="medium"),
+            "variables": st.column_config.TextColumn("Variables"),
             "updated (UTC)": st.column_config.DatetimeColumn(
                 "Updated (UTC)", format="YYYY-MM-DD HH:mm"
             ),
-            "description": st.column_config.TextColumn("Description", width="large"),
+            "description": st.column_config.TextColumn(
+                "Description", width="medium", help="Hover a cell to read all of it"
+            ),
             "status": st.column_config.TextColumn("Status"),
         },
     )
