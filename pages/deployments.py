@@ -11,12 +11,14 @@ from promptver import PromptverError
 from promptver.models import Deployment, GateReport, LiveCell
 from promptver.overview import deployment_trend_params
 from ui.common import (
+    MISSING,
     author,
     domain_errors,
     flash,
     no_templates,
     pick_template,
     show_error,
+    table_height,
     take_param,
     workspace,
 )
@@ -44,17 +46,28 @@ rows: dict[str, dict[str, str]] = {}
 running: dict[str, list[str]] = {}
 for c in cells:
     row = rows.setdefault(c.template, {"template": c.template})
-    row[c.environment] = c.deployment.label() if c.deployment else "—"
+    row[c.environment] = c.deployment.label() if c.deployment else None
     if c.experiment_name:
         running.setdefault(c.template, []).append(f"{c.experiment_name} ({c.environment})")
 matrix = pd.DataFrame(list(rows.values()), columns=["template", *envs])
-columns = {"template": st.column_config.TextColumn("Template", pinned=True)}
+columns = {"template": st.column_config.TextColumn("Template", pinned=True, width="medium")}
 if running:  # the column exists only when some template has a running experiment
     matrix["running experiment"] = [", ".join(running.get(n, [])) for n in matrix["template"]]
     columns["running experiment"] = st.column_config.TextColumn(
-        "Running experiment", help="An experiment routes some users to its variants while it runs"
+        "Running experiment",
+        help="An experiment routes some users to its variants while it runs",
+        width="medium",
     )
-st.dataframe(matrix, hide_index=True, width="stretch", column_config=columns)
+for env in envs:
+    columns[env] = st.column_config.TextColumn(env)
+st.dataframe(
+    matrix,
+    hide_index=True,
+    width="stretch",
+    height=table_height(len(matrix)),
+    placeholder=MISSING,
+    column_config=columns,
+)
 
 # ---- one template ---------------------------------------------------------------------------
 

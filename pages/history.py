@@ -12,6 +12,7 @@ from promptver import Conflict, PromptverError
 from promptver.merging import CHOICES, conflict_markers
 from promptver.models import NAME_RE
 from ui.common import (
+    MISSING,
     author,
     code,
     domain_errors,
@@ -20,9 +21,11 @@ from ui.common import (
     no_templates,
     pick_template,
     show_error,
+    table_height,
     workspace,
 )
 from ui.history import (
+    HISTORY_COLUMNS,
     config_change_rows,
     history_chart,
     history_chart_height,
@@ -125,9 +128,9 @@ with tab_history:
                 history_frame(history),
                 hide_index=True,
                 width="stretch",
-                column_config={
-                    "date (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")
-                },
+                height=table_height(len(history)),
+                placeholder=MISSING,
+                column_config=HISTORY_COLUMNS,
             )
 
 
@@ -196,8 +199,10 @@ with tab_diff:
                         {
                             "key": m.key,
                             "change": m.op,
-                            "old": "" if m.op == "added" else json.dumps(m.old, ensure_ascii=False),
-                            "new": ""
+                            "old": None
+                            if m.op == "added"
+                            else json.dumps(m.old, ensure_ascii=False),
+                            "new": None
                             if m.op == "removed"
                             else json.dumps(m.new, ensure_ascii=False),
                         }
@@ -205,6 +210,14 @@ with tab_diff:
                     ],
                     hide_index=True,
                     width="stretch",
+                    height=table_height(len(diff.metadata_changes)),
+                    placeholder=MISSING,
+                    column_config={
+                        "key": st.column_config.TextColumn("Key", width="medium"),
+                        "change": st.column_config.TextColumn("Change"),
+                        "old": st.column_config.TextColumn("Old", width="large"),
+                        "new": st.column_config.TextColumn("New", width="large"),
+                    },
                 )
             with st.expander("Unified diff (patch)"):
                 st.code(diff.unified or "(the texts are equal)", language="diff")
@@ -235,7 +248,22 @@ with tab_branches:
         ],
         hide_index=True,
         width="stretch",
-        column_config={"created (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+        height=table_height(len(branches)),
+        placeholder=MISSING,
+        column_config={
+            "branch": st.column_config.TextColumn("Branch", pinned=True, width="medium"),
+            "head": st.column_config.TextColumn("Head"),
+            "ahead of main": st.column_config.NumberColumn(
+                "Ahead of main", help="Commits on the branch that main lacks"
+            ),
+            "behind main": st.column_config.NumberColumn(
+                "Behind main", help="Commits on main that the branch lacks"
+            ),
+            "created (UTC)": st.column_config.DatetimeColumn(
+                "Created (UTC)", format="YYYY-MM-DD HH:mm"
+            ),
+            "by": st.column_config.TextColumn("By"),
+        },
     )
     st.caption(
         "Ahead: commits on the branch that main lacks. Behind: commits on main that the "

@@ -15,12 +15,14 @@ from promptver.templating import VariableSpec, parse_schema
 from ui.chat_editor import config_editor, conversation_preview, message_editor
 from ui.chat_editor import reset as reset_editor
 from ui.common import (
+    MISSING,
     author,
     domain_errors,
     flash,
     md,
     pick_template,
     show_error,
+    table_height,
     take_param,
     workspace,
 )
@@ -74,14 +76,14 @@ def schema_editor(
             key=key,
             hide_index=True,
             width="stretch",
+            placeholder=MISSING,
             disabled=["variable"],
             column_config={
-                "variable": st.column_config.TextColumn("Variable", width="small"),
+                "variable": st.column_config.TextColumn("Variable"),
                 "type": st.column_config.SelectboxColumn(
                     "Type",
                     options=["str", "int", "float"],
                     help="Values are checked when rendering",
-                    width="small",
                 ),
                 "required": st.column_config.CheckboxColumn(
                     "Required", help="Rendering fails without it", width="small"
@@ -311,7 +313,33 @@ if items:
         ),
         hide_index=True,
         width="stretch",
-        column_config={"updated (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")},
+        height=table_height(len(items)),
+        placeholder=MISSING,
+        # the long text last, so the short columns fit without scrolling sideways
+        column_order=[
+            "name",
+            "version",
+            "status",
+            "category",
+            "tags",
+            "variables",
+            "updated (UTC)",
+            "description",
+        ],
+        column_config={
+            "name": st.column_config.TextColumn("Name", pinned=True),
+            "version": st.column_config.TextColumn("Version"),
+            "category": st.column_config.TextColumn("Category"),
+            "tags": st.column_config.TextColumn("Tags"),
+            "variables": st.column_config.TextColumn("Variables"),
+            "updated (UTC)": st.column_config.DatetimeColumn(
+                "Updated (UTC)", format="YYYY-MM-DD HH:mm"
+            ),
+            "description": st.column_config.TextColumn(
+                "Description", width="medium", help="Hover a cell to read all of it"
+            ),
+            "status": st.column_config.TextColumn("Status"),
+        },
     )
 elif not search and category == "All" and not tags and not ws.templates.list(include_archived=True):
     st.info(

@@ -273,6 +273,17 @@ def no_templates(ws: Workspace, then: str = "") -> None:
     )
 
 
+#: how a missing value reads in a table (instead of "None")
+MISSING = "—"
+_ROW_PX = 35  # Streamlit's default row (and header) height
+
+
+def table_height(rows: int, limit: int = 15) -> int | str:
+    """A table's height: all its rows when there are few (no empty space below, nothing
+    hidden), else ``limit`` rows that scroll."""
+    return "content" if rows <= limit else _ROW_PX * (limit + 1) + 3
+
+
 def problems_frame(problems: list[Any]) -> pd.DataFrame:
     rows = []
     for p in problems:
@@ -354,7 +365,18 @@ def show_error(exc: PromptverError) -> None:
     problems = getattr(exc, "problems", None) or []
     if len(problems) > 1:
         st.error(md(exc.message.split(":")[0] + f": {len(problems)} problems"))
-        st.dataframe(problems_frame(problems), hide_index=True, width="stretch")
+        st.dataframe(
+            problems_frame(problems),
+            hide_index=True,
+            width="stretch",
+            height=table_height(len(problems)),
+            placeholder=MISSING,
+            column_config={
+                "severity": st.column_config.TextColumn("Severity"),
+                "where": st.column_config.TextColumn("Where", width="medium"),
+                "message": st.column_config.TextColumn("Message", width="large"),
+            },
+        )
     else:
         st.error(md(exc.message))
 

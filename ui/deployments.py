@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from promptver.models import Deployment, GateReport, GateResult
-from ui.common import md
+from ui.common import MISSING, md, table_height
 
 GATE_TITLES = {
     "syntax_validation": "Syntax",
@@ -39,7 +39,7 @@ def gate_frame(gates: list[GateResult]) -> pd.DataFrame:
                 {
                     "check": GATE_TITLES.get(g.gate, g.gate),
                     "severity": p.get("severity"),
-                    "where": where or p.get("field") or "",
+                    "where": where or p.get("field") or None,
                     "message": p.get("message"),
                 }
             )
@@ -53,7 +53,19 @@ def show_gates(report: GateReport) -> None:
         st.markdown(f"{_STATUS[g.status]} &nbsp; **{title}** — {md(g.message)}")
     problems = gate_frame(report.gates)
     if len(problems):
-        st.dataframe(problems, hide_index=True, width="stretch")
+        st.dataframe(
+            problems,
+            hide_index=True,
+            width="stretch",
+            height=table_height(len(problems)),
+            placeholder=MISSING,
+            column_config={
+                "check": st.column_config.TextColumn("Check"),
+                "severity": st.column_config.TextColumn("Severity"),
+                "where": st.column_config.TextColumn("Where", width="medium"),
+                "message": st.column_config.TextColumn("Message", width="large"),
+            },
+        )
 
 
 def needs_force(report: GateReport) -> bool:

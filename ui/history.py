@@ -12,6 +12,7 @@ from typing import Any
 
 import altair as alt
 import pandas as pd
+import streamlit as st
 
 from promptver.diffing import Block, Diff
 from promptver.models import GraphRow
@@ -129,7 +130,7 @@ def history_frame(rows: list[GraphRow]) -> pd.DataFrame:
         [
             {
                 "commit": r.commit[:10],
-                "version": r.version or "",
+                "version": r.version,
                 "lane": r.lane_name or "(deleted branch)",
                 "branches": ", ".join(r.branches),
                 "message": r.message,
@@ -151,6 +152,20 @@ def history_frame(rows: list[GraphRow]) -> pd.DataFrame:
         ],
     )
 
+
+#: how the history table's columns read (the screen passes it to ``st.dataframe``)
+HISTORY_COLUMNS = {
+    "commit": st.column_config.TextColumn("Commit", pinned=True),
+    "version": st.column_config.TextColumn(
+        "Version", help="Commits on branches get a version when merged"
+    ),
+    "lane": st.column_config.TextColumn("Branch"),
+    "branches": st.column_config.TextColumn("Heads", help="Branches that end here"),
+    "message": st.column_config.TextColumn("Message", width="large"),
+    "author": st.column_config.TextColumn("Author"),
+    "date (UTC)": st.column_config.DatetimeColumn("Date (UTC)", format="YYYY-MM-DD HH:mm"),
+    "merge": st.column_config.CheckboxColumn("Merge", width="small"),
+}
 
 LANE_PX = 26
 ROW_PX = 28

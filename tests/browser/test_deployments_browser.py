@@ -55,6 +55,11 @@ def test_deploy_then_roll_back(page, app_url, tmp_path: Path):
     dialog.wait_for()
     wait_idle(page)
     assert f"from {newest} to {live.version}" in dialog.inner_text()
+    expect(dialog.locator(".st-key-dep_rb_yes button")).to_be_disabled()  # needs a reason
+    reason = dialog.locator(".st-key-dep_rb_note input")
+    reason.fill("answers got worse")
+    reason.press("Enter")
+    wait_idle(page)
     shot(page, "deployments-rollback-dialog")
     dialog.locator(".st-key-dep_rb_yes button").click()
     expect(

@@ -282,6 +282,11 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     wait_idle(page)
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("from 1.1.0 to 1.0.0")
+    expect(dialog.locator(".st-key-dep_rb_yes button")).to_be_disabled()  # a reason first
+    reason = dialog.locator(".st-key-dep_rb_note input")
+    reason.fill("answers lost their citations")
+    reason.press("Enter")
+    wait_idle(page)
     button(page, "dep_rb_yes").click()
     wait_idle(page)
     flash(page, rf"Rolled back {TEMPLATE} in production to 1\.0\.0")
@@ -291,13 +296,15 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     with Workspace.open(db) as ws:
         live = ws.deployments.live(TEMPLATE, "production")
         assert (live.action, live.version, live.replaced_version) == ("rollback", "1.0.0", "1.1.0")
+        assert live.note == "answers lost their citations"
         exp = ws.experiments.get(EXPERIMENT)
         assert exp.status == "completed"
         assert ws.experiment_results(exp).winner == "variant-1"
         assert [v.version for v in ws.deployments.versions_of(TEMPLATE)] == ["1.1.0", "1.0.0"]
 
-    # and Home shows it: the rollback is the latest deployment
+    # and Home shows it: the rollback is the latest deployment, and why
     page.goto(app_url)
     wait_idle(page)
     expect(page.get_by_text(f"{TEMPLATE} → production: rollback 1.0.0").first).to_be_visible()
+    expect(page.get_by_text("answers lost their citations").first).to_be_visible()
     shot(page, "story-14-home")
