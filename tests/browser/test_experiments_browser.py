@@ -80,3 +80,50 @@ def test_configure_start_and_route(page: Page, app_url: str) -> None:
         re.compile("control|variant-1")
     )
     shot(page, "experiments-routing")
+
+
+def test_the_form_checks_as_you_type_and_asks_before_an_a_a_test(page: Page, app_url: str) -> None:
+    """Issue 22: α = 0 is refused under its field with the range (not put back to 0.05), the
+    control is what is live, and two variants on one commit need a confirmation."""
+    page.goto(app_url)
+    wait_idle(page)
+    nav = page.get_by_test_id("stSidebarNav")
+    nav.get_by_role("link", name="Experiments", exact=True).click()
+    wait_idle(page)
+    # the first visit creates the demo workspace: slow on a busy machine
+    expect(page.get_by_text("concise-answers").first).to_be_visible(timeout=120_000)
+    page.get_by_role("tab", name="Configure").click()
+    wait_idle(page)
+    name = page.get_by_label("Name", exact=True)
+    name.fill("Browser A/A")
+    name.press("Enter")
+    wait_idle(page)
+    # the control defaults to what production users get now (1.1.0 after the demo's rollback)
+    control = page.get_by_role("combobox", name="Variant 1 ref", exact=True)
+    expect(page.get_by_test_id("stSelectbox").filter(has=control)).to_contain_text(
+        "1.1.0 · live in production"
+    )
+    alpha = page.get_by_label("Significance level α", exact=True)
+    alpha.fill("0")
+    alpha.press("Enter")
+    wait_idle(page)
+    expect(alpha).to_have_value("0.000")  # kept as typed, not replaced
+    error = page.get_by_test_id("stAlert").filter(has_text="Significance level α:")
+    expect(error).to_contain_text("greater than 0 and at most 0.5")
+    expect(page.get_by_role("button", name="Create draft")).to_be_disabled()
+    shot(page, "experiments-form-alpha-zero")
+    alpha.fill("0.05")
+    alpha.press("Enter")
+    wait_idle(page)
+    expect(error).to_have_count(0)
+
+    select(page, "Variant 2 ref", "1.1.0 · live in production")
+    warning = page.get_by_test_id("stAlert").filter(has_text="same commit")
+    expect(warning).to_contain_text("Variant 2 ref:")
+    expect(page.get_by_role("button", name="Create draft")).to_be_disabled()
+    shot(page, "experiments-form-same-commit")
+    page.get_by_text("Compare the same commit on purpose").click()
+    wait_idle(page)
+    page.get_by_role("button", name="Create draft").click()
+    wait_idle(page)
+    expect(page.get_by_text("Saved draft Browser A/A")).to_be_visible()
