@@ -87,21 +87,21 @@ if shown:
         ),
         {
             # widths that fit the ten columns into the page (long splits show in full on hover)
-            "name": st.column_config.TextColumn("name", width=140),
-            "status": st.column_config.TextColumn("status", width=85),
-            "template": st.column_config.TextColumn("template", width=100),
-            "environment": st.column_config.TextColumn("environment", width=95),
-            "split": st.column_config.TextColumn("split", width=190),
-            "coverage": st.column_config.TextColumn("coverage", width=70),
-            "primary metric": st.column_config.TextColumn("primary metric", width=105),
+            "name": st.column_config.TextColumn("name", width=120),
+            "status": st.column_config.TextColumn("status", width=80),
+            "template": st.column_config.TextColumn("template", width=95),
+            "environment": st.column_config.TextColumn("environment", width=90),
+            "split": st.column_config.TextColumn("split", width=150),
+            "coverage": st.column_config.TextColumn("coverage", width=68),
+            "primary metric": st.column_config.TextColumn("primary metric", width=100),
             "started": st.column_config.DatetimeColumn(
-                "started (UTC)", format="YYYY-MM-DD HH:mm", width=120, help="—: not started yet"
+                "started (UTC)", format="YYYY-MM-DD HH:mm", width=115, help="—: not started yet"
             ),
             "stopped": st.column_config.DatetimeColumn(
-                "stopped (UTC)", format="YYYY-MM-DD HH:mm", width=120, help="—: not stopped (yet)"
+                "stopped (UTC)", format="YYYY-MM-DD HH:mm", width=115, help="—: not stopped (yet)"
             ),
             "id": st.column_config.TextColumn(
-                "id", width=110, help="Commands and links accept the id or the name"
+                "id", width=95, help="Commands and links accept the id or the name"
             ),
         },
     )
