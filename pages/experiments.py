@@ -50,15 +50,20 @@ everything = svc.list()
 by_id = {e.id: e for e in everything}
 
 f1, f2 = st.columns([2, 3], vertical_alignment="bottom")
+ALL_STATUSES = ["running", "draft", "completed", "stopped"]
+# every status starts selected, so the control shows what the list shows (issue 22, item 17)
 status_filter = f1.segmented_control(
     "Status",
-    ["running", "draft", "completed", "stopped"],
+    ALL_STATUSES,
     selection_mode="multi",
+    default=ALL_STATUSES,
     key="exp_status_filter",
     format_func=lambda s: STATUS[s][0],
-    help="Show only experiments with these statuses (none selected: all)",
+    help="Show experiments with the selected statuses",
 )
-shown = [e for e in everything if not status_filter or e.status in status_filter]
+shown = [e for e in everything if e.status in (status_filter or [])]
+if everything and not status_filter:
+    st.caption("No status selected: select one or more statuses to list their experiments.")
 
 
 def _split_text(e: Experiment) -> str:
