@@ -8,7 +8,15 @@ from typing import Any
 
 import yaml
 
-from promptver.cli.context import Context, UsageError, limit_arg, parse_vars, read_text_arg, table
+from promptver.cli.context import (
+    Context,
+    UsageError,
+    limit_arg,
+    nesting_guard,
+    parse_vars,
+    read_text_arg,
+    table,
+)
 from promptver.errors import PromptverError
 from promptver.models import Template
 
@@ -134,7 +142,8 @@ def _metadata(ctx: Context) -> dict[str, Any] | None:
     if not path:
         return None
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        with nesting_guard("--metadata-file", path):
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PromptverError(f"file not found: {path}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -265,7 +274,8 @@ def _vars(ctx: Context) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if ctx.args.vars_file:
         try:
-            loaded = json.loads(Path(ctx.args.vars_file).read_text(encoding="utf-8"))
+            with nesting_guard("--vars-file", ctx.args.vars_file):
+                loaded = json.loads(Path(ctx.args.vars_file).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise PromptverError(f"file not found: {ctx.args.vars_file}") from None
         except (OSError, ValueError) as exc:
@@ -289,14 +299,18 @@ def cmd_render(ctx: Context) -> None:
             p.content, p.metadata, _vars(ctx), strict=not a.no_strict, max_chars=p.max_render_chars
         )
         ctx.emit(
-            {"text": text, "version": p.version, "commit": p.commit, "variant": p.variant}, text
+            {"text": text, "version": p.version, "commit": p.commit, "variant": p.variant},
+            text,
+            exact=True,
         )
         return
     if a.user_id is not None:
         raise UsageError("--user-id needs --env (users get what is deployed to an environment)")
     t = ctx.ws.templates.get(a.ref, a.version)
     text = ctx.ws.templates.render(t.id, _vars(ctx), version=t.commit, strict=not a.no_strict)
-    ctx.emit({"text": text, "version": t.version, "commit": t.commit, "variant": None}, text)
+    ctx.emit(
+        {"text": text, "version": t.version, "commit": t.commit, "variant": None}, text, exact=True
+    )
 
 
 def cmd_log(ctx: Context) -> None:

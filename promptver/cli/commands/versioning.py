@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from promptver.cli.context import Context, read_text_arg, table
+from promptver.cli.context import Context, nesting_guard, read_text_arg, table
 from promptver.diffing import Diff
 from promptver.errors import MergeConflict, PromptverError
 from promptver.models import Branch
@@ -219,7 +219,8 @@ def cmd_diff(ctx: Context) -> None:
 
 def _read_metadata(path: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        with nesting_guard("--resolve-metadata-file", path):
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PromptverError(f"file not found: {path}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
