@@ -70,7 +70,8 @@ class CliResult:
         return json.loads(self.out)
 
 
-#: commands that may run on a missing database file (the others refuse one: see _ensure_db)
+#: commands that may run on a missing database file: init and demo create one, restore writes
+#: one from a backup (the others refuse a missing file: see _ensure_db)
 _CREATING_COMMANDS = {"init", "demo", "restore"}
 
 

@@ -431,11 +431,25 @@ def test_report_refuses_a_symbolic_link(cli, exp_db, tmp_path, dangling):
     assert r.code == 1
     assert r.err == (
         f"error: --output {link} is a symbolic link: give the path of the file itself "
-        "(a report never replaces a link or writes through one)\n"
+        "(a report never replaces a link or writes through one to a file)\n"
     )
     assert link.is_symlink() and os.readlink(link) == str(target)
     assert target.read_text() == "keep" if not dangling else not target.exists()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_report_writes_through_a_link_to_a_fifo(cli, exp_db, tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "out.csv"  # as /dev/stdout links to /proc/self/fd/1
+    link.symlink_to(fifo)
+    got: list[bytes] = []
+    reader = _read_fifo(fifo, got)
+    r = cli("report", "exp", "-o", str(link), "--force")
+    reader.join(timeout=60)
+    assert r.code == 0, r.err
+    assert link.is_symlink() and stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert got and b"variant" in got[0]
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="unix sockets")

@@ -31,7 +31,7 @@ def register(sub: Any) -> None:
         help="create a rule: METRIC COMPARATOR THRESHOLD over a window",
         description="Fire when METRIC over a window compares with THRESHOLD, e.g. "
         "'alerts add latency_p95 gt 1500 --window 24h --template qa-basic --env production'. "
-        "Rates are fractions (5 %% is 0.05).",
+        "Rates are fractions (5 % is 0.05).",
     )
     p.add_argument(
         "metric",
@@ -108,7 +108,7 @@ def register(sub: Any) -> None:
         "trends",
         help="metric trends of templates over a period, with recommendations",
         description="Metrics per time bucket with CIs, a robust trend line per metric "
-        "(slope per day and in %% of the level), the windows before and after each deployment, "
+        "(slope per day and in % of the level), the windows before and after each deployment, "
         "and recommendations. See docs/trends.md.",
     )
     p.add_argument("refs", nargs="+", metavar="REF", help="template names or ids")

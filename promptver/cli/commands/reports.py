@@ -4,8 +4,8 @@ The format comes from ``--format`` or, without it, from the output file's extens
 (the default) writes the report to stdout. An existing file is not overwritten unless ``--force``
 is given; the report is written to a temporary file beside it and renamed into place, so a failed
 export never leaves a half-written file. An existing character device or FIFO (``/dev/null``, a
-named pipe) is written into, never replaced; symbolic links, block devices and sockets are
-refused.
+named pipe), or a link to one (``/dev/stdout``), is written into, never replaced; other
+symbolic links, block devices and sockets are refused.
 """
 
 from __future__ import annotations
@@ -99,8 +99,9 @@ def _write_file(path: Path, data: bytes, force: bool) -> None:
     """Write ``data`` to ``path``: a new or (with ``force``) an existing regular file through a
     temporary file and a rename (all or nothing); an existing character device or FIFO
     (``/dev/null``, a named pipe) by writing into it, since a rename would replace it with a
-    regular file. Symbolic links, block devices, sockets and directories are refused: a report
-    never replaces them, nor writes through a link to a file it did not name."""
+    regular file; a symbolic link to one of those (``/dev/stdout``) likewise. Other symbolic
+    links, block devices, sockets and directories are refused: a report never replaces them, nor
+    writes through a link to a file it was not given."""
     try:
         st: os.stat_result | None = os.lstat(path)
     except FileNotFoundError:
@@ -110,10 +111,16 @@ def _write_file(path: Path, data: bytes, force: bool) -> None:
     if st is not None:
         mode = st.st_mode
         if stat.S_ISLNK(mode):
-            raise PromptverError(
-                f"--output {path} is a symbolic link: give the path of the file itself "
-                "(a report never replaces a link or writes through one)"
-            )
+            try:
+                target_mode = os.stat(path).st_mode
+            except OSError:  # dangling, or a loop
+                target_mode = 0
+            if not (stat.S_ISCHR(target_mode) or stat.S_ISFIFO(target_mode)):
+                raise PromptverError(
+                    f"--output {path} is a symbolic link: give the path of the file itself "
+                    "(a report never replaces a link or writes through one to a file)"
+                )
+            mode = target_mode  # /dev/stdout and the like: written into below
         if stat.S_ISDIR(mode):
             raise PromptverError(f"--output {path} is a directory: give a file name")
         if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
@@ -144,7 +151,7 @@ def _write_file(path: Path, data: bytes, force: bool) -> None:
 
 def _write_into(path: Path, data: bytes) -> None:
     """Write into an existing character device or FIFO (opening a FIFO waits for a reader)."""
-    flags = os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOCTTY", 0)
+    flags = os.O_WRONLY | getattr(os, "O_NOCTTY", 0)  # the target was checked to be one
     try:
         fd = os.open(path, flags)
     except OSError as exc:
