@@ -92,6 +92,8 @@ ALIASES = {
 
 DURATION_RE = re.compile(r"\A\s*(\d+)\s*(m|min|h|d|w)\s*\Z")
 _UNIT_SECONDS = {"m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+#: the longest duration accepted (100 years): longer ones overflow the date arithmetic
+MAX_DURATION_DAYS = 36_500
 
 
 def parse_duration(text: str | timedelta, field: str = "period") -> timedelta:
@@ -105,7 +107,7 @@ def parse_duration(text: str | timedelta, field: str = "period") -> timedelta:
             raise ValidationError("invalid input:", [Problem("must be positive", field=field)])
         return text
     m = DURATION_RE.match(str(text)) if isinstance(text, str) else None
-    if not m or int(m.group(1)) == 0:
+    if not m or not m.group(1).strip("0"):  # no int(): 5,000 digits are a ValueError
         raise ValidationError(
             "invalid input:",
             [
@@ -116,7 +118,25 @@ def parse_duration(text: str | timedelta, field: str = "period") -> timedelta:
                 )
             ],
         )
-    return timedelta(seconds=int(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    digits = m.group(1).lstrip("0")
+    seconds = int(digits) * _UNIT_SECONDS[m.group(2)] if len(digits) <= 15 else None
+    if seconds is None or seconds > MAX_DURATION_DAYS * 86400:
+        raise ValidationError(
+            "invalid input:",
+            [
+                Problem(
+                    f"'{_clip(text.strip())}' is too long: at most {MAX_DURATION_DAYS:,} days "
+                    "(100 years)",
+                    field=field,
+                    code="range",
+                )
+            ],
+        )
+    return timedelta(seconds=seconds)
+
+
+def _clip(text: str, limit: int = 24) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 4]}…{text[-3:]}"
 
 
 def duration_text(value: str | timedelta) -> str:

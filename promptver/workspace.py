@@ -64,18 +64,27 @@ class Workspace:
 
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str] | None = None, *, settings: Settings | None = None
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        settings: Settings | None = None,
+        create: bool = True,
     ) -> Workspace:
         """Open (creating or upgrading) the database at ``path``.
 
         ``path`` defaults to ``storage.path`` from the settings (``$PROMPTVER_DB`` or
-        ``data/promptver.duckdb``).
+        ``data/promptver.duckdb``). With ``create=False`` a missing file is an error and
+        nothing (no file, no folder) is created: the CLI opens this way for every command but
+        ``init`` and ``demo``, so a mistyped ``--db`` does not leave an empty database behind.
 
         Raises:
+            NotFound: ``create=False`` and there is no file at ``path``.
             DatabaseBusy: another process kept the file locked past the configured wait.
             DatabaseError: the file is damaged or from a newer promptver.
         """
         ws = cls(path, settings)
+        if not create and isinstance(ws.db.path, Path) and not ws.db.path.exists():
+            raise NotFound(f"no database at {ws.db.path}")
         migrate(ws.db)
         return ws
 

@@ -70,14 +70,37 @@ class CliResult:
         return json.loads(self.out)
 
 
+#: commands that may run on a missing database file: init and demo create one, restore writes
+#: one from a backup (the others refuse a missing file: see _ensure_db)
+_CREATING_COMMANDS = {"init", "demo", "restore"}
+
+
+def _ensure_db(path: Path, args: tuple[str, ...]) -> None:
+    """Create the database first, as ``promptver init`` would, unless the command creates it.
+
+    Only ``init`` and ``demo`` create a missing database; tests that start with another command
+    get one made here (``auto_init=False`` tests the refusal itself)."""
+    command = next((a for a in args if not a.startswith("-")), None)
+    if command not in _CREATING_COMMANDS and not path.exists():
+        from promptver import Workspace
+
+        Workspace.open(path).close()
+
+
 @pytest.fixture
 def cli(db_path: Path) -> Callable[..., CliResult]:
     """Run the CLI in-process against the test database: ``cli("template", "list", json=True)``."""
     from promptver.cli import main
 
     def run(
-        *args: str, json: bool = False, db: Path | None = None, stdin: str | None = None
+        *args: str,
+        json: bool = False,
+        db: Path | None = None,
+        stdin: str | None = None,
+        auto_init: bool = True,
     ) -> CliResult:
+        if auto_init:
+            _ensure_db(Path(db or db_path), args)
         argv = ["--db", str(db or db_path)] + (["--json"] if json else []) + list(args)
         out, err = io.StringIO(), io.StringIO()
         old_stdin = sys.stdin
@@ -102,8 +125,14 @@ def run_cli(db_path: Path) -> Callable[..., CliResult]:
     import subprocess
 
     def run(
-        *args: str, db: Path | None = None, env: dict | None = None, timeout: float = 60
+        *args: str,
+        db: Path | None = None,
+        env: dict | None = None,
+        timeout: float = 60,
+        auto_init: bool = True,
     ) -> CliResult:
+        if auto_init:
+            _ensure_db(Path(db or db_path), args)
         cmd = [sys.executable, "-m", "promptver", "--db", str(db or db_path), *args]
         full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         p = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)

@@ -152,6 +152,9 @@ def _env() -> dict[str, str]:
 
 
 def test_serve_runs_the_api_until_interrupted(db_path, tmp_path):
+    from promptver import Workspace
+
+    Workspace.open(db_path).close()  # serve opens a database, it does not create one
     cmd = [sys.executable, "-m", "promptver", "--db", str(db_path), "serve", "--port", "0"]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path

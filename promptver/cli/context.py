@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -14,12 +16,34 @@ from typing import Any, TextIO
 from pydantic import BaseModel
 
 from promptver.config import Settings, default_author
-from promptver.errors import PromptverError
+from promptver.errors import NotFound, PromptverError
 from promptver.workspace import Workspace
 
 
 class UsageError(PromptverError):
     """Bad command-line usage that argparse cannot see (exit 2)."""
+
+
+#: What a terminal acts on instead of showing: C0 controls but tab and newline (ESC starts
+#: screen-clearing and title-setting sequences, BEL rings, CR and backspace overwrite), DEL, C1
+#: controls (0x9b is a one-byte CSI), the line/paragraph separators, and the bidirectional
+#: formatting characters that reorder the text after them (U+202E shows "abc" as "cba").
+UNSAFE_CHARS = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` safe to print on a terminal: every character in :data:`UNSAFE_CHARS` is shown as
+    an escape (ESC as ``\\x1b``, U+202E as ``\\u202e``); tabs, newlines and all printable text,
+    whatever the script, are kept. Every human-readable line the CLI prints passes through here,
+    so text stored by one user cannot rewrite another user's screen."""
+    return UNSAFE_CHARS.sub(_escape_char, text) if UNSAFE_CHARS.search(text) else text
 
 
 def to_jsonable(value: Any) -> Any:
@@ -57,33 +81,76 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = Settings.load(getattr(self.args, "config", None))
+            path = getattr(self.args, "config", None)
+            with nesting_guard("--config", path or "(the settings file)"):
+                self._settings = Settings.load(path)
         return self._settings
 
     @property
     def ws(self) -> Workspace:
+        """The workspace; only commands registered with ``creates_database=True`` (``init``,
+        ``demo``) create a missing database file, so a mistyped ``--db`` creates nothing."""
         if self._ws is None:
-            self._ws = Workspace.open(getattr(self.args, "db", None), settings=self.settings)
+            create = bool(getattr(self.args, "creates_database", False))
+            try:
+                self._ws = Workspace.open(
+                    getattr(self.args, "db", None), settings=self.settings, create=create
+                )
+            except NotFound as exc:
+                raise NotFound(
+                    f"{exc.message} (run 'promptver init' to create it, or check --db and "
+                    "$PROMPTVER_DB)"
+                ) from None
         return self._ws
 
     @property
     def author(self) -> str:
         return getattr(self.args, "author", None) or default_author()
 
-    def emit(self, data: Any, human: str | Callable[[], str] | None = None) -> None:
-        """Print ``data`` as JSON with ``--json``, otherwise the human text."""
-        if self.json:
+    def emit(
+        self, data: Any, human: str | Callable[[], str] | None = None, *, exact: bool = False
+    ) -> None:
+        """Print ``data`` as JSON with ``--json``, otherwise the human text.
+
+        The human text goes through :func:`visible` (control characters shown as escapes).
+        ``exact=True`` is for text the user asked for verbatim (``render``): it is escaped only
+        when stdout is a terminal, so a pipe or a file gets it byte for byte.
+        """
+        if self.json:  # JSON escapes control characters itself
             self.out.write(json.dumps(to_jsonable(data), indent=2, ensure_ascii=False) + "\n")
             return
         text = human() if callable(human) else human
         if text is None:
             text = json.dumps(to_jsonable(data), indent=2, ensure_ascii=False)
         if text:
+            if not exact or is_terminal(self.out):
+                text = visible(text)
             self.out.write(text.rstrip("\n") + "\n")
 
     def close(self) -> None:
         if self._ws is not None:
             self._ws.close()
+
+
+def is_terminal(stream: TextIO) -> bool:
+    """True when ``stream`` is a terminal (a person reads it), False for pipes and files."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no such method, or a closed stream
+        return False
+
+
+@contextmanager
+def nesting_guard(option: str, path: str | None) -> Iterator[None]:
+    """Report a file nested too deeply to parse (``[[[[…``, a RecursionError in the YAML or JSON
+    parser) as an error naming the option and the file, not an internal error."""
+    try:
+        yield
+    except RecursionError:
+        raise PromptverError(
+            f"{option} {path}: values nest too deeply to read (hundreds of levels); "
+            "flatten the file"
+        ) from None
 
 
 def read_text_arg(
@@ -105,18 +172,97 @@ def read_text_arg(
 
 
 MAX_LIMIT = 1_000_000_000
+#: the largest count an option may hold (DuckDB stores counts as BIGINT)
+MAX_COUNT = 2**63 - 1
+#: the largest random seed (numpy refuses negative ones)
+MAX_SEED = 2**63 - 1
+#: bootstrap resamples an analysis may ask for (each costs memory proportional to the users)
+MAX_RESAMPLES = 100_000
+#: the largest --target-lift, in percent
+MAX_TARGET_LIFT = 10_000.0
+#: the longest duration in days (100 years; as ``promptver.trends.MAX_DURATION_DAYS``)
+MAX_DURATION_DAYS = 36_500
+
+
+def int_arg(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number from ``low`` to ``high``. Out-of-range values are
+    refused by argparse, naming the option (exit 2), instead of overflowing further on."""
+
+    def parse(text: str) -> int:
+        try:
+            # 20 digits are past any limit here; the length check keeps int() from parsing
+            # (or refusing, past 4,300 digits) a huge number
+            value = int(text) if len(text.strip().lstrip("+-").lstrip("0")) <= 20 else None
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be from {low:,} to {high:,}, got {_shorten(text)}"
+            )
+        return value
+
+    parse.__name__ = "whole number"  # argparse names the type in some messages
+    return parse
+
+
+def float_arg(low: float, high: float) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number ``low < x <= high`` (NaN and inf refused)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not low < value <= high:  # False for NaN too
+            raise argparse.ArgumentTypeError(
+                f"must be more than {low:g} and at most {high:g}, got {_shorten(text)}"
+            )
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def duration_arg(text: str) -> str:
+    """An argparse ``type`` for a duration (``30m``, ``24h``, ``7d``, ``2w``): one too long for
+    the date arithmetic (over 100 years) is refused naming the option; the text is returned as
+    given, and the service reports any other problem with it as before."""
+    from promptver.errors import ValidationError
+    from promptver.metric_defs import parse_duration
+
+    try:
+        parse_duration(text)
+    except ValidationError as exc:
+        if any(p.code == "range" for p in exc.problems):
+            raise argparse.ArgumentTypeError(exc.problems[0].message) from None
+    return text
+
+
+def window_arg(text: str) -> str:
+    """An argparse ``type`` for a metrics window (``24h``, ``7d``, ``90d``, ``all``): as
+    :func:`duration_arg`, with the metrics service's window rule."""
+    from promptver.errors import ValidationError
+    from promptver.metrics.service import parse_window
+
+    try:
+        parse_window(text)
+    except ValidationError as exc:
+        if any(p.code == "range" for p in exc.problems):
+            raise argparse.ArgumentTypeError(exc.message) from None
+    return text
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def limit_arg(text: str) -> int:
     """An argparse ``type`` for ``--limit N``: a whole number from 1 to 1,000,000,000 (larger
     values are refused here, with the option's name, instead of overflowing in SQL)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_LIMIT:,}, got {text}")
-    return value
+    return _limit(text)
+
+
+_limit = int_arg(1, MAX_LIMIT)
 
 
 def parse_vars(pairs: list[str] | None) -> dict[str, str]:
@@ -132,7 +278,9 @@ def parse_vars(pairs: list[str] | None) -> dict[str, str]:
 
 def table(rows: list[list[Any]], headers: list[str]) -> str:
     """A plain-text table for human output."""
-    cells = [[("" if c is None else str(c)).replace("\n", " ") for c in r] for r in rows]
+    # escaped before measuring, so columns line up with what is printed
+    cells = [[visible(("" if c is None else str(c)).replace("\n", " ")) for c in r] for r in rows]
+    headers = [visible(h) for h in headers]
     widths = [len(h) for h in headers]
     for r in cells:
         for i, c in enumerate(r):

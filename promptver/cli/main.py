@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from promptver import __version__
-from promptver.cli.context import Context, UsageError
+from promptver.cli.context import Context, UsageError, visible
 from promptver.errors import PromptverError
 
 # Command modules, in the order their commands appear in --help.
@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one ``error: …`` line (exit 2)."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"error: {message} (see '{self.prog} --help')\n")
+        sys.stderr.write(f"error: {_one_line(message)} (see '{self.prog} --help')\n")
         raise SystemExit(2)
 
 
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.handler(ctx)
         return int(result or 0)
     except UsageError as exc:
-        sys.stderr.write(f"error: {exc.message}\n")
+        sys.stderr.write(f"error: {_one_line(exc.message)}\n")
         return 2
     except PromptverError as exc:
         sys.stderr.write(f"error: {_one_line(exc.message)}\n")
@@ -85,6 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except RecursionError:  # input nested deeper than a parser or check reached (files name it)
+        if os.environ.get("PROMPTVER_DEBUG"):
+            raise
+        sys.stderr.write("error: the input nests too deeply to process (hundreds of levels)\n")
+        return 1
     except Exception as exc:  # a bug: still one line, unless debugging
         if os.environ.get("PROMPTVER_DEBUG"):
             raise
@@ -98,4 +103,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split("\n")).strip()
+    """An error message as one safe line: line breaks become spaces, control characters
+    (which the message may quote from user input) are shown as escapes."""
+    return visible(" ".join(text.split("\n")).strip())

@@ -6,7 +6,15 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from promptver.cli.context import Context, UsageError, limit_arg, table
+from promptver.cli.context import (
+    MAX_LIMIT,
+    Context,
+    UsageError,
+    duration_arg,
+    int_arg,
+    limit_arg,
+    table,
+)
 from promptver.errors import ValidationError
 from promptver.metric_defs import METRICS, p_text, parse_duration, signed_pct_text, value_text
 from promptver.models import Alert, AlertCheck, AlertRule, TrendReport
@@ -23,7 +31,7 @@ def register(sub: Any) -> None:
         help="create a rule: METRIC COMPARATOR THRESHOLD over a window",
         description="Fire when METRIC over a window compares with THRESHOLD, e.g. "
         "'alerts add latency_p95 gt 1500 --window 24h --template qa-basic --env production'. "
-        "Rates are fractions (5 %% is 0.05).",
+        "Rates are fractions (5 % is 0.05).",
     )
     p.add_argument(
         "metric",
@@ -100,7 +108,7 @@ def register(sub: Any) -> None:
         "trends",
         help="metric trends of templates over a period, with recommendations",
         description="Metrics per time bucket with CIs, a robust trend line per metric "
-        "(slope per day and in %% of the level), the windows before and after each deployment, "
+        "(slope per day and in % of the level), the windows before and after each deployment, "
         "and recommendations. See docs/trends.md.",
     )
     p.add_argument("refs", nargs="+", metavar="REF", help="template names or ids")
@@ -110,7 +118,12 @@ def register(sub: Any) -> None:
         metavar="M",
         help=f"repeatable; default: all of {', '.join(METRICS)}",
     )
-    p.add_argument("--period", default="7d", help="how far back: 24h, 7d (default), 30d, 12w …")
+    p.add_argument(
+        "--period",
+        default="7d",
+        type=duration_arg,
+        help="how far back: 24h, 7d (default), 30d, 12w …",
+    )
     p.add_argument("--by", choices=["version", "variant", "environment"], help="one series each")
     p.add_argument("--env", dest="environment", metavar="ENV", help="only this environment")
     p.add_argument(
@@ -126,6 +139,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--change-window",
         default="7d",
+        type=duration_arg,
         metavar="W",
         help="longest window compared before and after each deployment (default 7d)",
     )
@@ -136,12 +150,13 @@ def _rule_options(p: argparse.ArgumentParser, *, defaults: bool) -> None:
     p.add_argument(
         "--window",
         required=defaults,
+        type=duration_arg,
         metavar="W",
         help="window length: 15m, 1h, 24h, 7d … (windows are aligned: see docs/alerts.md)",
     )
     p.add_argument(
         "--min-events",
-        type=int,
+        type=int_arg(1, MAX_LIMIT),
         default=10 if defaults else None,
         metavar="N",
         help="a window with fewer events with the metric never fires"
@@ -259,8 +274,9 @@ def _since(text: str | None) -> datetime | None:
         return None
     try:
         return utcnow() - parse_duration(text, "since")
-    except ValidationError:
-        pass
+    except ValidationError as exc:
+        if any(p.code == "range" for p in exc.problems):
+            raise UsageError(f"--since {exc.problems[0].message}") from None
     try:
         t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from promptver.cli.commands import results as results_cli
-from promptver.cli.context import Context, table, to_jsonable
+from promptver.cli.context import Context, nesting_guard, table, to_jsonable
 from promptver.experiments import STATUSES, dump_spec, load_spec, read_spec_file, to_spec
 from promptver.models import Experiment
 
@@ -96,9 +96,10 @@ def register(sub: Any) -> None:
 
 
 def _spec(path: str) -> dict[str, Any]:
-    if path == "-":
-        return load_spec(sys.stdin.read(), "stdin")
-    return read_spec_file(path)
+    with nesting_guard("--file", path):
+        if path == "-":
+            return load_spec(sys.stdin.read(), "stdin")
+        return read_spec_file(path)
 
 
 def _split(e: Experiment) -> str:

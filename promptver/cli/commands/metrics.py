@@ -6,7 +6,16 @@ import argparse
 import sys
 from typing import Any
 
-from promptver.cli.context import Context, UsageError, limit_arg, table
+from promptver.cli.context import (
+    MAX_DURATION_DAYS,
+    Context,
+    UsageError,
+    int_arg,
+    limit_arg,
+    table,
+    visible,
+    window_arg,
+)
 from promptver.metrics.service import DIMENSIONS
 
 
@@ -35,6 +44,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--window",
         default="7d",
+        type=window_arg,
         help="24h, 7d (default), 30d, all, or N h / N d such as 12h or 90d",
     )
     p.add_argument(
@@ -55,7 +65,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--older-than-days",
-        type=int,
+        type=int_arg(1, MAX_DURATION_DAYS),
         metavar="N",
         help="default: performance_tracking.metrics_retention_days",
     )
@@ -69,7 +79,7 @@ def cmd_import(ctx: Context) -> None:
     if not ctx.json and sys.stderr.isatty():
 
         def progress(fraction: float, message: str) -> None:
-            sys.stderr.write(f"\r{fraction:4.0%} {message:<40}")
+            sys.stderr.write(f"\r{fraction:4.0%} {visible(message):<40}")
             if fraction >= 1:
                 sys.stderr.write("\n")
 

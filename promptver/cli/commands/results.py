@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import argparse
 
-from promptver.cli.context import Context, table
+from promptver.cli.context import (
+    MAX_RESAMPLES,
+    MAX_SEED,
+    MAX_TARGET_LIFT,
+    Context,
+    float_arg,
+    int_arg,
+    table,
+)
 from promptver.models import Experiment, ExperimentResults
 
 
@@ -32,12 +40,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: settings); the uncapped result is kept",
     )
     parser.add_argument(
-        "--resamples", type=int, metavar="N", help="bootstrap resamples (default: settings, 2000)"
+        "--resamples",
+        type=int_arg(100, MAX_RESAMPLES),
+        metavar="N",
+        help=f"bootstrap resamples, 100 to {MAX_RESAMPLES:,} (default: settings, 2000)",
     )
-    parser.add_argument("--seed", type=int, help="bootstrap seed (default: settings)")
+    parser.add_argument(
+        "--seed", type=int_arg(0, MAX_SEED), help="bootstrap seed, 0 or more (default: settings)"
+    )
     parser.add_argument(
         "--target-lift",
-        type=float,
+        type=float_arg(0, MAX_TARGET_LIFT),
         default=None,
         metavar="PCT",
         help="relative lift, in %%, that the power figures plan for (default 5)",

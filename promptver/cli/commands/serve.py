@@ -8,7 +8,7 @@ import ipaddress
 import sys
 from typing import Any
 
-from promptver.cli.context import Context, UsageError
+from promptver.cli.context import Context, UsageError, visible
 
 
 def register(sub: Any) -> None:
@@ -63,7 +63,7 @@ def cmd_serve(ctx: Context) -> None:
         server = make_server(ws, access_log=not a.no_access_log, close_on_shutdown=True, host=host)
         auth = "bearer token required for writes" if settings.token_hashes else "no auth"
         sys.stderr.write(
-            f"promptver API on {address(sock)}/api/v1 (database {ws.path}; {auth}); "
+            f"promptver API on {address(sock)}/api/v1 (database {visible(str(ws.path))}; {auth}); "
             "Ctrl+C stops it\n"
         )
         if host in ("0.0.0.0", "::") and not settings.allowed_hosts:
@@ -74,7 +74,7 @@ def cmd_serve(ctx: Context) -> None:
             )
         if not is_loopback(host) and not settings.token_hashes:
             sys.stderr.write(
-                f"warning: listening on {host} without token auth: anyone who can reach this "
+                f"warning: listening on {visible(host)} without token auth: anyone who can reach this "
                 "address can create, deploy and roll back prompts (set server.token_hashes)\n"
             )
         sys.stderr.flush()

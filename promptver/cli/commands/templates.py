@@ -6,7 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from promptver.cli.context import Context, UsageError, limit_arg, parse_vars, read_text_arg, table
+from promptver.cli.context import (
+    Context,
+    UsageError,
+    limit_arg,
+    nesting_guard,
+    parse_vars,
+    read_text_arg,
+    table,
+)
 from promptver.errors import PromptverError
 from promptver.limits import load_json, load_yaml, read_text_file
 from promptver.models import Template
@@ -179,7 +187,8 @@ def _metadata(ctx: Context) -> dict[str, Any] | None:
     if not path:
         return None
     # the core's bounded reader: size cap, no YAML aliases, nesting limited
-    data = load_yaml(read_text_file(path, what="metadata file"), path)
+    with nesting_guard("--metadata-file", path):
+        data = load_yaml(read_text_file(path, what="metadata file"), path)
     if not isinstance(data, dict):
         raise PromptverError(f"metadata in {path} must be a mapping")
     return data
@@ -360,7 +369,8 @@ def _vars(ctx: Context) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if ctx.args.vars_file:
         path = ctx.args.vars_file
-        loaded = load_json(read_text_file(path, what="variables file"), path)
+        with nesting_guard("--vars-file", path):
+            loaded = load_json(read_text_file(path, what="variables file"), path)
         if not isinstance(loaded, dict):
             raise UsageError("--vars-file must hold a JSON object")
         values.update(loaded)
@@ -405,10 +415,11 @@ def _render_out(ctx: Context, p: Any, info: dict[str, Any]) -> None:
         ctx.emit(
             {"messages": messages, "config": p.config, **info},
             lambda: "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages),
+            exact=True,
         )
         return
     text = p.render_text(values, strict=strict)
-    ctx.emit({"text": text, **info}, text)
+    ctx.emit({"text": text, **info}, text, exact=True)
 
 
 def cmd_render(ctx: Context) -> None:

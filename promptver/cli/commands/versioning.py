@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from promptver.cli.context import Context, read_text_arg, table
+from promptver.cli.context import Context, nesting_guard, read_text_arg, table
 from promptver.diffing import Diff
 from promptver.errors import MergeConflict, PromptverError
 from promptver.limits import load_yaml, read_text_file
@@ -218,7 +218,8 @@ def cmd_diff(ctx: Context) -> None:
 
 def _read_metadata(path: str) -> dict[str, Any]:
     # the core's bounded reader: size cap, no YAML aliases, nesting limited
-    data = load_yaml(read_text_file(path, what="metadata file"), path)
+    with nesting_guard("--resolve-metadata-file", path):
+        data = load_yaml(read_text_file(path, what="metadata file"), path)
     if not isinstance(data, dict):
         raise PromptverError(f"metadata in {path} must be a mapping (a JSON object)")
     return data

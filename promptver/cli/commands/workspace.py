@@ -6,12 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from promptver.cli.context import Context
+from promptver.cli.context import MAX_SEED, Context, int_arg
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("init", help="create (or upgrade) the database file")
-    p.set_defaults(handler=cmd_init)
+    p.set_defaults(handler=cmd_init, creates_database=True)
     p = sub.add_parser(
         "demo",
         help="fill the database with the demo workspace (and --events N more events)",
@@ -21,7 +21,12 @@ def register(sub: Any) -> None:
         "(served by what was live, routed into the experiments' variants); on a database that "
         "already holds the demo, only the events are added.",
     )
-    p.add_argument("--seed", type=int, default=7, help="random seed (same seed, same demo)")
+    p.add_argument(
+        "--seed",
+        type=int_arg(0, MAX_SEED),
+        default=7,
+        help="random seed, 0 or more (same seed, same demo)",
+    )
     p.add_argument(
         "--events",
         type=int,
@@ -29,7 +34,7 @@ def register(sub: Any) -> None:
         metavar="N",
         help="add N synthetic events over the last 90 days (1,000,000 take a few seconds)",
     )
-    p.set_defaults(handler=cmd_demo)
+    p.set_defaults(handler=cmd_demo, creates_database=True)
     p = sub.add_parser("backup", help="write a consistent copy of the database (safe while in use)")
     p.add_argument("path", metavar="PATH", help="the new backup file")
     p.add_argument("--overwrite", action="store_true", help="replace PATH if it exists")
