@@ -9,13 +9,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from pydantic import BaseModel
-
-from promptver.config import Settings, default_author
 from promptver.errors import PromptverError
-from promptver.workspace import Workspace
+
+if TYPE_CHECKING:
+    # loaded when a handler first asks for them: parsing and --help need neither pydantic
+    # nor DuckDB
+    from promptver.config import Settings
+    from promptver.workspace import Workspace
 
 
 class UsageError(PromptverError):
@@ -24,7 +26,8 @@ class UsageError(PromptverError):
 
 def to_jsonable(value: Any) -> Any:
     """Models, datetimes and paths as JSON-friendly values (datetimes in ISO 8601, UTC)."""
-    if isinstance(value, BaseModel):
+    pydantic = sys.modules.get("pydantic")  # no model exists unless pydantic is loaded
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
         return to_jsonable(value.model_dump(mode="python"))
     if isinstance(value, datetime):
         return value.isoformat()
@@ -57,17 +60,23 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from promptver.config import Settings
+
             self._settings = Settings.load(getattr(self.args, "config", None))
         return self._settings
 
     @property
     def ws(self) -> Workspace:
         if self._ws is None:
+            from promptver.workspace import Workspace
+
             self._ws = Workspace.open(getattr(self.args, "db", None), settings=self.settings)
         return self._ws
 
     @property
     def author(self) -> str:
+        from promptver.config import default_author
+
         return getattr(self.args, "author", None) or default_author()
 
     def emit(self, data: Any, human: str | Callable[[], str] | None = None) -> None:

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from promptver.cli.context import Context, UsageError, limit_arg, table
-from promptver.metrics.service import DIMENSIONS
+from promptver.metric_defs import FIGURE_DIMENSIONS as DIMENSIONS
 
 
 def register(sub: Any) -> None:

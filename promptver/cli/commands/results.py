@@ -8,9 +8,12 @@ options to that parser. ``--json`` prints the contract's results object (plus th
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from promptver.cli.context import Context, table
-from promptver.models import Experiment, ExperimentResults
+
+if TYPE_CHECKING:
+    from promptver.models import Experiment, ExperimentResults
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

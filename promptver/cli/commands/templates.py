@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptver.cli.context import Context, UsageError, limit_arg, parse_vars, read_text_arg, table
 from promptver.errors import PromptverError
 from promptver.limits import load_json, load_yaml, read_text_file
-from promptver.models import Template
+
+if TYPE_CHECKING:
+    from promptver.models import Template
 
 
 def register(sub: Any) -> None:
