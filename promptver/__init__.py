@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from promptver._version import __version__
 from promptver.errors import (
     Conflict,
     DatabaseBusy,
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from promptver.config import Settings
     from promptver.workspace import Workspace
 
-__version__ = "0.1.0"
 
 __all__ = [
     "Conflict",
