@@ -35,6 +35,7 @@ import yaml
 
 from promptver.config import Settings
 from promptver.errors import Conflict, NotFound, Problem, ValidationError
+from promptver.experiment_defs import STATUSES
 from promptver.limits import check_author, json_problem, load_json, load_yaml, read_text_file
 from promptver.models import (
     BUILTIN_METRICS,
@@ -82,7 +83,6 @@ MAX_VARIANTS = 20
 MAX_METRICS = 20
 ALPHA_MAX = 0.5
 SAMPLE_MIN, SAMPLE_MAX = 2, 1_000_000_000
-STATUSES = ("draft", "running", "completed", "stopped")
 
 ResultsProvider = Callable[[Experiment], Any]
 

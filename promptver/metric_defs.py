@@ -27,6 +27,9 @@ class Measure:
     p95: bool = False
 
 
+#: what performance figures can be grouped by (``promptver metrics figures --by``)
+FIGURE_DIMENSIONS = ("template", "version", "variant", "environment")
+
 CUSTOM_PREFIX = "custom:"
 CUSTOM_NAME_RE = re.compile(r"\A[a-z][a-z0-9_]*\Z")
 

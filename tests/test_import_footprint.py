@@ -369,3 +369,45 @@ def test_a_backlog_bigger_than_one_statement_is_written_at_exit_without_pandas(d
         ).fetchone()
     assert events == ids == n - 2  # the repeated ids were skipped
     assert total == sum(range(n - 2))  # the first of each id won
+
+
+#: what parsing and ``--help`` must not need: validation, the database, YAML, the domain models
+PARSING_LIGHT = ("pydantic", "duckdb", "yaml", "promptver.models", "promptver.config")
+
+
+def test_help_and_parsing_need_neither_pydantic_nor_duckdb(db: Path) -> None:
+    """``promptver --help``, every ``COMMAND --help`` and plain argument parsing build argparse
+    and the command registry only; handlers import the domain when they run."""
+    code = textwrap.dedent(
+        f"""
+        import argparse, contextlib, io, sys
+        from promptver.cli import main
+        from promptver.cli.main import build_parser
+        seen = {{}}
+        def light():
+            return sorted(m for m in sys.modules if any(
+                m == h or m.startswith(h + ".") for h in {PARSING_LIGHT!r}))
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            try:
+                main(["--help"])
+            except SystemExit as exc:
+                seen["exit"] = exc.code
+        seen["--help"] = light()
+        seen["shows"] = "template" in out.getvalue()
+        parser = build_parser()
+        def walk(p):
+            for action in p._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    for sub in action.choices.values():
+                        sub.format_help()
+                        walk(sub)
+        walk(parser)
+        parser.parse_args(["template", "list"])
+        parser.parse_args(["experiment", "list", "--status", "running"])
+        parser.parse_args(["metrics", "figures", "--by", "template"])
+        seen["parsing"] = light()
+        result = seen
+        """
+    )
+    got = run_case(code, db)["result"]
+    assert got == {"exit": 0, "--help": [], "shows": True, "parsing": []}

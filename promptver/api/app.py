@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from promptver import __version__
+from promptver._version import __version__
 from promptver.api import problems
 from promptver.api.guard import Gate, HostRule, Policy
 from promptver.api.routes import add_routes, single_query_values

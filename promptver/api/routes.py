@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import PathConvertor, register_url_convertor
 from starlette.routing import BaseRoute
 
-from promptver import __version__
+from promptver._version import __version__
 from promptver.api import schemas as s
 from promptver.api.events import import_events
 from promptver.api.guard import AUTHENTICATED

@@ -11,13 +11,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from pydantic import BaseModel
-
-from promptver.config import Settings, default_author
 from promptver.errors import NotFound, PromptverError
-from promptver.workspace import Workspace
+
+if TYPE_CHECKING:
+    # loaded when a handler first asks for them: parsing and --help need neither pydantic
+    # nor DuckDB
+    from promptver.config import Settings
+    from promptver.workspace import Workspace
 
 
 class UsageError(PromptverError):
@@ -48,7 +50,8 @@ def visible(text: str) -> str:
 
 def to_jsonable(value: Any) -> Any:
     """Models, datetimes and paths as JSON-friendly values (datetimes in ISO 8601, UTC)."""
-    if isinstance(value, BaseModel):
+    pydantic = sys.modules.get("pydantic")  # no model exists unless pydantic is loaded
+    if pydantic is not None and isinstance(value, pydantic.BaseModel):
         return to_jsonable(value.model_dump(mode="python"))
     if isinstance(value, datetime):
         return value.isoformat()
@@ -81,6 +84,8 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            from promptver.config import Settings
+
             path = getattr(self.args, "config", None)
             with nesting_guard("--config", path or "(the settings file)"):
                 self._settings = Settings.load(path)
@@ -91,6 +96,8 @@ class Context:
         """The workspace; only commands registered with ``creates_database=True`` (``init``,
         ``demo``) create a missing database file, so a mistyped ``--db`` creates nothing."""
         if self._ws is None:
+            from promptver.workspace import Workspace
+
             create = bool(getattr(self.args, "creates_database", False))
             try:
                 self._ws = Workspace.open(
@@ -105,6 +112,8 @@ class Context:
 
     @property
     def author(self) -> str:
+        from promptver.config import default_author
+
         return getattr(self.args, "author", None) or default_author()
 
     def emit(

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from promptver import __version__
+from promptver._version import __version__
 from promptver.cli.context import Context, UsageError, visible
 from promptver.errors import PromptverError
 

@@ -1232,7 +1232,7 @@ def problems_csv(problems: list[ImportProblem]) -> bytes:
     UTF-8 with a byte order mark, like the reports; text that a spreadsheet would run as a
     formula is neutralised (OWASP), since messages quote the file's own cells.
     """
-    from promptver.reports.to_csv import neutralise
+    from promptver.csv_cells import neutralise
 
     out = io.StringIO()
     out.write("\ufeff")

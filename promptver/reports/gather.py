@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from promptver import __version__
+from promptver._version import __version__
 from promptver.diffing import Diff, diff_prompts
 from promptver.errors import NotFound, PromptverError
 from promptver.models import (

@@ -19,11 +19,11 @@ import io
 from datetime import datetime
 from typing import Any
 
+from promptver.csv_cells import FORMULA_START, neutralise  # noqa: F401 (re-exported)
 from promptver.models import ComparisonResult, GuardrailCheck, MetricResult, PowerResult
 from promptver.reports.gather import Report
 
 #: first characters that make a spreadsheet cell a formula (OWASP), and their full-width forms
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
 
 COLUMNS = [
     "experiment_id",
@@ -103,11 +103,6 @@ COLUMNS = [
     "variant_note",
     "comparison_note",
 ]
-
-
-def neutralise(text: str) -> str:
-    """A text cell that a spreadsheet will not run as a formula (OWASP: prefix a quote)."""
-    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def cell(value: Any) -> str | int | float:

@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from promptver.metric_defs import FIGURE_DIMENSIONS
 from promptver.models import ImportAttempt, ImportProblem, ImportRecord, MetricEvent
 
 Con = duckdb.DuckDBPyConnection
@@ -987,8 +988,6 @@ def custom_metric_names(con: Con) -> list[str]:
         ).fetchall()
     ]
 
-
-FIGURE_DIMENSIONS = ("template", "version", "variant", "environment")
 
 _FIGURES_SELECT = """
     count(*) AS requests,

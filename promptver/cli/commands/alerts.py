@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptver.cli.context import (
     MAX_LIMIT,
@@ -17,8 +17,9 @@ from promptver.cli.context import (
 )
 from promptver.errors import ValidationError
 from promptver.metric_defs import METRICS, p_text, parse_duration, signed_pct_text, value_text
-from promptver.models import Alert, AlertCheck, AlertRule, TrendReport
-from promptver.versioning import utcnow
+
+if TYPE_CHECKING:
+    from promptver.models import Alert, AlertCheck, AlertRule, TrendReport
 
 
 def register(sub: Any) -> None:
@@ -272,6 +273,8 @@ def cmd_switch(ctx: Context) -> None:
 def _since(text: str | None) -> datetime | None:
     if text is None:
         return None
+    from promptver.versioning import utcnow
+
     try:
         return utcnow() - parse_duration(text, "since")
     except ValidationError as exc:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptver.cli.context import Context, limit_arg, table
-from promptver.models import Deployment, GateReport
+
+if TYPE_CHECKING:
+    from promptver.models import Deployment, GateReport
 
 _STATUS_MARK = {
     "passed": "ok",

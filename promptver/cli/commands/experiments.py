@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptver.cli.commands import results as results_cli
 from promptver.cli.context import Context, nesting_guard, table, to_jsonable
-from promptver.experiments import STATUSES, dump_spec, load_spec, read_spec_file, to_spec
-from promptver.models import Experiment
+from promptver.experiment_defs import STATUSES
+
+if TYPE_CHECKING:
+    from promptver.models import Experiment
 
 
 def experiment_actions(sub: Any) -> Any:
@@ -96,6 +98,8 @@ def register(sub: Any) -> None:
 
 
 def _spec(path: str) -> dict[str, Any]:
+    from promptver.experiments import load_spec, read_spec_file
+
     with nesting_guard("--file", path):
         if path == "-":
             return load_spec(sys.stdin.read(), "stdin")
@@ -220,6 +224,8 @@ def cmd_show(ctx: Context) -> None:
     svc = ctx.ws.experiments
     e = svc.get(ctx.args.experiment)
     if ctx.args.as_file:
+        from promptver.experiments import dump_spec, to_spec
+
         spec = to_spec(e)
         ctx.emit(spec, dump_spec(spec))
         return

@@ -16,7 +16,7 @@ from promptver.cli.context import (
     visible,
     window_arg,
 )
-from promptver.metrics.service import DIMENSIONS
+from promptver.metric_defs import FIGURE_DIMENSIONS as DIMENSIONS
 
 
 def register(sub: Any) -> None:

@@ -8,6 +8,7 @@ options to that parser. ``--json`` prints the contract's results object (plus th
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from promptver.cli.context import (
     MAX_RESAMPLES,
@@ -18,7 +19,9 @@ from promptver.cli.context import (
     int_arg,
     table,
 )
-from promptver.models import Experiment, ExperimentResults
+
+if TYPE_CHECKING:
+    from promptver.models import Experiment, ExperimentResults
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

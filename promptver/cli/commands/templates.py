@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptver.cli.context import (
     Context,
@@ -17,7 +17,9 @@ from promptver.cli.context import (
 )
 from promptver.errors import PromptverError
 from promptver.limits import load_json, load_yaml, read_text_file
-from promptver.models import Template
+
+if TYPE_CHECKING:
+    from promptver.models import Template
 
 
 def register(sub: Any) -> None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptver.cli.context import Context, nesting_guard, read_text_arg, table
 from promptver.diffing import Diff
 from promptver.errors import MergeConflict, PromptverError
 from promptver.limits import load_yaml, read_text_file
-from promptver.models import Branch
+
+if TYPE_CHECKING:
+    from promptver.models import Branch
 
 
 def register(sub: Any) -> None:
