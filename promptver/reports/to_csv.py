@@ -23,7 +23,6 @@ from promptver.csv_cells import FORMULA_START, neutralise  # noqa: F401 (re-expo
 from promptver.models import ComparisonResult, GuardrailCheck, MetricResult, PowerResult
 from promptver.reports.gather import Report
 
-
 COLUMNS = [
     "experiment_id",
     "experiment",
