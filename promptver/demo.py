@@ -6,13 +6,18 @@ derives from them, differ). The dashboard runs it on a new database and ``prompt
 on request. Everything is back-dated over the last 90 days with the demo clock
 (:func:`promptver.versioning.demo_clock`), in this order:
 
-1. six templates with two or three versions each, branches (one open, one merged, one that
-   conflicts);
+1. eight templates with one to three versions each — six text prompts and two chat prompts with
+   their model configuration (``support-chat``: a system message, the conversation so far and the
+   question, on gpt-4o-mini, whose newest version changes only the configuration to ask for a
+   JSON answer; ``extract-entities``: a developer message and the text, with a function tool
+   whose parameters are a JSON Schema) — and branches (one open, one merged, one that conflicts,
+   and ``support-chat``/``cheaper-model``, which changes only the model);
 2. deployments walking development → staging → production, qa-basic's regressed release rolled
    back a day ago, and qa-citations' second version shipped after it won its experiment;
-3. two experiments: ``cite-each-claim`` (qa-citations, three weeks, completed with a clear
-   winner) and ``concise-answers`` (qa-basic's concise-tone branch against the live version,
-   running since the rollback);
+3. three experiments: ``cite-each-claim`` (qa-citations, three weeks, completed with a clear
+   winner), ``concise-answers`` (qa-basic's concise-tone branch against the live version,
+   running since the rollback) and ``cheaper-model`` (support-chat's live version against the
+   same prompt on gpt-4.1-nano, running for a week: variants that differ only in the model);
 4. 90 days of metric events served by what was live (:mod:`promptver.metrics.demo`);
 5. stopping the completed experiment at its planned end, which freezes its results;
 6. alert rules evaluated over the 90 days (some alerts fire, one is acknowledged).
@@ -34,13 +39,87 @@ AUTHORS = ["ana.silva", "ben.okafor", "chen.wei", "dara.kim"]
 
 
 @dataclass(frozen=True)
+class ChatVersion:
+    """One version of a chat prompt: its messages and its model configuration."""
+
+    messages: tuple[dict, ...]
+    config: dict
+
+
+@dataclass(frozen=True)
 class DemoTemplate:
     name: str
     category: str
     description: str
     tags: tuple[str, ...]
-    versions: tuple[tuple[str, str], ...]  # (content, commit message)
+    #: (the text of a text prompt, or a chat prompt's messages and config; commit message)
+    versions: tuple[tuple[str | ChatVersion, str], ...]
     metadata: dict | None = None
+
+
+def _prompt(p: str | ChatVersion) -> dict:
+    """The ``create``/``update`` arguments of one demo version."""
+    if isinstance(p, str):
+        return {"content": p}
+    return {"messages": [dict(m) for m in p.messages], "config": p.config}
+
+
+_SUPPORT_SYSTEM_1 = "You answer questions about {product} for its customers. Be brief and friendly."
+_SUPPORT_SYSTEM_2 = (
+    "You are the support assistant for {product}. Answer from the product documentation and "
+    "the conversation so far. If you are not sure, say so and offer to open a ticket. Keep "
+    "answers under five sentences."
+)
+_SUPPORT_CONFIG = {
+    "provider": "openai",
+    "model": "gpt-4o-mini",
+    "temperature": 0.2,
+    "max_tokens": 400,
+}
+_SUPPORT_ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "answer": {"type": "string", "description": "The reply shown to the customer"},
+        "needs_ticket": {"type": "boolean", "description": "Whether to open a support ticket"},
+    },
+    "required": ["answer", "needs_ticket"],
+    "additionalProperties": False,
+}
+
+
+def _support(system: str, config: dict) -> ChatVersion:
+    return ChatVersion(
+        (
+            {"role": "system", "content": system},
+            {"placeholder": "history"},
+            {"role": "user", "content": "{question}"},
+        ),
+        config,
+    )
+
+
+def _entities_tool(fields: tuple[str, ...]) -> dict:
+    """The function the extraction model calls, its parameters a JSON Schema."""
+    return {
+        "type": "function",
+        "function": {
+            "name": "record_entities",
+            "description": "Record the entities found in the text",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    f: {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": f"Every {f[:-1]} named",
+                    }
+                    for f in fields
+                },
+                "required": list(fields),
+                "additionalProperties": False,
+            },
+        },
+    }
 
 
 DEMO_TEMPLATES: tuple[DemoTemplate, ...] = (
@@ -160,6 +239,85 @@ DEMO_TEMPLATES: tuple[DemoTemplate, ...] = (
             ),
         ),
     ),
+    DemoTemplate(
+        "support-chat",
+        "support",
+        "The support chat assistant: answers a customer in the conversation so far.",
+        ("support", "chat"),
+        (
+            (_support(_SUPPORT_SYSTEM_1, _SUPPORT_CONFIG), "Initial version"),
+            (
+                _support(_SUPPORT_SYSTEM_2, _SUPPORT_CONFIG),
+                "Answer from the docs, admit uncertainty, offer a ticket",
+            ),
+            (
+                _support(
+                    _SUPPORT_SYSTEM_2,
+                    {
+                        **_SUPPORT_CONFIG,
+                        "response_format": {
+                            "type": "json_schema",
+                            "json_schema": {
+                                "name": "support_answer",
+                                "strict": True,
+                                "schema": _SUPPORT_ANSWER_SCHEMA,
+                            },
+                        },
+                    },
+                ),
+                "Answer as JSON so the app can open tickets",
+            ),
+        ),
+    ),
+    DemoTemplate(
+        "extract-entities",
+        "extraction",
+        "Extracts the people, organisations and dates named in a text, by a tool call.",
+        ("extraction", "tools"),
+        (
+            (
+                ChatVersion(
+                    (
+                        {
+                            "role": "system",
+                            "content": "Find the people, organizations and dates named in the "
+                            "text. Call record_entities once with everything you found.",
+                        },
+                        {"role": "user", "content": "{text}"},
+                    ),
+                    {
+                        "provider": "openai",
+                        "model": "gpt-4o-mini",
+                        "temperature": 0,
+                        "tools": [_entities_tool(("people", "organizations", "dates"))],
+                    },
+                ),
+                "Initial version",
+            ),
+            (
+                ChatVersion(
+                    (
+                        {
+                            "role": "developer",
+                            "content": "Find the people, organizations, products and dates "
+                            "named in the text between the triple quotes. Call record_entities "
+                            "once with everything you found; leave a list empty when the text "
+                            "names none. Write dates as YYYY-MM-DD.",
+                        },
+                        {"role": "user", "content": '"""\n{text}\n"""'},
+                    ),
+                    {
+                        "provider": "openai",
+                        "model": "gpt-4o-mini",
+                        "temperature": 0,
+                        "seed": 7,
+                        "tools": [_entities_tool(("people", "organizations", "products", "dates"))],
+                    },
+                ),
+                "Products too; delimit the text; ISO dates",
+            ),
+        ),
+    ),
 )
 
 
@@ -185,6 +343,10 @@ class DemoExperiment:
     minimum_sample_size: int
     metrics: tuple[str, ...]
     guardrails: tuple[str, ...]
+    #: the treatment's variant name, and the branch it runs (None: the template's second
+    #: version against its first); a branch runs against the version live in production
+    treatment: str = ""
+    branch: str | None = None
 
 
 #: the completed experiment: qa-citations' second version against the first, in production; it
@@ -200,6 +362,7 @@ CITE = DemoExperiment(
     minimum_sample_size=250,
     metrics=("quality_score", "success"),
     guardrails=("latency_ms",),
+    treatment="cite-each-claim",
 )
 WINNER_SHIPPED_AFTER = timedelta(hours=12)
 #: the running experiment: qa-basic's concise-tone branch against the version live in
@@ -215,7 +378,29 @@ CONCISE = DemoExperiment(
     minimum_sample_size=300,
     metrics=("quality_score", "cost_usd"),
     guardrails=("latency_ms",),
+    treatment="concise",
+    branch="concise-tone",
 )
+#: the running experiment whose variants differ only in the model: support-chat's live version
+#: on gpt-4o-mini against the cheaper-model branch, the same messages on gpt-4.1-nano
+CHEAPER = DemoExperiment(
+    name="cheaper-model",
+    template="support-chat",
+    hypothesis="gpt-4.1-nano answers support chats about as well as gpt-4o-mini, faster and "
+    "for two thirds of the cost",
+    description="The same prompt on a cheaper model: the cheaper-model branch changes only "
+    "config.model, against the live version in production.",
+    created=-6.5,
+    started=-6.0,
+    end=None,
+    minimum_sample_size=400,
+    metrics=("quality_score", "cost_usd"),
+    guardrails=("latency_ms",),
+    treatment="gpt-4.1-nano",
+    branch="cheaper-model",
+)
+#: the cheaper model of that experiment
+CHEAPER_MODEL = "gpt-4.1-nano"
 
 
 class DemoClock:
@@ -263,7 +448,7 @@ def build_demo(ws: Workspace, seed: int = 7, *, now: datetime | None = None) -> 
             clock.at(now + timedelta(days=VERSION_DAYS[0]) + stagger)
             ws.templates.create(
                 d.name,
-                first[0],
+                **_prompt(first[0]),
                 description=d.description,
                 category=d.category,
                 tags=list(d.tags),
@@ -271,11 +456,11 @@ def build_demo(ws: Workspace, seed: int = 7, *, now: datetime | None = None) -> 
                 author=authors[0],
                 message=first[1],
             )
-            for j, (content, message) in enumerate(rest, start=1):
+            for j, (prompt, message) in enumerate(rest, start=1):
                 clock.at(now + timedelta(days=VERSION_DAYS[j]) + stagger)
                 ws.templates.update(
                     d.name,
-                    content,
+                    **_prompt(prompt),
                     author=authors[j % 2],
                     message=message,
                     bump="patch" if rng.random() < 0.3 else "minor",
@@ -316,7 +501,9 @@ def build_demo_branches(
       merged back cleanly into
       ``main`` with a merge commit while ``main`` had moved on;
     - ``qa-citations``/``strict-sources``: branched from 1.0.0 and changing the line ``main``
-      rewrote since, so merging it opens the conflict editor.
+      rewrote since, so merging it opens the conflict editor;
+    - ``support-chat``/``cheaper-model``: branched from the version before the latest (the one
+      production runs) and changing only ``config.model``, for the cheaper-model experiment.
     """
     now = now or utcnow()
 
@@ -369,6 +556,17 @@ def build_demo_branches(
         branch="strict-sources",
         author=who[2],
         message="Never invent sources",
+    )
+    chat = ws.templates.get(CHEAPER.template)
+    base = ws.versions.log(chat.id, chat.commit, first_parent=True, limit=2)[-1]
+    when(CHEAPER.created - 0.5)
+    ws.versions.create_branch(CHEAPER.template, "cheaper-model", from_ref=base.id, author=who[0])
+    ws.templates.update(
+        CHEAPER.template,
+        config={**base.config, "model": CHEAPER_MODEL},
+        branch="cheaper-model",
+        author=who[0],
+        message=f"Same prompt on {CHEAPER_MODEL}",
     )
 
 
@@ -431,7 +629,7 @@ def _demo_deployments(
 def _demo_experiments(
     ws: Workspace, rng: random.Random, at: Callable[[datetime], None], now: datetime
 ) -> list[tuple[str, DemoExperiment]]:
-    """Create and start the two demo experiments (back-dated); returns their ids and specs.
+    """Create and start the demo experiments (back-dated); returns their ids and specs.
 
     Salts are fixed (``demo-NAME``), so the same users land in the same variants every time the
     demo is built. Nothing is created when the templates they need are missing.
@@ -439,28 +637,28 @@ def _demo_experiments(
     envs = ws.deployments.environments
     env = "production" if "production" in envs else envs[-1]
     out: list[tuple[str, DemoExperiment]] = []
-    for spec in (CITE, CONCISE):
+    for spec in (CITE, CONCISE, CHEAPER):
         try:
             t = ws.templates.get(spec.template)
         except PromptverError:
             continue
-        if spec is CITE:
+        if spec.branch is None:
             log = [c for c in reversed(ws.versions.log(t.id, t.commit, first_parent=True))]
             versions = [c.version for c in log if c.version]
             if len(versions) < 2:
                 continue
             variants = [
                 {"name": "control", "ref": versions[0], "weight": 50},
-                {"name": "cite-each-claim", "ref": versions[1], "weight": 50},
+                {"name": spec.treatment, "ref": versions[1], "weight": 50},
             ]
         else:
             live = ws.deployments.live(spec.template, env)
             branches = {b.name for b in ws.versions.branches(t.id)}
-            if live is None or live.version is None or "concise-tone" not in branches:
+            if live is None or live.version is None or spec.branch not in branches:
                 continue
             variants = [
                 {"name": "control", "ref": live.version, "weight": 50},
-                {"name": "concise", "ref": "concise-tone", "weight": 50},
+                {"name": spec.treatment, "ref": spec.branch, "weight": 50},
             ]
         who = rng.choice(AUTHORS)
         at(now + timedelta(days=spec.created))

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from promptver import Workspace
-from promptver.demo import CITE, CONCISE, build_demo
+from promptver.demo import CHEAPER, CITE, CONCISE, build_demo
 from promptver.metrics.demo import DEMO_DAYS, DEMO_EVENTS, add_bulk_events
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -214,8 +214,8 @@ def test_a_running_experiment_collecting_toward_its_minimum_sample(demo):
     assert rollback.action == "rollback" and exp.started_at > rollback.created_at
     assert exp.variants[0].ref == rollback.version  # the control is the live version
     assert exp.variants[1].ref == "concise-tone"  # the branch
-    progress = ws.overview.build().running[0]
-    assert progress.name == CONCISE.name and progress.srm_ok
+    (progress,) = [r for r in ws.overview.build().running if r.name == CONCISE.name]
+    assert progress.srm_ok
     assert all(v.users > 30 for v in progress.variants)
     assert 0.1 < progress.progress < 1.0
     results = ws.experiment_results(exp)
@@ -295,4 +295,107 @@ def test_the_frozen_results_match_a_fresh_analysis(demo):
     assert json.dumps([v["users"] for v in fresh["variants"]]) == json.dumps(
         [v["users"] for v in frozen["variants"]]
     )
+    ws.close()
+
+
+# ---- chat prompts with their model configuration ------------------------------------------
+
+
+def test_chat_templates_with_their_model_configuration(demo):
+    from jsonschema import Draft202012Validator
+
+    ws = Workspace.open(demo)
+    chat = ws.templates.get("support-chat")
+    assert chat.kind == "chat"
+    roles = [m.get("role") or f"placeholder:{m['placeholder']}" for m in chat.messages]
+    assert roles == ["system", "placeholder:history", "user"]
+    assert {"product", "question"} <= set(chat.variables)
+    assert chat.config["provider"] == "openai" and chat.config["model"] == "gpt-4o-mini"
+    assert chat.config["temperature"] == 0.2 and chat.config["max_tokens"] >= 1
+    # the newest version changes only the configuration: it asks for a JSON answer
+    log = [c for c in ws.versions.log(chat.id, chat.commit, first_parent=True) if c.version]
+    assert len(log) == 3
+    d = ws.versions.diff("support-chat", log[1].id, log[0].id)
+    assert d.config_changes and all(
+        c["path"].startswith("response_format.") and c["old"] is None for c in d.config_changes
+    )
+    assert d.messages_changed == [] and log[0].messages == log[1].messages
+    assert log[0].config["response_format"]["type"] == "json_schema"
+    Draft202012Validator.check_schema(log[0].config["response_format"]["json_schema"]["schema"])
+
+    extract = ws.templates.get("extract-entities")
+    assert extract.kind == "chat" and extract.config["temperature"] == 0
+    assert {m["role"] for m in extract.messages} <= {"system", "developer", "user"}
+    (tool,) = extract.config["tools"]
+    assert tool["type"] == "function"
+    Draft202012Validator.check_schema(tool["function"]["parameters"])
+    assert tool["function"]["parameters"]["type"] == "object"
+    # both walked the promotion path like the text templates, and render for a model API
+    for name in ("support-chat", "extract-entities"):
+        assert ws.deployments.live(name, "production") is not None
+        assert ws.deployments.live(name, "staging") is not None
+    p = ws.get_prompt("support-chat", env="staging")
+    payload = p.openai(
+        history=[{"role": "user", "content": "Hi"}], product="Acme", question="Why {x}?"
+    )
+    assert payload["model"] == "gpt-4o-mini" and payload["messages"][-1]["content"] == "Why {x}?"
+    ws.close()
+
+
+def test_an_experiment_whose_variants_differ_only_in_model(demo):
+    ws = Workspace.open(demo)
+    exp = ws.experiments.get(CHEAPER.name)
+    assert exp.status == "running" and exp.template == "support-chat"
+    live = ws.deployments.live(CHEAPER.template, "production")
+    control, treatment = exp.variants
+    assert control.ref == live.version and control.commit == live.commit
+    assert treatment.ref == "cheaper-model"  # the branch
+    d = ws.versions.diff(CHEAPER.template, control.commit, treatment.commit)
+    assert d.config_changes == [{"path": "model", "old": "gpt-4o-mini", "new": "gpt-4.1-nano"}]
+    assert d.messages_changed == []
+    a, b = ws.versions.get_commit(control.commit), ws.versions.get_commit(treatment.commit)
+    assert a.messages == b.messages
+    assert {**a.config, "model": "gpt-4.1-nano"} == b.config
+    # its events are served by the routing rule like the others'
+    frame = events(demo)
+    mine = frame[frame["experiment_id"] == exp.id]
+    assert set(mine["variant"]) == {control.name, treatment.name}
+    assert_served_by_what_was_live(ws, frame)
+    # the cheaper model is faster and cheaper per call (the story the demo tells)
+    con = duckdb.connect(str(demo), read_only=True)
+    means = dict(
+        con.execute(
+            "SELECT variant, avg(cost_usd) FROM metric_events WHERE experiment_id = ? GROUP BY 1",
+            [exp.id],
+        ).fetchall()
+    )
+    lat = dict(
+        con.execute(
+            "SELECT variant, median(latency_ms) FROM metric_events WHERE experiment_id = ?"
+            " GROUP BY 1",
+            [exp.id],
+        ).fetchall()
+    )
+    con.close()
+    assert means[treatment.name] < 0.8 * means[control.name]
+    assert lat[treatment.name] < lat[control.name]
+    ws.close()
+
+
+def test_reports_name_the_model_change(demo):
+    from promptver.reports import report_json, report_markdown
+
+    ws = Workspace.open(demo)
+    md_text = report_markdown(ws, CHEAPER.name).decode()
+    assert "model configuration: model gpt-4o-mini → gpt-4.1-nano" in md_text
+    doc = json.loads(report_json(ws, CHEAPER.name))
+    control, treatment = doc["variants"]
+    assert control["diff_against_control"] is None
+    diff = treatment["diff_against_control"]
+    assert diff["config_changes"] == [
+        {"path": "model", "old": "gpt-4o-mini", "new": "gpt-4.1-nano"}
+    ]
+    assert diff["config_summary"] == "model gpt-4o-mini → gpt-4.1-nano"
+    assert treatment["config"]["model"] == "gpt-4.1-nano"
+    assert treatment["messages"] == control["messages"]
     ws.close()

@@ -103,8 +103,8 @@ def test_home_is_the_default_screen_and_shows_the_demo(demo_db):
     assert [t.value for t in at.title] == ["Home"]
     ws = Workspace.open(demo_db)
     overview = ws.overview.build()
-    assert metric(at, "Templates") == "6"
-    assert metric(at, "Running experiments") == "1"
+    assert metric(at, "Templates") == "8"  # six text prompts, two chat prompts
+    assert metric(at, "Running experiments") == "2"  # concise-answers, cheaper-model
     assert metric(at, "Open alerts") == str(ws.alerts.open_count())
     found = links(at)
 
@@ -359,7 +359,7 @@ def test_a_write_in_this_process_shows_on_the_next_run(demo_db):
 def test_a_write_by_another_process_shows_on_the_next_run(demo_db):
     at = home()
     before = metric(at, "Running experiments")
-    assert before == "1"
+    assert before == "2"
     code = (
         "from promptver import Workspace\n"
         f"ws = Workspace.open({str(demo_db)!r})\n"

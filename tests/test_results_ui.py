@@ -264,3 +264,48 @@ def test_a_met_minimum_reads_as_reached_and_nothing_is_alarm_red(db_path, partia
     assert at.get("progress") == []  # Streamlit's bar takes the theme's red
     sample = [c for c in at.get("vega_lite_chart") if "minimum" in c.proto.spec]
     assert sample and "#2e7d32" in sample[0].proto.spec  # green: reached
+
+
+def test_a_variant_on_another_model_names_what_differs(ws, db_path, data):
+    """Variants that differ only in their model configuration: the view says how."""
+    import re
+
+    t = ws.templates.create(
+        "support",
+        messages=[
+            {"role": "system", "content": "Help with {product}."},
+            {"role": "user", "content": "{question}"},
+        ],
+        config={"provider": "openai", "model": "gpt-4o-mini", "temperature": 0.2},
+    )
+    ws.versions.create_branch("support", "nano")
+    b = ws.templates.update(
+        "support", config={**t.config, "model": "gpt-4.1-nano", "temperature": 0.7}, branch="nano"
+    )
+    exp = data.model_copy(
+        update={
+            "template_id": t.id,
+            "template": "support",
+            "variants": [
+                data.variants[0].model_copy(update={"commit": t.commit}),
+                data.variants[1].model_copy(update={"ref": "nano", "commit": b.commit}),
+            ],
+        }
+    )
+    at = _app(db_path, exp)
+    assert not at.exception
+    captions = [re.sub(r"\\(.)", r"\1", str(c.value)) for c in at.caption]
+    named = [c for c in captions if "model configuration" in c]
+    assert len(named) == 1  # one treatment; the control is what it is compared with
+    assert "treatment" in named[0]
+    assert "model gpt-4o-mini → gpt-4.1-nano, temperature 0.2 → 0.7" in named[0]
+    # the same prompt on the same model: nothing to name
+    same = data.model_copy(
+        update={
+            "template_id": t.id,
+            "template": "support",
+            "variants": [v.model_copy(update={"commit": t.commit}) for v in data.variants],
+        }
+    )
+    at = _app(db_path, same)
+    assert not [c for c in at.caption if "model configuration" in str(c.value)]

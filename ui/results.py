@@ -135,6 +135,7 @@ def render_results(ws: Workspace, experiment: Experiment) -> ExperimentResults |
         _banners(results)
         _summary(results)
         _variants(results)
+        _config_differences(ws, experiment)
         _forest(results)
         _comparisons(results)
         if results.quantile is not None:
@@ -205,6 +206,29 @@ def _summary(r: ExperimentResults) -> None:
 
 
 # ---- tables -------------------------------------------------------------------------------
+
+
+def _config_differences(ws: Workspace, e: Experiment) -> None:
+    """A caption per treatment whose model configuration differs from the control's
+    ("model gpt-4o-mini → gpt-4.1-nano"), so that a same-prompt, other-model test says so."""
+    from promptver.chat import describe_config_change
+    from promptver.errors import PromptverError
+
+    control = e.variants[0] if e.variants else None
+    if control is None or not control.commit:
+        return
+    for v in e.variants[1:]:
+        if not v.commit or v.commit == control.commit:
+            continue
+        try:
+            d = ws.versions.diff(e.template_id, control.commit, v.commit)
+        except PromptverError:  # a commit that cannot be read: the results stand without it
+            continue
+        if d.config_changes:
+            st.caption(
+                f"**{md(v.name)}** differs from the control in its model configuration: "
+                f"{md(describe_config_change(d.config_changes, limit=6))}"
+            )
 
 
 def _variants(r: ExperimentResults) -> None:

@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from promptver.store.demo import Batch
 from promptver.versioning import utcnow
 
 if TYPE_CHECKING:
-    from promptver.models import Experiment
+    from promptver.models import Commit, Experiment
     from promptver.workspace import Workspace
 
 DEMO_DAYS = 90
@@ -51,12 +51,29 @@ TRAFFIC = {
     "summarize-meeting": 0.10,
     "translate-formal": 0.12,
     "translate-chat": 0.08,
+    "support-chat": 0.12,
+    "extract-entities": 0.06,
 }
 #: a translation provider outage: these templates fail this often in this window (days ago)
 INCIDENT = (("translate-formal", "translate-chat"), 0.22, (-33.0, -30.5))
-#: how an experiment arm that is a branch (not a version) changes the calls it serves:
-#: (template, branch) -> (latency factor, output-token factor, quality shift)
-BRANCH_EFFECTS = {("qa-basic", "concise-tone"): (0.8, 0.6, 0.015)}
+
+
+class BranchEffect(NamedTuple):
+    """How an experiment arm that is a branch (not a version) changes the calls it serves,
+    against the version it branched from."""
+
+    latency: float = 1.0  # latency factor
+    tokens_out: float = 1.0  # output-token factor
+    quality: float = 0.0  # quality shift
+    price: float = 1.0  # price per token factor (another model)
+
+
+#: (template, branch) -> its effect; concise-tone writes shorter answers, cheaper-model runs
+#: the same prompt on gpt-4.1-nano (2/3 of gpt-4o-mini's price per token, faster, a little worse)
+BRANCH_EFFECTS = {
+    ("qa-basic", "concise-tone"): BranchEffect(0.8, 0.6, 0.015),
+    ("support-chat", "cheaper-model"): BranchEffect(0.7, 1.0, -0.02, 2 / 3),
+}
 _DAY_US = 86_400_000_000
 
 
@@ -89,6 +106,7 @@ class _Serving:
     latency: float = 1.0
     tokens_out: float = 1.0
     quality: float = 0.0
+    price: float = 1.0
     regress_since_us: int | None = None  # the regressed release: live since then
 
 
@@ -192,13 +210,28 @@ class Schedule:
             top = max((r for (tid, _), r in ranks.items() if tid == exp.template_id), default=0)
             arms = []
             for v in exp.variants:
-                version = ws.versions.get_commit(v.commit).version if v.commit else None
-                if version is not None:
-                    rank = ranks.get((exp.template_id, version), 0)
-                    arms.append(row(_Serving(version, v.commit or "", rank)))
+                commit = ws.versions.get_commit(v.commit) if v.commit else None
+                if commit is not None and commit.version is not None:
+                    rank = ranks.get((exp.template_id, commit.version), 0)
+                    arms.append(row(_Serving(commit.version, v.commit or "", rank)))
                 else:
-                    lat, tok, q = BRANCH_EFFECTS.get((exp.template, v.ref), (1.0, 1.0, 0.0))
-                    arms.append(row(_Serving(None, v.commit or "", top, lat, tok, q)))
+                    # a branch behaves like the version it branched from, changed by its effect
+                    base = _base_version(ws, commit)
+                    rank = top if base is None else ranks.get((exp.template_id, base), top)
+                    e = BRANCH_EFFECTS.get((exp.template, v.ref), BranchEffect())
+                    arms.append(
+                        row(
+                            _Serving(
+                                None,
+                                v.commit or "",
+                                rank,
+                                e.latency,
+                                e.tokens_out,
+                                e.quality,
+                                e.price,
+                            )
+                        )
+                    )
             s.experiments.append(
                 _Experiment(
                     code=len(s.experiments),
@@ -212,6 +245,15 @@ class Schedule:
                 )
             )
         return s
+
+
+def _base_version(ws: Workspace, commit: Commit | None) -> str | None:
+    """The version of the nearest versioned ancestor of ``commit`` along first parents."""
+    seen = 0
+    while commit is not None and commit.version is None and commit.parents and seen < 100:
+        commit = ws.versions.get_commit(commit.parents[0])
+        seen += 1
+    return None if commit is None else commit.version
 
 
 def _us(t: datetime) -> int:
@@ -323,6 +365,7 @@ def _draw(
     lat_f = np.array([x.latency for x in s.serving])[serve]
     tok_f = np.array([x.tokens_out for x in s.serving])[serve]
     q_shift = np.array([x.quality for x in s.serving])[serve]
+    price = np.array([x.price for x in s.serving])[serve]
     reg = np.array(
         [-1 if x.regress_since_us is None else x.regress_since_us for x in s.serving],
         dtype=np.int64,
@@ -363,7 +406,7 @@ def _draw(
         "latency": np.round(latency, 1),
         "ok": ok,
         "quality": np.round(quality, 3),
-        "cost": np.round((tokens_in * 0.15 + tokens_out * 0.6) / 1e6 * 4, 6),
+        "cost": np.round((tokens_in * 0.15 + tokens_out * 0.6) / 1e6 * 4 * price, 6),
         "tokens_in": tokens_in.astype(np.int64),
         "tokens_out": tokens_out,
         "thumbs": thumbs,

@@ -5,7 +5,7 @@ Layout (``schema_version`` "1.0", documented in docs/reports.md)::
     {"schema_version", "kind", "generated_at", "generator",
      "experiment":  the experiment's configuration and lifecycle fields,
      "variants":    [{name, role, ref, weight, share, commit, version, …, content,
-                      diff_against_control}],
+                      diff_against_control (with config_summary)}],
      "results":     the contract's results object on the primary metric, with every extra
                     (``metrics`` holds every metric of the experiment),
      "results_frozen", "analysis_options",
@@ -22,6 +22,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from promptver.chat import describe_config_change
 from promptver.reports.gather import Report, VariantInfo
 
 KIND = "promptver.experiment-report"
@@ -57,6 +58,10 @@ def _variant(v: VariantInfo) -> dict[str, Any]:
             "lines_added": d.lines_added,
             "lines_removed": d.lines_removed,
             **d.as_dict(),
+            # what differs in the model configuration, for people ("model a → b, …")
+            "config_summary": describe_config_change(d.config_changes, limit=len(d.config_changes))
+            if d.config_changes
+            else None,
         },
     }
 
