@@ -46,7 +46,7 @@ def demo_db(db_path):
 
 
 def test_page_shows_history_diff_and_branches_of_the_demo(monkeypatch, demo_db):
-    at = open_page(monkeypatch, demo_db)
+    at = open_page(monkeypatch, demo_db, template="qa-basic")
     assert [t.label for t in at.tabs] == ["History", "Diff", "Branches", "Merge"]
     assert at.selectbox(key="hist_template").value == "qa-basic"
     metrics = {m.label: m.value for m in at.metric}
