@@ -28,6 +28,7 @@ def __getattr__(name: str) -> object:
         return Workspace
     raise AttributeError(f"module 'promptver' has no attribute {name!r}")
 
+
 __all__ = [
     "Conflict",
     "DatabaseBusy",

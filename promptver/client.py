@@ -155,6 +155,7 @@ class Client:
         self._wake = threading.Condition(self._lock)
         self._closed = False
         self._failures = 0
+        self._inflight = 0
         self._drop_warned = False
         #: events dropped because the buffer was full
         self.dropped = 0
@@ -378,7 +379,9 @@ class Client:
             )
         uid = user_id if user_id is not None else prompt.user_id
         if not isinstance(uid, str) or not uid.strip():
-            raise ValidationError("track(): user_id is required: pass user_id= to get_prompt or to track")
+            raise ValidationError(
+                "track(): user_id is required: pass user_id= to get_prompt or to track"
+            )
         event_id = metrics.pop("event_id", None) or uuid.uuid4().hex
         ts = metrics.pop("timestamp", None) or datetime.now(UTC)
         if isinstance(ts, datetime):
@@ -411,8 +414,8 @@ class Client:
 
     @property
     def pending(self) -> int:
-        """Events buffered, not yet delivered."""
-        return len(self._events)
+        """Events buffered or being sent, not yet delivered."""
+        return len(self._events) + self._inflight
 
     def _push(self, events: list[dict[str, Any]], *, front: bool = False) -> None:
         """Buffer events (lock held), dropping the oldest beyond ``max_buffer``."""
@@ -460,17 +463,20 @@ class Client:
         """Send one batch; False when the server was unreachable (the batch is kept)."""
         with self._lock:
             batch = [self._events.popleft() for _ in range(min(self.batch_size, len(self._events)))]
+            self._inflight = len(batch)
         if not batch:
             return True
         try:
             self._send(batch)
         except _Unreachable as exc:
             with self._lock:
+                self._inflight = 0
                 self._push(batch, front=True)
             self._unreachable(exc)
             return False
         self._reachable()
         with self._lock:
+            self._inflight = 0
             if self._drop_warned:
                 self._drop_warned = False
                 log.warning(
