@@ -1,5 +1,7 @@
 """promptver: prompt versioning, deployment and A/B testing in one DuckDB file."""
 
+from typing import TYPE_CHECKING
+
 from promptver.config import Settings
 from promptver.errors import (
     Conflict,
@@ -12,7 +14,6 @@ from promptver.errors import (
     ValidationError,
 )
 
-TYPE_CHECKING = False
 if TYPE_CHECKING:
     from promptver.workspace import Workspace
 
