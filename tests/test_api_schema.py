@@ -37,6 +37,7 @@ OPERATIONS = {
     ("GET", "/api/v1/prompts/{ref}"),
     ("PUT", "/api/v1/prompts/{ref}"),
     ("POST", "/api/v1/prompts/{ref}/render"),
+    ("GET", "/api/v1/prompts/{ref}/live"),
     ("POST", "/api/v1/prompts/{ref}/deploy"),
     ("POST", "/api/v1/prompts/{ref}/rollback"),
     ("GET", "/api/v1/prompts/{ref}/deployments"),

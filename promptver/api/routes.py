@@ -182,6 +182,21 @@ class Endpoints:
             )
         return _json(_rendered(p, body, p.variant))
 
+    async def live(
+        self,
+        ref: str,
+        env: str = Query(description="the environment"),
+        user_id: str | None = Query(None, description="the user (picks an experiment variant)"),
+    ) -> Response:
+        """What ``get_prompt(ref, env, user_id)`` returns, unrendered (for remote clients)."""
+        # the same cache-first path as render: a cached answer never leaves the event loop
+        try:
+            with self.ws.db.cache_only():
+                p = self.ws.get_prompt(ref, env, user_id=user_id)
+        except WouldBlock:
+            p = await run_in_threadpool(self.ws.get_prompt, ref, env, user_id=user_id)
+        return _json(p.model_dump(mode="json"))
+
     def _render_ref(self, ref: str, body: s.RenderRequest) -> dict[str, Any]:
         if body.user_id is not None:
             raise _invalid("user_id", "needs env (users get what is deployed to an environment)")
@@ -399,7 +414,7 @@ class _RefConvertor(PathConvertor):
 
 
 class _TemplateRef(_RefConvertor):
-    actions = ("render", "deploy", "rollback", "deployments", "experiments")
+    actions = ("render", "live", "deploy", "rollback", "deployments", "experiments")
 
 
 class _ExperimentRef(_RefConvertor):
@@ -458,6 +473,15 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> list[tup
         tags=tags_t,
         summary="Render a template (or what is live in an environment)",
         responses=_problems(404, 413, *common),
+    )
+    route(
+        "/prompts/{ref:path}/live",
+        e.live,
+        methods=["GET"],
+        response_model=s.LivePromptOut,  # documents the answer; _json() builds it
+        tags=tags_t,
+        summary="What get_prompt(name, env, user_id) returns, unrendered (remote clients)",
+        responses=_problems(404, *common),
     )
     route(
         "/prompts/{ref:path}/deploy",

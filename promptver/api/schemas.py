@@ -155,6 +155,30 @@ class RenderResponse(ApiModel):
     variant: str | None
 
 
+class LivePromptOut(ApiModel):
+    """What ``get_prompt(name, env, user_id)`` returns in process: the version live in ``env``
+    (or the experiment variant routed to ``user_id``), unrendered. A remote client
+    (:class:`promptver.client.Client`) builds its ``Prompt`` from it and renders locally."""
+
+    template_id: str
+    name: str
+    version: str | None = Field(description="null for a commit off main (a branch variant)")
+    commit: str
+    content: str = Field(description="a text prompt's text (placeholders are {name})")
+    variables: list[str]
+    metadata: dict[str, Any]
+    environment: str | None
+    user_id: str | None
+    variant: str | None = Field(description="the experiment variant routed to user_id, if any")
+    experiment_id: str | None
+    max_render_chars: int
+    kind: Literal["text", "chat"]
+    chat_messages: list[dict[str, Any]] | None = Field(
+        description="a chat prompt's messages as stored"
+    )
+    config: dict[str, Any] = Field(description="the model configuration ({} when none)")
+
+
 # ---- deployments ------------------------------------------------------------------------------
 
 
