@@ -7,13 +7,13 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from promptver import Workspace
-from tests.browser.conftest import shot, wait_idle
+from tests.browser.conftest import FIRST_VISIT, shot, wait_idle
 
 
 def test_deploy_then_roll_back(page, app_url, tmp_path: Path):
     page.goto(app_url)
     # the first run builds the demo workspace, then shows Home
-    page.get_by_role("heading", name="Home").wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Home").wait_for(timeout=FIRST_VISIT)
     wait_idle(page)
     ws = Workspace.open(tmp_path / "browser.duckdb")
     newest = ws.deployments.versions_of("qa-basic")[0].version

@@ -25,7 +25,7 @@ from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from promptver import Workspace
-from tests.browser.conftest import shot, wait_idle
+from tests.browser.conftest import FIRST_VISIT, shot, wait_idle
 
 TEMPLATE = "story-qa"
 BRANCH = "story-short"
@@ -50,7 +50,7 @@ def pick(page: Page, box, option: str) -> None:
     for _ in range(5):
         box.get_by_role("combobox").click()
         try:
-            choice.wait_for(timeout=3000)
+            choice.wait_for(timeout=10_000)  # else a rerun closed the list: retry
             break
         except PlaywrightTimeout:
             page.keyboard.press("Escape")
@@ -111,7 +111,7 @@ def results_csv(path: Path, start) -> int:  # type: ignore[no-untyped-def]
 def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     db = tmp_path / "browser.duckdb"
     page.goto(app_url)
-    page.get_by_role("heading", name="Home").wait_for(timeout=90_000)  # builds the demo
+    page.get_by_role("heading", name="Home").wait_for(timeout=FIRST_VISIT)  # builds the demo
     wait_idle(page)
     shot(page, "story-00-home")
 
@@ -221,16 +221,16 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     uploader.set_input_files(str(tmp_path / "story-results.csv"))
     wait_idle(page)
-    page.get_by_text(f"All {rows} rows are valid").wait_for(timeout=60_000)
+    page.get_by_text(f"All {rows} rows are valid").wait_for()
     page.get_by_role("button", name=f"Import {rows} events").click()
     wait_idle(page)
-    page.get_by_text(f"Imported {rows} events").wait_for(timeout=60_000)
+    page.get_by_text(f"Imported {rows} events").wait_for()
     shot(page, "story-08-results-imported")
 
     # 8. see the winner
     page.goto(f"{app_url}/experiments?experiment={exp.id}&tab=results")
     wait_idle(page)
-    expect(page.get_by_text("Winner: variant-1").first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Winner: variant-1").first).to_be_visible()
     shot(page, "story-09-winner")
 
     # 9. stop the experiment (its results freeze), then export the HTML report
@@ -246,7 +246,7 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     html = page.get_by_test_id("stDownloadButton").filter(has_text="HTML").get_by_role("button")
     html.scroll_into_view_if_needed()
     expect(html).to_be_visible()
-    with page.expect_download(timeout=90_000) as info:
+    with page.expect_download() as info:
         html.click()
     report = tmp_path / info.value.suggested_filename
     info.value.save_as(report)
