@@ -192,8 +192,13 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     wait_idle(page)
     pick(page, key(page, "exp_f_template"), TEMPLATE)
     # main against the branch: the form offers the branch for the second variant
-    expect(key(page, "exp_f_ref_0").locator("input")).to_have_value("1.0.0 (latest)")
-    expect(key(page, "exp_f_ref_1").locator("input")).to_have_value(f"branch {BRANCH}")
+    # (the labels go on with where a ref is live, e.g. "1.0.0 (latest) · live in production")
+    expect(key(page, "exp_f_ref_0").locator("input")).to_have_value(
+        re.compile(r"^1\.0\.0 \(latest\)")
+    )
+    expect(key(page, "exp_f_ref_1").locator("input")).to_have_value(
+        re.compile(rf"^branch {BRANCH}\b")
+    )
     salt = key(page, "exp_f_salt").locator("input")
     salt.fill(SALT)
     salt.press("Enter")
@@ -238,6 +243,12 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     wait_idle(page)  # a tab switch reruns the screen
     button(page, "exp_stop").click()
     wait_idle(page)
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Routing ends at once")
+    if dialog.get_by_text("needs a reason").count():  # a planned end still ahead: stopping early
+        key(page, "exp_stop_reason").locator("textarea").fill("variant-1 clearly wins")
+        key(page, "exp_stop_reason").locator("textarea").press("Control+Enter")
+        wait_idle(page)
     button(page, "exp_stop_yes").click()
     wait_idle(page)
     flash(page, f"{EXPERIMENT} is now completed")
@@ -282,6 +293,13 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     wait_idle(page)
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("from 1.1.0 to 1.0.0")
+    # a rollback needs its reason: the button stays disabled until one is given
+    expect(button(page, "dep_rb_yes")).to_be_disabled()
+    note = key(page, "dep_rb_note").locator("input")
+    note.fill("answers got too short for complex questions")
+    note.press("Enter")
+    wait_idle(page)
+    expect(button(page, "dep_rb_yes")).to_be_enabled()
     button(page, "dep_rb_yes").click()
     wait_idle(page)
     flash(page, rf"Rolled back {TEMPLATE} in production to 1\.0\.0")
@@ -291,6 +309,7 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     with Workspace.open(db) as ws:
         live = ws.deployments.live(TEMPLATE, "production")
         assert (live.action, live.version, live.replaced_version) == ("rollback", "1.0.0", "1.1.0")
+        assert live.note == "answers got too short for complex questions"
         exp = ws.experiments.get(EXPERIMENT)
         assert exp.status == "completed"
         assert ws.experiment_results(exp).winner == "variant-1"
