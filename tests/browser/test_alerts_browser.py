@@ -9,7 +9,7 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from promptver.versioning import utcnow
-from tests.browser.conftest import shot, wait_idle
+from tests.browser.conftest import FIRST_VISIT, shot, wait_idle
 
 
 def open_count(page) -> int:
@@ -18,7 +18,7 @@ def open_count(page) -> int:
 
 def test_a_new_rule_fires_after_a_csv_upload(page, app_url, tmp_path: Path):
     page.goto(f"{app_url}/alerts")
-    page.get_by_role("heading", name="Alerts").wait_for(timeout=60_000)  # builds the demo
+    page.get_by_role("heading", name="Alerts").wait_for(timeout=FIRST_VISIT)  # builds the demo
     wait_idle(page)
     before = open_count(page)
 
@@ -66,10 +66,10 @@ def test_a_new_rule_fires_after_a_csv_upload(page, app_url, tmp_path: Path):
     page.get_by_role("tab", name="Import CSV").click()
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(csv))
     wait_idle(page)
-    page.get_by_text("All 4 rows are valid").wait_for(timeout=30_000)
+    page.get_by_text("All 4 rows are valid").wait_for()
     page.get_by_role("button", name="Import 4 events").click()
     wait_idle(page)
-    page.get_by_text("Imported 4 events from slow.csv").wait_for(timeout=30_000)
+    page.get_by_text("Imported 4 events from slow.csv").wait_for()
 
     # the rule fired on the import (the demo's p95 rule may fire on today's window too): its
     # alert is the newest, with the link to its trend

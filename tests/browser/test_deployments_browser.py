@@ -7,13 +7,13 @@ from pathlib import Path
 from playwright.sync_api import expect
 
 from promptver import Workspace
-from tests.browser.conftest import shot, wait_idle
+from tests.browser.conftest import FIRST_VISIT, shot, wait_idle
 
 
 def test_deploy_then_roll_back(page, app_url, tmp_path: Path):
     page.goto(app_url)
     # the first run builds the demo workspace, then shows Home
-    page.get_by_role("heading", name="Home").wait_for(timeout=60_000)
+    page.get_by_role("heading", name="Home").wait_for(timeout=FIRST_VISIT)
     wait_idle(page)
     ws = Workspace.open(tmp_path / "browser.duckdb")
     newest = ws.deployments.versions_of("qa-basic")[0].version
@@ -55,13 +55,16 @@ def test_deploy_then_roll_back(page, app_url, tmp_path: Path):
     dialog.wait_for()
     wait_idle(page)
     assert f"from {newest} to {live.version}" in dialog.inner_text()
-    expect(dialog.locator(".st-key-dep_rb_yes button")).to_be_disabled()  # needs a reason
-    reason = dialog.locator(".st-key-dep_rb_note input")
-    reason.fill("answers got worse")
-    reason.press("Enter")
+    # the reason is required: Roll back stays disabled until one is given
+    yes = dialog.locator(".st-key-dep_rb_yes button:visible")
+    expect(yes).to_be_disabled()
+    note = dialog.locator(".st-key-dep_rb_note input")
+    note.fill("the product name confused users")
+    note.press("Enter")
     wait_idle(page)
+    expect(yes).to_be_enabled()
     shot(page, "deployments-rollback-dialog")
-    dialog.locator(".st-key-dep_rb_yes button").click()
+    yes.click()
     expect(
         page.get_by_text(f"Rolled back qa-basic in production to {live.version}")
     ).to_be_visible()
@@ -81,6 +84,7 @@ def test_deploy_then_roll_back(page, app_url, tmp_path: Path):
         ("rollback", live.version),
         ("deploy", newest),
     ]
+    assert log[0].note == "the product name confused users"
     assert (log[1].note, log[1].author) == ("ship the product name", "browser-tester")
     assert ws.get_prompt("qa-basic", "production").version == live.version
     ws.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from tests.browser.conftest import shot, wait_idle
+from tests.browser.conftest import FIRST_VISIT, shot, wait_idle
 
 
 def _pick(page, label: str, option: str) -> None:
@@ -16,13 +16,13 @@ def _pick(page, label: str, option: str) -> None:
 
 def test_create_branch_edit_it_and_see_the_diff(page, app_url):
     page.goto(f"{app_url}/history?template=qa-basic")
-    wait_idle(page, timeout=90_000)  # the first visit builds the demo
+    wait_idle(page, timeout=FIRST_VISIT)  # the first visit builds the demo
     page.get_by_role("tab", name="Branches").click()
     page.get_by_label("Name", exact=True).and_(page.locator("input")).fill("browser-branch")
     page.get_by_role("button", name="Create branch").click()
     wait_idle(page)
     # the new branch becomes the "to" side of the diff (and of the address)
-    page.wait_for_url(re.compile(r"to=browser-branch"), timeout=20_000)
+    page.wait_for_url(re.compile(r"to=browser-branch"))
     shot(page, "history-branch-created")
 
     # commit on the branch from the Templates page, as a user would

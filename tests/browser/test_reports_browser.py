@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import ARTIFACTS, shot, start_app, wait_idle
+from tests.browser.conftest import ARTIFACTS, FIRST_VISIT, shot, start_app, wait_idle
 from tests.reports_helpers import NAME, TREATMENT, build_hostile
 
 
@@ -38,7 +38,7 @@ def test_download_the_html_report_and_open_it_offline(
     page: Page, report_app: str, tmp_path: Path
 ) -> None:
     page.goto(report_app)
-    wait_idle(page)
+    wait_idle(page, timeout=FIRST_VISIT)  # the first visit builds the demo
     nav = page.get_by_test_id("stSidebarNav")
     nav.get_by_role("link", name="Experiments", exact=True).click()
     wait_idle(page)
@@ -48,7 +48,7 @@ def test_download_the_html_report_and_open_it_offline(
     button.scroll_into_view_if_needed()
     expect(button).to_be_visible()
     shot(page, "reports-download-buttons")
-    with page.expect_download(timeout=60_000) as info:
+    with page.expect_download() as info:
         button.click()
     download = info.value
     assert download.suggested_filename.startswith("report-") and (
@@ -66,8 +66,7 @@ def test_download_the_html_report_and_open_it_offline(
     report.on("pageerror", lambda e: problems.append(str(e)))
     report.on("dialog", lambda d: problems.append(f"dialog: {d.message}"))
     report.goto(path.as_uri())
-    report.wait_for_load_state("load")
-    report.wait_for_timeout(300)
+    report.wait_for_load_state("load")  # a static file: parsed, charts (inline SVG) included
     expect(report).to_have_title(f"Experiment report: {NAME}")
     expect(report.locator("h1")).to_have_text(f"Experiment report: {NAME}")
     expect(report.get_by_text(f"Winner: {TREATMENT}.")).to_be_visible()

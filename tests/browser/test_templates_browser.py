@@ -6,13 +6,13 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import shot, wait_idle
+from tests.browser.conftest import FIRST_VISIT, shot, wait_idle
 
 
 def test_create_a_template_through_the_ui(page: Page, app_url: str) -> None:
     page.goto(f"{app_url}/templates")
     # the first run builds the demo workspace (slow on a loaded machine), then shows the screen
-    page.get_by_role("heading", name="Templates").wait_for(timeout=90_000)
+    page.get_by_role("heading", name="Templates").wait_for(timeout=FIRST_VISIT)
     wait_idle(page)
     shot(page, "templates-01-list")
 
@@ -37,7 +37,7 @@ def test_create_a_template_through_the_ui(page: Page, app_url: str) -> None:
 
 def test_invalid_text_shows_its_position_in_the_browser(page: Page, app_url: str) -> None:
     page.goto(f"{app_url}/templates?tab=new")
-    page.get_by_role("heading", name="Templates").wait_for(timeout=90_000)
+    page.get_by_role("heading", name="Templates").wait_for(timeout=FIRST_VISIT)
     wait_idle(page)
     page.get_by_label("Name", exact=True).fill("bad")
     text = page.get_by_label("Text", exact=True).last
@@ -65,7 +65,7 @@ def test_save_without_editing_creates_no_version(page: Page, app_url: str, tmp_p
     page.set_viewport_size({"width": 1500, "height": 1000})
     page.goto(f"{app_url}/templates?template=qa-basic")
     # the first run builds the demo workspace, then shows the screen
-    page.get_by_role("heading", name="Templates").wait_for(timeout=90_000)
+    page.get_by_role("heading", name="Templates").wait_for(timeout=FIRST_VISIT)
     wait_idle(page)
     before = versions()
     expect(page.get_by_text(re.compile(r"qa-basic · 1\.1\.1"))).to_be_visible()

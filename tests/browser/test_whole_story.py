@@ -25,7 +25,7 @@ from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from promptver import Workspace
-from tests.browser.conftest import shot, wait_idle
+from tests.browser.conftest import FIRST_VISIT, shot, wait_idle
 
 TEMPLATE = "story-qa"
 BRANCH = "story-short"
@@ -50,7 +50,7 @@ def pick(page: Page, box, option: str) -> None:
     for _ in range(5):
         box.get_by_role("combobox").click()
         try:
-            choice.wait_for(timeout=3000)
+            choice.wait_for(timeout=10_000)  # else a rerun closed the list: retry
             break
         except PlaywrightTimeout:
             page.keyboard.press("Escape")
@@ -111,7 +111,7 @@ def results_csv(path: Path, start) -> int:  # type: ignore[no-untyped-def]
 def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     db = tmp_path / "browser.duckdb"
     page.goto(app_url)
-    page.get_by_role("heading", name="Home").wait_for(timeout=90_000)  # builds the demo
+    page.get_by_role("heading", name="Home").wait_for(timeout=FIRST_VISIT)  # builds the demo
     wait_idle(page)
     shot(page, "story-00-home")
 
@@ -192,8 +192,13 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     wait_idle(page)
     pick(page, key(page, "exp_f_template"), TEMPLATE)
     # main against the branch: the form offers the branch for the second variant
-    expect(key(page, "exp_f_ref_0").locator("input")).to_have_value("1.0.0 (latest)")
-    expect(key(page, "exp_f_ref_1").locator("input")).to_have_value(f"branch {BRANCH}")
+    # (the labels go on with where a ref is live, e.g. "1.0.0 (latest) · live in production")
+    expect(key(page, "exp_f_ref_0").locator("input")).to_have_value(
+        re.compile(r"^1\.0\.0 \(latest\)")
+    )
+    expect(key(page, "exp_f_ref_1").locator("input")).to_have_value(
+        re.compile(rf"^branch {BRANCH}\b")
+    )
     salt = key(page, "exp_f_salt").locator("input")
     salt.fill(SALT)
     salt.press("Enter")
@@ -221,16 +226,16 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     uploader.set_input_files(str(tmp_path / "story-results.csv"))
     wait_idle(page)
-    page.get_by_text(f"All {rows} rows are valid").wait_for(timeout=60_000)
+    page.get_by_text(f"All {rows} rows are valid").wait_for()
     page.get_by_role("button", name=f"Import {rows} events").click()
     wait_idle(page)
-    page.get_by_text(f"Imported {rows} events").wait_for(timeout=60_000)
+    page.get_by_text(f"Imported {rows} events").wait_for()
     shot(page, "story-08-results-imported")
 
     # 8. see the winner
     page.goto(f"{app_url}/experiments?experiment={exp.id}&tab=results")
     wait_idle(page)
-    expect(page.get_by_text("Winner: variant-1").first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Winner: variant-1").first).to_be_visible()
     shot(page, "story-09-winner")
 
     # 9. stop the experiment (its results freeze), then export the HTML report
@@ -238,6 +243,12 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     wait_idle(page)  # a tab switch reruns the screen
     button(page, "exp_stop").click()
     wait_idle(page)
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("Routing ends at once")
+    if dialog.get_by_text("needs a reason").count():  # a planned end still ahead: stopping early
+        key(page, "exp_stop_reason").locator("textarea").fill("variant-1 clearly wins")
+        key(page, "exp_stop_reason").locator("textarea").press("Control+Enter")
+        wait_idle(page)
     button(page, "exp_stop_yes").click()
     wait_idle(page)
     flash(page, f"{EXPERIMENT} is now completed")
@@ -246,7 +257,7 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     html = page.get_by_test_id("stDownloadButton").filter(has_text="HTML").get_by_role("button")
     html.scroll_into_view_if_needed()
     expect(html).to_be_visible()
-    with page.expect_download(timeout=90_000) as info:
+    with page.expect_download() as info:
         html.click()
     report = tmp_path / info.value.suggested_filename
     info.value.save_as(report)
@@ -282,11 +293,13 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     wait_idle(page)
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("from 1.1.0 to 1.0.0")
-    expect(dialog.locator(".st-key-dep_rb_yes button")).to_be_disabled()  # a reason first
-    reason = dialog.locator(".st-key-dep_rb_note input")
-    reason.fill("answers lost their citations")
-    reason.press("Enter")
+    # a rollback needs its reason: the button stays disabled until one is given
+    expect(button(page, "dep_rb_yes")).to_be_disabled()
+    note = key(page, "dep_rb_note").locator("input")
+    note.fill("answers got too short for complex questions")
+    note.press("Enter")
     wait_idle(page)
+    expect(button(page, "dep_rb_yes")).to_be_enabled()
     button(page, "dep_rb_yes").click()
     wait_idle(page)
     flash(page, rf"Rolled back {TEMPLATE} in production to 1\.0\.0")
@@ -296,7 +309,7 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     with Workspace.open(db) as ws:
         live = ws.deployments.live(TEMPLATE, "production")
         assert (live.action, live.version, live.replaced_version) == ("rollback", "1.0.0", "1.1.0")
-        assert live.note == "answers lost their citations"
+        assert live.note == "answers got too short for complex questions"
         exp = ws.experiments.get(EXPERIMENT)
         assert exp.status == "completed"
         assert ws.experiment_results(exp).winner == "variant-1"

@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlparse
 import pytest
 from playwright.sync_api import Page
 
-from tests.browser.conftest import ROOT, shot, start_app
+from tests.browser.conftest import ROOT, shot, start_app, wait_idle
 from tests.reliability_helpers import XSS_MARKERS, seed_hostile_workspace
 
 #: how to open each page: query parameters, and ``dialogs``, buttons (by label, on the first
@@ -107,12 +107,10 @@ SETTLED = """
 
 
 def settle(page: Page) -> None:
-    """Wait until the script run finished and nothing on the page is stale, twice in a row
-    (a rerun may start just after the first look); fail on an exception box."""
-    page.wait_for_selector('[data-testid="stApp"]')
-    page.wait_for_function(SETTLED, timeout=30_000)
-    page.wait_for_timeout(200)
-    page.wait_for_function(SETTLED, timeout=30_000)
+    """Wait until this run finished (``wait_idle``: the script not running and the shared sidebar
+    drawn by this run) and nothing on the page is stale; fail on an exception box."""
+    wait_idle(page)
+    page.wait_for_function(SETTLED)
     boxes = page.locator('[data-testid="stException"]')
     assert boxes.count() == 0, boxes.first.inner_text()
 
@@ -172,7 +170,8 @@ def explore(page: Page, watch: Watch, where: str, seen: list[int], hover: bool) 
             icon = icons.nth(j)
             if icon.is_visible():
                 icon.hover()
-                page.wait_for_timeout(30)
+                # the help text is on the page (where a payload in it would run)
+                page.locator('[data-testid="stTooltipContent"]:visible').first.wait_for()
         check(page, watch, label, seen)
         steps += 1
     return steps
