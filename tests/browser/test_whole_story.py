@@ -319,5 +319,5 @@ def test_the_whole_story(page: Page, app_url: str, tmp_path: Path) -> None:
     page.goto(app_url)
     wait_idle(page)
     expect(page.get_by_text(f"{TEMPLATE} → production: rollback 1.0.0").first).to_be_visible()
-    expect(page.get_by_text("answers lost their citations").first).to_be_visible()
+    expect(page.get_by_text("answers got too short for complex questions").first).to_be_visible()
     shot(page, "story-14-home")
