@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Literal
 
 from promptver.errors import Problem, ValidationError
@@ -272,3 +272,41 @@ def _known(metric: str) -> bool:
     except KeyError:
         return False
     return True
+
+
+WINDOW_RE = re.compile(r"\A\s*(\d+)\s*([hd])\s*\Z")
+WINDOWS = ("24h", "7d", "30d", "all")
+#: the longest window (100 years): longer ones overflow the date arithmetic
+MAX_WINDOW_DAYS = 36_500
+
+
+def parse_window(window: str | timedelta | None, *, now: datetime | None = None) -> datetime | None:
+    """Start of a window ending now: ``24h``, ``7d``, ``30d`` (any ``N h``/``N d``), ``all``.
+
+    Raises:
+        ValidationError: an unknown window.
+    """
+    if window is None or window == "all":
+        return None
+    if now is None:
+        from promptver.versioning import utcnow  # the demo's clock, when it runs
+
+        now = utcnow()
+    if isinstance(window, timedelta):
+        return now - window
+    m = WINDOW_RE.match(str(window))
+    if not m or not m.group(1).strip("0"):  # no int(): 5,000 digits are a ValueError
+        raise ValidationError(
+            f"unknown window '{window}': use 24h, 7d, 30d, all, or a number of hours or days "
+            "such as 12h or 90d"
+        )
+    digits = m.group(1).lstrip("0")
+    days = int(digits) / (24 if m.group(2) == "h" else 1) if len(digits) <= 15 else None
+    if days is None or days > MAX_WINDOW_DAYS:
+        raise ValidationError(
+            f"window '{_clip(window.strip())}' is too long: at most {MAX_WINDOW_DAYS:,} days "
+            "(100 years), or 'all'",
+            [Problem("too long", field="window", code="range")],
+        )
+    n = int(digits)
+    return now - (timedelta(hours=n) if m.group(2) == "h" else timedelta(days=n))

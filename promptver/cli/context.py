@@ -250,11 +250,13 @@ def duration_arg(text: str) -> str:
 def window_arg(text: str) -> str:
     """An argparse ``type`` for a metrics window (``24h``, ``7d``, ``90d``, ``all``): as
     :func:`duration_arg`, with the metrics service's window rule."""
+    from datetime import UTC, datetime
+
     from promptver.errors import ValidationError
-    from promptver.metrics.service import parse_window
+    from promptver.metric_defs import parse_window
 
     try:
-        parse_window(text)
+        parse_window(text, now=datetime.now(UTC))
     except ValidationError as exc:
         if any(p.code == "range" for p in exc.problems):
             raise argparse.ArgumentTypeError(exc.message) from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import re
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -13,8 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from promptver.config import Settings
-from promptver.errors import ImportError_, NotFound, Problem, PromptverError, ValidationError
+from promptver.errors import ImportError_, NotFound, PromptverError, ValidationError
 from promptver.limits import check_author, check_text
+
+# the window rules live with the metric definitions: parsing a window needs no database
+from promptver.metric_defs import (  # noqa: F401 (re-exported)
+    MAX_WINDOW_DAYS,
+    WINDOW_RE,
+    WINDOWS,
+    parse_window,
+)
 from promptver.metrics import csv_import
 from promptver.metrics.tracking import TrackingBuffer
 from promptver.models import (
@@ -40,44 +47,7 @@ from promptver.versioning import utcnow
 log = logging.getLogger("promptver.metrics")
 
 Listener = Callable[[MetricsWritten], None]
-WINDOW_RE = re.compile(r"\A\s*(\d+)\s*([hd])\s*\Z")
-WINDOWS = ("24h", "7d", "30d", "all")
-#: the longest window (100 years): longer ones overflow the date arithmetic
-MAX_WINDOW_DAYS = 36_500
 DIMENSIONS = sql.FIGURE_DIMENSIONS
-
-
-def parse_window(window: str | timedelta | None, *, now: datetime | None = None) -> datetime | None:
-    """Start of a window ending now: ``24h``, ``7d``, ``30d`` (any ``N h``/``N d``), ``all``.
-
-    Raises:
-        ValidationError: an unknown window.
-    """
-    if window is None or window == "all":
-        return None
-    now = now or utcnow()
-    if isinstance(window, timedelta):
-        return now - window
-    m = WINDOW_RE.match(str(window))
-    if not m or not m.group(1).strip("0"):  # no int(): 5,000 digits are a ValueError
-        raise ValidationError(
-            f"unknown window '{window}': use 24h, 7d, 30d, all, or a number of hours or days "
-            "such as 12h or 90d"
-        )
-    digits = m.group(1).lstrip("0")
-    days = int(digits) / (24 if m.group(2) == "h" else 1) if len(digits) <= 15 else None
-    if days is None or days > MAX_WINDOW_DAYS:
-        raise ValidationError(
-            f"window '{_clip(window.strip())}' is too long: at most {MAX_WINDOW_DAYS:,} days "
-            "(100 years), or 'all'",
-            [Problem("too long", field="window", code="range")],
-        )
-    n = int(digits)
-    return now - (timedelta(hours=n) if m.group(2) == "h" else timedelta(days=n))
-
-
-def _clip(text: str, limit: int = 24) -> str:
-    return text if len(text) <= limit else f"{text[: limit - 4]}…{text[-3:]}"
 
 
 class MetricsService:
