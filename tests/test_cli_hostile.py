@@ -280,17 +280,16 @@ def test_deeply_nested_files_are_errors_naming_the_option(cli, ws, deep_files, k
     path = str(deep_files[kind])
     r = cli(*[path if a == "F" else a for a in args])
     assert r.code == 1, r.err
-    assert (
-        r.err == f"error: {option} {path}: values nest too deeply to read (hundreds of "
-        "levels); flatten the file\n"
-    )
+    # one line naming the option and the file; the core's bounded reader says how deep it went
+    assert r.err.startswith(f"error: {option} {path}") and r.err.count("\n") == 1, r.err
+    assert "nest" in r.err
     assert [t.name for t in ws.templates.list()] == ["qa"]  # nothing written
 
 
 def test_a_deep_vars_file_is_an_error_naming_the_option(cli, ws, deep_files):
     ws.templates.create("qa", "Answer {q}")
     r = cli("render", "qa", "--vars-file", str(deep_files["deep.json"]))
-    assert r.code == 1 and r.err.startswith(f"error: --vars-file {deep_files['deep.json']}: ")
+    assert r.code == 1 and r.err.startswith(f"error: --vars-file {deep_files['deep.json']}")
 
 
 # ---- item 9: a mistyped --db ---------------------------------------------------------------

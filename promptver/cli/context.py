@@ -153,6 +153,8 @@ def is_terminal(stream: TextIO) -> bool:
 def nesting_guard(option: str, path: str | None) -> Iterator[None]:
     """Report a file nested too deeply to parse (``[[[[…``, a RecursionError in the YAML or JSON
     parser) as an error naming the option and the file, not an internal error."""
+    from promptver.errors import ValidationError
+
     try:
         yield
     except RecursionError:
@@ -160,6 +162,12 @@ def nesting_guard(option: str, path: str | None) -> Iterator[None]:
             f"{option} {path}: values nest too deeply to read (hundreds of levels); "
             "flatten the file"
         ) from None
+    except ValidationError as exc:
+        # the core's bounded readers name the file ("F is not valid YAML: line 1, column 68:
+        # nested more than 64 levels deep"): say which option gave it
+        if path and exc.message.startswith(str(path)):
+            raise ValidationError(f"{option} {exc.message}", exc.problems) from None
+        raise
 
 
 def read_text_arg(
