@@ -318,12 +318,10 @@ def test_csv_import_bounds_each_metric(t1, tmp_path, metric, ok, bad):
 
 
 def _insert_raw(ws: Any, exp: Any, rows: list[tuple[str, str, float]]) -> None:
-    """Store events the way a version without bounds did (no validation)."""
-    from datetime import timedelta
-
-    from promptver.versioning import utcnow
-
-    at = utcnow() - timedelta(seconds=1)
+    """Store events the way a version without bounds did (no validation), at the moment the
+    experiment started: inside its window whatever the machine's speed (an event stamped a
+    second before now fell before the start on a fast machine)."""
+    at = ws.experiments.get(exp.id).started_at
     with ws.db.transaction() as con:
         for user, variant, latency in rows:
             con.execute(
