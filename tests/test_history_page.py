@@ -87,7 +87,7 @@ def test_deep_link_opens_a_diff_between_two_versions(monkeypatch, demo_db):
 
 
 def test_create_a_branch_from_the_form(monkeypatch, demo_db):
-    at = open_page(monkeypatch, demo_db)
+    at = open_page(monkeypatch, demo_db, template="qa-basic")
     at.text_input(key="hist_branch_name").input("polite-tone")
     at.selectbox(key="hist_branch_from").select("1.0.0")
     at.button(key="FormSubmitter:hist_new_branch-Create branch").click().run()
@@ -107,7 +107,7 @@ def test_create_a_branch_from_the_form(monkeypatch, demo_db):
 
 
 def test_fast_forward_merge_from_the_screen(monkeypatch, demo_db):
-    at = open_page(monkeypatch, demo_db)
+    at = open_page(monkeypatch, demo_db, template="qa-basic")
     from promptver import Workspace
 
     before = Workspace.open(demo_db).templates.get("qa-basic")
