@@ -494,48 +494,39 @@ with tab_merge:
                             }[x],
                         )
                         choices.append(pick)
-                meta_choices: dict[str, str] = {}
-                for mc in plan.metadata.conflicts:
-                    with st.container(border=True):
-                        st.markdown(f"**Metadata** {code(mc.key)}")
-                        st.json(
-                            {"base": mc.base, target: mc.ours, source: mc.theirs}, expanded=True
-                        )
-                        meta_choices[mc.key] = (
-                            st.radio(
-                                "Take",
-                                ["ours", "theirs", "base"],
-                                horizontal=True,
-                                key=f"hist_meta_{tag}_{mc.key}",
-                                format_func=lambda x: {
-                                    "ours": md(target),
-                                    "theirs": md(source),
-                                    "base": "base",
-                                }[x],
+
+                def pick_sides(
+                    conflicts: list, title: str, prefix: str, kind: str
+                ) -> dict[str, str]:
+                    """A side (ours, theirs or base) for each conflicting key, shown with its
+                    three values; metadata keys and configuration paths are chosen alike."""
+                    out: dict[str, str] = {}
+                    for c in conflicts:
+                        with st.container(border=True):
+                            st.markdown(f"**{title}** {code(prefix + c.key)}")
+                            st.json(
+                                {"base": c.base, target: c.ours, source: c.theirs}, expanded=True
                             )
-                            or "ours"
-                        )
-                config_choices: dict[str, str] = {}
-                for cc in plan.config.conflicts:
-                    with st.container(border=True):
-                        st.markdown(f"**Model configuration** {code('config.' + cc.key)}")
-                        st.json(
-                            {"base": cc.base, target: cc.ours, source: cc.theirs}, expanded=True
-                        )
-                        config_choices[cc.key] = (
-                            st.radio(
-                                "Take",
-                                ["ours", "theirs", "base"],
-                                horizontal=True,
-                                key=f"hist_config_{tag}_{cc.key}",
-                                format_func=lambda x: {
-                                    "ours": md(target),
-                                    "theirs": md(source),
-                                    "base": "base",
-                                }[x],
+                            out[c.key] = (
+                                st.radio(
+                                    "Take",
+                                    ["ours", "theirs", "base"],
+                                    horizontal=True,
+                                    key=f"hist_{kind}_{tag}_{c.key}",
+                                    format_func=lambda x: {
+                                        "ours": md(target),
+                                        "theirs": md(source),
+                                        "base": "base",
+                                    }[x],
+                                )
+                                or "ours"
                             )
-                            or "ours"
-                        )
+                    return out
+
+                meta_choices = pick_sides(plan.metadata.conflicts, "Metadata", "", "meta")
+                config_choices = pick_sides(
+                    plan.config.conflicts, "Model configuration", "config.", "config"
+                )
                 start_text = plan.text.resolve(choices)
                 digest = hashlib.sha1(json.dumps(choices).encode()).hexdigest()[:8]
                 result = st.text_area(

@@ -30,7 +30,13 @@ from typing import Any
 from promptver.config import Settings
 from promptver.errors import DatabaseBusy, NotFound, Problem, ValidationError
 from promptver.limits import check_author
-from promptver.metric_defs import canonical_metric, duration_text, metric_def, parse_duration
+from promptver.metric_defs import (
+    canonical_metric,
+    duration_text,
+    metric_def,
+    parse_duration,
+    unit_text,
+)
 from promptver.models import (
     Alert,
     AlertCheck,
@@ -78,24 +84,12 @@ def _digits(metric: str) -> tuple[str, int]:
     return unit, {"ms": 0, "rate": 2, "tokens": 0, "usd": 4, "score": 3, "value": 3}[unit]
 
 
-def _fmt(unit: str, v: float, d: int) -> str:
-    if unit == "ms":
-        return f"{v:,.{d}f} ms"
-    if unit == "rate":
-        return f"{v * 100:.{d}f} %"
-    if unit == "tokens":
-        return f"{v:,.{d}f}"
-    if unit == "usd":
-        return f"${v:.{d}g}"
-    return f"{v:.{d}g}"
-
-
 def condition_texts(metric: str, value: float, threshold: float) -> tuple[str, str]:
     """A value and a threshold written with the same precision, enough digits for the two to
     differ when they do: ``9.01 %`` and ``9.00 %``, not ``9.0 %`` twice."""
     unit, d = _digits(metric)
     for extra in range(7):
-        a, b = _fmt(unit, value, d + extra), _fmt(unit, threshold, d + extra)
+        a, b = unit_text(unit, value, d + extra), unit_text(unit, threshold, d + extra)
         if a != b or value == threshold:
             return a, b
     return a, b

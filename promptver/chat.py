@@ -32,6 +32,7 @@ from promptver.templating import (
     estimate_tokens,
     fill,
     join_tokens,
+    size_problems,
     validate,
     variables_of,
 )
@@ -453,41 +454,8 @@ def validate_prompt(
     report.chars = len(whole)
     report.tokens = sum(estimate_tokens(t) + 4 for _, t in texts)  # ~4 tokens of framing each
     if "performance_validation" in checks:
-        if report.chars > limits.max_chars:
-            report.add(
-                _p(
-                    "messages",
-                    f"the messages hold {report.chars} characters; the limit is {limits.max_chars}",
-                    "performance.length",
-                )
-            )
-        elif report.chars > limits.warn_chars:
-            report.add(
-                Problem(
-                    f"the messages are long ({report.chars} characters; warning above "
-                    f"{limits.warn_chars})",
-                    field="messages",
-                    code="performance.length",
-                    severity="warning",
-                )
-            )
-        if report.tokens > limits.max_tokens:
-            report.add(
-                _p(
-                    "messages",
-                    f"about {report.tokens} tokens; the limit is {limits.max_tokens}",
-                    "performance.tokens",
-                )
-            )
-        elif report.tokens > limits.warn_tokens:
-            report.add(
-                Problem(
-                    f"about {report.tokens} tokens (warning above {limits.warn_tokens})",
-                    field="messages",
-                    code="performance.tokens",
-                    severity="warning",
-                )
-            )
+        for p in size_problems(report.chars, report.tokens, limits, "messages", "the conversation"):
+            report.add(p)
     for p in check_config(config):
         report.add(p)
     return report

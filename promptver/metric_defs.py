@@ -250,20 +250,30 @@ def signed_pct_text(x: float | None) -> str:
     return f"{'+' if x >= 0 else '−'}{pct_text(x)} %"
 
 
+#: the digits a value of each unit is written with, unless more are needed
+UNIT_DIGITS = {"ms": 0, "rate": 1, "tokens": 0, "usd": 4, "score": 3, "value": 3}
+
+
+def unit_text(unit: str, v: float, digits: int) -> str:
+    """``v`` in its unit with ``digits`` digits: decimals for ms, rates (as %) and tokens,
+    significant digits for money and plain values."""
+    if unit == "ms":
+        return f"{v:,.{digits}f} ms"
+    if unit == "rate":
+        return f"{v * 100:.{digits}f} %"
+    if unit == "tokens":
+        return f"{v:,.{digits}f}"
+    if unit == "usd":
+        return f"${v:.{digits}g}"
+    return f"{v:.{digits}g}"
+
+
 def value_text(metric: str, v: float | None) -> str:
     """A metric's value with its unit: ``1,240 ms``, ``5.2 %``, ``$0.0023``, ``0.712``."""
     if v is None or not math.isfinite(v):
         return "–"
     unit = metric_def(metric).unit if _known(metric) else "value"
-    if unit == "ms":
-        return f"{v:,.0f} ms"
-    if unit == "rate":
-        return f"{v * 100:.1f} %"
-    if unit == "usd":
-        return f"${v:.4g}"
-    if unit == "tokens":
-        return f"{v:,.0f}"
-    return f"{v:.3g}"
+    return unit_text(unit, v, UNIT_DIGITS[unit])
 
 
 def _known(metric: str) -> bool:

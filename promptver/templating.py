@@ -481,6 +481,50 @@ _INJECTION_PATTERNS: list[re.Pattern[str]] = [
 ]
 
 
+def size_problems(
+    chars: int, tokens: int, limits: TemplateLimits, field: str, what: str
+) -> list[Problem]:
+    """The length and token-estimate findings for a prompt of ``chars`` characters: an error
+    above the limits, a warning above the warning levels. ``what`` names it in the message
+    (``template``, ``the messages``)."""
+    out: list[Problem] = []
+    if chars > limits.max_chars:
+        out.append(
+            Problem(
+                f"{what} is {chars} characters; the limit is {limits.max_chars}",
+                field=field,
+                code="performance.length",
+            )
+        )
+    elif chars > limits.warn_chars:
+        out.append(
+            Problem(
+                f"{what} is long ({chars} characters; warning above {limits.warn_chars})",
+                field=field,
+                code="performance.length",
+                severity="warning",
+            )
+        )
+    if tokens > limits.max_tokens:
+        out.append(
+            Problem(
+                f"about {tokens} tokens; the limit is {limits.max_tokens}",
+                field=field,
+                code="performance.tokens",
+            )
+        )
+    elif tokens > limits.warn_tokens:
+        out.append(
+            Problem(
+                f"about {tokens} tokens (warning above {limits.warn_tokens})",
+                field=field,
+                code="performance.tokens",
+                severity="warning",
+            )
+        )
+    return out
+
+
 def validate(
     content: str,
     metadata: Mapping[str, Any] | None = None,
@@ -557,41 +601,8 @@ def validate(
                     specs = {**specs, t.name: VariableSpec(t.name)}  # report each name once
     if "performance_validation" in checks:
         report.tokens = estimate_tokens(content)
-        if len(content) > limits.max_chars:
-            report.add(
-                Problem(
-                    f"template is {len(content)} characters; the limit is {limits.max_chars}",
-                    field="content",
-                    code="performance.length",
-                )
-            )
-        elif len(content) > limits.warn_chars:
-            report.add(
-                Problem(
-                    f"template is long ({len(content)} characters; warning above "
-                    f"{limits.warn_chars})",
-                    field="content",
-                    code="performance.length",
-                    severity="warning",
-                )
-            )
-        if report.tokens > limits.max_tokens:
-            report.add(
-                Problem(
-                    f"about {report.tokens} tokens; the limit is {limits.max_tokens}",
-                    field="content",
-                    code="performance.tokens",
-                )
-            )
-        elif report.tokens > limits.warn_tokens:
-            report.add(
-                Problem(
-                    f"about {report.tokens} tokens (warning above {limits.warn_tokens})",
-                    field="content",
-                    code="performance.tokens",
-                    severity="warning",
-                )
-            )
+        for p in size_problems(len(content), report.tokens, limits, "content", "template"):
+            report.add(p)
     else:
         report.tokens = estimate_tokens(content)
     if not content.strip():
