@@ -9,7 +9,7 @@ on request. Everything is back-dated over the last 90 days with the demo clock
 1. eight templates with one to three versions each — six text prompts and two chat prompts with
    their model configuration (``support-chat``: a system message, the conversation so far and the
    question, on gpt-4o-mini, whose newest version changes only the configuration to ask for a
-   JSON answer; ``extract-entities``: a developer message and the text, with a function tool
+   JSON answer; ``ticket-entities``: a developer message and the text, with a function tool
    whose parameters are a JSON Schema) — and branches (one open, one merged, one that conflicts,
    and ``support-chat``/``cheaper-model``, which changes only the model);
 2. deployments walking development → staging → production, qa-basic's regressed release rolled
@@ -270,7 +270,7 @@ DEMO_TEMPLATES: tuple[DemoTemplate, ...] = (
         ),
     ),
     DemoTemplate(
-        "extract-entities",
+        "ticket-entities",
         "extraction",
         "Extracts the people, organisations and dates named in a text, by a tool call.",
         ("extraction", "tools"),

@@ -323,7 +323,7 @@ def test_chat_templates_with_their_model_configuration(demo):
     assert log[0].config["response_format"]["type"] == "json_schema"
     Draft202012Validator.check_schema(log[0].config["response_format"]["json_schema"]["schema"])
 
-    extract = ws.templates.get("extract-entities")
+    extract = ws.templates.get("ticket-entities")
     assert extract.kind == "chat" and extract.config["temperature"] == 0
     assert {m["role"] for m in extract.messages} <= {"system", "developer", "user"}
     (tool,) = extract.config["tools"]
@@ -331,7 +331,7 @@ def test_chat_templates_with_their_model_configuration(demo):
     Draft202012Validator.check_schema(tool["function"]["parameters"])
     assert tool["function"]["parameters"]["type"] == "object"
     # both walked the promotion path like the text templates, and render for a model API
-    for name in ("support-chat", "extract-entities"):
+    for name in ("support-chat", "ticket-entities"):
         assert ws.deployments.live(name, "production") is not None
         assert ws.deployments.live(name, "staging") is not None
     p = ws.get_prompt("support-chat", env="staging")

@@ -66,10 +66,12 @@ def test_matrix_shows_what_is_live_everywhere(app, db_path):
         for env in ("development", "staging", "production"):
             live = ws.deployments.live(row["template"], env)
             assert row[env] == (live.label() if live else "—")
-    # the demo's running experiment: qa-basic's concise branch in production
+    # the demo's running experiments: qa-basic's concise branch and support-chat's cheaper
+    # model, both in production
     running = dict(zip(df["template"], df["running experiment"]))
     assert running["qa-basic"] == "concise-answers (production)"
-    assert all(v == "" for k, v in running.items() if k != "qa-basic")
+    assert running["support-chat"] == "cheaper-model (production)"
+    assert all(v == "" for k, v in running.items() if k not in ("qa-basic", "support-chat"))
 
 
 def test_running_experiment_column_appears_when_one_runs(app, db_path):

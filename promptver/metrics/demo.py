@@ -52,7 +52,7 @@ TRAFFIC = {
     "translate-formal": 0.12,
     "translate-chat": 0.08,
     "support-chat": 0.12,
-    "extract-entities": 0.06,
+    "ticket-entities": 0.06,
 }
 #: a translation provider outage: these templates fail this often in this window (days ago)
 INCIDENT = (("translate-formal", "translate-chat"), 0.22, (-33.0, -30.5))
