@@ -298,10 +298,10 @@ def parse_window(window: str | timedelta | None, *, now: datetime | None = None)
     """
     if window is None or window == "all":
         return None
-    if now is None:
-        from promptver.versioning import utcnow  # the demo's clock, when it runs
+    if now is None:  # the metrics service passes its own clock (the demo's, while it builds)
+        from datetime import UTC
 
-        now = utcnow()
+        now = datetime.now(UTC)
     if isinstance(window, timedelta):
         return now - window
     m = WINDOW_RE.match(str(window))

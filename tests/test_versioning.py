@@ -184,7 +184,10 @@ def test_two_threads_merging_into_main_at_once(ws, qa):
         t.start()
     for t in threads:
         t.join(timeout=30)
-    assert sorted(type(o).__name__ for o in outcomes.values()) == ["Conflict", "MergeResult"]
+    kinds = sorted(
+        "Conflict" if isinstance(o, Conflict) else type(o).__name__ for o in outcomes.values()
+    )
+    assert kinds == ["Conflict", "MergeResult"]  # the loser: a moved head or a write race
     assert len([v for v in ws.templates.get("qa-basic").version or ""]) > 0
     versions = [
         c.version for c in ws.versions.log(qa.id, ws.templates.get("qa-basic").commit) if c.version

@@ -20,8 +20,8 @@ from promptver.metric_defs import (  # noqa: F401 (re-exported)
     MAX_WINDOW_DAYS,
     WINDOW_RE,
     WINDOWS,
-    parse_window,
 )
+from promptver.metric_defs import parse_window as _parse_window
 from promptver.metrics import csv_import
 from promptver.metrics.tracking import TrackingBuffer
 from promptver.models import (
@@ -48,6 +48,12 @@ log = logging.getLogger("promptver.metrics")
 
 Listener = Callable[[MetricsWritten], None]
 DIMENSIONS = sql.FIGURE_DIMENSIONS
+
+
+def parse_window(window: str | timedelta | None, *, now: datetime | None = None) -> datetime | None:
+    """Start of a window ending ``now`` (default: :func:`~promptver.versioning.utcnow`, the
+    demo's clock while it builds): see :func:`promptver.metric_defs.parse_window`."""
+    return _parse_window(window, now=now or utcnow())
 
 
 class MetricsService:
