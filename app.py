@@ -4,7 +4,9 @@ import streamlit as st
 
 from ui.common import require_login, show_flash, sidebar, storage_errors, workspace
 
-st.set_page_config(page_title="promptver", page_icon=":material/folder_data:", layout="wide")
+# no page_icon: a Material icon there is fetched from fonts.gstatic.com (the app must not call
+# other hosts; tests/browser/test_xss_browser.py), and emoji render as boxes in a stock Chromium
+st.set_page_config(page_title="promptver", layout="wide")
 require_login()  # only with an [auth] section in .streamlit/secrets.toml
 
 PAGES = [
