@@ -1,12 +1,19 @@
 """promptver dashboard: ``streamlit run app.py``."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from ui.common import require_login, show_flash, sidebar, storage_errors, workspace
 
-# no page_icon: a Material icon there is fetched from fonts.gstatic.com (the app must not call
-# other hosts; tests/browser/test_xss_browser.py), and emoji render as boxes in a stock Chromium
-st.set_page_config(page_title="promptver", layout="wide")
+# the favicon is a file served by the app itself: a Material icon there (or a page's icon, which
+# Streamlit uses when none is set) is fetched from fonts.gstatic.com, and the app calls no other
+# host (tests/browser/test_xss_browser.py); emoji render as boxes in a stock Chromium
+st.set_page_config(
+    page_title="promptver",
+    page_icon=str(Path(__file__).parent / "ui" / "favicon.png"),
+    layout="wide",
+)
 require_login()  # only with an [auth] section in .streamlit/secrets.toml
 
 PAGES = [
