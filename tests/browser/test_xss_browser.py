@@ -17,15 +17,13 @@ dialogs listed below, and after each step checks that:
 from __future__ import annotations
 
 import ast
-import contextlib
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
 import pytest
 from playwright.sync_api import Page
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from tests.browser.conftest import ROOT, shot, start_app, wait_idle
+from tests.browser.conftest import ROOT, shot, start_app
 from tests.reliability_helpers import XSS_MARKERS, seed_hostile_workspace
 
 #: how to open each page: query parameters, and ``dialogs``, buttons (by label, on the first
@@ -109,10 +107,12 @@ SETTLED = """
 
 
 def settle(page: Page) -> None:
-    """Wait until this run finished (``wait_idle``: the script not running and the shared sidebar
-    drawn by this run) and nothing on the page is stale; fail on an exception box."""
-    wait_idle(page)
-    page.wait_for_function(SETTLED)
+    """Wait until the script run finished and nothing on the page is stale, twice in a row
+    (a rerun may start just after the first look); fail on an exception box."""
+    page.wait_for_selector('[data-testid="stApp"]')
+    page.wait_for_function(SETTLED, timeout=30_000)
+    page.wait_for_timeout(200)
+    page.wait_for_function(SETTLED, timeout=30_000)
     boxes = page.locator('[data-testid="stException"]')
     assert boxes.count() == 0, boxes.first.inner_text()
 
@@ -171,14 +171,8 @@ def explore(page: Page, watch: Watch, where: str, seen: list[int], hover: bool) 
         for j in range(min(icons.count(), 30) if hover else 0):
             icon = icons.nth(j)
             if icon.is_visible():
-                # the previous tooltip may cover this icon: move away first, and hover without
-                # Playwright's "stable" check (icons inside a scrolling table keep moving)
-                page.mouse.move(0, 0)
-                icon.hover(force=True)
-                # the help text is on the page (where a payload in it would run)
-                tip = page.locator('[data-testid="stTooltipContent"]:visible').first
-                with contextlib.suppress(PlaywrightTimeoutError):
-                    tip.wait_for(timeout=10_000)
+                icon.hover()
+                page.wait_for_timeout(30)
         check(page, watch, label, seen)
         steps += 1
     return steps
