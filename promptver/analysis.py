@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -47,6 +48,7 @@ from promptver.versioning import utcnow
 
 if TYPE_CHECKING:
     from promptver.config import Settings
+    from promptver.sources import EventReader, EventSource
     from promptver.store.db import Database
 
 
@@ -56,6 +58,8 @@ class WorkspaceLike(Protocol):
 
     settings: Settings
     db: Database
+    #: where the events live (a workspace without one reads the promptver file)
+    source: EventSource
 
 
 #: metrics that winsorisation caps (long right tails: a few slow or expensive calls)
@@ -172,10 +176,20 @@ def experiment_results(
     check_metric(experiment, metric)
     # Values stored before metrics were bounded can overflow sums and resamples: they turn into
     # inf/nan, which the results report as "cannot be computed" — not as warnings.
-    with ws.db.read() as con, np.errstate(over="ignore", invalid="ignore"):
-        return _Analysis(con, experiment, opts, now or utcnow()).run(
+    with _reader(ws) as rd, np.errstate(over="ignore", invalid="ignore"):
+        return _Analysis(rd, experiment, opts, now or utcnow()).run(
             metric or experiment.primary_metric.name
         )
+
+
+def _reader(ws: WorkspaceLike) -> AbstractContextManager[EventReader]:
+    """A read block of the workspace's event source (the promptver file by default)."""
+    source = getattr(ws, "source", None)
+    if source is None:
+        from promptver.sources import file_reader
+
+        return file_reader(ws.db)
+    return source.reader()
 
 
 def check_metric(experiment: Experiment, metric: str | None) -> None:
@@ -202,10 +216,12 @@ def bad_alternative(direction: str) -> st.Alternative:
 
 
 class _Analysis:
-    """One analysis: reads through ``con`` (inside the caller's read transaction) and computes."""
+    """One analysis: reads through ``rd`` (inside the caller's read block) and computes."""
 
-    def __init__(self, con: sql.Con, experiment: Experiment, opts: Options, now: datetime) -> None:
-        self.con = con
+    def __init__(
+        self, rd: EventReader, experiment: Experiment, opts: Options, now: datetime
+    ) -> None:
+        self.rd = rd
         self.exp = experiment
         self.opts = opts
         self.now = now
@@ -223,7 +239,7 @@ class _Analysis:
         caps: dict[str, float | None] = {}
         if opts.winsorize and opts.winsorize_percentile < 100:
             wins = [m for m in metric_names if m in WINSORIZABLE]
-            caps = sql.pooled_quantiles(self.con, self.flt, wins, opts.winsorize_percentile / 100)
+            caps = self.rd.pooled_quantiles(self.flt, wins, opts.winsorize_percentile / 100)
         columns: list[sql.MetricColumn] = []
         for m in metric_names:
             columns.append(sql.MetricColumn(m, m, caps.get(m)))
@@ -231,8 +247,8 @@ class _Analysis:
                 columns.append(sql.MetricColumn(m + UNCAPPED, m, None))
         self.columns = columns
         self.col_index = {c.key: i for i, c in enumerate(columns)}
-        self.sums = sql.experiment_sums(
-            self.con, self.flt, columns, buckets=opts.buckets, user_limit=opts.user_limit
+        self.sums = self.rd.experiment_sums(
+            self.flt, columns, buckets=opts.buckets, user_limit=opts.user_limit
         )
         unknown_n, unknown_names = self.sums.unknown_events, self.sums.unknown_variants
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="promptver-stats") as pool:
@@ -531,8 +547,8 @@ class _Analysis:
         if not present:
             return plan
         if exact:
-            values = sql.metric_event_values(
-                self.con, self.flt, metric, self.sums.unit_kind, self.opts.buckets
+            values = self.rd.metric_event_values(
+                self.flt, metric, self.sums.unit_kind, self.opts.buckets
             )
             for n in present:
                 keys, vals = values[n]
@@ -549,12 +565,11 @@ class _Analysis:
             )
             delta = min(max(delta, 0.003), MAX_DELTA)
         plan.delta = delta
-        qs = sql.variant_quantiles(self.con, self.flt, metric, [q - delta, q, q + delta])
+        qs = self.rd.variant_quantiles(self.flt, metric, [q - delta, q, q + delta])
         windows = {n: (qs[n][1][0], qs[n][1][2]) for n in present if n in qs}
         live = {n: w for n, w in windows.items() if w[1] > w[0]}
         hists = (
-            sql.metric_histograms(
-                self.con,
+            self.rd.metric_histograms(
                 self.flt,
                 metric,
                 live,
@@ -860,8 +875,8 @@ def plan_power(
 
 def results_fingerprint(ws: WorkspaceLike, experiment: Experiment) -> tuple:
     """A cheap value that changes when the experiment's events change (for caches)."""
-    with ws.db.read() as con:
-        return (experiment.model_dump_json(), *sql.events_fingerprint(con, experiment.id))
+    with _reader(ws) as rd:
+        return (experiment.model_dump_json(), *rd.events_fingerprint(experiment.id))
 
 
 def p_text(p: float | None) -> str:

@@ -209,6 +209,64 @@ class UploadSettings(_Section):
     max_upload_mb: int = Field(200, ge=1)
 
 
+#: the contract's event columns (the metric-events CSV names) a source may rename
+EVENT_SOURCE_COLUMNS = (
+    "timestamp",
+    "template",
+    "user_id",
+    "event_id",
+    "experiment",
+    "variant",
+    "version",
+    "environment",
+    "latency_ms",
+    "success",
+    "error",
+    "quality_score",
+    "cost_usd",
+    "tokens_in",
+    "tokens_out",
+)
+
+
+class EventsSettings(_Section):
+    """Where the analysis reads metric events (docs/sources.md). ``duckdb``: the promptver file."""
+
+    source: Literal["duckdb", "parquet", "postgres", "spark"] = "duckdb"
+    #: parquet (and spark without ``table``): a file, directory or glob; hive partitions allowed
+    path: str | None = None
+    #: postgres: a libpq connection string or URL
+    dsn: str | None = None
+    #: postgres or spark: the table (``schema.table``)
+    table: str | None = None
+    #: spark: a Spark Connect URL (``sc://host:15002``); none = local mode
+    remote: str | None = None
+    #: contract name → the source's column name
+    columns: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _complete(self) -> EventsSettings:
+        unknown = [k for k in self.columns if k not in EVENT_SOURCE_COLUMNS]
+        if unknown:
+            raise ValueError(
+                f"columns renames unknown event column(s) {', '.join(map(repr, unknown))}: "
+                f"use {', '.join(EVENT_SOURCE_COLUMNS)}"
+            )
+        for key, name in self.columns.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"columns.{key} must name a column of the source")
+        need = {
+            "parquet": [("path", self.path)],
+            "postgres": [("dsn", self.dsn), ("table", self.table)],
+        }.get(self.source, [])
+        if self.source == "spark" and not (self.table or self.path):
+            raise ValueError("a spark source needs table (or path for Parquet files)")
+        missing = [name for name, value in need if not value]
+        if missing:
+            raise ValueError(f"a {self.source} source needs {' and '.join(missing)}")
+        return self
+
+
 class Settings(_Section):
     """All settings. Construct with :meth:`load`; the defaults are the documented ones."""
 
@@ -220,6 +278,7 @@ class Settings(_Section):
     cache: CacheSettings = CacheSettings()
     server: ServerSettings = ServerSettings()
     uploads: UploadSettings = UploadSettings()
+    events: EventsSettings = EventsSettings()
 
     @classmethod
     def load(

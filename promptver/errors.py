@@ -176,6 +176,14 @@ class DatabaseError(PromptverError):
     http_status = 500
 
 
+class SourceError(PromptverError):
+    """The configured event source (Parquet, PostgreSQL, Spark) cannot answer: it cannot be
+    reached, its table is missing, or a required column is missing or of the wrong type. The
+    message names the source and what failed."""
+
+    http_status = 503
+
+
 class ImportError_(ValidationError):  # noqa: N801 - avoids shadowing the builtin ImportError
     """A CSV import was refused; ``problems`` name line, column and reason."""
 

@@ -56,6 +56,8 @@ from promptver.models import (
     TrendReport,
     TrendSeries,
 )
+from promptver.sources import EventSource
+from promptver.sources.file import FileSource
 from promptver.store import templates as template_sql
 from promptver.store import trends as sql
 from promptver.store.db import Database
@@ -312,15 +314,17 @@ def large_untested(m: ChangeMetric) -> bool:
 class TrendService:
     """Trend analysis over the metric events of one workspace (``Workspace.trends``)."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, source: EventSource | None = None) -> None:
         self.db = db
         self.settings = settings
+        #: where the events are read (deployments, templates and branches: the promptver file)
+        self.source: EventSource = source if source is not None else FileSource(db)
         self._tcrit: dict[float, list[float]] = {}
 
     # -- inputs -------------------------------------------------------------------------------
     def custom_metrics(self) -> list[str]:
-        with self.db.read() as con:
-            return sql.custom_metric_names(con)
+        with self.source.reader() as rd:
+            return rd.custom_metric_names()
 
     def resolve_metrics(self, metrics: str | Sequence[str] | None) -> list[str]:
         """Canonical keys of the requested metrics (default: every built-in one)."""
@@ -462,8 +466,9 @@ class TrendService:
             # up to now, not only to the period's end: the recommendations speak of what is
             # live today
             every = sql.deployments(con, ids, max(end, now), environment)
-            many = sql.count_events(con, ids, start, end, environment) > EXACT_USERS_LIMIT
             heads = sql.branch_heads(con, ids) if by == "version" else {}
+        with self.source.reader() as rd:
+            many = rd.count_events(ids, start, end, environment) > EXACT_USERS_LIMIT
         clusters = CLUSTERS if many else None
         history = [d for d in every if d.at <= end]
         markers = [d for d in history if d.at >= start]
@@ -476,9 +481,8 @@ class TrendService:
             pending = pool.submit(
                 self._change_points, markers, history, defs, window, end, alpha, clusters
             )
-            with self.db.read() as con:
-                rows = sql.bucket_series(
-                    con,
+            with self.source.reader() as rd:
+                rows = rd.bucket_series(
                     template_ids=ids,
                     start=start,
                     end=end,
@@ -597,8 +601,8 @@ class TrendService:
         spans = [sp for _, sp in plans]
         boots: dict[tuple[int, int], QuantileChange | str] = {}
         sa = self.settings.ab_testing.statistical_analysis
-        with self.db.read() as con:
-            sums = sql.change_sums(con, spans, [d.measure for d in defs], clusters)
+        with self.source.reader() as rd:
+            sums = rd.change_sums(spans, [d.measure for d in defs], clusters)
             for i, d in enumerate(defs):
                 if not d.p95:
                     continue
@@ -614,7 +618,7 @@ class TrendService:
                         )
                         continue
                     todo.append(k)
-                values = sql.change_values(con, [spans[k] for k in todo], d.measure, clusters)
+                values = rd.change_values([spans[k] for k in todo], d.measure, clusters)
                 for k, (before, after) in zip(todo, values, strict=True):
                     boots[(k, i)] = quantile_change(
                         before,

@@ -26,6 +26,7 @@ from promptver.experiments import ExperimentService
 from promptver.metrics import MetricsService
 from promptver.models import Experiment, ExperimentResults, Prompt
 from promptver.overview import OverviewService
+from promptver.sources import open_source
 from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.store.migrations import migrate
@@ -56,7 +57,9 @@ class Workspace:
         self.experiments = ExperimentService(self.db, self.settings, self.versions)
         self.experiments.results_provider = self._final_results
         self._arm_prompts: dict[tuple[str, str], Prompt] = {}
-        self.metrics = MetricsService(self.db, self.settings)
+        #: where the analysis reads events (the promptver file unless ``events:`` says otherwise)
+        self.source = open_source(self.settings, self.db)
+        self.metrics = MetricsService(self.db, self.settings, self.source)
         self.alerts = AlertService(self.db, self.settings)
         self.metrics.add_listener(self.alerts.on_metrics_written)  # rules run after each write
         self.overview = OverviewService(self.db, self.settings, self.deployments, self.experiments)
@@ -94,7 +97,7 @@ class Workspace:
         application that only serves prompts never needs."""
         from promptver.trends import TrendService
 
-        return TrendService(self.db, self.settings)
+        return TrendService(self.db, self.settings, self.source)
 
     @property
     def is_new(self) -> bool:
@@ -240,6 +243,7 @@ class Workspace:
         if self._closed:
             return
         self.metrics.close()
+        self.source.close()
         self._closed = True
         self.db.close()
 

@@ -39,6 +39,8 @@ from promptver.models import (
     Prompt,
     PurgeResult,
 )
+from promptver.sources import EventSource
+from promptver.sources.file import FileSource
 from promptver.store import metrics as sql
 from promptver.store import templates as template_sql
 from promptver.store.db import Database
@@ -64,9 +66,11 @@ class MetricsService:
     thread. A listener that raises is logged and does not undo the write.
     """
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, source: EventSource | None = None) -> None:
         self.db = db
         self.settings = settings
+        #: where figures, the summary and the pickers read events (imports always write the file)
+        self.source: EventSource = source if source is not None else FileSource(db)
         self._listeners: list[Listener] = []
         self._listeners_lock = threading.Lock()
         self._buffer: TrackingBuffer | None = None
@@ -292,8 +296,8 @@ class MetricsService:
         ``error`` means are rates. Custom metrics found in the events follow.
         """
         tid = self._template_id(template)
-        with self.db.read() as con:
-            head, custom = sql.summary(con, tid)
+        with self.source.reader() as rd:
+            head, custom = rd.summary(tid)
         metrics: dict[str, MetricStat] = {}
         for i, name in enumerate(BUILTIN_METRICS):
             count, mean = head[4 + 2 * i], head[5 + 2 * i]
@@ -359,8 +363,8 @@ class MetricsService:
             variant=variant,
             experiment_id=experiment_id,
         )
-        with self.db.read() as con:
-            rows = sql.figures(con, by, **filters)
+        with self.source.reader() as rd:
+            rows = rd.figures(by, **filters)
         return [PerformanceFigures(**r) for r in rows]
 
     def timeseries(
@@ -382,8 +386,8 @@ class MetricsService:
         filters = self._filters(
             window=window, start=start, end=end, template=template, environment=environment
         )
-        with self.db.read() as con:
-            return sql.timeseries(con, bucket, split, **filters)
+        with self.source.reader() as rd:
+            return rd.timeseries(bucket, split, **filters)
 
     def events(
         self,
@@ -429,13 +433,13 @@ class MetricsService:
     def distinct(self, column: str, template: str | None = None) -> list[str]:
         """Values of ``environment``, ``version``, ``variant`` or ``experiment_id`` in events."""
         tid = self._template_id(template)
-        with self.db.read() as con:
-            return sql.distinct_values(con, column, tid)
+        with self.source.reader() as rd:
+            return rd.distinct_values(column, tid)
 
     def custom_metrics(self) -> list[str]:
         """Names of the custom metrics present in stored events."""
-        with self.db.read() as con:
-            return sql.custom_metric_names(con)
+        with self.source.reader() as rd:
+            return rd.custom_metric_names()
 
     # -- retention ----------------------------------------------------------------------
     def purge(self, older_than_days: int | None = None, *, dry_run: bool = True) -> PurgeResult:
