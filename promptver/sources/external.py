@@ -1,0 +1,247 @@
+"""Events in an engine: Parquet files (DuckDB), PostgreSQL or Spark (``events.source``).
+
+:class:`ExternalSource` connects on first read (the driver is imported then), checks the
+source's columns once (renames from the settings, required columns and types) and answers the
+reader's questions with the queries of ``promptver.store.warehouse_stats`` and
+``promptver.store.warehouse_figures``, which run in the engine and return aggregates.
+
+The source names templates and experiments as the contract's CSV does (``template``: the name;
+``experiment``: the id or the name); the promptver file, which keeps templates and experiments,
+maps them: a filter on a template or an experiment matches either of its names, and rows come
+back with the file's ids.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from promptver.errors import SourceError
+from promptver.store import engines
+from promptver.store import warehouse_figures as figs
+from promptver.store import warehouse_stats as wstats
+from promptver.store.warehouse import Relation
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from promptver.config import EventsSettings
+    from promptver.metric_defs import Measure
+    from promptver.store.db import Database
+    from promptver.store.stats import EventFilter, ExperimentSums, MetricColumn, UnitKind
+    from promptver.store.trends import Span
+
+
+def _utc(v: Any) -> Any:
+    if isinstance(v, datetime) and v.tzinfo is None:
+        return v.replace(tzinfo=UTC)
+    return v
+
+
+def _sort_key(row: dict[str, Any], keys: Sequence[str]) -> tuple:
+    return tuple((row.get(k) is None, "" if row.get(k) is None else row.get(k)) for k in keys)
+
+
+class ExternalReader:
+    """One block of reads: the file's names of templates and experiments, read once."""
+
+    def __init__(self, rel: Relation, db: Database) -> None:
+        self.rel = rel
+        with db.read() as con:
+            self.templates, self.experiments = figs.file_names(con)
+        self.template_ids = {name: tid for tid, name in self.templates.items()}
+        self.experiment_ids = {name: eid for eid, name in self.experiments.items()}
+
+    # -- names --------------------------------------------------------------------------------
+    def _exp_aliases(self, experiment_id: str) -> list[str]:
+        name = self.experiments.get(experiment_id)
+        return [experiment_id] + ([name] if name and name != experiment_id else [])
+
+    def _tpl_aliases(self, template_id: str | None) -> list[str] | None:
+        if template_id is None:
+            return None
+        name = self.templates.get(template_id)
+        return [template_id] + ([name] if name and name != template_id else [])
+
+    def _template_id(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return value if value in self.templates else self.template_ids.get(value)
+
+    def _experiment_id(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return value if value in self.experiments else self.experiment_ids.get(value, value)
+
+    def _filters(self, filters: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in filters.items() if k not in ("template_id", "experiment_id")}
+        out["templates"] = self._tpl_aliases(filters.get("template_id"))
+        if filters.get("experiment_id") is not None:
+            out["experiments"] = self._exp_aliases(filters["experiment_id"])
+        if filters.get("import_id") is not None:
+            raise SourceError(f"{self.rel.label}: events in an external source have no import id")
+        return out
+
+    # -- experiment results -------------------------------------------------------------------
+    def experiment_sums(
+        self, flt: EventFilter, columns: list[MetricColumn], *, buckets: int, user_limit: int
+    ) -> ExperimentSums:
+        return wstats.experiment_sums(
+            self.rel,
+            flt,
+            self._exp_aliases(flt.experiment_id),
+            columns,
+            buckets=buckets,
+            user_limit=user_limit,
+        )
+
+    def pooled_quantiles(
+        self, flt: EventFilter, metrics: list[str], q: float
+    ) -> dict[str, float | None]:
+        return wstats.pooled_quantiles(
+            self.rel, flt, self._exp_aliases(flt.experiment_id), metrics, q
+        )
+
+    def variant_quantiles(
+        self, flt: EventFilter, metric: str, levels: list[float]
+    ) -> dict[str, tuple[int, list[float]]]:
+        return wstats.variant_quantiles(
+            self.rel, flt, self._exp_aliases(flt.experiment_id), metric, levels
+        )
+
+    def metric_event_values(
+        self, flt: EventFilter, metric: str, kind: UnitKind, buckets: int
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        return wstats.metric_event_values(
+            self.rel, flt, self._exp_aliases(flt.experiment_id), metric, kind, buckets
+        )
+
+    def metric_histograms(
+        self,
+        flt: EventFilter,
+        metric: str,
+        windows: dict[str, tuple[float, float]],
+        bins: int,
+        kind: UnitKind,
+        buckets: int,
+    ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return wstats.metric_histograms(
+            self.rel,
+            flt,
+            self._exp_aliases(flt.experiment_id),
+            metric,
+            windows,
+            bins,
+            kind,
+            buckets,
+        )
+
+    def events_fingerprint(self, experiment_id: str) -> tuple[Any, ...]:
+        return wstats.events_fingerprint(self.rel, self._exp_aliases(experiment_id))
+
+    # -- figures ------------------------------------------------------------------------------
+    def figures(self, by: Sequence[str], **filters: Any) -> list[dict[str, Any]]:
+        dims = [d for d in figs.DIMS if d in by]
+        rows = figs.figures(self.rel, dims, self._filters(filters))
+        order: list[str] = []
+        for r in rows:
+            r["first"], r["last"] = _utc(r["first"]), _utc(r["last"])
+            if "template" in dims:
+                r["template_id"] = self._template_id(r["template"])
+            if "variant" in dims:
+                r["experiment_id"] = self._experiment_id(r.pop("experiment"))
+        for d in dims:
+            order += {
+                "template": ["template"],
+                "version": ["version"],
+                "variant": ["experiment_id", "variant"],
+                "environment": ["environment"],
+            }[d]
+        return sorted(rows, key=lambda r: _sort_key(r, order))
+
+    def timeseries(self, bucket: str, by: str | None, **filters: Any) -> list[dict[str, Any]]:
+        rows = figs.timeseries(self.rel, bucket, by, self._filters(filters))
+        for r in rows:
+            r["bucket"], r["first"], r["last"] = (
+                _utc(r["bucket"]),
+                _utc(r["first"]),
+                _utc(r["last"]),
+            )
+        return sorted(rows, key=lambda r: (r["bucket"], *_sort_key(r, ["series"])))
+
+    def summary(self, template_id: str | None) -> tuple[tuple[Any, ...], list[tuple[Any, ...]]]:
+        head, custom = figs.summary(self.rel, self._tpl_aliases(template_id))
+        head = (head[0], head[1], _utc(head[2]), _utc(head[3]), *head[4:])
+        return head, custom
+
+    def distinct_values(self, column: str, template_id: str | None = None) -> list[str]:
+        if column == "experiment_id":
+            values = figs.distinct_values(self.rel, "experiment", self._tpl_aliases(template_id))
+            return sorted({str(self._experiment_id(v)) for v in values})
+        return figs.distinct_values(self.rel, column, self._tpl_aliases(template_id))
+
+    def custom_metric_names(self) -> list[str]:
+        return sorted(self.rel.custom)
+
+    # -- trends -------------------------------------------------------------------------------
+    def count_events(
+        self,
+        template_ids: Sequence[str],
+        start: datetime,
+        end: datetime,
+        environment: str | None,
+    ) -> int:
+        names = [a for t in template_ids for a in (self._tpl_aliases(t) or [])]
+        return figs.count_events(self.rel, names, start, end, environment)
+
+    def bucket_series(self, **kwargs: Any) -> list[dict[str, Any]]:
+        raise SourceError(
+            f"{self.rel.label}: trends read the promptver file only for now; "
+            "experiment results and figures read this source"
+        )
+
+    def change_sums(
+        self, spans: Sequence[Span], measures: Sequence[Measure], clusters: int | None = None
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        return self.bucket_series()
+
+    def change_values(
+        self, spans: Sequence[Span], measure: Measure, clusters: int | None = None
+    ) -> list[tuple[tuple[Any, Any], tuple[Any, Any]]]:
+        return self.bucket_series()
+
+
+class ExternalSource:
+    """Events in Parquet files, PostgreSQL or Spark (see the module's docstring)."""
+
+    external = True
+
+    def __init__(self, cfg: EventsSettings, db: Database) -> None:
+        self.kind = cfg.source
+        self.cfg = cfg
+        self.db = db
+        self.engine = engines.make_engine(
+            cfg.source, path=cfg.path, dsn=cfg.dsn, table=cfg.table, remote=cfg.remote
+        )
+        self._rel: Relation | None = None
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        return self.engine.label.replace(" source", "", 1)
+
+    def relation(self) -> Relation:
+        """The checked relation (connects and reads the source's columns on first use)."""
+        with self._lock:
+            if self._rel is None:
+                self._rel = Relation(self.engine, dict(self.cfg.columns))
+            return self._rel
+
+    @contextmanager
+    def reader(self) -> Iterator[ExternalReader]:
+        yield ExternalReader(self.relation(), self.db)
+
+    def close(self) -> None:
+        self.engine.close()
