@@ -326,135 +326,144 @@ def show_refusal(name: str, refused: PromptverError, path: Path, names: list[str
 
 
 with tab_import:
-    st.markdown(
-        "Upload a comma-separated UTF-8 file with a header row: `timestamp`, `template` and "
-        "`user_id`, plus at least one metric. A file is imported whole or not at all; rows "
-        "whose `event_id` is already stored are skipped."
-    )
-    st.download_button(
-        "Download an example CSV",
-        data=ws.metrics.example_csv(),
-        file_name="example_events.csv",
-        mime="text/csv",
-        key="met_example",
-        help="A valid file for the demo templates: copy its header row",
-        icon=":material/download:",
-    )
-    upload = st.file_uploader(
-        f"Metric events CSV (up to {MAX_MB} MB)",
-        type=["csv"],
-        key="met_upload",
-        help="Columns timestamp, template and user_id, and at least one metric; see the example CSV",
-        max_upload_size=MAX_MB,
-    )
-    if upload is not None:
-        if upload.size > MAX_MB * 1024 * 1024:
-            st.error(
-                f"{md(upload.name)} is {upload.size / 1024 / 1024:.1f} MB, more than the "
-                f"{MAX_MB} MB allowed (setting uploads.max_upload_mb). Split the file or "
-                "import it with `promptver metrics import FILE.csv`."
-            )
-        else:
-            path = spool(upload)
-            preview = ws.metrics.preview_csv(path, file_name=upload.name)
-            checks = st.session_state.setdefault("met_checked", {})
-            if upload.file_id not in checks:
-                with st.spinner("Checking every row…"), domain_errors():
-                    try:
-                        # the upload is the reader's attempt: a refusal goes to the history
-                        checks[upload.file_id] = ws.metrics.import_csv(
-                            path,
-                            file_name=upload.name,
-                            author=author(),
-                            dry_run=True,
-                            log_refusal=True,
-                        )
-                    except ImportError_ as exc:
-                        checks[upload.file_id] = exc
-            # None: the check itself failed (shown above), e.g. the file was busy
-            checked = checks.get(upload.file_id)
-            marked = bad_cells(
-                ws.metrics.problem_records(checked) if isinstance(checked, ImportError_) else []
-            )
-            st.subheader("Columns")
-            if preview.columns:
-                table(
-                    pd.DataFrame([c.model_dump() for c in preview.columns]),
-                    key="met_columns",
-                    column_config=PREVIEW_COLUMNS,
-                )
-                st.subheader("First rows")
-                first = preview_frame(preview)
-                table(
-                    highlight(first, marked) if marked else first,
-                    key="met_first_rows",
-                    column_config=RECORD_COLUMNS,
+    if ws.source.external:
+        # the analysis reads the configured source: an import into the file would be ignored
+        st.info(
+            f"Events live in the {md(ws.source.describe())} (setting `events.source: "
+            f"{ws.source.kind}`): load them there. Imports into the promptver file are refused "
+            "while an external source is configured.",
+            icon=":material/cloud:",
+        )
+    else:
+        st.markdown(
+            "Upload a comma-separated UTF-8 file with a header row: `timestamp`, `template` and "
+            "`user_id`, plus at least one metric. A file is imported whole or not at all; rows "
+            "whose `event_id` is already stored are skipped."
+        )
+        st.download_button(
+            "Download an example CSV",
+            data=ws.metrics.example_csv(),
+            file_name="example_events.csv",
+            mime="text/csv",
+            key="met_example",
+            help="A valid file for the demo templates: copy its header row",
+            icon=":material/download:",
+        )
+        upload = st.file_uploader(
+            f"Metric events CSV (up to {MAX_MB} MB)",
+            type=["csv"],
+            key="met_upload",
+            help="Columns timestamp, template and user_id, and at least one metric; see the example CSV",
+            max_upload_size=MAX_MB,
+        )
+        if upload is not None:
+            if upload.size > MAX_MB * 1024 * 1024:
+                st.error(
+                    f"{md(upload.name)} is {upload.size / 1024 / 1024:.1f} MB, more than the "
+                    f"{MAX_MB} MB allowed (setting uploads.max_upload_mb). Split the file or "
+                    "import it with `promptver metrics import FILE.csv`."
                 )
             else:
-                st.caption("The header row cannot be read: the problems are listed below.")
-            st.subheader("Validation")
-            done = st.session_state.get("met_done", {}).get(upload.file_id)
-            if checked is None:
-                pass
-            elif isinstance(checked, PromptverError):
-                show_refusal(upload.name, checked, path, [c.name for c in preview.columns])
-            elif done is not None:
-                st.success(
-                    f"Imported {done.rows_imported:,} events from {md(done.file_name)} "
-                    f"({done.rows_skipped_duplicate:,} already stored, skipped) in "
-                    f"{done.seconds:.2f} s."
-                )
-                cols = st.columns(4)
-                cols[0].metric("Events imported", f"{done.rows_imported:,}")
-                cols[1].metric("Skipped (already stored)", f"{done.rows_skipped_duplicate:,}")
-                cols[2].metric("Templates", len(done.templates))
-                cols[3].metric("Custom metrics", len(done.custom_metrics))
-                if done.first is not None:
-                    st.caption(
-                        f"Events from {done.first:%Y-%m-%d %H:%M} to "
-                        f"{done.last:%Y-%m-%d %H:%M} UTC for "
-                        f"{md(', '.join(done.templates))}; import id {code(done.import_id)}."
-                    )
-                show_warnings(done.warnings)
-            else:
-                st.success(
-                    f"All {checked.rows_in_file:,} rows are valid: "
-                    f"{checked.rows_imported:,} new events, "
-                    f"{checked.rows_skipped_duplicate:,} already stored."
-                )
-                show_warnings(checked.warnings)
-                if checked.warnings:
-                    st.caption("These are warnings: the file can be imported as it is.")
-                if st.button(
-                    f"Import {checked.rows_imported:,} events",
-                    type="primary",
-                    key="met_import",
-                    disabled=checked.rows_in_file == 0,
-                ):
-                    with st.status(f"Importing {md(upload.name)}…", expanded=True) as status:
-                        bar = st.progress(0.0, text="starting")
+                path = spool(upload)
+                preview = ws.metrics.preview_csv(path, file_name=upload.name)
+                checks = st.session_state.setdefault("met_checked", {})
+                if upload.file_id not in checks:
+                    with st.spinner("Checking every row…"), domain_errors():
                         try:
-                            result = ws.metrics.import_csv(
+                            # the upload is the reader's attempt: a refusal goes to the history
+                            checks[upload.file_id] = ws.metrics.import_csv(
                                 path,
                                 file_name=upload.name,
                                 author=author(),
-                                progress=lambda f, m: bar.progress(min(1.0, f), text=m),
+                                dry_run=True,
+                                log_refusal=True,
                             )
-                        except PromptverError as exc:
-                            status.update(label="Import refused", state="error")
+                        except ImportError_ as exc:
                             checks[upload.file_id] = exc
-                            st.error(md(exc.message))
-                        else:
-                            status.update(
-                                label=f"Imported {result.rows_imported:,} events",
-                                state="complete",
-                                expanded=False,
-                            )
-                            st.session_state.setdefault("met_done", {})[upload.file_id] = result
-                            st.rerun()
+                # None: the check itself failed (shown above), e.g. the file was busy
+                checked = checks.get(upload.file_id)
+                marked = bad_cells(
+                    ws.metrics.problem_records(checked) if isinstance(checked, ImportError_) else []
+                )
+                st.subheader("Columns")
+                if preview.columns:
+                    table(
+                        pd.DataFrame([c.model_dump() for c in preview.columns]),
+                        key="met_columns",
+                        column_config=PREVIEW_COLUMNS,
+                    )
+                    st.subheader("First rows")
+                    first = preview_frame(preview)
+                    table(
+                        highlight(first, marked) if marked else first,
+                        key="met_first_rows",
+                        column_config=RECORD_COLUMNS,
+                    )
+                else:
+                    st.caption("The header row cannot be read: the problems are listed below.")
+                st.subheader("Validation")
+                done = st.session_state.get("met_done", {}).get(upload.file_id)
+                if checked is None:
+                    pass
+                elif isinstance(checked, PromptverError):
+                    show_refusal(upload.name, checked, path, [c.name for c in preview.columns])
+                elif done is not None:
+                    st.success(
+                        f"Imported {done.rows_imported:,} events from {md(done.file_name)} "
+                        f"({done.rows_skipped_duplicate:,} already stored, skipped) in "
+                        f"{done.seconds:.2f} s."
+                    )
+                    cols = st.columns(4)
+                    cols[0].metric("Events imported", f"{done.rows_imported:,}")
+                    cols[1].metric("Skipped (already stored)", f"{done.rows_skipped_duplicate:,}")
+                    cols[2].metric("Templates", len(done.templates))
+                    cols[3].metric("Custom metrics", len(done.custom_metrics))
+                    if done.first is not None:
+                        st.caption(
+                            f"Events from {done.first:%Y-%m-%d %H:%M} to "
+                            f"{done.last:%Y-%m-%d %H:%M} UTC for "
+                            f"{md(', '.join(done.templates))}; import id {code(done.import_id)}."
+                        )
+                    show_warnings(done.warnings)
+                else:
+                    st.success(
+                        f"All {checked.rows_in_file:,} rows are valid: "
+                        f"{checked.rows_imported:,} new events, "
+                        f"{checked.rows_skipped_duplicate:,} already stored."
+                    )
+                    show_warnings(checked.warnings)
+                    if checked.warnings:
+                        st.caption("These are warnings: the file can be imported as it is.")
+                    if st.button(
+                        f"Import {checked.rows_imported:,} events",
+                        type="primary",
+                        key="met_import",
+                        disabled=checked.rows_in_file == 0,
+                    ):
+                        with st.status(f"Importing {md(upload.name)}…", expanded=True) as status:
+                            bar = st.progress(0.0, text="starting")
+                            try:
+                                result = ws.metrics.import_csv(
+                                    path,
+                                    file_name=upload.name,
+                                    author=author(),
+                                    progress=lambda f, m: bar.progress(min(1.0, f), text=m),
+                                )
+                            except PromptverError as exc:
+                                status.update(label="Import refused", state="error")
+                                checks[upload.file_id] = exc
+                                st.error(md(exc.message))
+                            else:
+                                status.update(
+                                    label=f"Imported {result.rows_imported:,} events",
+                                    state="complete",
+                                    expanded=False,
+                                )
+                                st.session_state.setdefault("met_done", {})[upload.file_id] = result
+                                st.rerun()
 
+    # ---- recent events --------------------------------------------------------------------------
 
-# ---- recent events --------------------------------------------------------------------------
 
 with tab_events:
     e1, e2, e3, e4, e5 = st.columns([2, 2, 2, 2, 1], vertical_alignment="bottom")

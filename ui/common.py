@@ -20,7 +20,7 @@ from streamlit.errors import StreamlitSecretNotFoundError
 
 from promptver import PromptverError, Settings, Workspace
 from promptver.config import default_author
-from promptver.errors import DatabaseBusy, DatabaseError
+from promptver.errors import DatabaseBusy, DatabaseError, SourceError
 from ui.alerts import sidebar_badge
 
 T = TypeVar("T")
@@ -77,6 +77,8 @@ def cached(fn: Callable[..., T], *args: Any, ttl: float | None = None, **kwargs:
     callers may change it. Errors are not cached.
     """
     ws = workspace()
+    if not ttl and ws.source.external:
+        ttl = 60.0  # the file's version says nothing of events written to an external source
     now = int(time.time() // ttl) if ttl else None
     name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
     return _cached_call(
@@ -232,12 +234,17 @@ def storage_errors() -> Iterator[None]:
         st.error(md(exc.message), icon=":material/lock_clock:")
         if isinstance(exc, DatabaseBusy):
             st.button("Try again", key="storage_retry", type="primary")
+    except SourceError as exc:  # the configured event source (events:) cannot answer
+        st.error(md(exc.message), icon=":material/cloud_off:")
+        st.button("Try again", key="source_retry", type="primary")
 
 
 def sidebar(ws: Workspace) -> None:
     with st.sidebar:
         author_box()
         st.caption(f"Database: `{ws.path}`")
+        if ws.source.external:
+            st.caption(f"Events: {md(ws.source.describe())}")
     sidebar_badge(ws, cached(ws.alerts.open_count))
 
 

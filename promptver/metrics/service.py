@@ -138,6 +138,12 @@ class MetricsService:
             ImportError_: the file breaks a rule (``problems`` name line, column and reason).
             DatabaseBusy: another process held the file past the configured wait.
         """
+        if self.source.external:
+            raise ImportError_(
+                f"events live in the {self.source.describe()} (events.source: "
+                f"{self.source.kind}), not in the promptver file: load them there; "
+                "promptver reads them from the source"
+            )
         author = check_author(author)
         if file_name is not None:
             file_name = check_text(file_name, "file_name", 255, single_line=True)

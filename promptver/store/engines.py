@@ -145,11 +145,13 @@ class ParquetEngine(Engine):
         finally:
             cur.close()
 
-    def explain(self, sql: str, params: dict[str, Any]) -> str:
-        """The physical plan of a query (tests check that filters reach the Parquet scan)."""
+    def explain(self, sql: str, params: dict[str, Any], *, analyze: bool = False) -> str:
+        """The plan of a query; ``analyze`` runs it and adds what the scan read (files, row
+        groups): the tests check that filters reach the Parquet scan."""
         cur = self._connect().cursor()
+        head = "EXPLAIN ANALYZE " if analyze else "EXPLAIN "
         try:
-            return "\n".join(str(r[1]) for r in cur.execute("EXPLAIN " + sql, params).fetchall())
+            return "\n".join(str(r[1]) for r in cur.execute(head + sql, params).fetchall())
         finally:
             cur.close()
 
