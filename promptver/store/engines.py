@@ -268,8 +268,10 @@ class SparkEngine(Engine):
                         .config("spark.sql.shuffle.partitions", "2")
                         .config("spark.ui.enabled", "false")
                         .config("spark.sql.session.timeZone", "UTC")
+                        .config("spark.ui.showConsoleProgress", "false")
                         .getOrCreate()
                     )
+                    spark.sparkContext.setLogLevel("ERROR")
                 spark.conf.set("spark.sql.session.timeZone", "UTC")
             except Exception as exc:  # the JVM or the server: any failure means no connection
                 raise SourceError(f"{self.label}: cannot connect: {_first_line(exc)}") from None

@@ -130,7 +130,10 @@ class Relation:
                     f"{q} AS {inner}" if kind == "text" else f"CAST({q} AS VARCHAR) AS {inner}"
                 )
             elif kind == "bool":
-                proj.append(f"CASE WHEN {q} THEN 1.0 WHEN NOT {q} THEN 0.0 END AS {inner}")
+                # typed: a bare 1.0 is a DECIMAL in Spark, whose avg() rounds to its scale
+                proj.append(
+                    f"CAST(CASE WHEN {q} THEN 1 WHEN NOT {q} THEN 0 END AS DOUBLE) AS {inner}"
+                )
             else:
                 proj.append(f"CAST({q} AS DOUBLE) AS {inner}")
         #: custom metric name → its name inside the queries
