@@ -146,3 +146,17 @@ def test_missing_and_mistyped_columns_are_named(capsys, world, server, tmp_path)
     assert "column 'latency_ms' (latency_ms) is text, expected a number" in _error(
         capsys, world, cfg
     )
+
+
+def test_trends_equal_the_files(world, pg_cfg):
+    from promptver import Settings, Workspace
+    from tests.test_sources_parquet import _trend_parity
+
+    base = Workspace.open(world.db, settings=Settings())
+    ext = Workspace.open(world.db, settings=Settings.load(pg_cfg))
+    try:
+        # PostgreSQL hashes users into other clusters than DuckDB
+        _trend_parity(base, ext, base.templates.row("qa-basic")["id"], same_clusters=False)
+    finally:
+        base.close()
+        ext.close()

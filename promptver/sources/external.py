@@ -23,6 +23,7 @@ from promptver.errors import SourceError
 from promptver.store import engines
 from promptver.store import warehouse_figures as figs
 from promptver.store import warehouse_stats as wstats
+from promptver.store import warehouse_trends as wtrends
 from promptver.store.warehouse import Relation
 
 if TYPE_CHECKING:
@@ -198,20 +199,35 @@ class ExternalReader:
         return figs.count_events(self.rel, names, start, end, environment)
 
     def bucket_series(self, **kwargs: Any) -> list[dict[str, Any]]:
-        raise SourceError(
-            f"{self.rel.label}: trends read the promptver file only for now; "
-            "experiment results and figures read this source"
+        ids = kwargs.pop("template_ids")
+        templates = [a for t in ids for a in (self._tpl_aliases(t) or [])]
+        rows = wtrends.bucket_series(
+            self.rel, templates=templates, template_id=self._template_id, **kwargs
         )
+        for r in rows:
+            r["bucket"] = _utc(r["bucket"])
+        return sorted(
+            rows,
+            key=lambda r: (
+                r["template_id"] or "",
+                r["series"] is not None,
+                r["series"] or "",
+                r["bucket"],
+            ),
+        )
+
+    def _aliases(self, template_id: str) -> list[str]:
+        return self._tpl_aliases(template_id) or []
 
     def change_sums(
         self, spans: Sequence[Span], measures: Sequence[Measure], clusters: int | None = None
     ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-        return self.bucket_series()
+        return wtrends.change_sums(self.rel, spans, self._aliases, measures, clusters)
 
     def change_values(
         self, spans: Sequence[Span], measure: Measure, clusters: int | None = None
     ) -> list[tuple[tuple[Any, Any], tuple[Any, Any]]]:
-        return self.bucket_series()
+        return wtrends.change_values(self.rel, spans, self._aliases, measure, clusters)
 
 
 class ExternalSource:

@@ -412,7 +412,7 @@ def change_values(
             | {f"a{k}": sp.at, f"f{k}": sp.end}
         )
         scans.append(
-            f"SELECT {k} AS k, e.ts >= $a{k} AS after, {unit_sql(clusters)}::VARCHAR AS unit,"
+            f"SELECT {k} AS k, e.ts >= $a{k} AS after, ({unit_sql(clusters)})::VARCHAR AS unit,"
             f" {expr} AS v FROM metric_events e"
             f" WHERE e.template_id = $t{k} AND e.environment = $e{k}"
             f" AND e.ts >= $s{k} AND e.ts < $f{k} AND {expr} IS NOT NULL"

@@ -8,9 +8,10 @@ types checked once), and :meth:`Relation.translate` turns a query into the engin
 sqlglot, parameters included (``$name`` → ``%(name)s`` for psycopg, ``:name`` for Spark). Two
 functions differ by engine and are rewritten on the syntax tree:
 
-- ``PV_BUCKET(user, n)``: the bootstrap's hashed user bucket. DuckDB uses the file's own
-  ``hash(user, 'promptver:bootstrap') % n`` (so Parquet buckets equal the file's); PostgreSQL
-  ``hashtextextended`` and Spark ``xxhash64`` of the same salted user.
+- ``PV_BUCKET(user, n[, salt])``: a hashed user bucket (the bootstrap's, or the trends' user
+  clusters with their salt). DuckDB uses the file's own ``hash(user, salt) % n`` (so Parquet
+  buckets equal the file's); PostgreSQL ``hashtextextended`` and Spark ``xxhash64`` of the same
+  salted user.
 - ``quantile_cont``: PostgreSQL's ``percentile_cont … WITHIN GROUP`` and Spark's exact
   ``percentile``; all three interpolate linearly between order statistics.
 
@@ -183,10 +184,11 @@ def _naive_utc(v: Any) -> Any:
     return v
 
 
+#: ``PV_BUCKET(user, n[, salt])`` per engine; ``{2}`` is the salt as a string literal
 _BUCKET_SQL = {
-    "duckdb": "hash({0}, 'promptver:bootstrap') % CAST({1} AS UBIGINT)",
-    "postgres": "mod(mod(hashtextextended({0} || ':promptver:bootstrap', 0), {1}) + {1}, {1})",
-    "spark": "pmod(xxhash64({0}, 'promptver:bootstrap'), {1})",
+    "duckdb": "hash({0}, {2}) % CAST({1} AS UBIGINT)",
+    "postgres": "mod(mod(hashtextextended({0} || ':' || {2}, 0), {1}) + {1}, {1})",
+    "spark": "pmod(xxhash64({0}, {2}), {1})",
 }
 
 
@@ -199,6 +201,8 @@ def _translate(sql: str, dialect: str) -> str:
     def fix(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Anonymous) and node.name.upper() == "PV_BUCKET":
             args = [a.sql(dialect=dialect) for a in node.expressions]
+            if len(args) == 2:  # the bootstrap's salt (the file's store.stats.bucket_sql)
+                args.append("'promptver:bootstrap'")
             return sqlglot.parse_one(_BUCKET_SQL[dialect].format(*args), read=dialect)
         if dialect == "spark" and isinstance(node, exp.PercentileCont):
             return exp.Anonymous(this="percentile", expressions=[node.this, node.expression])
