@@ -1,0 +1,185 @@
+"""Experiment results from hive-partitioned Parquet beside a bare DuckDB per-user GROUP BY.
+
+Run: ``python benchmarks/bench_sources.py [--sizes 5e6,20e6,50e6] [--postgres 2e6] [--spark 5e6]``
+
+Targets (issue 18): with events as hive-partitioned Parquet (generated once, cached under
+``/tmp/pv-bench-sources``), ``experiment results`` ≤ 3× a bare DuckDB per-user GROUP BY over the
+same files (the reduction every analysis needs), and promptver's peak RSS ≤ 1.5 GiB and flat as
+events grow. ``--postgres N``/``--spark N`` time the results on PostgreSQL (a throwaway server,
+as the tests start it) and Spark local mode beside the same per-user aggregation written
+directly for that engine (≤ 1.5×).
+
+Each size runs in a fresh child process (so that its peak RSS is its own); inside it the
+baseline and promptver alternate, best of three each, on the same files and the same window.
+
+Last run (2 shared cores; default sizes are small so that a run takes a minute — pass the
+issue's sizes for the real measurement):
+
+    see the report of issue 18 (the numbers of the run are printed as a table)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout, not an installed promptver
+
+CACHE = Path("/tmp/pv-bench-sources")
+T0 = datetime(2026, 6, 1, tzinfo=UTC)
+DAYS = 20
+
+
+def generate(n: int) -> Path:
+    """``n`` events of one experiment (two arms, ~n/8 users), partitioned by day; cached."""
+    import duckdb
+
+    out = CACHE / f"events-{n}"
+    if (out / "done").exists():
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    users = max(1000, n // 8)
+    con.execute(
+        f"""
+        COPY (
+            SELECT TIMESTAMPTZ '2026-06-01 00:00:00+00'
+                       + to_microseconds(CAST(i * 1000003 % ({DAYS} * 86400000000) AS BIGINT))
+                       AS timestamp,
+                   'qa-basic' AS template,
+                   'u' || CAST(i * 7919 % {users} AS VARCHAR) AS user_id,
+                   'bench' AS experiment,
+                   CASE WHEN hash(i * 7919 % {users}) % 2 = 0 THEN 'control' ELSE 'treatment'
+                   END AS variant,
+                   'production' AS environment,
+                   300 + (hash(i) % 2000) * 1.0 AS latency_ms,
+                   hash(i, 'q') % 1000 / 1000.0 AS quality_score,
+                   hash(i, 's') % 10 > 0 AS success,
+                   strftime(TIMESTAMPTZ '2026-06-01 00:00:00+00'
+                       + to_microseconds(CAST(i * 1000003 % ({DAYS} * 86400000000) AS BIGINT)),
+                       '%Y-%m-%d') AS day
+            FROM range({n}) t(i)
+        ) TO '{out}' (FORMAT parquet, PARTITION_BY (day), OVERWRITE_OR_IGNORE)
+        """
+    )
+    (out / "done").write_text("ok")
+    return out
+
+
+def workspace_file(folder: Path) -> tuple[Path, str]:
+    """A promptver file with the template and the experiment the events name."""
+    from promptver import Settings, Workspace
+
+    db = folder / f"bench-{uuid.uuid4().hex[:6]}.duckdb"
+    ws = Workspace.open(db, settings=Settings())
+    ws.templates.create("qa-basic", "Answer {question}.", author="bench")
+    ws.templates.update("qa-basic", "Answer {question} briefly.", author="bench")
+    row = ws.templates.row("qa-basic")
+    metrics = [
+        {"name": "quality_score", "direction": "higher", "role": "primary"},
+        {"name": "latency_ms", "direction": "lower", "role": "guardrail"},
+    ]
+    with ws.db.transaction() as con:
+        con.execute(
+            "INSERT INTO experiments (id, name, template_id, environment, status, metrics, alpha,"
+            " minimum_sample_size, salt, created_at, created_by, started_at, start_at, end_at)"
+            " VALUES ('bench', 'bench', ?, 'production', 'running', ?, 0.05, 100, 'bench', ?,"
+            " 'bench', ?, ?, ?)",
+            [row["id"], json.dumps(metrics), T0, T0, T0, T0 + timedelta(days=DAYS)],
+        )
+        for i, (name, ref) in enumerate((("control", "1.0.0"), ("treatment", "1.1.0"))):
+            commit = ws.versions.resolve(row["id"], ref).id
+            con.execute(
+                "INSERT INTO experiment_variants VALUES ('bench', ?, ?, ?, ?, 50)",
+                [i, name, ref, commit],
+            )
+    ws.close()
+    return db, "bench"
+
+
+def best(fn, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def child_parquet(n: int) -> dict:
+    """One size: the baseline and promptver, alternating, in this process."""
+    import duckdb
+
+    from promptver import Settings, Workspace
+
+    lake = generate(n)
+    db, exp = workspace_file(CACHE)
+    glob = f"{lake}/**/*.parquet"
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+
+    def baseline() -> None:
+        con.execute(
+            "SELECT variant, count(*), sum(x), sum(x * x) FROM (SELECT variant, user_id,"
+            " sum(quality_score) AS x, count(quality_score) AS y, sum(latency_ms) AS l"
+            " FROM read_parquet(?, hive_partitioning = true) WHERE experiment = 'bench'"
+            " AND timestamp >= ? AND timestamp <= ? GROUP BY variant, user_id) GROUP BY variant",
+            [glob, T0, T0 + timedelta(days=DAYS)],
+        ).fetchall()
+
+    settings = Settings.from_dict({"events": {"source": "parquet", "path": str(lake)}})
+    ws = Workspace.open(db, settings=settings)
+
+    def ours() -> None:
+        ws.experiment_results(exp, resamples=2000, seed=1)
+
+    ours()  # connect, read the schema once
+    t_base, t_ours = [], []
+    for _ in range(3):
+        t_base.append(best(baseline, 1))
+        t_ours.append(best(ours, 1))
+    ws.close()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"events": n, "baseline_s": min(t_base), "promptver_s": min(t_ours), "rss_mib": rss}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1e6,2e6,5e6")
+    ap.add_argument("--child", type=float)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child_parquet(int(args.child))))
+        return
+    CACHE.mkdir(parents=True, exist_ok=True)
+    print(f"{'events':>12} {'bare GROUP BY':>14} {'promptver':>10} {'ratio':>6} {'peak RSS':>9}")
+    for size in args.sizes.split(","):
+        n = int(float(size))
+        out = (
+            subprocess.run(
+                [sys.executable, __file__, "--child", str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        r = json.loads(out)
+        print(
+            f"{r['events']:>12,} {r['baseline_s']:>13.2f}s {r['promptver_s']:>9.2f}s"
+            f" {r['promptver_s'] / r['baseline_s']:>5.1f}x {r['rss_mib']:>6.0f} MiB"
+        )
+
+
+if __name__ == "__main__":
+    main()
