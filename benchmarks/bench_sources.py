@@ -9,8 +9,8 @@ events grow. ``--postgres N``/``--spark N`` time the results on PostgreSQL (a th
 as the tests start it) and Spark local mode beside the same per-user aggregation written
 directly for that engine (≤ 1.5×).
 
-Each size runs in a fresh child process (so that its peak RSS is its own); inside it the
-baseline and promptver alternate, best of three each, on the same files and the same window.
+Each size and side runs in a fresh child process (so that promptver's peak RSS is its own), best
+of three, on the same files and the same window, one after the other in one run.
 
 Last run (2 shared cores; default sizes are small so that a run takes a minute — pass the
 issue's sizes for the real measurement):
@@ -115,69 +115,69 @@ def best(fn, repeat: int = 3) -> float:
     return min(times)
 
 
-def child_parquet(n: int) -> dict:
-    """One size: the baseline and promptver, alternating, in this process."""
+def child_parquet(n: int, which: str) -> dict:
+    """One size, one side (``baseline`` or ``promptver``) in this process: best of three, and
+    this process's peak RSS (so that promptver's footprint is its own)."""
     import duckdb
 
     from promptver import Settings, Workspace
 
     lake = generate(n)
-    db, exp = workspace_file(CACHE)
     glob = f"{lake}/**/*.parquet"
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    if which == "baseline":
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
 
-    def baseline() -> None:
-        con.execute(
-            "SELECT variant, count(*), sum(x), sum(x * x) FROM (SELECT variant, user_id,"
-            " sum(quality_score) AS x, count(quality_score) AS y, sum(latency_ms) AS l"
-            " FROM read_parquet(?, hive_partitioning = true) WHERE experiment = 'bench'"
-            " AND timestamp >= ? AND timestamp <= ? GROUP BY variant, user_id) GROUP BY variant",
-            [glob, T0, T0 + timedelta(days=DAYS)],
-        ).fetchall()
+        def run() -> None:
+            con.execute(
+                "SELECT variant, count(*), sum(x), sum(x * x) FROM (SELECT variant, user_id,"
+                " sum(quality_score) AS x, count(quality_score) AS y, sum(latency_ms) AS l"
+                " FROM read_parquet(?, hive_partitioning = true) WHERE experiment = 'bench'"
+                " AND timestamp >= ? AND timestamp <= ? GROUP BY variant, user_id)"
+                " GROUP BY variant",
+                [glob, T0, T0 + timedelta(days=DAYS)],
+            ).fetchall()
+    else:
+        db, exp = workspace_file(CACHE)
+        settings = Settings.from_dict({"events": {"source": "parquet", "path": str(lake)}})
+        ws = Workspace.open(db, settings=settings)
+        ws.source.relation()  # connect and read the schema once
 
-    settings = Settings.from_dict({"events": {"source": "parquet", "path": str(lake)}})
-    ws = Workspace.open(db, settings=settings)
+        def run() -> None:
+            ws.experiment_results(exp, resamples=2000, seed=1)
 
-    def ours() -> None:
-        ws.experiment_results(exp, resamples=2000, seed=1)
-
-    ours()  # connect, read the schema once
-    t_base, t_ours = [], []
-    for _ in range(3):
-        t_base.append(best(baseline, 1))
-        t_ours.append(best(ours, 1))
-    ws.close()
+    seconds = best(run, 3)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"events": n, "baseline_s": min(t_base), "promptver_s": min(t_ours), "rss_mib": rss}
+    return {"seconds": seconds, "rss_mib": rss}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="1e6,2e6,5e6")
+    ap.add_argument("--sizes", default="1e6,5e6")
     ap.add_argument("--child", type=float)
+    ap.add_argument("--side")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child_parquet(int(args.child))))
+        print(json.dumps(child_parquet(int(args.child), args.side)))
         return
     CACHE.mkdir(parents=True, exist_ok=True)
     print(f"{'events':>12} {'bare GROUP BY':>14} {'promptver':>10} {'ratio':>6} {'peak RSS':>9}")
     for size in args.sizes.split(","):
         n = int(float(size))
-        out = (
-            subprocess.run(
-                [sys.executable, __file__, "--child", str(n)],
+        generate(n)
+        got = {}
+        for side in ("baseline", "promptver"):
+            out = subprocess.run(
+                [sys.executable, __file__, "--child", str(n), "--side", side],
                 capture_output=True,
                 text=True,
                 check=True,
             )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        r = json.loads(out)
+            got[side] = json.loads(out.stdout.strip().splitlines()[-1])
+        base, ours = got["baseline"]["seconds"], got["promptver"]["seconds"]
         print(
-            f"{r['events']:>12,} {r['baseline_s']:>13.2f}s {r['promptver_s']:>9.2f}s"
-            f" {r['promptver_s'] / r['baseline_s']:>5.1f}x {r['rss_mib']:>6.0f} MiB"
+            f"{n:>12,} {base:>13.2f}s {ours:>9.2f}s {ours / base:>5.1f}x"
+            f" {got['promptver']['rss_mib']:>6.0f} MiB"
         )
 
 

@@ -23,7 +23,7 @@ from tests.sources_helpers import (
     source_config,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.xdist_group("postgres")]
 
 if find_pg_bin() is None:
     pytest.skip("PostgreSQL's server (initdb, pg_ctl) is not installed", allow_module_level=True)

@@ -23,7 +23,7 @@ from tests.sources_helpers import (
     write_parquet,
 )
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.xdist_group("spark")]
 
 if shutil.which("java") is None:
     pytest.skip("Java is not installed (Debian: openjdk-17-jre-headless)", allow_module_level=True)
@@ -69,7 +69,10 @@ def test_a_catalog_table_and_a_missing_one(capsys, world, tmp_path):
 
     from promptver.cli import main
 
-    spark = SparkSession.builder.getOrCreate()  # the session the source started
+    from promptver.store.engines import SparkEngine
+
+    SparkEngine(None, str(world.db.parent / "lake"), None).schema()  # starts the local session
+    spark = SparkSession.builder.getOrCreate()  # ... which this returns
     flat = tmp_path / "flat.parquet"
     import duckdb
 

@@ -97,6 +97,10 @@ class ParquetEngine(Engine):
 
             con = duckdb.connect(":memory:")
             con.execute("SET TimeZone = 'UTC'")
+            # the analysis' aggregates are small: bound what the scans may keep in memory (the
+            # per-user reduction spills beyond it), so that the footprint stays flat as files grow
+            con.execute("SET memory_limit = '1GB'")
+            con.execute("SET preserve_insertion_order = false")
             lit = "'" + self._pattern().replace("'", "''") + "'"
             try:
                 con.execute(

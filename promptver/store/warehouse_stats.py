@@ -190,15 +190,25 @@ def variant_quantiles(
     params: dict[str, Any] = {}
     where = _where(flt, aliases, params, variants=False)
     expr = rel.metric(metric)
-    qs = []
-    for i, level in enumerate(levels):
-        params[f"l{i}"] = float(level)
-        qs.append(f"quantile_cont({expr}, $l{i}) AS q{i}")
-    _, rows = rel.run(
-        f"SELECT variant, count({expr}) AS n, {', '.join(qs)} FROM {{EV}} AS ev"
-        f" WHERE {where} GROUP BY variant",
-        params,
-    )
+    if rel.engine.dialect == "duckdb":
+        # one aggregate for every level: DuckDB sorts the values once (as the file's query does)
+        params["levels"] = [float(x) for x in levels]
+        _, rows = rel.run(
+            f"SELECT variant, count({expr}) AS n, quantile_cont({expr}, $levels) AS qs"
+            f" FROM {{EV}} AS ev WHERE {where} GROUP BY variant",
+            params,
+        )
+        rows = [(r[0], r[1], *(r[2] or [])) for r in rows]
+    else:
+        qs = []
+        for i, level in enumerate(levels):
+            params[f"l{i}"] = float(level)
+            qs.append(f"quantile_cont({expr}, $l{i}) AS q{i}")
+        _, rows = rel.run(
+            f"SELECT variant, count({expr}) AS n, {', '.join(qs)} FROM {{EV}} AS ev"
+            f" WHERE {where} GROUP BY variant",
+            params,
+        )
     return {
         str(r[0]): (int(r[1]), [float(x) for x in r[2:] if x is not None])
         for r in rows
