@@ -68,7 +68,6 @@ def test_a_catalog_table_and_a_missing_one(capsys, world, tmp_path):
     from pyspark.sql import SparkSession
 
     from promptver.cli import main
-
     from promptver.store.engines import SparkEngine
 
     SparkEngine(None, str(world.db.parent / "lake"), None).schema()  # starts the local session
