@@ -98,8 +98,12 @@ class ParquetEngine(Engine):
             con = duckdb.connect(":memory:")
             con.execute("SET TimeZone = 'UTC'")
             # the analysis' aggregates are small: bound what the scans may keep in memory (the
-            # per-user reduction spills beyond it), so that the footprint stays flat as files grow
+            # per-user reduction spills beyond it), so that the footprint stays flat as files
+            # grow. One thread: each thread builds its own per-user hash table, and with two the
+            # reduction of 20M events (2.5M users) spilled and ran 4x slower in 2x the memory
+            # (benchmarks/bench_sources.py); one thread scans at the bare GROUP BY's speed.
             con.execute("SET memory_limit = '1GB'")
+            con.execute("SET threads = 1")
             con.execute("SET preserve_insertion_order = false")
             lit = "'" + self._pattern().replace("'", "''") + "'"
             try:
