@@ -1,6 +1,7 @@
 """Experiment results from hive-partitioned Parquet beside a bare DuckDB per-user GROUP BY.
 
 Run: ``python benchmarks/bench_sources.py [--sizes 5e6,20e6,50e6] [--postgres 2e6] [--spark 5e6]``
+(``--postgres`` starts a throwaway server as the tests do: run it from the checkout's root)
 
 Targets (issue 18): with events as hive-partitioned Parquet (generated once, cached under
 ``/tmp/pv-bench-sources``), ``experiment results`` ≤ 3× a bare DuckDB per-user GROUP BY over the
@@ -151,11 +152,80 @@ def child_parquet(n: int, which: str) -> dict:
     return {"seconds": seconds, "rss_mib": rss}
 
 
+BASELINE_SQL = (
+    "SELECT variant, count(*) AS users, sum(x) AS sx, sum(x * x) AS sxx FROM (SELECT variant,"
+    " user_id, sum(quality_score) AS x, count(quality_score) AS y, sum(latency_ms) AS l"
+    " FROM {table} WHERE experiment = 'bench' AND {ts} >= {start} AND {ts} <= {end}"
+    " GROUP BY variant, user_id) AS u GROUP BY variant"
+)
+
+
+def engine_side(kind: str, n: int) -> tuple[float, float]:
+    """(promptver's results, the same per-user aggregation written directly) on PostgreSQL or
+    Spark local mode, on the first ``n`` events of the cached Parquet files."""
+    import duckdb
+
+    from promptver import Settings, Workspace
+
+    lake = generate(n)
+    db, exp = workspace_file(CACHE)
+    if kind == "postgres":
+        import psycopg
+
+        from tests.sources_helpers import postgres_cluster
+
+        csv = CACHE / f"events-{n}.csv"
+        if not csv.exists():
+            duckdb.execute(
+                f"COPY (SELECT * EXCLUDE (day) FROM read_parquet('{lake}/**/*.parquet',"
+                f" hive_partitioning = true)) TO '{csv}' (HEADER, DELIMITER ',')"
+            )
+        with postgres_cluster() as dsn:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(
+                    "CREATE TABLE llm_events (timestamp timestamptz, template text, user_id text,"
+                    " experiment text, variant text, environment text, latency_ms float8,"
+                    " quality_score float8, success boolean)"
+                )
+                with (
+                    conn.cursor().copy(
+                        "COPY llm_events FROM STDIN WITH (FORMAT csv, HEADER true)"
+                    ) as cp,
+                    open(csv, "rb") as fh,
+                ):
+                    while chunk := fh.read(1 << 20):
+                        cp.write(chunk)
+                conn.execute("ANALYZE llm_events")
+                sql = BASELINE_SQL.format(
+                    table="llm_events", ts="timestamp", start="%(s)s", end="%(e)s"
+                )
+                params = {"s": T0, "e": T0 + timedelta(days=DAYS)}
+                base = best(lambda: conn.execute(sql, params).fetchall(), 3)
+            cfg = {"source": "postgres", "dsn": dsn, "table": "llm_events"}
+            ws = Workspace.open(db, settings=Settings.from_dict({"events": cfg}))
+            ws.source.relation()
+            ours = best(lambda: ws.experiment_results(exp, seed=1), 3)
+            ws.close()
+        return ours, base
+    cfg = {"source": "spark", "path": str(lake)}
+    ws = Workspace.open(db, settings=Settings.from_dict({"events": cfg}))
+    ws.source.relation()
+    spark = ws.source.engine._connect()
+    sql = BASELINE_SQL.format(table="pv_events_source", ts="`timestamp`", start=":s", end=":e")
+    params = {"s": T0, "e": T0 + timedelta(days=DAYS)}
+    spark.sql(sql, args=params).collect()  # warm the JVM for both sides
+    base = best(lambda: spark.sql(sql, args=params).collect(), 2)
+    ours = best(lambda: ws.experiment_results(exp, seed=1), 2)
+    return ours, base
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1e6,5e6")
     ap.add_argument("--child", type=float)
     ap.add_argument("--side")
+    ap.add_argument("--postgres", type=float, help="also PostgreSQL on N events")
+    ap.add_argument("--spark", type=float, help="also Spark local mode on N events")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child_parquet(int(args.child), args.side)))
@@ -179,6 +249,14 @@ def main() -> None:
             f"{n:>12,} {base:>13.2f}s {ours:>9.2f}s {ours / base:>5.1f}x"
             f" {got['promptver']['rss_mib']:>6.0f} MiB"
         )
+    for kind in ("postgres", "spark"):
+        n = getattr(args, kind)
+        if n:
+            ours, base = engine_side(kind, int(n))
+            print(
+                f"{kind}: {int(n):,} events: promptver {ours:.2f}s, the same aggregation written"
+                f" directly {base:.2f}s, ratio {ours / base:.1f}x"
+            )
 
 
 if __name__ == "__main__":
