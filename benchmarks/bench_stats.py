@@ -61,7 +61,9 @@ def fill(ws: Workspace, events: int, users: int) -> None:
     with ws.db.transaction() as con:
         con.execute(
             """
-            INSERT INTO metric_events
+            INSERT INTO metric_events (event_id, import_id, ts, template_id, user_id,
+                experiment_id, variant, version, commit_id, environment, latency_ms, success,
+                error, quality_score, cost_usd, tokens_in, tokens_out, custom)
             SELECT NULL, NULL, $t0 + to_seconds(i % 2592000), 'tpl-1', 'user-' || (i % $users),
                    'bench', CASE WHEN hash('user-' || (i % $users)) % 2 = 0 THEN 'control'
                                  ELSE 'treatment' END,

@@ -16,13 +16,15 @@ from __future__ import annotations
 import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
+from promptver import analysis_more as more
 from promptver import stats as st
+from promptver import stats_more as sm
 from promptver.errors import Problem, ValidationError
 from promptver.models import (
     BINARY_METRICS,
@@ -231,8 +233,18 @@ class _Analysis:
                 columns.append(sql.MetricColumn(m + UNCAPPED, m, None))
         self.columns = columns
         self.col_index = {c.key: i for i, c in enumerate(columns)}
+        covariate = None
+        if exp.cuped_lookback_days and self.start is not None:
+            covariate = sql.CovariateWindow(
+                exp.template_id, self.start - timedelta(days=exp.cuped_lookback_days), self.start
+            )
         self.sums = sql.experiment_sums(
-            self.con, self.flt, columns, buckets=opts.buckets, user_limit=opts.user_limit
+            self.con,
+            self.flt,
+            columns,
+            buckets=opts.buckets,
+            user_limit=opts.user_limit,
+            covariate=covariate,
         )
         unknown_n, unknown_names = self.sums.unknown_events, self.sums.unknown_variants
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="promptver-stats") as pool:
@@ -309,6 +321,8 @@ class _Analysis:
             winner_reason=reason,
             experiment_messages=notes,
             metrics=metrics,
+            engine=exp.engine,
+            cuped_lookback_days=exp.cuped_lookback_days,
         )
         return base.select(selected)
 
@@ -336,6 +350,40 @@ class _Analysis:
                 )
             metrics.append(result)
         return metrics
+
+    def _cuped(self, key: str, alternative: st.Alternative) -> dict:
+        """Each treatment's CUPED comparison (Holm across treatments), when CUPED is on."""
+        covs = self.sums.covariates
+        if covs is None:
+            return {}
+        stats, control = self.sums.stats[key], self.names[0]
+        out = {
+            name: more.cuped_result(
+                stats[control],
+                covs[key][control],
+                stats[name],
+                covs[key][name],
+                alpha=self.alpha,
+                alternative=alternative,
+                names=(control, name),
+            )
+            for name in self.names[1:]
+        }
+        adjusted = st.holm([r.p_value for r in out.values()])
+        for (name, r), p_adj in zip(list(out.items()), adjusted):
+            out[name] = r.model_copy(
+                update={
+                    "p_value_adjusted": p_adj,
+                    "significant": p_adj is not None and p_adj < self.alpha,
+                }
+            )
+        return out
+
+    def _non_inferiority(self, spec: MetricSpec, role: str, c: st.Comparison) -> dict:
+        if role != "guardrail" or spec.margin is None:
+            return {}
+        bound, ok = more.non_inferiority(c, spec.direction, spec.margin)
+        return {"margin": spec.margin, "non_inferiority_bound": bound, "non_inferior": ok}
 
     def _window_text(self) -> str:
         if self.start is None and self.end is None:
@@ -442,6 +490,7 @@ class _Analysis:
             raw.append((name, fixed, seq))
         chosen = [seq if opts.sequential else fixed for _, fixed, seq in raw]
         adjusted = st.holm([c.p_value for c in chosen])
+        cuped = self._cuped(key, alternative)
         comparisons = []
         boot_alpha = 2 * alpha if alternative != "two-sided" else alpha
         for (name, fixed, seq), c, p_adj in zip(raw, chosen, adjusted):
@@ -477,6 +526,9 @@ class _Analysis:
                     fixed_horizon=_inference(fixed),
                     sequential=_inference(seq),
                     message=c.message,
+                    bayesian=more.bayesian_result(fixed, spec.direction, alpha),
+                    cuped=cuped.get(name),
+                    **self._non_inferiority(spec, role, c),
                 )
             )
             if c.message and stats[control].sum_y and stats[name].sum_y:
@@ -685,6 +737,9 @@ class _Analysis:
                     status = (
                         "cannot compute" if st.NON_FINITE in (c.message or "") else "not tested"
                     )
+                elif c.margin is not None and c.non_inferior is not None:
+                    # non-inferiority: the bound decides, not the test against zero
+                    status = "within margin" if c.non_inferior else "worse than allowed"
                 else:
                     status = "worse" if worse else "ok"
                 out.append(
@@ -698,6 +753,9 @@ class _Analysis:
                         worse=worse,
                         message=c.message,
                         status=status,
+                        margin=c.margin,
+                        bound=c.non_inferiority_bound,
+                        non_inferior=c.non_inferior,
                     )
                 )
         return out
@@ -711,11 +769,30 @@ class _Analysis:
     ) -> tuple[str | None, str]:
         primary = metrics[0]
         good = 1 if primary.direction == "higher" else -1
-        better = [
-            c
-            for c in primary.comparisons
-            if c.significant and c.diff is not None and c.diff * good > 0
-        ]
+        bayesian = self.exp.engine == "bayesian"
+        cuped = self.sums.covariates is not None
+        if bayesian:
+            better = [
+                c
+                for c in primary.comparisons
+                if c.bayesian is not None
+                and (c.bayesian.chance_to_win or 0) >= sm.CHANCE_TO_WIN_THRESHOLD
+            ]
+        elif cuped:
+            better = [
+                c
+                for c in primary.comparisons
+                if c.cuped is not None
+                and c.cuped.significant
+                and c.cuped.diff is not None
+                and c.cuped.diff * good > 0
+            ]
+        else:
+            better = [
+                c
+                for c in primary.comparisons
+                if c.significant and c.diff is not None and c.diff * good > 0
+            ]
         reasons = []
         if not srm.ok:
             reasons.append(f"sample ratio mismatch ({p_text(srm.p_value)})")
@@ -729,33 +806,57 @@ class _Analysis:
                 f"below the minimum sample of {self.exp.minimum_sample_size} users "
                 f"per variant ({', '.join(short)})"
             )
-        if not better:
+        if not better and bayesian:
+            reasons.append(
+                f"no treatment has a chance to win of at least "
+                f"{sm.CHANCE_TO_WIN_THRESHOLD:.0%} against {self.names[0]} on {primary.metric}"
+            )
+        elif not better:
             reasons.append(
                 f"no treatment is significantly better than {self.names[0]} on "
-                f"{primary.metric} after Holm adjustment at alpha {self.alpha:g}"
+                f"{primary.metric}{' (CUPED-adjusted)' if cuped else ''} after Holm adjustment "
+                f"at alpha {self.alpha:g}"
             )
-        blocked = {g.treatment: g for g in guardrails if g.worse or g.status == "cannot compute"}
+        blocked = {
+            g.treatment: g
+            for g in guardrails
+            if g.status in ("worse", "cannot compute", "worse than allowed")
+        }
         candidates = [c for c in better if c.treatment not in blocked]
         if better and not candidates:
             reasons.append(
-                "; ".join(
-                    f"{c.treatment} is significantly worse on guardrail {blocked[c.treatment].metric}"
-                    if blocked[c.treatment].worse
-                    else f"guardrail {blocked[c.treatment].metric} of {c.treatment} {st.NON_FINITE}"
-                    for c in better
-                )
+                "; ".join(_blocked_text(c.treatment, blocked[c.treatment]) for c in better)
             )
         if reasons:
             return None, "No winner: " + "; ".join(reasons) + "."
-        best = max(candidates, key=lambda c: (c.diff or 0) * good)
+        if bayesian:
+            best = max(candidates, key=lambda c: c.bayesian.chance_to_win or 0)
+            how = f"chance to win {best.bayesian.chance_to_win:.1%}"
+        elif cuped:
+            best = max(candidates, key=lambda c: (c.cuped.diff or 0) * good)
+            how = f"CUPED-adjusted {p_text(best.cuped.p_value_adjusted)}"
+        else:
+            best = max(candidates, key=lambda c: (c.diff or 0) * good)
+            how = f"adjusted {p_text(best.p_value_adjusted)}"
         lift = (
             f"{best.relative_lift:+.1%}" if best.relative_lift is not None else f"{best.diff:+.4g}"
         )
         return best.treatment, (
-            f"{best.treatment} beats {self.names[0]} on {primary.metric} ({lift}, adjusted "
-            f"{p_text(best.p_value_adjusted)}); the sample minimum is met, the split matches the "
-            "configuration and no guardrail is significantly worse."
+            f"{best.treatment} beats {self.names[0]} on {primary.metric} ({lift}, {how}); the "
+            "sample minimum is met, the split matches the configuration and no guardrail is "
+            "significantly worse or beyond its margin."
         )
+
+
+def _blocked_text(treatment: str, g: GuardrailCheck) -> str:
+    if g.status == "worse than allowed":
+        return (
+            f"{treatment} is worse than allowed on guardrail {g.metric} (bound "
+            f"{g.bound:+.1%} beyond the margin of {g.margin:.1%})"
+        )
+    if g.worse:
+        return f"{treatment} is significantly worse on guardrail {g.metric}"
+    return f"guardrail {g.metric} of {treatment} {st.NON_FINITE}"
 
 
 def power_for(

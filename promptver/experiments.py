@@ -68,10 +68,18 @@ FILE_FIELDS = (
     "start",
     "end",
     "allow_same_commit",
+    "cuped",
+    "engine",
 )
 VARIANT_FIELDS = ("name", "ref", "weight")
-METRIC_FIELDS = ("name", "direction", "guardrail")
-GUARDRAIL_FIELDS = ("name", "direction")
+METRIC_FIELDS = ("name", "direction", "guardrail", "margin")
+GUARDRAIL_FIELDS = ("name", "direction", "margin")
+ENGINES = ("frequentist", "bayesian")
+CUPED_FIELDS = ("lookback_days",)
+#: CUPED's lookback, in days (a year at most: older behaviour says little about the test)
+LOOKBACK_MIN, LOOKBACK_MAX = 1, 365
+#: a non-inferiority margin is a fraction of the control mean, above 0 and at most 1 (100 %)
+MARGIN_MAX = 1.0
 #: Fields that may still change once an experiment has started.
 TEXT_FIELDS = frozenset({"description", "hypothesis"})
 
@@ -169,6 +177,8 @@ class _Plan:
     coverage: float
     start_at: datetime | None
     end_at: datetime | None
+    cuped_lookback_days: int | None = None
+    engine: str = "frequentist"
 
 
 class _Checker:
@@ -572,6 +582,13 @@ class ExperimentService:
                 "order",
             )
 
+        cuped_days = _cuped(c, spec.get("cuped"))
+        engine = spec.get("engine")
+        if engine is None or engine == "":
+            engine = "frequentist"
+        elif engine not in ENGINES:
+            c.add("engine", f"must be one of {', '.join(ENGINES)}, not {engine!r}")
+
         if c.problems:
             return None, c.problems
         return _Plan(
@@ -589,6 +606,8 @@ class ExperimentService:
             coverage=coverage,
             start_at=start_at,
             end_at=end_at,
+            cuped_lookback_days=cuped_days,
+            engine=engine,
         ), []
 
     def _variants(
@@ -690,6 +709,7 @@ class ExperimentService:
 
         def one(item: Any, where: str, allowed: tuple[str, ...], role: str) -> None:
             guardrail = role == "guardrail"
+            margin = None
             if isinstance(item, str):
                 name, direction = item.strip(), None
             elif isinstance(item, Mapping):
@@ -707,6 +727,27 @@ class ExperimentService:
                 if flag is not None and not isinstance(flag, bool):
                     c.add(f"{where}.guardrail", f"must be true or false, not {flag!r}")
                     return
+                margin = item.get("margin")
+                if margin is not None:
+                    if (
+                        isinstance(margin, bool)
+                        or not isinstance(margin, int | float)
+                        or not 0 < margin <= MARGIN_MAX
+                    ):
+                        c.add(
+                            f"{where}.margin",
+                            "must be a relative margin greater than 0 and at most "
+                            f"{MARGIN_MAX:g} (0.05 = at most 5 % worse), not {margin!r}",
+                        )
+                        return
+                    if not (guardrail or flag):
+                        c.add(
+                            f"{where}.margin",
+                            "a margin belongs to a guardrail (list the metric under "
+                            "guardrails, or set guardrail: true)",
+                            "role",
+                        )
+                        return
                 if flag:
                     if role == "primary":
                         c.add(
@@ -762,8 +803,13 @@ class ExperimentService:
             seen[name] = where
             final_role = "guardrail" if guardrail else role
             out.append(
-                MetricSpec(name=name, direction=direction or builtin or "higher", role=final_role)
-            )  # type: ignore[arg-type]
+                MetricSpec(
+                    name=name,
+                    direction=direction or builtin or "higher",
+                    role=final_role,  # type: ignore[arg-type]
+                    margin=float(margin) if margin is not None else None,
+                )
+            )
 
         if raw is None or raw == []:
             c.add(
@@ -817,6 +863,8 @@ class ExperimentService:
             started_at=current.started_at if current else None,
             stopped_at=current.stopped_at if current else None,
             stop_reason=current.stop_reason if current else None,
+            cuped_lookback_days=plan.cuped_lookback_days,
+            engine=plan.engine,  # type: ignore[arg-type]
         )
 
     # -- writing --------------------------------------------------------------------------
@@ -1179,6 +1227,9 @@ def to_spec(exp: Experiment) -> dict[str, Any]:
             if builtin == m.direction or (not builtin and m.direction == "higher")
             else {"name": m.name, "direction": m.direction}
         )
+        if m.margin is not None:
+            item = {"name": m.name, "margin": m.margin} if isinstance(item, str) else item
+            item["margin"] = m.margin
         (guardrails if m.role == "guardrail" else metrics).append(item)
     spec: dict[str, Any] = {
         "name": exp.name,
@@ -1198,8 +1249,37 @@ def to_spec(exp: Experiment) -> dict[str, Any]:
         # variants sharing a commit were confirmed when the experiment was saved: the file
         # says so, so that it can be created again
         "allow_same_commit": _shares_a_commit(exp) or None,
+        "cuped": (
+            {"lookback_days": exp.cuped_lookback_days}
+            if exp.cuped_lookback_days is not None
+            else None
+        ),
+        "engine": exp.engine if exp.engine != "frequentist" else None,
     }
     return {k: v for k, v in spec.items() if v not in (None, "", [])}
+
+
+def _cuped(c: _Checker, raw: Any) -> int | None:
+    """CUPED's lookback from ``cuped: {lookback_days: N}`` (None: off)."""
+    if raw is None or raw is False:
+        return None
+    if not isinstance(raw, Mapping):
+        c.add("cuped", f"must be a mapping such as {{lookback_days: 14}}, not {_kind(raw)}")
+        return None
+    c.unknown_keys(raw, CUPED_FIELDS, "cuped.")
+    days = raw.get("lookback_days")
+    if (
+        isinstance(days, bool)
+        or not isinstance(days, int)
+        or not (LOOKBACK_MIN <= days <= LOOKBACK_MAX)
+    ):
+        c.add(
+            "cuped.lookback_days",
+            f"must be a whole number of days from {LOOKBACK_MIN} to {LOOKBACK_MAX}, not {days!r}",
+            "required" if days is None else "invalid",
+        )
+        return None
+    return days
 
 
 def _shares_a_commit(exp: Experiment) -> bool:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from promptver.analysis import p_text
-from promptver.models import ComparisonResult, MetricResult
+from promptver.models import ComparisonResult, GuardrailCheck, MetricResult
 from promptver.reports.gather import Report
 
 # ---- inline text ------------------------------------------------------------------------------
@@ -514,6 +514,7 @@ def _metric(report: Report, m: MetricResult, index: int, chart: ChartFn) -> list
     blocks.append(chart(f"means-{index}", f"{m.metric}: mean per variant with its intervals"))
     if m.comparisons:
         blocks += _comparisons(m.metric, m.comparisons)
+        blocks += _more_blocks(m.metric, m.comparisons, report.results.alpha)
         blocks.append(chart(f"forest-{index}", f"{m.metric}: treatment − control"))
     if m.quantile is not None:
         q = m.quantile
@@ -680,6 +681,73 @@ def _comparisons(metric: str, comps: list[ComparisonResult]) -> list[Block]:
     return [effects, tests]
 
 
+def _more_blocks(metric: str, comps: list[ComparisonResult], alpha: float) -> list[Block]:
+    """The Bayesian and CUPED tables of one metric (none when neither is present)."""
+    blocks: list[Block] = []
+    bayes = [c for c in comps if c.bayesian is not None]
+    if bayes:
+        blocks.append(
+            Table(
+                [
+                    "treatment",
+                    "chance to win",
+                    "expected loss",
+                    f"{1 - alpha:.0%} credible interval",
+                ],
+                [
+                    [
+                        f"{c.treatment} vs {c.control}",
+                        pct(c.bayesian.chance_to_win, signed=False),
+                        pct(c.bayesian.expected_loss, signed=False),
+                        ci(c.bayesian.credible_low, c.bayesian.credible_high, percent=True),
+                    ]
+                    for c in bayes
+                ],
+                numeric={1, 2, 3},
+                caption=f"{metric}: Bayesian readout of the relative lift (flat prior)",
+            )
+        )
+    cuped = [c for c in comps if c.cuped is not None]
+    if cuped:
+        blocks.append(
+            Table(
+                [
+                    "treatment",
+                    "difference",
+                    "adjusted difference",
+                    "adjusted CI",
+                    "adjusted p",
+                    "adjusted p (Holm)",
+                    "theta",
+                    "variance reduction",
+                ],
+                [
+                    [
+                        f"{c.treatment} vs {c.control}",
+                        num(c.diff),
+                        num(c.cuped.diff),
+                        ci(c.cuped.ci_low, c.cuped.ci_high),
+                        p_cell(c.cuped.p_value),
+                        p_cell(c.cuped.p_value_adjusted),
+                        num(c.cuped.theta),
+                        pct(c.cuped.variance_reduction, signed=False),
+                    ]
+                    for c in cuped
+                ],
+                numeric={1, 2, 3, 4, 5, 6, 7},
+                caption=f"{metric}: CUPED-adjusted beside unadjusted",
+            )
+        )
+    return blocks
+
+
+def _guardrail_status(g: GuardrailCheck) -> str:
+    """The status cell: non-inferiority with its bound, or the one-sided test's outcome."""
+    if g.margin is not None and g.bound is not None:
+        return f"{g.status} (bound {g.bound:+.2%}, margin {g.margin:.1%})"
+    return "SIGNIFICANTLY WORSE" if g.worse else g.status
+
+
 def _guardrails(report: Report) -> Section:
     r = report.results
     if not r.guardrails:
@@ -696,7 +764,7 @@ def _guardrails(report: Report) -> Section:
             num(g.diff),
             pct(g.relative_lift),
             p_cell(g.p_value),
-            "SIGNIFICANTLY WORSE" if g.worse else g.status,
+            _guardrail_status(g),
             g.message or "",
         ]
         for g in r.guardrails
@@ -709,7 +777,9 @@ def _guardrails(report: Report) -> Section:
                 [
                     "Each guardrail is tested one-sided in its bad direction at alpha "
                     f"{r.alpha:g}, without adjustment (adjusting would hide harm). A treatment "
-                    "that is significantly worse on a guardrail cannot win."
+                    "that is significantly worse on a guardrail cannot win. A guardrail with a "
+                    "margin is a non-inferiority test instead: the one-sided bound of its "
+                    "relative lift must stay within the margin."
                 ]
             ),
             Table(

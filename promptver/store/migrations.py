@@ -400,3 +400,13 @@ def m080_chat_prompts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE commits ADD COLUMN messages JSON")
     con.execute("ALTER TABLE commits ADD COLUMN config JSON DEFAULT '{}'")
     con.execute("UPDATE commits SET kind = 'text', config = '{}' WHERE kind IS NULL")
+
+
+@migration
+def m110_statistics_depth(con: duckdb.DuckDBPyConnection) -> None:
+    # Experiment options of "More statistics" (CUPED's lookback, the decision engine), one JSON
+    # object so that later options need no schema change; NULL reads as no options.
+    con.execute("ALTER TABLE experiments ADD COLUMN options JSON")
+    # Segment dimensions of an event (``dim_country`` → ``{"country": "DE"}``): text values,
+    # like ``custom`` holds the custom metrics.
+    con.execute("ALTER TABLE metric_events ADD COLUMN dims MAP(VARCHAR, VARCHAR)")

@@ -22,6 +22,7 @@ import duckdb
 import numpy as np
 
 from promptver.stats import ArmUnits, MetricStats
+from promptver.stats_more import CovariateSums
 
 Con = duckdb.DuckDBPyConnection
 
@@ -97,6 +98,15 @@ def metric_expr(metric: str, param: str, alias: str = "") -> tuple[str, dict[str
     return f"{p}custom[${param}]", {param: metric}
 
 
+@dataclass(frozen=True)
+class CovariateWindow:
+    """CUPED's pre-period: each user's events on ``template_id`` in ``[start, end)``."""
+
+    template_id: str
+    start: datetime
+    end: datetime
+
+
 @dataclass
 class ExperimentSums:
     """What one pass over an experiment's events returns (per configured variant)."""
@@ -111,6 +121,8 @@ class ExperimentSums:
     #: events in the window whose variant is not configured (ignored), and those variants
     unknown_events: int = 0
     unknown_variants: list[str] = field(default_factory=list)
+    #: CUPED: per metric key and variant, the sums of the users' pre-period covariate
+    covariates: dict[str, dict[str, CovariateSums]] | None = None
 
 
 def _select_metrics(columns: list[MetricColumn]) -> tuple[str, str, dict[str, Any]]:
@@ -134,6 +146,7 @@ def experiment_sums(
     *,
     buckets: int = 2000,
     user_limit: int = 2000,
+    covariate: CovariateWindow | None = None,
 ) -> ExperimentSums:
     """Per-variant sufficient statistics of ``columns`` and the bootstrap units, in one pass.
 
@@ -143,6 +156,8 @@ def experiment_sums(
         columns: the metric columns to reduce.
         buckets: number of hashed user buckets for large arms.
         user_limit: when every arm has at most this many users, units are single users.
+        covariate: CUPED's pre-period; each user's mean of each metric there (0 without
+            events) is joined in the same query and its sums come back in ``covariates``.
     """
     # No variant filter here: grouping by variant anyway, unknown variants are dropped below
     # (and reported), which is cheaper than a filter on every event.
@@ -158,15 +173,21 @@ def experiment_sums(
         for i in range(len(columns))
     )
     comma = ", " if columns else ""
+    source, cov_outer = "u", ""
+    with_pre = ""
+    if covariate is not None and columns:
+        with_pre, cov_outer, cov_params = _covariate_sql(columns, inner, covariate)
+        params.update(cov_params)
+        source = "uc"
     sql = f"""
         WITH u AS (
             SELECT variant, user_id, count(*) AS ev_n{comma}{agg}
             FROM (SELECT variant, user_id{comma}{inner} FROM metric_events WHERE {where})
             GROUP BY variant, user_id
-        )
+        ){with_pre}
         SELECT variant, {bucket_sql()} AS unit, count(*) AS users, sum(ev_n) AS events
-               {comma}{outer}
-        FROM u
+               {comma}{outer}{cov_outer}
+        FROM {source}
         GROUP BY variant, unit
     """
     res = con.execute(sql, params).fetchnumpy()
@@ -196,6 +217,21 @@ def experiment_sums(
                     sum_xy=float(_col(res, f"sxy{i}", sel).sum()),
                     event_sum_x2=float(_col(res, f"sq{i}", sel).sum()),
                 )
+    covariates = None
+    if covariate is not None and columns:
+        covariates = {
+            col.key: {
+                v: CovariateSums(
+                    sum_c=float(_col(res, f"sc{i}", sel).sum()),
+                    sum_c2=float(_col(res, f"scc{i}", sel).sum()),
+                    sum_xc=float(_col(res, f"sxc{i}", sel).sum()),
+                    sum_yc=float(_col(res, f"syc{i}", sel).sum()),
+                    with_history=int(_col(res, f"sh{i}", sel).sum()),
+                )
+                for v, sel in rows.items()
+            }
+            for i, col in enumerate(columns)
+        }
     known = np.isin(names, np.asarray(variants, dtype=object))
     unknown_events = int(_col(res, "events", np.flatnonzero(~known)).sum())
     unknown = sorted({"(none)" if n is None else str(n) for n in names[~known]})
@@ -209,8 +245,46 @@ def experiment_sums(
             unit_keys[v] = np.asarray(res["unit"])[sel].astype(np.uint64)
             units[v] = _units_from(res, sel, len(columns))
     return ExperimentSums(
-        users, events, stats, units, unit_keys, kind, list(columns), unknown_events, unknown
+        users,
+        events,
+        stats,
+        units,
+        unit_keys,
+        kind,
+        list(columns),
+        unknown_events,
+        unknown,
+        covariates,
     )
+
+
+def _covariate_sql(
+    columns: list[MetricColumn], inner: str, cov: CovariateWindow
+) -> tuple[str, str, dict[str, Any]]:
+    """CUPED's extra CTEs (each user's pre-period mean per metric, joined to the users) and the
+    covariate sums of the outer aggregation, over the users that count for each metric."""
+    n = len(columns)
+    pre_agg = ", ".join(f"avg(m{i}) AS c{i}, count(m{i}) AS h{i}" for i in range(n))
+    joined = ", ".join(
+        f"coalesce(pre.c{i}, 0.0) AS c{i}, coalesce(pre.h{i}, 0) AS h{i}" for i in range(n)
+    )
+    with_pre = f""",
+        pre AS (
+            SELECT user_id, {pre_agg}
+            FROM (SELECT user_id, {inner} FROM metric_events
+                  WHERE template_id = $cov_tpl AND ts >= $cov_start AND ts < $cov_end)
+            GROUP BY user_id
+        ),
+        uc AS (SELECT u.*, {joined} FROM u LEFT JOIN pre ON pre.user_id = u.user_id)"""
+    outer = "".join(
+        f", sum(c{i}) FILTER (WHERE y{i} > 0) AS sc{i},"
+        f" sum(c{i} * c{i}) FILTER (WHERE y{i} > 0) AS scc{i},"
+        f" sum(x{i} * c{i}) AS sxc{i}, sum(y{i} * c{i}) AS syc{i},"
+        f" count(*) FILTER (WHERE y{i} > 0 AND h{i} > 0) AS sh{i}"
+        for i in range(n)
+    )
+    params = {"cov_tpl": cov.template_id, "cov_start": cov.start, "cov_end": cov.end}
+    return with_pre, outer, params
 
 
 def _names(arr: Any) -> np.ndarray:

@@ -173,6 +173,7 @@ def format_results(r: ExperimentResults) -> str:
                 ],
             ),
         ]
+    lines += _more_lines(r)
     if r.quantile is not None:
         q = r.quantile
         rows = [
@@ -197,11 +198,13 @@ def format_results(r: ExperimentResults) -> str:
                         g.treatment,
                         _n(g.diff),
                         _p(g.p_value),
-                        "WORSE" if g.worse else g.status,
+                        "-" if g.margin is None else f"{g.margin:.1%}",
+                        "-" if g.bound is None else f"{g.bound:+.2%}",
+                        g.status.upper() if g.status.startswith("worse") else g.status,
                     ]
                     for g in r.guardrails
                 ],
-                ["guardrail", "treatment", "diff", "p (worse)", "status"],
+                ["guardrail", "treatment", "diff", "p (worse)", "margin", "bound", "status"],
             ),
         ]
     if r.power:
@@ -232,3 +235,70 @@ def format_results(r: ExperimentResults) -> str:
     lines += ["", f"winner: {r.winner or 'none'} — {r.winner_reason}"]
     lines += [f"note: {m}" for m in r.messages]
     return "\n".join(lines)
+
+
+def _more_lines(r: ExperimentResults) -> list[str]:
+    """The Bayesian readout and the CUPED-adjusted comparisons, beside the frequentist table."""
+    lines: list[str] = []
+    bayes = [c for c in r.comparisons if c.bayesian is not None]
+    if bayes:
+        rule = " (decides the winner)" if r.engine == "bayesian" else ""
+        lines += [
+            "",
+            f"Bayesian readout, flat prior{rule}:",
+            table(
+                [
+                    [
+                        f"{c.treatment} vs {c.control}",
+                        _pct(c.bayesian.chance_to_win, signed=False),
+                        _pct(c.bayesian.expected_loss, signed=False),
+                        _ci(c.bayesian.credible_low, c.bayesian.credible_high, pct=True),
+                    ]
+                    for c in bayes
+                ],
+                [
+                    "comparison",
+                    "chance to win",
+                    "expected loss",
+                    f"{1 - r.alpha:.0%} credible interval of the lift",
+                ],
+            ),
+        ]
+    cuped = [c for c in r.comparisons if c.cuped is not None]
+    if cuped:
+        lines += [
+            "",
+            f"CUPED (lookback {r.cuped_lookback_days} days; decides the winner):",
+            table(
+                [
+                    [
+                        f"{c.treatment} vs {c.control}",
+                        _n(c.diff),
+                        _n(c.cuped.diff),
+                        _ci(c.cuped.ci_low, c.cuped.ci_high),
+                        _p(c.cuped.p_value),
+                        _p(c.cuped.p_value_adjusted),
+                        _n(c.cuped.theta),
+                        _pct(c.cuped.variance_reduction, signed=False),
+                    ]
+                    for c in cuped
+                ],
+                [
+                    "comparison",
+                    "diff",
+                    "adjusted diff",
+                    "adjusted CI",
+                    "p",
+                    "p (Holm)",
+                    "theta",
+                    "variance reduction",
+                ],
+            ),
+        ]
+    return lines
+
+
+def _pct(value: float | None, signed: bool = True) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.2%}" if signed else f"{value:.2%}"
