@@ -153,13 +153,50 @@ def experiment_results(
     Raises:
         ValidationError: ``metric`` is not one of the experiment's metrics.
     """
+    opts = make_options(
+        ws,
+        sequential=sequential,
+        winsorize=winsorize,
+        resamples=resamples,
+        seed=seed,
+        target_lift=target_lift,
+        power=power,
+        buckets=buckets,
+        user_limit=user_limit,
+    )
+    check_metric(experiment, metric)
+    # Values stored before metrics were bounded can overflow sums and resamples: they turn into
+    # inf/nan, which the results report as "cannot be computed" — not as warnings.
+    with ws.db.read() as con, np.errstate(over="ignore", invalid="ignore"):
+        return _Analysis(con, experiment, opts, now or utcnow()).run(
+            metric or experiment.primary_metric.name
+        )
+
+
+def make_options(
+    ws: WorkspaceLike,
+    *,
+    sequential: bool | None = None,
+    winsorize: bool | None = None,
+    resamples: int | None = None,
+    seed: int | None = None,
+    target_lift: float | None = 0.05,
+    power: float = 0.8,
+    buckets: int = DEFAULT_BUCKETS,
+    user_limit: int | None = None,
+) -> Options:
+    """The analysis options: the caller's, else the settings' (see :func:`experiment_results`).
+
+    Raises:
+        ValidationError: ``power`` is not between 0 and 1.
+    """
     cfg = ws.settings.ab_testing.statistical_analysis
     if not 0 < power < 1:
         raise ValidationError(
             "power must be between 0 and 1 (e.g. 0.8)",
             [Problem("must be between 0 and 1", field="power")],
         )
-    opts = Options(
+    return Options(
         sequential=cfg.sequential if sequential is None else bool(sequential),
         sequential_tuning_n=cfg.sequential_tuning_n,
         winsorize=cfg.winsorize if winsorize is None else bool(winsorize),
@@ -171,13 +208,6 @@ def experiment_results(
         buckets=buckets,
         user_limit=DEFAULT_USER_LIMIT if user_limit is None else user_limit,
     )
-    check_metric(experiment, metric)
-    # Values stored before metrics were bounded can overflow sums and resamples: they turn into
-    # inf/nan, which the results report as "cannot be computed" — not as warnings.
-    with ws.db.read() as con, np.errstate(over="ignore", invalid="ignore"):
-        return _Analysis(con, experiment, opts, now or utcnow()).run(
-            metric or experiment.primary_metric.name
-        )
 
 
 def check_metric(experiment: Experiment, metric: str | None) -> None:
@@ -219,9 +249,10 @@ class _Analysis:
         self.alpha = experiment.alpha
 
     # -- the whole analysis -----------------------------------------------------------------
-    def run(self, selected: str) -> ExperimentResults:
-        exp, opts = self.exp, self.opts
-        metric_names = [m.name for m in exp.metrics]
+    def plan_columns(self) -> tuple[dict[str, float | None], list[sql.MetricColumn]]:
+        """The winsorisation caps and the metric columns to reduce (capped and uncapped)."""
+        opts = self.opts
+        metric_names = [m.name for m in self.exp.metrics]
         caps: dict[str, float | None] = {}
         if opts.winsorize and opts.winsorize_percentile < 100:
             wins = [m for m in metric_names if m in WINSORIZABLE]
@@ -231,20 +262,40 @@ class _Analysis:
             columns.append(sql.MetricColumn(m, m, caps.get(m)))
             if caps.get(m) is not None:
                 columns.append(sql.MetricColumn(m + UNCAPPED, m, None))
+        return caps, columns
+
+    def covariate(self) -> sql.CovariateWindow | None:
+        """CUPED's pre-period (None when CUPED is off or the window has no start yet)."""
+        days = self.exp.cuped_lookback_days
+        if not days or self.start is None:
+            return None
+        return sql.CovariateWindow(
+            self.exp.template_id, self.start - timedelta(days=days), self.start
+        )
+
+    def run(
+        self,
+        selected: str,
+        *,
+        planned: tuple[dict[str, float | None], list[sql.MetricColumn]] | None = None,
+        sums: sql.ExperimentSums | None = None,
+        quantile: bool = True,
+    ) -> ExperimentResults:
+        """The results; ``planned`` and ``sums`` come precomputed for a segment (one grouped
+        pass for all segments), and ``quantile=False`` leaves out the p95 bootstrap."""
+        exp, opts = self.exp, self.opts
+        metric_names = [m.name for m in exp.metrics]
+        caps, columns = planned if planned is not None else self.plan_columns()
         self.columns = columns
         self.col_index = {c.key: i for i, c in enumerate(columns)}
-        covariate = None
-        if exp.cuped_lookback_days and self.start is not None:
-            covariate = sql.CovariateWindow(
-                exp.template_id, self.start - timedelta(days=exp.cuped_lookback_days), self.start
-            )
-        self.sums = sql.experiment_sums(
+        self.with_quantile = quantile
+        self.sums = sums or sql.experiment_sums(
             self.con,
             self.flt,
             columns,
             buckets=opts.buckets,
             user_limit=opts.user_limit,
-            covariate=covariate,
+            covariate=self.covariate(),
         )
         unknown_n, unknown_names = self.sums.unknown_events, self.sums.unknown_variants
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="promptver-stats") as pool:
@@ -252,7 +303,9 @@ class _Analysis:
             self._start_bootstrap()
             # the p95 queries run while the worker threads resample
             self._q_plan = (
-                self._quantile_fetch(QUANTILE_METRIC) if QUANTILE_METRIC in metric_names else None
+                self._quantile_fetch(QUANTILE_METRIC)
+                if QUANTILE_METRIC in metric_names and quantile
+                else None
             )
             metrics = self._metrics(caps)
 
@@ -552,7 +605,7 @@ class _Analysis:
             for c in comparisons
         ]
         quantile = None
-        if spec.name == QUANTILE_METRIC and not key.endswith(UNCAPPED):
+        if spec.name == QUANTILE_METRIC and not key.endswith(UNCAPPED) and self.with_quantile:
             quantile = self._quantile(spec.name)
         return MetricResult(
             metric=spec.name,

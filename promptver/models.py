@@ -688,7 +688,7 @@ class CsvColumn(Model):
 
     position: int
     name: str
-    role: Literal["required", "key", "metric", "custom metric", "refused"]
+    role: Literal["required", "key", "metric", "custom metric", "dimension", "refused"]
     type: str
     description: str = ""
 
@@ -1090,6 +1090,42 @@ class ExperimentResults(Model):
                 "messages": [*self.experiment_messages, *m.messages],
             }
         )
+
+
+class SegmentResult(ExperimentResults):
+    """The results object computed on one segment's events (``value`` of the dimension; None:
+    the events without it)."""
+
+    value: str | None
+
+
+class HeterogeneityResult(Model):
+    """Does the effect differ across segments? Cochran's Q over the segments' differences."""
+
+    metric: str
+    treatment: str
+    segments: int
+    q: float | None
+    df: int
+    p_value: float | None
+    #: Higgins' I²: the share of the spread of the effects beyond chance (0 to 1)
+    i2: float | None
+    message: str | None = None
+
+
+class SegmentedResults(Model):
+    """``experiment results --by dim_x``: the results per segment, Holm across all of them."""
+
+    by: str
+    segments: list[SegmentResult]
+    # extras
+    experiment_id: str
+    metric: str
+    alpha: float
+    #: comparisons Holm adjusts over, per metric (segments × treatments)
+    adjusted_over: int = 0
+    heterogeneity: list[HeterogeneityResult] = Field(default_factory=list)
+    messages: list[str] = Field(default_factory=list)
 
 
 # ---- trends and alerts ------------------------------------------------------------------------

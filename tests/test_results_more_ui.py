@@ -60,3 +60,28 @@ def test_panels_show_adjusted_and_unadjusted_and_the_readout(ws, db_path):
     assert guard.loc[0, "status"].startswith("within margin (bound +")
     charts = [c.proto.spec for c in at.get("vega_lite_chart")]
     assert any("posterior" in s for s in charts)
+
+
+def test_segment_picker_and_forest_plot(ws, db_path):
+    from tests.test_segments import _data, _set_dims
+
+    rng = np.random.default_rng(4)
+    frame = _data(rng, {"DE": (120, 120, 0.05), "FR": (100, 100, 0.0)})
+    insert_events(ws, frame.drop(columns="seg"))
+    _set_dims(ws, frame)
+    at = _app(db_path, make_experiment())
+    assert not at.exception
+    by = next(s for s in at.selectbox if s.label == "Break down by")
+    assert by.options == ["(none)", "dim_country"]
+    before = len(at.get("vega_lite_chart"))
+    by.set_value("dim_country").run()
+    assert not at.exception
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == before + 1
+    assert '"segment"' in charts[-1].proto.spec or any('"segment"' in c.proto.spec for c in charts)
+    seg_table = next(f for f in _frames(at) if "p (Holm, all segments)" in f)
+    assert list(seg_table.segment) == ["DE", "FR"]
+    assert "Heterogeneity" in _text(at)
+    pick = next(s for s in at.selectbox if s.label == "Segment")
+    pick.set_value("FR").run()
+    assert not at.exception and "Segment FR: per-variant figures" in [e.label for e in at.expander]

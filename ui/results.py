@@ -148,6 +148,7 @@ def render_results(ws: Workspace, experiment: Experiment) -> ExperimentResults |
         if results.guardrails:
             results_more.guardrails(results)
         _overview(results)
+        results_more.segments(ws, experiment, results, key)
         _power_calculator(results, key)
         _method(results)
         return results

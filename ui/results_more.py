@@ -7,10 +7,18 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from promptver.charts_more import posterior_chart, posterior_frame
-from promptver.models import ExperimentResults
+from promptver.analysis import results_fingerprint
+from promptver.charts_more import (
+    posterior_chart,
+    posterior_frame,
+    segment_forest_chart,
+    segment_forest_frame,
+)
+from promptver.models import Experiment, ExperimentResults, SegmentedResults
 from promptver.reports.document import p_cell as fmt_p
 from promptver.reports.document import pct
+from promptver.segments import dimensions, forest_rows, segment_results
+from promptver.workspace import Workspace
 from ui.common import md
 from ui.experiments import table
 
@@ -116,3 +124,98 @@ def guardrails(r: ExperimentResults) -> None:
     table(pd.DataFrame(rows))
     if any(g.status == "worse than allowed" for g in r.guardrails):
         st.caption(md("A treatment worse than allowed on a guardrail cannot be the winner."))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _segments(
+    _ws: Workspace, db: str, experiment_json: str, by: str, metric: str, fingerprint: tuple
+) -> SegmentedResults:
+    """Results per segment; recomputed when the experiment's events change."""
+    return segment_results(_ws, Experiment.model_validate_json(experiment_json), by, metric)
+
+
+def segments(ws: Workspace, experiment: Experiment, r: ExperimentResults, key: str) -> None:
+    """The segment picker: results per value of a dim_* dimension, a forest plot by segment,
+    the heterogeneity test, and one segment's figures."""
+    dims = dimensions(ws, experiment)
+    if not dims:
+        return
+    st.markdown("**Segments**")
+    c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
+    by = c1.selectbox(
+        "Break down by",
+        ["(none)", *dims],
+        key=f"{key}_by",
+        help="Results computed on each segment's events alone; Holm adjusts across all "
+        "segments' comparisons.",
+    )
+    if by == "(none)":
+        return
+    seg = _segments(
+        ws,
+        str(ws.path),
+        experiment.model_dump_json(),
+        by,
+        r.metric,
+        results_fingerprint(ws, experiment),
+    )
+    frame = segment_forest_frame(forest_rows(seg))
+    if not frame.empty:
+        st.altair_chart(
+            segment_forest_chart(
+                frame, f"difference in mean {r.metric} per event, treatment − control, by {by}"
+            ),
+            width="stretch",
+        )
+    rows = [
+        {
+            "segment": "(none)" if s.value is None else s.value,
+            "treatment": c.treatment,
+            "users": " / ".join(f"{v.users:,}" for v in s.variants),
+            "difference": _fmt(c.diff),
+            "CI": _interval(c.ci_low, c.ci_high),
+            "p": fmt_p(c.p_value),
+            "p (Holm, all segments)": fmt_p(c.p_value_adjusted),
+            "SRM": "ok" if s.srm.ok else "mismatch",
+            "winner": s.winner or "—",
+        }
+        for s in seg.segments
+        for c in s.comparisons
+    ]
+    table(pd.DataFrame(rows))
+    for h in seg.heterogeneity:
+        if h.metric != r.metric:
+            continue
+        if h.p_value is None:
+            st.caption(md(f"Heterogeneity ({h.treatment}): {h.message}"))
+        else:
+            st.caption(
+                md(
+                    f"Heterogeneity ({h.treatment}): Cochran's Q {h.q:.3g} on {h.df} df, "
+                    f"p = {h.p_value:.3g}, I² {h.i2:.0%} — "
+                    + (
+                        "the effect differs across segments"
+                        if h.p_value < seg.alpha
+                        else "no evidence that the effect differs across segments"
+                    )
+                )
+            )
+    values = ["(none)" if s.value is None else s.value for s in seg.segments]
+    pick = c2.selectbox("Segment", values, key=f"{key}_seg")
+    chosen = seg.segments[values.index(pick)]
+    with st.expander(f"Segment {pick}: per-variant figures", expanded=False):
+        table(
+            pd.DataFrame(
+                [
+                    {
+                        "variant": v.name,
+                        "users": v.users,
+                        "events": v.events,
+                        "mean": _fmt(v.mean),
+                        "CI": _interval(v.ci_low, v.ci_high),
+                    }
+                    for v in chosen.variants
+                ]
+            )
+        )
+        st.caption(md(chosen.winner_reason))

@@ -14,7 +14,7 @@ whitelist of built-in columns (custom metrics are read with ``custom[$param]``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -66,6 +66,8 @@ class EventFilter:
     variants: tuple[str, ...]
     start: datetime | None = None
     end: datetime | None = None
+    #: one segment: (dimension, value); value None = the events without that dimension
+    segment: tuple[str, str | None] | None = None
 
     def where(self, alias: str = "", *, variants: bool = True) -> tuple[str, dict[str, Any]]:
         """The WHERE condition and its parameters (``variants=False``: any variant, for queries
@@ -82,6 +84,14 @@ class EventFilter:
         if self.end is not None:
             sql += f" AND {p}ts <= $end"
             params["end"] = self.end
+        if self.segment is not None:
+            dim, value = self.segment
+            params["seg_dim"] = dim
+            if value is None:
+                sql += f" AND {p}dims[$seg_dim] IS NULL"
+            else:
+                sql += f" AND {p}dims[$seg_dim] = $seg_value"
+                params["seg_value"] = value
         return sql, params
 
 
@@ -159,11 +169,59 @@ def experiment_sums(
         covariate: CUPED's pre-period; each user's mean of each metric there (0 without
             events) is joined in the same query and its sums come back in ``covariates``.
     """
+    res = _sums_query(con, flt, columns, buckets, covariate, None)
+    return _assemble(con, flt, columns, res, None, user_limit, covariate is not None)
+
+
+def segment_sums(
+    con: Con,
+    flt: EventFilter,
+    columns: list[MetricColumn],
+    by: str,
+    *,
+    buckets: int = 2000,
+    user_limit: int = 2000,
+    covariate: CovariateWindow | None = None,
+    max_values: int | None = None,
+) -> tuple[int, dict[str | None, ExperimentSums]]:
+    """:func:`experiment_sums` for each value of the dimension ``by``, in one pass (the
+    grouping gains the segment value); ``None`` holds the events without that dimension.
+
+    Returns:
+        The number of (non-null) values, and the sums per value — empty when there are more
+        than ``max_values`` values.
+    """
+    res = _sums_query(con, flt, columns, buckets, covariate, by)
+    segs = _names(res["seg"])
+    values = sorted({v for v in segs if v is not None})
+    if max_values is not None and len(values) > max_values:
+        return len(values), {}
+    out: dict[str | None, ExperimentSums] = {}
+    for value in values + ([None] if any(v is None for v in segs) else []):
+        mask = np.asarray([v == value for v in segs], dtype=bool)
+        sub = replace(flt, segment=(by, value))
+        out[value] = _assemble(con, sub, columns, res, mask, user_limit, covariate is not None)
+    return len(values), out
+
+
+def _sums_query(
+    con: Con,
+    flt: EventFilter,
+    columns: list[MetricColumn],
+    buckets: int,
+    covariate: CovariateWindow | None,
+    by: str | None,
+) -> dict[str, Any]:
     # No variant filter here: grouping by variant anyway, unknown variants are dropped below
     # (and reported), which is cheaper than a filter on every event.
     where, params = flt.where(variants=False)
     inner, agg, mparams = _select_metrics(columns)
     params = {**params, **mparams, "buckets": buckets}
+    # segments: the value of the dimension joins the groupings (a user with events in two
+    # segments counts in both, with the events of each)
+    seg_in, seg = ("dims[$by] AS seg, ", "seg, ") if by else ("", "")
+    if by:
+        params["by"] = by
     # One grouping only: the per-bucket sums of the user-level products. Sufficient statistics
     # add up, so each variant's are the sums over its buckets (done below, in Python).
     outer = ", ".join(
@@ -181,24 +239,38 @@ def experiment_sums(
         source = "uc"
     sql = f"""
         WITH u AS (
-            SELECT variant, user_id, count(*) AS ev_n{comma}{agg}
-            FROM (SELECT variant, user_id{comma}{inner} FROM metric_events WHERE {where})
-            GROUP BY variant, user_id
+            SELECT {seg}variant, user_id, count(*) AS ev_n{comma}{agg}
+            FROM (SELECT {seg_in}variant, user_id{comma}{inner} FROM metric_events WHERE {where})
+            GROUP BY {seg}variant, user_id
         ){with_pre}
-        SELECT variant, {bucket_sql()} AS unit, count(*) AS users, sum(ev_n) AS events
+        SELECT {seg}variant, {bucket_sql()} AS unit, count(*) AS users, sum(ev_n) AS events
                {comma}{outer}{cov_outer}
         FROM {source}
-        GROUP BY variant, unit
+        GROUP BY {seg}variant, unit
     """
-    res = con.execute(sql, params).fetchnumpy()
+    return con.execute(sql, params).fetchnumpy()
+
+
+def _assemble(
+    con: Con,
+    flt: EventFilter,
+    columns: list[MetricColumn],
+    res: dict[str, Any],
+    mask: np.ndarray | None,
+    user_limit: int,
+    with_covariate: bool,
+) -> ExperimentSums:
+    """The sums of the rows of ``res`` selected by ``mask`` (all rows when None)."""
     variants = list(flt.variants)
     names = _names(res["variant"])
+    if mask is None:
+        mask = np.ones(len(names), dtype=bool)
     users = {v: 0 for v in variants}
     events = {v: 0 for v in variants}
     stats: dict[str, dict[str, MetricStats]] = {
         c.key: {v: MetricStats() for v in variants} for c in columns
     }
-    rows = {v: np.flatnonzero(names == v) for v in variants}
+    rows = {v: np.flatnonzero((names == v) & mask) for v in variants}
     for v, sel in rows.items():
         if not len(sel):
             continue
@@ -218,7 +290,7 @@ def experiment_sums(
                     event_sum_x2=float(_col(res, f"sq{i}", sel).sum()),
                 )
     covariates = None
-    if covariate is not None and columns:
+    if with_covariate and columns:
         covariates = {
             col.key: {
                 v: CovariateSums(
@@ -233,8 +305,8 @@ def experiment_sums(
             for i, col in enumerate(columns)
         }
     known = np.isin(names, np.asarray(variants, dtype=object))
-    unknown_events = int(_col(res, "events", np.flatnonzero(~known)).sum())
-    unknown = sorted({"(none)" if n is None else str(n) for n in names[~known]})
+    unknown_events = int(_col(res, "events", np.flatnonzero(~known & mask)).sum())
+    unknown = sorted({"(none)" if n is None else str(n) for n in names[~known & mask]})
     if max(users.values(), default=0) <= user_limit:
         unit_keys, units = _user_units(con, flt, columns, variants)
         kind: UnitKind = "user"
@@ -468,3 +540,13 @@ def events_fingerprint(con: Con, experiment_id: str) -> tuple[Any, ...]:
         {"exp": experiment_id},
     ).fetchone()
     return tuple(row)
+
+
+def dimension_names(con: Con, experiment_id: str) -> list[str]:
+    """The segment dimensions (``dim_*``) that the experiment's events carry, sorted."""
+    rows = con.execute(
+        "SELECT DISTINCT unnest(map_keys(dims)) AS d FROM metric_events"
+        " WHERE experiment_id = $exp AND dims IS NOT NULL ORDER BY d",
+        {"exp": experiment_id},
+    ).fetchall()
+    return [r[0] for r in rows]

@@ -21,7 +21,7 @@ from promptver.cli.context import (
 )
 
 if TYPE_CHECKING:
-    from promptver.models import Experiment, ExperimentResults
+    from promptver.models import Experiment, ExperimentResults, SegmentedResults
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int_arg(0, MAX_SEED), help="bootstrap seed, 0 or more (default: settings)"
     )
     parser.add_argument(
+        "--by",
+        metavar="DIM",
+        help="results per segment of a dim_* column (e.g. dim_country); Holm across all "
+        "segments, a heterogeneity test and SRM per segment",
+    )
+    parser.add_argument(
         "--target-lift",
         type=float_arg(0, MAX_TARGET_LIFT),
         default=None,
@@ -60,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def show_results(ctx: Context, experiment: Experiment) -> ExperimentResults:
+def show_results(ctx: Context, experiment: Experiment) -> ExperimentResults | SegmentedResults:
     """Analyse ``experiment`` and print its results (JSON with ``--json``)."""
     args = ctx.args
     options = {
@@ -71,6 +77,12 @@ def show_results(ctx: Context, experiment: Experiment) -> ExperimentResults:
     }
     if getattr(args, "target_lift", None) is not None:
         options["target_lift"] = args.target_lift / 100
+    if getattr(args, "by", None):
+        from promptver.segments import segment_results  # numpy, scipy: only for results
+
+        seg = segment_results(ctx.ws, experiment, args.by, getattr(args, "metric", None), **options)
+        ctx.emit(seg, lambda: format_segments(seg))
+        return seg  # type: ignore[return-value]
     # ended experiments answer with their frozen results unless an option asks for a new analysis
     results = ctx.ws.experiment_results(experiment, getattr(args, "metric", None), **options)
     ctx.emit(results, lambda: format_results(results))
@@ -302,3 +314,64 @@ def _pct(value: float | None, signed: bool = True) -> str:
     if value is None:
         return "-"
     return f"{value:+.2%}" if signed else f"{value:.2%}"
+
+
+def format_segments(s: SegmentedResults) -> str:
+    """Results per segment as plain text: one row per segment and treatment."""
+    rows = []
+    for seg in s.segments:
+        users = " / ".join(str(v.users) for v in seg.variants)
+        for c in seg.comparisons:
+            rows.append(
+                [
+                    "(none)" if seg.value is None else seg.value,
+                    c.treatment,
+                    users,
+                    _n(c.diff),
+                    _ci(c.ci_low, c.ci_high),
+                    _p(c.p_value),
+                    _p(c.p_value_adjusted),
+                    "ok" if seg.srm.ok else "MISMATCH",
+                    seg.winner or "-",
+                ]
+            )
+    lines = [
+        f"experiment {s.experiment_id} · metric {s.metric} · by {s.by} · Holm across all "
+        f"{s.adjusted_over} segment comparisons",
+        "",
+        table(
+            rows,
+            [
+                "segment",
+                "treatment",
+                "users",
+                "diff",
+                f"{1 - s.alpha:.0%} CI",
+                "p",
+                "p (Holm, all)",
+                "SRM",
+                "winner",
+            ],
+        ),
+    ]
+    het = [h for h in s.heterogeneity if h.metric == s.metric]
+    if het:
+        lines += [
+            "",
+            table(
+                [
+                    [
+                        h.treatment,
+                        h.segments,
+                        _n(h.q),
+                        h.df,
+                        _p(h.p_value),
+                        "-" if h.i2 is None else f"{h.i2:.0%}",
+                    ]
+                    for h in het
+                ],
+                ["heterogeneity", "segments", "Cochran's Q", "df", "p", "I²"],
+            ),
+        ]
+    lines += [f"note: {m}" for m in s.messages]
+    return "\n".join(lines)
