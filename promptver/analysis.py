@@ -320,6 +320,11 @@ class _Analysis:
             expected=dict(zip(self.names, srm_raw.expected)),
             threshold=st.SRM_THRESHOLD,
         )
+        self.bandit = None
+        if exp.allocation == "bandit":
+            from promptver.analysis_bandit import bandit_result
+
+            self.bandit, srm = bandit_result(self.con, exp, self.flt, self.alpha)
         sample_ok = bool(users) and min(users) >= exp.minimum_sample_size
         guardrails = self._guardrails(metrics)
         winner, reason = self._winner(metrics, srm, sample_ok, guardrails)
@@ -336,6 +341,8 @@ class _Analysis:
                 f"{unknown_n} event(s) carry a variant that is not configured "
                 f"({', '.join(repr(x) for x in unknown_names)}) and were ignored"
             )
+        if self.bandit is not None:
+            notes.append(self.bandit.caveat)
         if not srm.ok:
             notes.append(
                 "sample ratio mismatch: users per variant "
@@ -376,6 +383,7 @@ class _Analysis:
             metrics=metrics,
             engine=exp.engine,
             cuped_lookback_days=exp.cuped_lookback_days,
+            bandit=self.bandit,
         )
         return base.select(selected)
 
@@ -824,7 +832,14 @@ class _Analysis:
         good = 1 if primary.direction == "higher" else -1
         bayesian = self.exp.engine == "bayesian"
         cuped = self.sums.covariates is not None
-        if bayesian:
+        if self.bandit is not None:  # the period-weighted comparisons decide
+            by_name = {b.treatment: b for b in self.bandit.comparisons}
+            better = [
+                c
+                for c in primary.comparisons
+                if by_name[c.treatment].significant and (by_name[c.treatment].diff or 0) * good > 0
+            ]
+        elif bayesian:
             better = [
                 c
                 for c in primary.comparisons
@@ -882,7 +897,11 @@ class _Analysis:
             )
         if reasons:
             return None, "No winner: " + "; ".join(reasons) + "."
-        if bayesian:
+        if self.bandit is not None:
+            by_name = {b.treatment: b for b in self.bandit.comparisons}
+            best = max(candidates, key=lambda c: (by_name[c.treatment].diff or 0) * good)
+            how = f"period-weighted, adjusted {p_text(by_name[best.treatment].p_value_adjusted)}"
+        elif bayesian:
             best = max(candidates, key=lambda c: c.bayesian.chance_to_win or 0)
             how = f"chance to win {best.bayesian.chance_to_win:.1%}"
         elif cuped:

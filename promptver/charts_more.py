@@ -89,3 +89,29 @@ def segment_forest_chart(frame: pd.DataFrame, title: str) -> alt.LayerChart:
         .encode(x="x:Q")
     )
     return alt.layer(zero, rules, points).properties(height=alt.Step(28))
+
+
+def bandit_weights_frame(weights: list) -> pd.DataFrame:
+    """The split over time, one row per change and variant (``BanditWeights`` in)."""
+    rows = [
+        {"at": w.at, "period": w.period, "variant": name, "weight": share}
+        for w in weights
+        if w.at is not None
+        for name, share in w.weights.items()
+    ]
+    return pd.DataFrame(rows, columns=["at", "period", "variant", "weight"])
+
+
+def bandit_weights_chart(frame: pd.DataFrame) -> alt.Chart:
+    """Each variant's share of new users over time (a step line per variant)."""
+    return (
+        alt.Chart(frame)
+        .mark_line(interpolate="step-after", point=True)
+        .encode(
+            x=alt.X("at:T", title="time (UTC)"),
+            y=alt.Y("weight:Q", title="share of new users", axis=alt.Axis(format=".0%")),
+            color=alt.Color("variant:N", legend=alt.Legend(orient="top")),
+            tooltip=["variant", "period", alt.Tooltip("weight:Q", format=".1%"), "at:T"],
+        )
+        .properties(height=180)
+    )

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from promptver.bandit_routing import BanditRouting
 from promptver.config import Settings
 from promptver.errors import Conflict, NotFound, Problem, ValidationError
 from promptver.experiment_defs import STATUSES
@@ -70,11 +71,13 @@ FILE_FIELDS = (
     "allow_same_commit",
     "cuped",
     "engine",
+    "allocation",
 )
 VARIANT_FIELDS = ("name", "ref", "weight")
 METRIC_FIELDS = ("name", "direction", "guardrail", "margin")
 GUARDRAIL_FIELDS = ("name", "direction", "margin")
 ENGINES = ("frequentist", "bayesian")
+ALLOCATIONS = ("fixed", "bandit")
 CUPED_FIELDS = ("lookback_days",)
 #: CUPED's lookback, in days (a year at most: older behaviour says little about the test)
 LOOKBACK_MIN, LOOKBACK_MAX = 1, 365
@@ -179,6 +182,7 @@ class _Plan:
     end_at: datetime | None
     cuped_lookback_days: int | None = None
     engine: str = "frequentist"
+    allocation: str = "fixed"
 
 
 class _Checker:
@@ -305,6 +309,8 @@ class _Live:
     router: Router
     commits: dict[str, str]
     refs: dict[str, str]
+    #: bandits: the period of the current split (the seq of its bandit_weights row)
+    period: int = 0
 
 
 class ExperimentService:
@@ -327,6 +333,7 @@ class ExperimentService:
         self.results_provider = results_provider
         self._gen_key = str(db.path)
         self._cache: dict[tuple[str, str], tuple[float, int, _Live | None]] = {}
+        self._bandit = BanditRouting(db)
 
     # -- reading --------------------------------------------------------------------------
     def _find(self, con: Any, ref: str) -> Experiment:
@@ -588,6 +595,11 @@ class ExperimentService:
             engine = "frequentist"
         elif engine not in ENGINES:
             c.add("engine", f"must be one of {', '.join(ENGINES)}, not {engine!r}")
+        allocation = spec.get("allocation")
+        if allocation is None or allocation == "":
+            allocation = "fixed"
+        elif allocation not in ALLOCATIONS:
+            c.add("allocation", f"must be one of {', '.join(ALLOCATIONS)}, not {allocation!r}")
 
         if c.problems:
             return None, c.problems
@@ -608,6 +620,7 @@ class ExperimentService:
             end_at=end_at,
             cuped_lookback_days=cuped_days,
             engine=engine,
+            allocation=allocation,
         ), []
 
     def _variants(
@@ -865,6 +878,7 @@ class ExperimentService:
             stop_reason=current.stop_reason if current else None,
             cuped_lookback_days=plan.cuped_lookback_days,
             engine=plan.engine,  # type: ignore[arg-type]
+            allocation=plan.allocation,  # type: ignore[arg-type]
         )
 
     # -- writing --------------------------------------------------------------------------
@@ -1119,6 +1133,20 @@ class ExperimentService:
         """The routing rule of an experiment (any status)."""
         return router_for(self.get(ref))
 
+    def update_bandit(self, ref: str, *, now: datetime | None = None) -> list[float] | None:
+        """Recompute a running bandit's split now (the hourly update, on demand); returns the
+        new weights in variant order, or None when another process recorded them first.
+
+        Raises:
+            Conflict: the experiment is not a running bandit.
+        """
+        exp = self.get(ref)
+        if exp.allocation != "bandit" or exp.status != "running":
+            raise Conflict(f"experiment '{exp.name}' is not a running bandit")
+        done = self._bandit.update(exp, now)
+        self._changed()
+        return done[2] if done else None
+
     def route(self, ref: str, user_id: str) -> tuple[str | None, float]:
         """``(variant, bucket)`` the experiment gives ``user_id`` (variant ``None`` outside its
         coverage). Works in every status, so a draft's routing can be previewed."""
@@ -1148,7 +1176,10 @@ class ExperimentService:
                 exp.end_at is not None and t >= exp.end_at
             ):
                 return None
-        variant, b = live.router.route(user_id)
+        if exp.allocation == "bandit":  # sticky: a user keeps their first variant
+            variant, b = self._bandit.variant(exp, live.router, live.period, user_key(user_id))
+        else:
+            variant, b = live.router.route(user_id)
         if variant is None:
             return None
         return Assignment(
@@ -1177,11 +1208,15 @@ class ExperimentService:
         exp = self.running(template, environment)
         live = None
         if exp is not None:
+            router, period = Router.from_experiment(exp), 0
+            if exp.allocation == "bandit":  # the current split (updated when an hour old)
+                router, period = self._bandit.router(exp)
             live = _Live(
                 exp,
-                Router.from_experiment(exp),
+                router,
                 {v.name: v.commit or "" for v in exp.variants},
                 {v.name: v.ref for v in exp.variants},
+                period,
             )
         if ttl > 0:
             self._cache[key] = (t + ttl, gen, live)
@@ -1255,6 +1290,7 @@ def to_spec(exp: Experiment) -> dict[str, Any]:
             else None
         ),
         "engine": exp.engine if exp.engine != "frequentist" else None,
+        "allocation": exp.allocation if exp.allocation != "fixed" else None,
     }
     return {k: v for k, v in spec.items() if v not in (None, "", [])}
 

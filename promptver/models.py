@@ -363,6 +363,8 @@ class Experiment(Model):
     cuped_lookback_days: int | None = None
     #: which rule names the winner: the Holm-adjusted p-value, or the chance to win
     engine: Literal["frequentist", "bayesian"] = "frequentist"
+    #: "fixed": the configured split; "bandit": Thompson sampling moves traffic (hourly)
+    allocation: Literal["fixed", "bandit"] = "fixed"
 
     @property
     def control(self) -> VariantSpec:
@@ -1060,6 +1062,8 @@ class ExperimentResults(Model):
     engine: Literal["frequentist", "bayesian"] = "frequentist"
     #: CUPED's lookback in days (None: off); the winner rule then uses the adjusted results
     cuped_lookback_days: int | None = None
+    #: allocation: bandit — the split's history and the period-weighted comparisons (None: fixed)
+    bandit: BanditResult | None = None
 
     def for_metric(self, name: str) -> MetricResult:
         """The result of one metric.
@@ -1090,6 +1094,35 @@ class ExperimentResults(Model):
                 "messages": [*self.experiment_messages, *m.messages],
             }
         )
+
+
+class BanditWeights(Model):
+    """One split of a bandit: from ``at`` on (period ``period``; 0 = the configured split)."""
+
+    period: int
+    at: datetime | None
+    weights: dict[str, float]
+
+
+class BanditComparison(Model):
+    """A treatment against the control, period-weighted (unbiased under a moving split)."""
+
+    treatment: str
+    diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    p_value_adjusted: float | None = None
+    significant: bool = False
+
+
+class BanditResult(Model):
+    """allocation: bandit — the split over time and the period-weighted comparisons."""
+
+    weights: list[BanditWeights]
+    comparisons: list[BanditComparison]
+    periods_used: int
+    caveat: str
 
 
 class SegmentResult(ExperimentResults):

@@ -85,3 +85,29 @@ def test_segment_picker_and_forest_plot(ws, db_path):
     pick = next(s for s in at.selectbox if s.label == "Segment")
     pick.set_value("FR").run()
     assert not at.exception and "Segment FR: per-variant figures" in [e.label for e in at.expander]
+
+
+def test_bandit_panel_plots_the_split_over_time(ws, db_path):
+    from promptver.store import bandits as bsql
+
+    rng = np.random.default_rng(2)
+    n = 200
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{i}" for i in range(2 * n)],
+            "variant": ["control"] * n + ["treatment"] * n,
+            "quality_score": rng.normal(0.6, 0.1, 2 * n),
+        }
+    )
+    insert_events(ws, frame)
+    exp = make_experiment(allocation="bandit")
+    with ws.db.transaction() as con:
+        bsql.insert_weights(con, exp.id, 1, T0 + timedelta(hours=1), [0.3, 0.7])
+        for i, (u, v) in enumerate(zip(frame.user_id, frame.variant)):
+            bsql.assign(con, exp.id, u, v, 0 if i % 2 else 1, T0)
+    at = _app(db_path, exp)
+    assert not at.exception
+    assert "Bandit" in _text(at) and "bandit allocation" in _text(at)
+    specs = [c.proto.spec for c in at.get("vega_lite_chart")]
+    assert any("share of new users" in s for s in specs)
+    assert any("difference (period-weighted)" in f for f in _frames(at))

@@ -139,6 +139,7 @@ def render_results(ws: Workspace, experiment: Experiment) -> ExperimentResults |
         _config_differences(ws, experiment)
         _forest(results)
         _comparisons(results)
+        results_more.bandit(results)
         results_more.cuped(results)
         results_more.bayesian(results)
         if results.quantile is not None:

@@ -9,6 +9,8 @@ import streamlit as st
 
 from promptver.analysis import results_fingerprint
 from promptver.charts_more import (
+    bandit_weights_chart,
+    bandit_weights_frame,
     posterior_chart,
     posterior_frame,
     segment_forest_chart,
@@ -66,6 +68,33 @@ def bayesian(r: ExperimentResults) -> None:
     frame = posterior_frame(r.for_metric(r.metric))
     if not frame.empty:
         st.altair_chart(posterior_chart(frame, r.metric), width="stretch")
+
+
+def bandit(r: ExperimentResults) -> None:
+    """allocation: bandit — the split over time and the period-weighted comparisons."""
+    b = r.bandit
+    if b is None:
+        return
+    st.markdown("**Bandit** · Thompson sampling on the primary metric, updated at most hourly")
+    st.caption(md(b.caveat))
+    frame = bandit_weights_frame(b.weights)
+    if not frame.empty:
+        st.altair_chart(bandit_weights_chart(frame), width="stretch")
+    table(
+        pd.DataFrame(
+            [
+                {
+                    "treatment": c.treatment,
+                    "difference (period-weighted)": _fmt(c.diff),
+                    "CI": _interval(c.ci_low, c.ci_high),
+                    "p": fmt_p(c.p_value),
+                    "p (Holm)": fmt_p(c.p_value_adjusted),
+                    "significant": c.significant,
+                }
+                for c in b.comparisons
+            ]
+        )
+    )
 
 
 def cuped(r: ExperimentResults) -> None:

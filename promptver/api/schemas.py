@@ -250,6 +250,9 @@ class ExperimentCreate(ApiModel):
     engine: Literal["frequentist", "bayesian"] | None = Field(
         None, description="the winner rule (default frequentist)"
     )
+    allocation: Literal["fixed", "bandit"] | None = Field(
+        None, description="bandit: Thompson sampling moves traffic to the best variant (hourly)"
+    )
     author: str | None = None
 
 

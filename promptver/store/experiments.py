@@ -98,6 +98,8 @@ def _options_json(exp: Experiment) -> str:
         options["cuped"] = {"lookback_days": exp.cuped_lookback_days}
     if exp.engine != "frequentist":
         options["engine"] = exp.engine
+    if exp.allocation != "fixed":
+        options["allocation"] = exp.allocation
     return json.dumps(options)
 
 
@@ -109,6 +111,8 @@ def _options_fields(raw: str | None) -> dict[str, Any]:
         out["cuped_lookback_days"] = options["cuped"].get("lookback_days")
     if options.get("engine"):
         out["engine"] = options["engine"]
+    if options.get("allocation"):
+        out["allocation"] = options["allocation"]
     return out
 
 

@@ -410,3 +410,34 @@ def m110_statistics_depth(con: duckdb.DuckDBPyConnection) -> None:
     # Segment dimensions of an event (``dim_country`` → ``{"country": "DE"}``): text values,
     # like ``custom`` holds the custom metrics.
     con.execute("ALTER TABLE metric_events ADD COLUMN dims MAP(VARCHAR, VARCHAR)")
+
+
+@migration
+def m110_bandits(con: duckdb.DuckDBPyConnection) -> None:
+    # allocation: bandit. Every change of the split, with its time (append-only): the weights in
+    # variant order. Before the first row an experiment routes with its configured weights.
+    con.execute(
+        """
+        CREATE TABLE bandit_weights (
+            experiment_id VARCHAR NOT NULL,
+            seq INTEGER NOT NULL,             -- 1, 2, … per experiment; the period it starts
+            changed_at TIMESTAMPTZ NOT NULL,
+            weights JSON NOT NULL,            -- [w_control, w_1, …], summing to 1
+            PRIMARY KEY (experiment_id, seq)
+        )
+        """
+    )
+    # Sticky assignment: the variant a user got first (and the period then), kept while the
+    # split moves. The key makes two processes that route the same new user agree.
+    con.execute(
+        """
+        CREATE TABLE bandit_assignments (
+            experiment_id VARCHAR NOT NULL,
+            user_id VARCHAR NOT NULL,
+            variant VARCHAR NOT NULL,
+            period INTEGER NOT NULL,          -- the seq of the weights in force (0: configured)
+            assigned_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (experiment_id, user_id)
+        )
+        """
+    )

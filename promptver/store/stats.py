@@ -550,3 +550,37 @@ def dimension_names(con: Con, experiment_id: str) -> list[str]:
         {"exp": experiment_id},
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def period_sums(con: Con, flt: EventFilter, metric: str) -> dict[int, dict[str, MetricStats]]:
+    """Bandits: the metric's sufficient statistics per (period, variant), a user's period being
+    the one in which they were first assigned (``bandit_assignments``)."""
+    where, params = flt.where("", variants=False)
+    expr, p = metric_expr(metric, "b_name")
+    params.update(p)
+    rows = con.execute(
+        f"""
+        SELECT a.period, u.variant, count(*) FILTER (WHERE u.y > 0), sum(u.x), sum(u.x * u.x),
+               sum(u.y), sum(u.y * u.y), sum(u.x * u.y), sum(u.q)
+        FROM (SELECT variant, user_id, sum(m) AS x, count(m)::DOUBLE AS y, sum(m * m) AS q
+              FROM (SELECT variant, user_id, {expr} AS m FROM metric_events WHERE {where})
+              GROUP BY variant, user_id) u
+        JOIN bandit_assignments a ON a.experiment_id = $exp AND a.user_id = u.user_id
+        GROUP BY a.period, u.variant
+        """,
+        params,
+    ).fetchall()
+    out: dict[int, dict[str, MetricStats]] = {}
+    for period, variant, n, sx, sxx, sy, syy, sxy, sq in rows:
+        if variant not in flt.variants:
+            continue
+        out.setdefault(int(period), {})[variant] = MetricStats(
+            n=int(n),
+            sum_x=float(sx or 0),
+            sum_x2=float(sxx or 0),
+            sum_y=float(sy or 0),
+            sum_y2=float(syy or 0),
+            sum_xy=float(sxy or 0),
+            event_sum_x2=float(sq or 0),
+        )
+    return out

@@ -276,6 +276,27 @@ def _more_lines(r: ExperimentResults) -> list[str]:
                 ],
             ),
         ]
+    if r.bandit is not None:
+        current = r.bandit.weights[-1]
+        lines += [
+            "",
+            "bandit split now: "
+            + ", ".join(f"{n} {w:.1%}" for n, w in current.weights.items())
+            + f" (period {current.period}; {len(r.bandit.weights) - 1} change(s))",
+            table(
+                [
+                    [
+                        c.treatment,
+                        _n(c.diff),
+                        _ci(c.ci_low, c.ci_high),
+                        _p(c.p_value),
+                        _p(c.p_value_adjusted),
+                    ]
+                    for c in r.bandit.comparisons
+                ],
+                ["period-weighted", "diff", "CI", "p", "p (Holm)"],
+            ),
+        ]
     cuped = [c for c in r.comparisons if c.cuped is not None]
     if cuped:
         lines += [
