@@ -102,14 +102,16 @@ class BanditRouting:
         self.db = db
         self._sticky: dict[tuple[str, str], str] = {}
 
-    def router(self, exp: Experiment, now: datetime | None = None) -> tuple[Router, int]:
-        """The router over the current split (updating it first when it is an hour old), and
-        the period it belongs to."""
+    def router(
+        self, exp: Experiment, now: datetime | None = None, *, update: bool = True
+    ) -> tuple[Router, int]:
+        """The router over the current split (updating it first when it is an hour old, unless
+        ``update`` is False), and the period it belongs to."""
         now = now or utcnow()
         with self.db.read() as con:
             latest = sql.latest_weights(con, exp.id)
         since = latest[1] if latest else exp.started_at
-        if since is not None and now - since >= UPDATE_EVERY:
+        if update and since is not None and now - since >= UPDATE_EVERY:
             latest = self.update(exp, now) or latest
         weights = latest[2] if latest else [v.weight for v in exp.variants]
         seq = latest[0] if latest else 0
@@ -158,3 +160,14 @@ class BanditRouting:
             self._sticky.clear()
         self._sticky[key] = known
         return known, b
+
+    def preview(self, exp: Experiment, user_id: str) -> tuple[str | None, float]:
+        """What the user gets, without recording anything: their recorded variant, else the
+        formula's over the current split."""
+        router, _ = self.router(exp, update=False)
+        variant, b = router.route(user_id)
+        if variant is None:
+            return None, b
+        with self.db.read() as con:
+            known = sql.assignment(con, exp.id, user_id)
+        return known or variant, b

@@ -1149,8 +1149,12 @@ class ExperimentService:
 
     def route(self, ref: str, user_id: str) -> tuple[str | None, float]:
         """``(variant, bucket)`` the experiment gives ``user_id`` (variant ``None`` outside its
-        coverage). Works in every status, so a draft's routing can be previewed."""
-        return self.router(ref).route(user_key(user_id))
+        coverage). Works in every status, so a draft's routing can be previewed. A running
+        bandit answers with the user's recorded variant, else the current split's."""
+        exp = self.get(ref)
+        if exp.allocation == "bandit" and exp.status == "running":
+            return self._bandit.preview(exp, user_key(user_id))
+        return router_for(exp).route(user_key(user_id))
 
     def assign(
         self, template: str, environment: str, user_id: str, *, now: datetime | None = None

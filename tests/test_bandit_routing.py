@@ -134,3 +134,38 @@ def test_results_carry_the_split_history_and_the_period_weighted_comparison(band
     assert r.srm.expected == pytest.approx({"control": 200.0, "concise": 200.0})
     dumped = r.model_dump(mode="json")["bandit"]
     assert {"weights", "comparisons", "caveat"} <= set(dumped)
+
+
+def test_report_shows_the_split_and_the_more_statistics_tables(bandit):
+    from promptver.reports import report_markdown
+
+    ws, exp = bandit
+    users = [f"u{i}" for i in range(200)]
+    first = _serve(ws, users)
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"user_id": list(first), "variant": list(first.values())})
+    frame["quality_score"] = rng.normal(0.6, 0.1, len(frame))
+    frame["latency_ms"] = rng.normal(1000, 50, len(frame))
+    frame["ts"] = utcnow() - timedelta(seconds=1)
+    insert_events(ws, frame, experiment_id=exp.id)
+    ws.experiments.update_bandit(exp.id)
+    text = report_markdown(ws, exp.id).decode()
+    assert "Bandit allocation" in text and "Period-weighted comparisons" in text
+    assert "Bayesian readout of the relative lift" in text
+
+
+def test_route_answers_with_the_sticky_variant_without_recording(bandit):
+    ws, exp = bandit
+    first = _serve(ws, ["a1"])
+    with ws.db.transaction() as con:
+        bsql.insert_weights(con, exp.id, 1, utcnow(), [0.01, 0.99])
+    ws.experiments._changed()
+    assert ws.experiments.route(exp.id, "a1")[0] == first["a1"]
+    with ws.db.read() as con:
+        before = bsql.period_user_counts(con, exp.id)
+    variants = {ws.experiments.route(exp.id, f"x{i}")[0] for i in range(50)}
+    assert variants <= {"control", "concise"}
+    with ws.db.read() as con:
+        assert bsql.period_user_counts(con, exp.id) == before  # a preview records nothing

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from promptver.analysis import p_text
-from promptver.models import ComparisonResult, GuardrailCheck, MetricResult
+from promptver.models import ComparisonResult, ExperimentResults, GuardrailCheck, MetricResult
 from promptver.reports.gather import Report
 
 # ---- inline text ------------------------------------------------------------------------------
@@ -199,6 +199,7 @@ def build(report: Report, charts: dict[str, Chart] | None = None) -> Document:
         _variants(report),
         _results(report, chart),
         _guardrails(report),
+        *([_bandit(r)] if r.bandit is not None else []),
         _srm(report),
         _timeline(report, chart),
         _history(report),
@@ -746,6 +747,45 @@ def _guardrail_status(g: GuardrailCheck) -> str:
     if g.margin is not None and g.bound is not None:
         return f"{g.status} (bound {g.bound:+.2%}, margin {g.margin:.1%})"
     return "SIGNIFICANTLY WORSE" if g.worse else g.status
+
+
+def _bandit(r: ExperimentResults) -> Section:
+    """allocation: bandit — the split over time and the period-weighted comparisons."""
+    b = r.bandit
+    names = list(b.weights[0].weights) if b.weights else []
+    return Section(
+        "Bandit allocation",
+        "bandit",
+        [
+            Para([b.caveat]),
+            Table(
+                ["period", "from", *names],
+                [
+                    [str(w.period), when(w.at), *(pct(w.weights[n], signed=False) for n in names)]
+                    for w in b.weights
+                ],
+                numeric=set(range(2, 2 + len(names))),
+                caption="The split over time (share of new users)",
+            ),
+            Table(
+                ["treatment", "difference", "CI", "p", "p (Holm)", "significant"],
+                [
+                    [
+                        c.treatment,
+                        num(c.diff),
+                        ci(c.ci_low, c.ci_high),
+                        p_cell(c.p_value),
+                        p_cell(c.p_value_adjusted),
+                        yes(c.significant),
+                    ]
+                    for c in b.comparisons
+                ],
+                numeric={1, 2, 3, 4},
+                caption=f"Period-weighted comparisons against {r.variants[0].name} "
+                f"({b.periods_used} period(s) with data in every arm)",
+            ),
+        ],
+    )
 
 
 def _guardrails(report: Report) -> Section:
