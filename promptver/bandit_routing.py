@@ -23,6 +23,7 @@ import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from promptver.errors import DatabaseBusy
 from promptver.models import Experiment
 from promptver.routing import Router
 from promptver.store import bandits as sql
@@ -112,7 +113,10 @@ class BanditRouting:
             latest = sql.latest_weights(con, exp.id)
         since = latest[1] if latest else exp.started_at
         if update and since is not None and now - since >= UPDATE_EVERY:
-            latest = self.update(exp, now) or latest
+            try:
+                latest = self.update(exp, now) or latest
+            except DatabaseBusy:  # another process holds the file: update on a later call
+                pass
         weights = latest[2] if latest else [v.weight for v in exp.variants]
         seq = latest[0] if latest else 0
         pairs = [(v.name, w) for v, w in zip(exp.variants, weights)]
@@ -154,8 +158,11 @@ class BanditRouting:
         with self.db.read() as con:
             known = sql.assignment(con, exp.id, user_id)
         if known is None:
-            with self.db.transaction() as con:
-                known = sql.assign(con, exp.id, user_id, variant, period, now or utcnow())
+            try:
+                with self.db.transaction() as con:
+                    known = sql.assign(con, exp.id, user_id, variant, period, now or utcnow())
+            except DatabaseBusy:  # serve the formula's answer now; it is recorded next time
+                return variant, b
         if len(self._sticky) > 100_000:
             self._sticky.clear()
         self._sticky[key] = known
