@@ -400,3 +400,44 @@ def m080_chat_prompts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE commits ADD COLUMN messages JSON")
     con.execute("ALTER TABLE commits ADD COLUMN config JSON DEFAULT '{}'")
     con.execute("UPDATE commits SET kind = 'text', config = '{}' WHERE kind IS NULL")
+
+
+@migration
+def m110_statistics_depth(con: duckdb.DuckDBPyConnection) -> None:
+    # Experiment options of "More statistics" (CUPED's lookback, the decision engine), one JSON
+    # object so that later options need no schema change; NULL reads as no options.
+    con.execute("ALTER TABLE experiments ADD COLUMN options JSON")
+    # Segment dimensions of an event (``dim_country`` → ``{"country": "DE"}``): text values,
+    # like ``custom`` holds the custom metrics.
+    con.execute("ALTER TABLE metric_events ADD COLUMN dims MAP(VARCHAR, VARCHAR)")
+
+
+@migration
+def m110_bandits(con: duckdb.DuckDBPyConnection) -> None:
+    # allocation: bandit. Every change of the split, with its time (append-only): the weights in
+    # variant order. Before the first row an experiment routes with its configured weights.
+    con.execute(
+        """
+        CREATE TABLE bandit_weights (
+            experiment_id VARCHAR NOT NULL,
+            seq INTEGER NOT NULL,             -- 1, 2, … per experiment; the period it starts
+            changed_at TIMESTAMPTZ NOT NULL,
+            weights JSON NOT NULL,            -- [w_control, w_1, …], summing to 1
+            PRIMARY KEY (experiment_id, seq)
+        )
+        """
+    )
+    # Sticky assignment: the variant a user got first (and the period then), kept while the
+    # split moves. The key makes two processes that route the same new user agree.
+    con.execute(
+        """
+        CREATE TABLE bandit_assignments (
+            experiment_id VARCHAR NOT NULL,
+            user_id VARCHAR NOT NULL,
+            variant VARCHAR NOT NULL,
+            period INTEGER NOT NULL,          -- the seq of the weights in force (0: configured)
+            assigned_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (experiment_id, user_id)
+        )
+        """
+    )
