@@ -45,6 +45,7 @@ from promptver.models import (
     MetricSpec,
     VariantSpec,
 )
+from promptver.outbox import emit_experiment
 from promptver.routing import Router, router_for, user_key
 from promptver.store import experiments as sql
 from promptver.store import templates as tsql
@@ -984,6 +985,7 @@ class ExperimentService:
                 author,
                 "refs resolved: " + "; ".join(moved) if moved else "",
             )
+            emit_experiment(con, "started", exp, now, author)
         self._changed()
         return self.get(exp.id)
 
@@ -1037,6 +1039,7 @@ class ExperimentService:
                 raise Conflict(f"experiment '{exp.name}' changed while stopping; try again")
             sql.free_slot(con, exp.id)
             sql.log(con, exp.id, now, status, author, text or "")
+            emit_experiment(con, status, exp, now, author, text)
         self._changed()
         return exp
 

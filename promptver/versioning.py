@@ -297,6 +297,7 @@ class VersionControl:
                     c.id,
                     now,
                 )
+            _emit_commit(con, c, branch)
             return c
 
     def root_commit(
@@ -339,6 +340,7 @@ class VersionControl:
         sql.insert_commit(con, c)
         sql.insert_branch(con, template_id, MAIN, c.id, at, author)
         c.version = sql.insert_version(con, template_id, (1, 0, 0), c.id, at)
+        _emit_commit(con, c, MAIN)
         return c
 
     # -- history ----------------------------------------------------------------------
@@ -1084,6 +1086,28 @@ class VersionControl:
 
 
 # ---- the commit graph ------------------------------------------------------------------------
+
+
+def _emit_commit(con: Any, c: Commit, branch: str) -> None:
+    """The ``commit.created`` webhook event, in the commit's transaction."""
+    from promptver.outbox import COMMIT_CREATED, emit
+
+    def data() -> dict[str, Any]:
+        row = sql.template_row(con, c.template_id)
+        return {
+            "template": row["name"] if row else None,
+            "template_id": c.template_id,
+            "commit": c.id,
+            "version": c.version,
+            "branch": branch,
+            "parents": list(c.parents),
+            "author": c.author,
+            "message": c.message,
+            "kind": c.kind,
+            "variables": list(c.variables),
+        }
+
+    emit(con, COMMIT_CREATED, data, at=c.created_at)
 
 
 class Graph:

@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "promptver.cli.commands.alerts",
     "promptver.cli.commands.serve",
     "promptver.cli.commands.files",
+    "promptver.cli.commands.webhooks",
 ]
 
 
