@@ -128,6 +128,8 @@ class KeyFile:
 
     def __init__(self, path: Path | None) -> None:
         self.path = path  # None: an in-memory database, the key lives as long as the process
+        self._key: bytes | None = None
+        self._owner = ""
 
     @classmethod
     def for_database(cls, db: Database, configured: str | None = None) -> KeyFile:
@@ -135,11 +137,18 @@ class KeyFile:
             return cls(Path(configured).expanduser())
         if isinstance(db.path, Path):
             return cls(Path(f"{db.path}.webhook-key"))
-        return cls(None)
+        k = cls(None)
+        k._owner = str(id(db))  # one key per in-memory database, for the process's lifetime
+        return k
 
     def key(self) -> bytes:
+        if self._key is None:
+            self._key = self._load()
+        return self._key
+
+    def _load(self) -> bytes:
         if self.path is None:
-            return self._memory.setdefault(str(id(self)), secrets.token_bytes(32))
+            return self._memory.setdefault(self._owner, secrets.token_bytes(32))
         try:
             return base64.b64decode(self.path.read_text(encoding="ascii").strip())
         except FileNotFoundError:
@@ -417,6 +426,11 @@ class WebhookService:
         with self.db.read() as con:
             return sql.messages(con, webhook_id, limit=limit)
 
+    def has_pending(self) -> bool:
+        """Whether any message waits (a cheap read: an idle pass writes nothing)."""
+        with self.db.read() as con:
+            return sql.has_pending(con, self.clock())
+
     def counts(self) -> dict[str, int]:
         with self.db.read() as con:
             return sql.counts(con)
@@ -596,9 +610,13 @@ class BackgroundDeliverer:
     def _run(self) -> None:
         from promptver.errors import PromptverError
 
+        path = self.service.db.path
         while not self._stop.is_set():
+            if isinstance(path, Path) and not path.exists():
+                break  # the database was removed (a test's folder): never create it again
             try:
-                self.service.deliver()
+                if self.service.has_pending():
+                    self.service.deliver()
                 self.last_error = None
             except PromptverError as exc:  # busy file, a migration not applied yet …
                 self.last_error = exc.message

@@ -337,3 +337,28 @@ def test_body_is_the_contract_shape(ws, svc):
     assert list(body) == ["type", "timestamp", "data"]
     assert body["timestamp"].endswith("Z")
     datetime.fromisoformat(body["timestamp"])
+
+
+def test_background_deliverer_sends_without_holding_the_file(ws, run_cli):
+    """The dashboard's thread: while a receiver hangs, another process can use the file."""
+    import threading
+
+    from promptver.webhooks import BackgroundDeliverer
+
+    with receiver() as r:
+        r.gate = threading.Event()  # the receiver holds the request until released
+        WebhookService.for_workspace(ws).add(r.url, ["commit.created"])
+        d = BackgroundDeliverer.start(ws, interval=0.05)
+        try:
+            assert BackgroundDeliverer.start(ws) is d  # one per database and process
+            ws.templates.create("a", "Hi {x}")
+            assert r.arrived.wait(20)
+            # the request is in flight (blocked in the receiver): the file must be free
+            other = run_cli("template", "list", env={"PROMPTVER_BUSY_TIMEOUT": "2"})
+            assert other.code == 0, other.err
+            assert "a" in other.out
+            r.gate.set()
+            assert r.wait_for(lambda reqs: len(reqs) == 1)
+        finally:
+            d.stop()
+    assert r.requests[0].json()["type"] == "commit.created"

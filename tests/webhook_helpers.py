@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ class Receiver:
     response_body: str = "ok"
     #: set to block each request until it is set (a receiver that hangs)
     gate: threading.Event | None = None
+    #: set when a request has arrived (before the gate holds it)
+    arrived: threading.Event = field(default_factory=threading.Event)
     cond: threading.Condition = field(default_factory=threading.Condition)
 
     def wait_for(self, pred: Callable[[list[Received]], bool], timeout: float = 20.0) -> bool:
@@ -44,10 +47,17 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as real receivers do
 
+        def setup(self) -> None:
+            super().setup()
+            # the status line and the body go out in two writes: without this, Nagle's
+            # algorithm holds the second until the client's delayed ACK (40 ms a request)
+            self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
         def do_POST(self) -> None:
             r = state["r"]
             length = int(self.headers.get("content-length") or 0)
             body = self.rfile.read(length).decode("utf-8")
+            r.arrived.set()
             if r.gate is not None:
                 r.gate.wait(30)
             with r.cond:
@@ -82,8 +92,6 @@ def receiver() -> Iterator[Receiver]:
 
 def free_port() -> int:
     """A port nothing listens on (bound, then released)."""
-    import socket
-
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]

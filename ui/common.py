@@ -29,10 +29,12 @@ T = TypeVar("T")
 @st.cache_resource(show_spinner="Opening the database (a new one is filled with the demo)…")
 def _workspace(path: str) -> Workspace:
     from promptver.demo import build_demo
+    from promptver.webhooks import BackgroundDeliverer
 
     ws = Workspace.open(path)
     if ws.is_new:
         build_demo(ws)
+    BackgroundDeliverer.start(ws)  # webhooks go out while the dashboard runs
     return ws
 
 

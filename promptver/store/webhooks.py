@@ -130,42 +130,48 @@ def claim_due(
 
 
 def record_attempts(con: Con, results: Sequence[dict[str, Any]]) -> None:
-    """Append each attempt to the log and move its message on (delivered, retry, failed)."""
+    """Append each attempt to the log and move its message on (delivered, retry, failed): two
+    set-based statements for the whole pass (one per row costs a millisecond each)."""
     if not results:
         return
-    con.executemany(
+
+    def col(key: str) -> list[Any]:
+        return [r[key] for r in results]
+
+    con.execute(
         "INSERT INTO webhook_attempts (message_id, webhook_id, attempted_at, attempt, ok,"
         " status_code, error, response_body, duration_ms, manual)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::TIMESTAMPTZ[]),"
+        " unnest(?::INTEGER[]), unnest(?::BOOLEAN[]), unnest(?::INTEGER[]),"
+        " unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::DOUBLE[]), unnest(?::BOOLEAN[])",
         [
-            [
-                r["message_id"],
-                r["webhook_id"],
-                r["attempted_at"],
-                r["attempt"],
-                r["ok"],
-                r["status_code"],
-                r["error"],
-                r["response_body"],
-                r["duration_ms"],
-                r["manual"],
-            ]
-            for r in results
+            col("message_id"),
+            col("webhook_id"),
+            col("attempted_at"),
+            col("attempt"),
+            col("ok"),
+            col("status_code"),
+            col("error"),
+            col("response_body"),
+            col("duration_ms"),
+            col("manual"),
         ],
     )
-    con.executemany(
-        "UPDATE webhook_outbox SET status = ?, attempts = ?, next_attempt_at = ?,"
-        " last_attempt_at = ?, delivered_at = ?, lease_until = NULL, manual = false WHERE id = ?",
+    con.execute(
+        "UPDATE webhook_outbox AS o SET status = u.status, attempts = u.attempt,"
+        " next_attempt_at = u.next_at, last_attempt_at = u.at,"
+        " delivered_at = CASE WHEN u.ok THEN u.at END, lease_until = NULL, manual = false"
+        " FROM (SELECT unnest(?::VARCHAR[]) AS id, unnest(?::VARCHAR[]) AS status,"
+        " unnest(?::INTEGER[]) AS attempt, unnest(?::TIMESTAMPTZ[]) AS next_at,"
+        " unnest(?::TIMESTAMPTZ[]) AS at, unnest(?::BOOLEAN[]) AS ok) AS u"
+        " WHERE o.id = u.id",
         [
-            [
-                r["new_status"],
-                r["attempt"],
-                r["next_attempt_at"],
-                r["attempted_at"],
-                r["attempted_at"] if r["ok"] else None,
-                r["message_id"],
-            ]
-            for r in results
+            col("message_id"),
+            col("new_status"),
+            col("attempt"),
+            col("next_attempt_at"),
+            col("attempted_at"),
+            col("ok"),
         ],
     )
 
@@ -233,3 +239,11 @@ def messages(con: Con, webhook_id: str | None = None, *, limit: int = 100) -> li
 def counts(con: Con) -> dict[str, int]:
     rows = con.execute("SELECT status, count(*) FROM webhook_outbox GROUP BY status").fetchall()
     return {r[0]: r[1] for r in rows}
+
+
+def has_pending(con: Con, now: datetime) -> bool:
+    r = con.execute(
+        "SELECT 1 FROM webhook_outbox WHERE status = 'pending' AND next_attempt_at <= ? LIMIT 1",
+        [now],
+    ).fetchone()
+    return r is not None
