@@ -426,6 +426,10 @@ class WebhookService:
         with self.db.read() as con:
             return sql.messages(con, webhook_id, limit=limit)
 
+    def count(self) -> int:
+        """How many subscriptions there are."""
+        return len(self.list())
+
     def has_pending(self) -> bool:
         """Whether any message waits (a cheap read: an idle pass writes nothing)."""
         with self.db.read() as con:
@@ -566,6 +570,7 @@ class BackgroundDeliverer:
 
     _running: dict[str, BackgroundDeliverer] = {}
     _lock = threading.Lock()
+    _atexit = False
 
     def __init__(self, service: WebhookService, interval: float) -> None:
         self.service = service
@@ -591,8 +596,25 @@ class BackgroundDeliverer:
             service.db = db
             d = cls(service, every)
             cls._running[key] = d
+            if not cls._atexit:
+                # stop the threads before the interpreter tears down: a daemon thread killed
+                # inside DuckDB's C++ code aborts the process ("exception not rethrown")
+                import atexit
+
+                atexit.register(cls.stop_all)
+                cls._atexit = True
             d._thread.start()
             return d
+
+    @classmethod
+    def running(cls, ws: Any) -> bool:
+        d = cls._running.get(str(ws.db.path))
+        return d is not None and d._thread.is_alive()
+
+    @classmethod
+    def stop_all(cls) -> None:
+        for d in list(cls._running.values()):
+            d.stop()
 
     def wake(self) -> None:
         """Run a pass now (after a write that queued messages)."""

@@ -322,3 +322,26 @@ def test_any_valid_prompt_round_trips_through_a_file(tmp_path_factory, p, descri
             dst.close()
     finally:
         src.close()
+
+
+def test_templates_screen_shows_the_export(db_path, monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from promptver import Workspace
+    from tests.conftest import ROOT
+
+    with Workspace.open(db_path) as w:
+        w.mark("seeded", "test")
+        w.templates.create("qa", "Answer {q}.")
+        t = w.templates.create("other", "Hi {x}")
+        FileSync(w).export(tmp_path / "prompts")
+        w.templates.update("other", "Hello {x}")
+    monkeypatch.setenv("PROMPTVER_DB", str(db_path))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=90)
+    at.switch_page("pages/templates.py").run()
+    at.selectbox(key="tpl_pick").select("qa").run()
+    notes = [c.value for c in at.caption if "Exported to files" in c.value]
+    assert len(notes) == 1 and "newer" not in notes[0], notes
+    at.selectbox(key="tpl_pick").select("other").run()
+    notes = [c.value for c in at.caption if "Exported to files" in c.value]
+    assert len(notes) == 1 and t.commit[:10] in notes[0] and "newer" in notes[0]
