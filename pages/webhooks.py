@@ -24,24 +24,30 @@ st.caption(
 new = st.session_state.pop("whk_new_secret", None)
 if new is not None:
     st.success(f"Added webhook {code(new[0])}. Its signing secret is shown **once**: copy it now.")
-    st.code(new[1], language=None)
+    with st.container(key="whk_secret"):
+        st.code(new[1], language=None)
 
 with (
     st.expander("Add a webhook", expanded=not svc.list()),
     st.form("whk_add", clear_on_submit=False),
 ):
-    url = st.text_input("URL", placeholder="https://example.com/hooks/promptver")
+    url = st.text_input("URL", placeholder="https://example.com/hooks/promptver", key="whk_url")
     events = st.multiselect(
-        "Events", ["*", *EVENT_TYPES], default=["*"], help="* subscribes to every event"
+        "Events",
+        ["*", *EVENT_TYPES],
+        default=["*"],
+        help="* subscribes to every event",
+        key="whk_events",
     )
     fmt = st.radio(
         "Format",
         ["json", "slack"],
         horizontal=True,
+        key="whk_format",
         help="slack: one readable line with a link to the screen (a Slack incoming webhook)",
     )
-    description = st.text_input("Description (optional)")
-    if st.form_submit_button("Add webhook", type="primary"):
+    description = st.text_input("Description (optional)", key="whk_desc")
+    if st.form_submit_button("Add webhook", type="primary", key="whk_add_btn"):
         with domain_errors():
             hook, secret = svc.add(
                 url, events, format=fmt, description=description, author=author()
