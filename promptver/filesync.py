@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptver.errors import MergeConflict, ValidationError
+from promptver.outbox import SYNC_BRANCH_PREFIX
 
 if TYPE_CHECKING:
     from promptver.chat import PromptDocument
@@ -493,7 +494,7 @@ class FileSync:
         if _same_prompt(doc, base_commit):  # the file changed only its description, tags…
             return False, []
         self._ensure_branch(t, branch, t.commit)
-        tmp = f"promptver-sync-{uuid.uuid4().hex[:10]}"
+        tmp = f"{SYNC_BRANCH_PREFIX}{uuid.uuid4().hex[:10]}"
         vc.create_branch(t.id, tmp, from_ref=base, author=author)
         self._update(t, doc, tmp, message="Prompt file edit", author=author)
         try:

@@ -32,6 +32,8 @@ EVENT_TYPES = (
     ALERT_FIRED,
     EVAL_IMPORTED,
 )
+#: the short-lived branches of ``promptver sync`` (promptver.filesync): no events of their own
+SYNC_BRANCH_PREFIX = "promptver-sync-"
 #: sent only by "test-send" (Settings → Webhooks, ``webhook test``)
 TEST_EVENT = "webhook.test"
 

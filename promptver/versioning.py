@@ -1089,8 +1089,12 @@ class VersionControl:
 
 
 def _emit_commit(con: Any, c: Commit, branch: str) -> None:
-    """The ``commit.created`` webhook event, in the commit's transaction."""
-    from promptver.outbox import COMMIT_CREATED, emit
+    """The ``commit.created`` webhook event, in the commit's transaction (not for the
+    short-lived branch a prompt-file sync merges from: its merge commit is the event)."""
+    from promptver.outbox import COMMIT_CREATED, SYNC_BRANCH_PREFIX, emit
+
+    if branch.startswith(SYNC_BRANCH_PREFIX):
+        return
 
     def data() -> dict[str, Any]:
         row = sql.template_row(con, c.template_id)

@@ -362,3 +362,51 @@ def test_background_deliverer_sends_without_holding_the_file(ws, run_cli):
         finally:
             d.stop()
     assert r.requests[0].json()["type"] == "commit.created"
+
+
+def test_a_merging_sync_reports_its_merge_commit_only(ws, svc, tmp_path):
+    from promptver.filesync import FileSync
+
+    ws.templates.create("m", "One {a}\ntwo\nthree\n")
+    FileSync(ws).export(tmp_path / "p")
+    ws.templates.update("m", "One {a}, db\ntwo\nthree\n")
+    f = tmp_path / "p" / "m.yaml"
+    f.write_text(f.read_text().replace("three", "three, file"))
+    with receiver() as r:
+        svc.add(r.url, ["commit.created"])
+        assert FileSync(ws).sync(tmp_path / "p").committed == ["m"]
+        assert svc.deliver()["delivered"] == 1
+    (event,) = [q.json()["data"] for q in r.requests]
+    assert event["branch"] == "main" and len(event["parents"]) == 2 and event["version"] == "1.2.0"
+
+
+def test_promptver_serve_delivers_in_the_background(db_path, tmp_path):
+    import subprocess
+    import sys
+
+    from promptver import Workspace
+    from tests.conftest import ROOT
+
+    cfg = tmp_path / "promptver.yaml"
+    cfg.write_text("webhooks:\n  poll_seconds: 0.2\n", encoding="utf-8")
+    with receiver() as r:
+        with Workspace.open(db_path) as w:
+            WebhookService.for_workspace(w).add(r.url, ["commit.created"])
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PROMPTVER_CONFIG": str(cfg)}
+        p = subprocess.Popen(
+            [sys.executable, "-m", "promptver", "--db", str(db_path), "serve", "--port", "0"]
+            + ["--no-access-log"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert p.stderr is not None
+            assert "promptver API on" in p.stderr.readline()
+            with Workspace.open(db_path) as w:  # a change made by another process
+                w.templates.create("from-elsewhere", "Hi {x}")
+            assert r.wait_for(lambda reqs: len(reqs) == 1, timeout=60)
+        finally:
+            p.terminate()
+            p.wait(30)
+    assert r.requests[0].json()["data"]["template"] == "from-elsewhere"
