@@ -291,18 +291,22 @@ def test_cli_add_list_deliveries_deliver(cli):
     assert bad.code == 1 and bad.err.startswith("error: ") and "url" in bad.err
 
 
-def test_events_survive_a_process_killed_right_after_the_deploy(run_cli, db_path, tmp_path):
+def test_events_survive_a_process_killed_right_after_the_deploy(db_path):
+    """The receiver is down, the deploying process dies (SIGKILL) right after its commit: the
+    event is delivered once the receiver is back, by a later delivery pass."""
     import subprocess
     import sys
 
     from promptver import Workspace
     from tests.conftest import ROOT
 
+    port = free_port()  # nothing listens there yet: the receiver is down
     with Workspace.open(db_path) as w:
         w.templates.create("a", "Hi {x}")
         hook, secret = WebhookService.for_workspace(w).add(
-            f"http://127.0.0.1:{free_port()}/down", ["deployment.created"]
+            f"http://127.0.0.1:{port}/hook", ["deployment.created"]
         )
+        assert WebhookService.for_workspace(w).deliver()["attempted"] == 0
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PROMPTVER_CRASH_POINT": "after-commit:2"}
     p = subprocess.Popen(
         [sys.executable, "-m", "promptver", "--db", str(db_path), "deploy", "a", "1.0.0"]
@@ -318,14 +322,15 @@ def test_events_survive_a_process_killed_right_after_the_deploy(run_cli, db_path
     finally:
         p.kill()  # SIGKILL: no cleanup, no delivery
         p.wait(30)
-    with receiver() as r, Workspace.open(db_path) as w:
+    with Workspace.open(db_path) as w:
         assert w.deployments.history("a")[0].environment == "development"
         svc = WebhookService.for_workspace(w)
-        with w.db.transaction() as con:  # the receiver moved back up: point the hook at it
-            con.execute("UPDATE webhooks SET url = ? WHERE id = ?", [r.url, hook["id"]])
-        assert svc.deliver()["delivered"] == 1
-        body = _verify(secret, r.requests[0])
+        assert svc.deliver()["retrying"] == 1  # still down: the attempt failed, nothing lost
+        with receiver(port) as r:  # the receiver comes back on its address
+            assert svc.deliver(include_waiting=True)["delivered"] == 1
+            body = _verify(secret, r.requests[0])
     assert body["type"] == "deployment.created" and body["data"]["version"] == "1.0.0"
+    assert len(r.requests) == 1
 
 
 def test_body_is_the_contract_shape(ws, svc):
