@@ -97,7 +97,7 @@ else:
     if st.button("Retry now", key="whk_retry", icon=":material/replay:"):
         with domain_errors():
             svc.redeliver(pick)
-            s = svc.deliver(only=[pick])
+            s = svc.deliver_now(pick)
             flash(
                 f"Delivered {pick} again."
                 if s["delivered"]

@@ -463,9 +463,33 @@ class WebhookService:
             sql.insert_messages(
                 con, [(mid, webhook_id, outbox.TEST_EVENT, now, json.dumps(data), now)]
             )
-        self.deliver(only=[mid])
+        self.deliver_now(mid)
         with self.db.read() as con:
             return next(m for m in sql.messages(con, webhook_id, limit=1000) if m["id"] == mid)
+
+    def deliver_now(self, message_id: str) -> dict[str, int]:
+        """Attempt one pending message now and return the pass's summary. When another
+        deliverer (the dashboard's thread, a cron job) has just leased it, wait for that
+        attempt instead (at most the request timeout and a few seconds)."""
+        with self.db.read() as con:
+            m = sql.get_message(con, message_id)
+        if m is None:
+            raise NotFound(f"unknown delivery '{message_id}' (promptver webhook deliveries)")
+        before = m["attempts"]
+        deadline = time.monotonic() + self.timeout + 5
+        while True:
+            summary = self.deliver(only=[message_id])
+            if summary["attempted"]:
+                return summary
+            with self.db.read() as con:
+                m = sql.get_message(con, message_id)
+            assert m is not None
+            if m["attempts"] > before or m["status"] != "pending":  # someone else tried it
+                key = {"delivered": "delivered", "pending": "retrying"}.get(m["status"], "failed")
+                return {"attempted": 1, "delivered": 0, "retrying": 0, "failed": 0, key: 1}
+            if time.monotonic() > deadline:
+                return summary
+            time.sleep(0.05)
 
     def deliver(
         self,
@@ -481,12 +505,13 @@ class WebhookService:
         now = self.clock()
         with self.db.transaction() as con:
             batch = sql.claim_due(
-                con, now, now + LEASE, include_waiting=include_waiting or bool(only), limit=limit
+                con,
+                now,
+                now + LEASE,
+                include_waiting=include_waiting or only is not None,
+                limit=limit,
+                ids=only,
             )
-            if only is not None:
-                keep = [m for m in batch if m["id"] in only]
-                sql.release(con, [m["id"] for m in batch if m["id"] not in only])
-                batch = keep
         summary = {"attempted": 0, "delivered": 0, "retrying": 0, "failed": 0}
         if not batch:
             return summary

@@ -415,3 +415,21 @@ def test_promptver_serve_delivers_in_the_background(db_path, tmp_path):
             p.terminate()
             p.wait(30)
     assert r.requests[0].json()["data"]["template"] == "from-elsewhere"
+
+
+def test_deliver_now_waits_for_a_message_another_deliverer_holds(ws, svc):
+    """The dashboard's thread may lease a message just as someone clicks Retry/Send test."""
+    import threading
+
+    with receiver() as r:
+        r.gate = threading.Event()
+        hook, _ = svc.add(r.url, ["commit.created"])
+        ws.templates.create("a", "Hi {x}")
+        (m,) = svc.deliveries()
+        other = threading.Thread(target=WebhookService.for_workspace(ws).deliver)
+        other.start()  # leases the message, then hangs in the receiver
+        assert r.arrived.wait(20)
+        threading.Timer(0.2, r.gate.set).start()
+        summary = svc.deliver_now(m["id"])  # waits for the other attempt, sends nothing itself
+        other.join(20)
+    assert summary["delivered"] == 1 and len(r.requests) == 1

@@ -101,14 +101,24 @@ def insert_messages(con: Con, rows: Sequence[tuple[Any, ...]]) -> None:
 
 
 def claim_due(
-    con: Con, now: datetime, lease_until: datetime, *, include_waiting: bool, limit: int
+    con: Con,
+    now: datetime,
+    lease_until: datetime,
+    *,
+    include_waiting: bool,
+    limit: int,
+    ids: Sequence[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Pending messages due at ``now`` (all pending with ``include_waiting``) whose lease is
-    free, leased to the caller until ``lease_until``; with the subscription's url and format."""
+    """Pending messages due at ``now`` (all pending with ``include_waiting``; only ``ids`` when
+    given) whose lease is free, leased to the caller until ``lease_until``; with the
+    subscription's url and format."""
     due = "" if include_waiting else " AND o.next_attempt_at <= ?"
     params: list[Any] = [now]
     if not include_waiting:
         params.append(now)
+    if ids is not None:
+        due += " AND o.id IN (SELECT unnest(?::VARCHAR[]))"
+        params.append(list(ids))
     rows = con.execute(
         f"SELECT {_MSG_COLS}, w.url, w.format FROM webhook_outbox o"
         " JOIN webhooks w ON w.id = o.webhook_id"

@@ -166,7 +166,7 @@ def cmd_deliver(ctx: Context) -> None:
 def cmd_redeliver(ctx: Context) -> None:
     svc = _service(ctx)
     m = svc.redeliver(ctx.args.message_id)
-    summary = svc.deliver(only=[m["id"]])
+    summary = svc.deliver_now(m["id"])
     ctx.emit(
         {"id": m["id"], **summary},
         f"redelivered {m['id']}: "
