@@ -434,3 +434,22 @@ def test_deliver_now_waits_for_a_message_another_deliverer_holds(ws, svc):
         summary = svc.deliver_now(m["id"])  # waits for the other attempt, sends nothing itself
         other.join(20)
     assert summary["delivered"] == 1 and len(r.requests) == 1
+
+
+def test_cli_test_redeliver_and_remove(cli):
+    with receiver() as r:
+        hook = cli("webhook", "add", r.url, "--event", "*", "--format", "slack", json=True).json()
+        t = cli("webhook", "test", hook["id"], json=True)
+        assert t.code == 0 and t.json()["status"] == "delivered"
+        assert set(r.requests[0].json()) == {"text"}
+        again = cli("webhook", "redeliver", t.json()["id"], json=True)
+        assert again.code == 0 and again.json()["delivered"] == 1
+        assert r.wait_for(lambda reqs: len(reqs) == 2)
+        log = cli("webhook", "deliveries", json=True).json()
+        assert [a["manual"] for a in log[0]["attempts"]] == [False, True]
+        gone = cli("webhook", "remove", hook["id"], json=True)
+        assert gone.code == 0 and gone.json()["id"] == hook["id"]
+        assert cli("webhook", "list", json=True).json() == []
+        assert cli("webhook", "remove", hook["id"]).code == 1
+    down = cli("webhook", "add", f"http://127.0.0.1:{free_port()}/x", "--event", "*", json=True)
+    assert cli("webhook", "test", down.json()["id"]).code == 1  # not delivered: exit 1
