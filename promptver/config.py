@@ -209,6 +209,17 @@ class UploadSettings(_Section):
     max_upload_mb: int = Field(200, ge=1)
 
 
+class WebhookSettings(_Section):
+    #: where Slack messages link to (the dashboard's address as its readers reach it)
+    dashboard_url: str = "http://localhost:8501"
+    #: the key webhook secrets derive from (default: ``<database>.webhook-key`` beside the file)
+    key_file: str | None = None
+    #: seconds between background delivery passes (dashboard, ``promptver serve``)
+    poll_seconds: float = Field(5.0, gt=0, le=3600)
+    #: seconds to wait for a receiver's answer
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+
+
 class Settings(_Section):
     """All settings. Construct with :meth:`load`; the defaults are the documented ones."""
 
@@ -220,6 +231,7 @@ class Settings(_Section):
     cache: CacheSettings = CacheSettings()
     server: ServerSettings = ServerSettings()
     uploads: UploadSettings = UploadSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @classmethod
     def load(

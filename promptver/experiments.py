@@ -46,6 +46,7 @@ from promptver.models import (
     MetricSpec,
     VariantSpec,
 )
+from promptver.outbox import emit_experiment
 from promptver.routing import Router, router_for, user_key
 from promptver.store import experiments as sql
 from promptver.store import templates as tsql
@@ -1046,6 +1047,7 @@ class ExperimentService:
                 author,
                 "refs resolved: " + "; ".join(moved) if moved else "",
             )
+            emit_experiment(con, "started", exp, now, author)
         self._changed()
         return self.get(exp.id)
 
@@ -1099,6 +1101,7 @@ class ExperimentService:
                 raise Conflict(f"experiment '{exp.name}' changed while stopping; try again")
             sql.free_slot(con, exp.id)
             sql.log(con, exp.id, now, status, author, text or "")
+            emit_experiment(con, status, exp, now, author, text)
         self._changed()
         return exp
 

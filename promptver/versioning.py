@@ -210,6 +210,7 @@ class VersionControl:
                     c.id,
                     now,
                 )
+            _emit_commit(con, c, branch)
             return c
 
     def root_commit(
@@ -252,6 +253,7 @@ class VersionControl:
         sql.insert_commit(con, c)
         sql.insert_branch(con, template_id, MAIN, c.id, at, author)
         c.version = sql.insert_version(con, template_id, (1, 0, 0), c.id, at)
+        _emit_commit(con, c, MAIN)
         return c
 
     # -- history ----------------------------------------------------------------------
@@ -801,7 +803,33 @@ class VersionControl:
         return fsck(self.db)
 
 
-# ---- the commit graph ------------------------------------------------------------------------
+# ---- webhooks and merge bodies -----------------------------------------------------------------
+
+
+def _emit_commit(con: Any, c: Commit, branch: str) -> None:
+    """The ``commit.created`` webhook event, in the commit's transaction (not for the
+    short-lived branch a prompt-file sync merges from: its merge commit is the event)."""
+    from promptver.outbox import COMMIT_CREATED, SYNC_BRANCH_PREFIX, emit
+
+    if branch.startswith(SYNC_BRANCH_PREFIX):
+        return
+
+    def data() -> dict[str, Any]:
+        row = sql.template_row(con, c.template_id)
+        return {
+            "template": row["name"] if row else None,
+            "template_id": c.template_id,
+            "commit": c.id,
+            "version": c.version,
+            "branch": branch,
+            "parents": list(c.parents),
+            "author": c.author,
+            "message": c.message,
+            "kind": c.kind,
+            "variables": list(c.variables),
+        }
+
+    emit(con, COMMIT_CREATED, data, at=c.created_at)
 
 
 def merge_body(c: Commit) -> str:
