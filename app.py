@@ -25,6 +25,7 @@ PAGES = [
     st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
     st.Page("pages/trends.py", title="Trends", icon=":material/show_chart:"),
     st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
+    st.Page("pages/webhooks.py", title="Settings → Webhooks", icon=":material/webhook:"),
 ]
 
 page = st.navigation(PAGES)

@@ -6,7 +6,13 @@
    ``scipy.stats.bootstrap(..., method="percentile", vectorized=True)`` on the same data
    (goal: ≥ 30× faster, interval widths within 10 %).
 
-Run: ``python benchmarks/bench_stats.py`` (add ``--events N --users N`` to change the size).
+3. ``experiment_results`` with CUPED (a pre-period of the same size) against the same bare
+   per-user GROUP BY (goal: within 4×).
+4. ``segment_results`` over 10 segment values against the unsegmented ``experiment_results``
+   (goal: within 2×).
+
+Run: ``python benchmarks/bench_stats.py`` (add ``--events N --users N`` to change the size;
+``--only more`` runs 3 and 4 alone).
 """
 
 from __future__ import annotations
@@ -61,7 +67,9 @@ def fill(ws: Workspace, events: int, users: int) -> None:
     with ws.db.transaction() as con:
         con.execute(
             """
-            INSERT INTO metric_events
+            INSERT INTO metric_events (event_id, import_id, ts, template_id, user_id,
+                experiment_id, variant, version, commit_id, environment, latency_ms, success,
+                error, quality_score, cost_usd, tokens_in, tokens_out, custom)
             SELECT NULL, NULL, $t0 + to_seconds(i % 2592000), 'tpl-1', 'user-' || (i % $users),
                    'bench', CASE WHEN hash('user-' || (i % $users)) % 2 = 0 THEN 'control'
                                  ELSE 'treatment' END,
@@ -128,6 +136,98 @@ def bench_results(events: int, users: int, repeat: int) -> float:
         f"{'OK' if ratio <= 3 else 'MISSED'}"
     )
     return ratio
+
+
+def fill_more(ws: Workspace, events: int, users: int) -> None:
+    """A pre-period of ``events`` events by the same users in the 14 days before T0 (no
+    experiment), and a 10-valued segment dimension on the experiment's events."""
+    with ws.db.transaction() as con:
+        con.execute(
+            """
+            INSERT INTO metric_events (ts, template_id, user_id, environment, latency_ms,
+                quality_score)
+            SELECT $t0 - to_seconds(1 + i % 1209000), 'tpl-1', 'user-' || (i % $users),
+                   'production', exp(6 + 0.5 * random()),
+                   least(1, greatest(0, 0.7 + 0.15 * (random() - 0.5)))
+            FROM range($events) r(i)
+            """,
+            {"t0": T0, "users": users, "events": events},
+        )
+        # a lasting user effect on quality in both periods, so that the pre-period predicts
+        con.execute(
+            "UPDATE metric_events SET quality_score = least(1, greatest(0, quality_score"
+            " + 0.3 * ((hash(user_id, 'effect') % 1000) / 1000.0 - 0.5)))"
+        )
+        con.execute(
+            "UPDATE metric_events SET dims = MAP(['dim_country'], ['c' || (hash(user_id) % 10)])"
+            " WHERE experiment_id = 'bench'"
+        )
+
+
+def bench_more(events: int, users: int, repeat: int) -> tuple[float, float]:
+    from promptver.segments import segment_results
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = Workspace.open(Path(tmp) / "bench.duckdb", settings=Settings())
+        fill(ws, events, users)
+        fill_more(ws, events, users)
+        exp = Experiment(
+            id="bench",
+            name="bench",
+            template_id="tpl-1",
+            status="running",
+            variants=[
+                VariantSpec(name="control", ref="1.0.0", weight=50),
+                VariantSpec(name="treatment", ref="1.1.0", weight=50),
+            ],
+            metrics=[
+                MetricSpec(name="quality_score", direction="higher", role="primary"),
+                MetricSpec(name="latency_ms", direction="lower", role="guardrail"),
+            ],
+            salt="bench",
+            created_at=T0,
+            started_at=T0,
+        )
+        cuped = exp.model_copy(update={"cuped_lookback_days": 14})
+
+        def bare() -> None:
+            with ws.db.read() as con:
+                con.execute(BARE_SQL)
+
+        def with_cuped() -> None:
+            experiment_results(ws, cuped)
+
+        def plain() -> None:
+            experiment_results(ws, exp)
+
+        def segmented() -> None:
+            segment_results(ws, exp, "dim_country")
+
+        with_cuped()
+        segmented()
+        bare()
+        t_bare, t_cuped = interleaved(bare, with_cuped, repeat)
+        t_plain, t_seg = interleaved(plain, segmented, max(3, repeat // 3))
+        r = experiment_results(ws, cuped)
+        ws.close()
+    c = r.comparisons[0].cuped
+    r3, r4 = t_cuped / t_bare, t_seg / t_plain
+    print(f"CUPED, {events:,} events / {users:,} users + a pre-period of {events:,} events:")
+    print(f"  bare per-user GROUP BY     {t_bare * 1000:8.1f} ms")
+    print(
+        f"  results with CUPED         {t_cuped * 1000:8.1f} ms   (theta {c.theta:.3g}, "
+        f"variance reduction {c.variance_reduction:.1%})"
+    )
+    print(
+        f"  ratio                      {r3:8.2f}x   (goal: <= 4x)  {'OK' if r3 <= 4 else 'MISSED'}"
+    )
+    print("segments (10 values of dim_country):")
+    print(f"  results                    {t_plain * 1000:8.1f} ms")
+    print(f"  results --by dim_country   {t_seg * 1000:8.1f} ms")
+    print(
+        f"  ratio                      {r4:8.2f}x   (goal: <= 2x)  {'OK' if r4 <= 2 else 'MISSED'}"
+    )
+    return r3, r4
 
 
 def bench_bootstrap(users: int, repeat: int) -> float:
@@ -202,10 +302,19 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=500_000)
     parser.add_argument("--boot-users", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=9)
+    parser.add_argument("--only", choices=["more"], help="run only the CUPED and segment figures")
     args = parser.parse_args()
+    if args.only == "more":
+        r3, r4 = bench_more(args.events, args.users, args.repeat)
+        print(f"summary: CUPED/bare GROUP BY = {r3:.2f}x; segments/unsegmented = {r4:.2f}x")
+        return
     r1 = bench_results(args.events, args.users, args.repeat)
     r2 = bench_bootstrap(args.boot_users, args.repeat)
-    print(f"summary: results/bare GROUP BY = {r1:.2f}x; bootstrap speed-up vs scipy = {r2:.1f}x")
+    r3, r4 = bench_more(args.events, args.users, args.repeat)
+    print(
+        f"summary: results/bare GROUP BY = {r1:.2f}x; bootstrap speed-up vs scipy = {r2:.1f}x; "
+        f"CUPED/bare GROUP BY = {r3:.2f}x; segments/unsegmented = {r4:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -625,6 +625,12 @@ def _load_form(e: Experiment | None, *, copy: bool = False) -> None:
     s[F + "sample"] = e.minimum_sample_size
     s[F + "salt"] = "" if copy else spec.get("salt", "")
     s[F + "cov"] = max(1, round(100 * e.coverage))
+    s[F + "engine"] = e.engine
+    s[F + "allocation"] = e.allocation
+    s[F + "cuped"] = e.cuped_lookback_days or 0
+    for m in e.metrics:
+        if m.role == "guardrail":
+            s[f"{F}margin_{m.name}"] = round(100 * m.margin, 2) if m.margin else 0.0
     s[F + "has_start"] = e.start_at is not None
     s[F + "has_end"] = e.end_at is not None
     if e.start_at:
@@ -682,7 +688,14 @@ def form_spec() -> dict[str, Any]:
     if primary:
         metrics.append(item(primary))
     metrics += [item(m) for m in s.get(F + "secondary", []) if m != primary]
-    guardrails += [item(m) for m in s.get(F + "guard", []) if m != primary]
+    for m in s.get(F + "guard", []):
+        if m == primary:
+            continue
+        g = item(m)
+        margin = s.get(f"{F}margin_{m}") or 0
+        if margin:
+            g = {**(g if isinstance(g, dict) else {"name": g}), "margin": float(margin) / 100}
+        guardrails.append(g)
     alpha, sample = s.get(F + "alpha", 0.05), s.get(F + "sample", 100)
     spec: dict[str, Any] = {
         "name": (s.get(F + "name") or "").strip(),
@@ -707,6 +720,12 @@ def form_spec() -> dict[str, Any]:
             spec[key] = value.replace(tzinfo=UTC) if value.tzinfo is None else value
     if s.get(F + "same_ok"):
         spec["allow_same_commit"] = True
+    if s.get(F + "engine", "frequentist") != "frequentist":
+        spec["engine"] = s[F + "engine"]
+    if s.get(F + "allocation", "fixed") != "fixed":
+        spec["allocation"] = s[F + "allocation"]
+    if s.get(F + "cuped"):
+        spec["cuped"] = {"lookback_days": int(s[F + "cuped"])}
     return {k: v for k, v in spec.items() if v not in ("", None)}
 
 
@@ -988,6 +1007,7 @@ with tab_config:
         s.setdefault(F + "alpha", float(stats.significance_level))
         s.setdefault(F + "sample", max(2, int(stats.minimum_sample_size)))
         s.setdefault(F + "cov", 100)
+        s.setdefault(F + "cuped", 0)
         # no min_value / max_value: the widget would silently put back the previous value;
         # what is typed goes to the service, whose range error shows under the field
         a1.number_input(
@@ -1023,6 +1043,40 @@ with tab_config:
             help="Routing hashes md5(salt:user_id); a different salt reshuffles users",
         )
         slots["salt"] = st.container()
+        b1, b2, b3 = st.columns(3)
+        b1.selectbox(
+            "Decision engine",
+            ["frequentist", "bayesian"],
+            key=F + "engine",
+            help="frequentist: a treatment wins when its Holm-adjusted p-value is below α; "
+            "bayesian: when its chance to win reaches 95 %",
+        )
+        slots["engine"] = b1.container()
+        b2.selectbox(
+            "Allocation",
+            ["fixed", "bandit"],
+            key=F + "allocation",
+            help="bandit: Thompson sampling moves new users to the best variant, at most "
+            "hourly (users keep their variant)",
+        )
+        slots["allocation"] = b2.container()
+        b3.number_input(
+            "CUPED lookback (days, 0 = off)",
+            step=7,
+            key=F + "cuped",
+            help="Variance reduction with each user's mean of the metric over this many days "
+            "before the start (1 to 365)",
+        )
+        slots["cuped"] = slots["cuped.lookback_days"] = b3.container()
+        for g in s.get(F + "guard", []):
+            s.setdefault(f"{F}margin_{g}", 0.0)
+            st.number_input(
+                f"Non-inferiority margin of guardrail {g} (%, 0 = none)",
+                step=1.0,
+                key=f"{F}margin_{g}",
+                help="The guardrail passes when its one-sided bound stays within this many "
+                "percent worse than the control",
+            )
         d1, d2 = st.columns(2)
         tomorrow = (datetime.now(UTC) + timedelta(days=1)).replace(
             minute=0, second=0, microsecond=0, tzinfo=None

@@ -26,6 +26,7 @@ from ui.common import (
     take_param,
     workspace,
 )
+from ui.filesync import file_sync_note
 
 ws = workspace()
 
@@ -394,6 +395,9 @@ with tab_edit:
         )
         if current.description:
             st.caption(md(current.description))
+        synced = file_sync_note(ws, current.name, current.commit)
+        if synced:
+            st.caption(synced)
         base_key = f"tpl_base_{current.id}_{branch}"
         if st.session_state.get(base_key) is None:
             st.session_state[base_key] = current.commit

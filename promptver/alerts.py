@@ -45,6 +45,7 @@ from promptver.models import (
     DeploymentMarker,
     MetricsWritten,
 )
+from promptver.outbox import emit_alerts
 from promptver.store import alerts as sql
 from promptver.store import templates as template_sql
 from promptver.store import trends as trend_sql
@@ -582,6 +583,7 @@ class AlertService:
                     else:
                         fired.append(new_id)
                 alerts = sql.get_alerts(con, fired) if fired else []
+                emit_alerts(con, alerts)
         return AlertCheck(
             source=source,  # type: ignore[arg-type]
             evaluated_at=now,

@@ -17,14 +17,16 @@ import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
 
+from promptver import analysis_more as more
 from promptver import stats as st
-from promptver.errors import Problem, ValidationError
+from promptver import stats_more as sm
+from promptver.errors import Problem, SourceError, ValidationError
 from promptver.models import (
     BINARY_METRICS,
     BootstrapInfo,
@@ -155,13 +157,50 @@ def experiment_results(
     Raises:
         ValidationError: ``metric`` is not one of the experiment's metrics.
     """
+    opts = make_options(
+        ws,
+        sequential=sequential,
+        winsorize=winsorize,
+        resamples=resamples,
+        seed=seed,
+        target_lift=target_lift,
+        power=power,
+        buckets=buckets,
+        user_limit=user_limit,
+    )
+    check_metric(experiment, metric)
+    # Values stored before metrics were bounded can overflow sums and resamples: they turn into
+    # inf/nan, which the results report as "cannot be computed" — not as warnings.
+    with _reader(ws) as rd, np.errstate(over="ignore", invalid="ignore"):
+        return _Analysis(rd, experiment, opts, now or utcnow()).run(
+            metric or experiment.primary_metric.name
+        )
+
+
+def make_options(
+    ws: WorkspaceLike,
+    *,
+    sequential: bool | None = None,
+    winsorize: bool | None = None,
+    resamples: int | None = None,
+    seed: int | None = None,
+    target_lift: float | None = 0.05,
+    power: float = 0.8,
+    buckets: int = DEFAULT_BUCKETS,
+    user_limit: int | None = None,
+) -> Options:
+    """The analysis options: the caller's, else the settings' (see :func:`experiment_results`).
+
+    Raises:
+        ValidationError: ``power`` is not between 0 and 1.
+    """
     cfg = ws.settings.ab_testing.statistical_analysis
     if not 0 < power < 1:
         raise ValidationError(
             "power must be between 0 and 1 (e.g. 0.8)",
             [Problem("must be between 0 and 1", field="power")],
         )
-    opts = Options(
+    return Options(
         sequential=cfg.sequential if sequential is None else bool(sequential),
         sequential_tuning_n=cfg.sequential_tuning_n,
         winsorize=cfg.winsorize if winsorize is None else bool(winsorize),
@@ -173,13 +212,6 @@ def experiment_results(
         buckets=buckets,
         user_limit=DEFAULT_USER_LIMIT if user_limit is None else user_limit,
     )
-    check_metric(experiment, metric)
-    # Values stored before metrics were bounded can overflow sums and resamples: they turn into
-    # inf/nan, which the results report as "cannot be computed" — not as warnings.
-    with _reader(ws) as rd, np.errstate(over="ignore", invalid="ignore"):
-        return _Analysis(rd, experiment, opts, now or utcnow()).run(
-            metric or experiment.primary_metric.name
-        )
 
 
 def _reader(ws: WorkspaceLike) -> AbstractContextManager[EventReader]:
@@ -219,9 +251,16 @@ class _Analysis:
     """One analysis: reads through ``rd`` (inside the caller's read block) and computes."""
 
     def __init__(
-        self, rd: EventReader, experiment: Experiment, opts: Options, now: datetime
+        self, rd: EventReader | sql.Con, experiment: Experiment, opts: Options, now: datetime
     ) -> None:
-        self.rd = rd
+        if isinstance(rd, sql.Con):  # a connection to the promptver file (segments)
+            from promptver.sources.file import FileReader
+
+            rd = FileReader(rd)
+        self.rd: EventReader = rd
+        #: the promptver file's connection when the events are there (bandit weights and
+        #: periods are read with them); None for an external source
+        self.con: sql.Con | None = getattr(rd, "con", None)
         self.exp = experiment
         self.opts = opts
         self.now = now
@@ -233,9 +272,10 @@ class _Analysis:
         self.alpha = experiment.alpha
 
     # -- the whole analysis -----------------------------------------------------------------
-    def run(self, selected: str) -> ExperimentResults:
-        exp, opts = self.exp, self.opts
-        metric_names = [m.name for m in exp.metrics]
+    def plan_columns(self) -> tuple[dict[str, float | None], list[sql.MetricColumn]]:
+        """The winsorisation caps and the metric columns to reduce (capped and uncapped)."""
+        opts = self.opts
+        metric_names = [m.name for m in self.exp.metrics]
         caps: dict[str, float | None] = {}
         if opts.winsorize and opts.winsorize_percentile < 100:
             wins = [m for m in metric_names if m in WINSORIZABLE]
@@ -245,10 +285,39 @@ class _Analysis:
             columns.append(sql.MetricColumn(m, m, caps.get(m)))
             if caps.get(m) is not None:
                 columns.append(sql.MetricColumn(m + UNCAPPED, m, None))
+        return caps, columns
+
+    def covariate(self) -> sql.CovariateWindow | None:
+        """CUPED's pre-period (None when CUPED is off or the window has no start yet)."""
+        days = self.exp.cuped_lookback_days
+        if not days or self.start is None:
+            return None
+        return sql.CovariateWindow(
+            self.exp.template_id, self.start - timedelta(days=days), self.start
+        )
+
+    def run(
+        self,
+        selected: str,
+        *,
+        planned: tuple[dict[str, float | None], list[sql.MetricColumn]] | None = None,
+        sums: sql.ExperimentSums | None = None,
+        quantile: bool = True,
+    ) -> ExperimentResults:
+        """The results; ``planned`` and ``sums`` come precomputed for a segment (one grouped
+        pass for all segments), and ``quantile=False`` leaves out the p95 bootstrap."""
+        exp, opts = self.exp, self.opts
+        metric_names = [m.name for m in exp.metrics]
+        caps, columns = planned if planned is not None else self.plan_columns()
         self.columns = columns
         self.col_index = {c.key: i for i, c in enumerate(columns)}
-        self.sums = self.rd.experiment_sums(
-            self.flt, columns, buckets=opts.buckets, user_limit=opts.user_limit
+        self.with_quantile = quantile
+        self.sums = sums or self.rd.experiment_sums(
+            self.flt,
+            columns,
+            buckets=opts.buckets,
+            user_limit=opts.user_limit,
+            covariate=self.covariate(),
         )
         unknown_n, unknown_names = self.sums.unknown_events, self.sums.unknown_variants
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="promptver-stats") as pool:
@@ -256,7 +325,9 @@ class _Analysis:
             self._start_bootstrap()
             # the p95 queries run while the worker threads resample
             self._q_plan = (
-                self._quantile_fetch(QUANTILE_METRIC) if QUANTILE_METRIC in metric_names else None
+                self._quantile_fetch(QUANTILE_METRIC)
+                if QUANTILE_METRIC in metric_names and quantile
+                else None
             )
             metrics = self._metrics(caps)
 
@@ -271,6 +342,16 @@ class _Analysis:
             expected=dict(zip(self.names, srm_raw.expected)),
             threshold=st.SRM_THRESHOLD,
         )
+        self.bandit = None
+        if exp.allocation == "bandit":
+            from promptver.analysis_bandit import bandit_result
+
+            if self.con is None:
+                raise SourceError(
+                    "bandit experiments are analysed from the promptver file's events only; "
+                    "this workspace reads events from an external source (events.source)"
+                )
+            self.bandit, srm = bandit_result(self.con, exp, self.flt, self.alpha)
         sample_ok = bool(users) and min(users) >= exp.minimum_sample_size
         guardrails = self._guardrails(metrics)
         winner, reason = self._winner(metrics, srm, sample_ok, guardrails)
@@ -287,6 +368,8 @@ class _Analysis:
                 f"{unknown_n} event(s) carry a variant that is not configured "
                 f"({', '.join(repr(x) for x in unknown_names)}) and were ignored"
             )
+        if self.bandit is not None:
+            notes.append(self.bandit.caveat)
         if not srm.ok:
             notes.append(
                 "sample ratio mismatch: users per variant "
@@ -325,6 +408,9 @@ class _Analysis:
             winner_reason=reason,
             experiment_messages=notes,
             metrics=metrics,
+            engine=exp.engine,
+            cuped_lookback_days=exp.cuped_lookback_days,
+            bandit=self.bandit,
         )
         return base.select(selected)
 
@@ -352,6 +438,40 @@ class _Analysis:
                 )
             metrics.append(result)
         return metrics
+
+    def _cuped(self, key: str, alternative: st.Alternative) -> dict:
+        """Each treatment's CUPED comparison (Holm across treatments), when CUPED is on."""
+        covs = self.sums.covariates
+        if covs is None:
+            return {}
+        stats, control = self.sums.stats[key], self.names[0]
+        out = {
+            name: more.cuped_result(
+                stats[control],
+                covs[key][control],
+                stats[name],
+                covs[key][name],
+                alpha=self.alpha,
+                alternative=alternative,
+                names=(control, name),
+            )
+            for name in self.names[1:]
+        }
+        adjusted = st.holm([r.p_value for r in out.values()])
+        for (name, r), p_adj in zip(list(out.items()), adjusted):
+            out[name] = r.model_copy(
+                update={
+                    "p_value_adjusted": p_adj,
+                    "significant": p_adj is not None and p_adj < self.alpha,
+                }
+            )
+        return out
+
+    def _non_inferiority(self, spec: MetricSpec, role: str, c: st.Comparison) -> dict:
+        if role != "guardrail" or spec.margin is None:
+            return {}
+        bound, ok = more.non_inferiority(c, spec.direction, spec.margin)
+        return {"margin": spec.margin, "non_inferiority_bound": bound, "non_inferior": ok}
 
     def _window_text(self) -> str:
         if self.start is None and self.end is None:
@@ -458,6 +578,7 @@ class _Analysis:
             raw.append((name, fixed, seq))
         chosen = [seq if opts.sequential else fixed for _, fixed, seq in raw]
         adjusted = st.holm([c.p_value for c in chosen])
+        cuped = self._cuped(key, alternative)
         comparisons = []
         boot_alpha = 2 * alpha if alternative != "two-sided" else alpha
         for (name, fixed, seq), c, p_adj in zip(raw, chosen, adjusted):
@@ -493,6 +614,9 @@ class _Analysis:
                     fixed_horizon=_inference(fixed),
                     sequential=_inference(seq),
                     message=c.message,
+                    bayesian=more.bayesian_result(fixed, spec.direction, alpha),
+                    cuped=cuped.get(name),
+                    **self._non_inferiority(spec, role, c),
                 )
             )
             if c.message and stats[control].sum_y and stats[name].sum_y:
@@ -516,7 +640,7 @@ class _Analysis:
             for c in comparisons
         ]
         quantile = None
-        if spec.name == QUANTILE_METRIC and not key.endswith(UNCAPPED):
+        if spec.name == QUANTILE_METRIC and not key.endswith(UNCAPPED) and self.with_quantile:
             quantile = self._quantile(spec.name)
         return MetricResult(
             metric=spec.name,
@@ -700,6 +824,9 @@ class _Analysis:
                     status = (
                         "cannot compute" if st.NON_FINITE in (c.message or "") else "not tested"
                     )
+                elif c.margin is not None and c.non_inferior is not None:
+                    # non-inferiority: the bound decides, not the test against zero
+                    status = "within margin" if c.non_inferior else "worse than allowed"
                 else:
                     status = "worse" if worse else "ok"
                 out.append(
@@ -713,6 +840,9 @@ class _Analysis:
                         worse=worse,
                         message=c.message,
                         status=status,
+                        margin=c.margin,
+                        bound=c.non_inferiority_bound,
+                        non_inferior=c.non_inferior,
                     )
                 )
         return out
@@ -726,11 +856,37 @@ class _Analysis:
     ) -> tuple[str | None, str]:
         primary = metrics[0]
         good = 1 if primary.direction == "higher" else -1
-        better = [
-            c
-            for c in primary.comparisons
-            if c.significant and c.diff is not None and c.diff * good > 0
-        ]
+        bayesian = self.exp.engine == "bayesian"
+        cuped = self.sums.covariates is not None
+        if self.bandit is not None:  # the period-weighted comparisons decide
+            by_name = {b.treatment: b for b in self.bandit.comparisons}
+            better = [
+                c
+                for c in primary.comparisons
+                if by_name[c.treatment].significant and (by_name[c.treatment].diff or 0) * good > 0
+            ]
+        elif bayesian:
+            better = [
+                c
+                for c in primary.comparisons
+                if c.bayesian is not None
+                and (c.bayesian.chance_to_win or 0) >= sm.CHANCE_TO_WIN_THRESHOLD
+            ]
+        elif cuped:
+            better = [
+                c
+                for c in primary.comparisons
+                if c.cuped is not None
+                and c.cuped.significant
+                and c.cuped.diff is not None
+                and c.cuped.diff * good > 0
+            ]
+        else:
+            better = [
+                c
+                for c in primary.comparisons
+                if c.significant and c.diff is not None and c.diff * good > 0
+            ]
         reasons = []
         if not srm.ok:
             reasons.append(f"sample ratio mismatch ({p_text(srm.p_value)})")
@@ -744,33 +900,61 @@ class _Analysis:
                 f"below the minimum sample of {self.exp.minimum_sample_size} users "
                 f"per variant ({', '.join(short)})"
             )
-        if not better:
+        if not better and bayesian:
+            reasons.append(
+                f"no treatment has a chance to win of at least "
+                f"{sm.CHANCE_TO_WIN_THRESHOLD:.0%} against {self.names[0]} on {primary.metric}"
+            )
+        elif not better:
             reasons.append(
                 f"no treatment is significantly better than {self.names[0]} on "
-                f"{primary.metric} after Holm adjustment at alpha {self.alpha:g}"
+                f"{primary.metric}{' (CUPED-adjusted)' if cuped else ''} after Holm adjustment "
+                f"at alpha {self.alpha:g}"
             )
-        blocked = {g.treatment: g for g in guardrails if g.worse or g.status == "cannot compute"}
+        blocked = {
+            g.treatment: g
+            for g in guardrails
+            if g.status in ("worse", "cannot compute", "worse than allowed")
+        }
         candidates = [c for c in better if c.treatment not in blocked]
         if better and not candidates:
             reasons.append(
-                "; ".join(
-                    f"{c.treatment} is significantly worse on guardrail {blocked[c.treatment].metric}"
-                    if blocked[c.treatment].worse
-                    else f"guardrail {blocked[c.treatment].metric} of {c.treatment} {st.NON_FINITE}"
-                    for c in better
-                )
+                "; ".join(_blocked_text(c.treatment, blocked[c.treatment]) for c in better)
             )
         if reasons:
             return None, "No winner: " + "; ".join(reasons) + "."
-        best = max(candidates, key=lambda c: (c.diff or 0) * good)
+        if self.bandit is not None:
+            by_name = {b.treatment: b for b in self.bandit.comparisons}
+            best = max(candidates, key=lambda c: (by_name[c.treatment].diff or 0) * good)
+            how = f"period-weighted, adjusted {p_text(by_name[best.treatment].p_value_adjusted)}"
+        elif bayesian:
+            best = max(candidates, key=lambda c: c.bayesian.chance_to_win or 0)
+            how = f"chance to win {best.bayesian.chance_to_win:.1%}"
+        elif cuped:
+            best = max(candidates, key=lambda c: (c.cuped.diff or 0) * good)
+            how = f"CUPED-adjusted {p_text(best.cuped.p_value_adjusted)}"
+        else:
+            best = max(candidates, key=lambda c: (c.diff or 0) * good)
+            how = f"adjusted {p_text(best.p_value_adjusted)}"
         lift = (
             f"{best.relative_lift:+.1%}" if best.relative_lift is not None else f"{best.diff:+.4g}"
         )
         return best.treatment, (
-            f"{best.treatment} beats {self.names[0]} on {primary.metric} ({lift}, adjusted "
-            f"{p_text(best.p_value_adjusted)}); the sample minimum is met, the split matches the "
-            "configuration and no guardrail is significantly worse."
+            f"{best.treatment} beats {self.names[0]} on {primary.metric} ({lift}, {how}); the "
+            "sample minimum is met, the split matches the configuration and no guardrail is "
+            "significantly worse or beyond its margin."
         )
+
+
+def _blocked_text(treatment: str, g: GuardrailCheck) -> str:
+    if g.status == "worse than allowed":
+        return (
+            f"{treatment} is worse than allowed on guardrail {g.metric} (bound "
+            f"{g.bound:+.1%} beyond the margin of {g.margin:.1%})"
+        )
+    if g.worse:
+        return f"{treatment} is significantly worse on guardrail {g.metric}"
+    return f"guardrail {g.metric} of {treatment} {st.NON_FINITE}"
 
 
 def power_for(

@@ -39,7 +39,7 @@ DEFAULT_DB_PATH = "data/promptver.duckdb"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class StorageSettings(_Section):
@@ -267,6 +267,17 @@ class EventsSettings(_Section):
         return self
 
 
+class WebhookSettings(_Section):
+    #: where Slack messages link to (the dashboard's address as its readers reach it)
+    dashboard_url: str = "http://localhost:8501"
+    #: the key webhook secrets derive from (default: ``<database>.webhook-key`` beside the file)
+    key_file: str | None = None
+    #: seconds between background delivery passes (dashboard, ``promptver serve``)
+    poll_seconds: float = Field(5.0, gt=0, le=3600)
+    #: seconds to wait for a receiver's answer
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+
+
 class Settings(_Section):
     """All settings. Construct with :meth:`load`; the defaults are the documented ones."""
 
@@ -279,6 +290,7 @@ class Settings(_Section):
     server: ServerSettings = ServerSettings()
     uploads: UploadSettings = UploadSettings()
     events: EventsSettings = EventsSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @classmethod
     def load(

@@ -733,6 +733,7 @@ class DeploymentService:
         )
         d = sql.get(con, new_id)
         assert d is not None
+        _emit_deployment(con, d)
         return d
 
     # -- serving -----------------------------------------------------------------------------
@@ -834,6 +835,19 @@ class DeploymentService:
         with self._lock:
             self._generation += 1
             self._cache.clear()
+
+
+def _emit_deployment(con: Any, d: Deployment) -> None:
+    """The ``deployment.created`` webhook event (deploy, promote, rollback), in the
+    deployment's transaction."""
+    from promptver.outbox import DEPLOYMENT_CREATED, emit
+
+    emit(
+        con,
+        DEPLOYMENT_CREATED,
+        lambda: d.model_dump(mode="json", exclude={"gate_report"}),
+        at=d.created_at,
+    )
 
 
 def _unified(name: str, old: Commit, new: Commit, old_tag: str, new_tag: str) -> str:

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from promptver.bandit_routing import BanditRouting
 from promptver.config import Settings
 from promptver.errors import Conflict, NotFound, Problem, ValidationError
 from promptver.experiment_defs import STATUSES
@@ -45,6 +46,7 @@ from promptver.models import (
     MetricSpec,
     VariantSpec,
 )
+from promptver.outbox import emit_experiment
 from promptver.routing import Router, router_for, user_key
 from promptver.store import experiments as sql
 from promptver.store import templates as tsql
@@ -68,10 +70,20 @@ FILE_FIELDS = (
     "start",
     "end",
     "allow_same_commit",
+    "cuped",
+    "engine",
+    "allocation",
 )
 VARIANT_FIELDS = ("name", "ref", "weight")
-METRIC_FIELDS = ("name", "direction", "guardrail")
-GUARDRAIL_FIELDS = ("name", "direction")
+METRIC_FIELDS = ("name", "direction", "guardrail", "margin")
+GUARDRAIL_FIELDS = ("name", "direction", "margin")
+ENGINES = ("frequentist", "bayesian")
+ALLOCATIONS = ("fixed", "bandit")
+CUPED_FIELDS = ("lookback_days",)
+#: CUPED's lookback, in days (a year at most: older behaviour says little about the test)
+LOOKBACK_MIN, LOOKBACK_MAX = 1, 365
+#: a non-inferiority margin is a fraction of the control mean, above 0 and at most 1 (100 %)
+MARGIN_MAX = 1.0
 #: Fields that may still change once an experiment has started.
 TEXT_FIELDS = frozenset({"description", "hypothesis"})
 
@@ -169,6 +181,9 @@ class _Plan:
     coverage: float
     start_at: datetime | None
     end_at: datetime | None
+    cuped_lookback_days: int | None = None
+    engine: str = "frequentist"
+    allocation: str = "fixed"
 
 
 class _Checker:
@@ -295,6 +310,8 @@ class _Live:
     router: Router
     commits: dict[str, str]
     refs: dict[str, str]
+    #: bandits: the period of the current split (the seq of its bandit_weights row)
+    period: int = 0
 
 
 class ExperimentService:
@@ -317,6 +334,7 @@ class ExperimentService:
         self.results_provider = results_provider
         self._gen_key = str(db.path)
         self._cache: dict[tuple[str, str], tuple[float, int, _Live | None]] = {}
+        self._bandit = BanditRouting(db)
 
     # -- reading --------------------------------------------------------------------------
     def _find(self, con: Any, ref: str) -> Experiment:
@@ -572,6 +590,18 @@ class ExperimentService:
                 "order",
             )
 
+        cuped_days = _cuped(c, spec.get("cuped"))
+        engine = spec.get("engine")
+        if engine is None or engine == "":
+            engine = "frequentist"
+        elif engine not in ENGINES:
+            c.add("engine", f"must be one of {', '.join(ENGINES)}, not {engine!r}")
+        allocation = spec.get("allocation")
+        if allocation is None or allocation == "":
+            allocation = "fixed"
+        elif allocation not in ALLOCATIONS:
+            c.add("allocation", f"must be one of {', '.join(ALLOCATIONS)}, not {allocation!r}")
+
         if c.problems:
             return None, c.problems
         return _Plan(
@@ -589,6 +619,9 @@ class ExperimentService:
             coverage=coverage,
             start_at=start_at,
             end_at=end_at,
+            cuped_lookback_days=cuped_days,
+            engine=engine,
+            allocation=allocation,
         ), []
 
     def _variants(
@@ -690,6 +723,7 @@ class ExperimentService:
 
         def one(item: Any, where: str, allowed: tuple[str, ...], role: str) -> None:
             guardrail = role == "guardrail"
+            margin = None
             if isinstance(item, str):
                 name, direction = item.strip(), None
             elif isinstance(item, Mapping):
@@ -707,6 +741,27 @@ class ExperimentService:
                 if flag is not None and not isinstance(flag, bool):
                     c.add(f"{where}.guardrail", f"must be true or false, not {flag!r}")
                     return
+                margin = item.get("margin")
+                if margin is not None:
+                    if (
+                        isinstance(margin, bool)
+                        or not isinstance(margin, int | float)
+                        or not 0 < margin <= MARGIN_MAX
+                    ):
+                        c.add(
+                            f"{where}.margin",
+                            "must be a relative margin greater than 0 and at most "
+                            f"{MARGIN_MAX:g} (0.05 = at most 5 % worse), not {margin!r}",
+                        )
+                        return
+                    if not (guardrail or flag):
+                        c.add(
+                            f"{where}.margin",
+                            "a margin belongs to a guardrail (list the metric under "
+                            "guardrails, or set guardrail: true)",
+                            "role",
+                        )
+                        return
                 if flag:
                     if role == "primary":
                         c.add(
@@ -762,8 +817,13 @@ class ExperimentService:
             seen[name] = where
             final_role = "guardrail" if guardrail else role
             out.append(
-                MetricSpec(name=name, direction=direction or builtin or "higher", role=final_role)
-            )  # type: ignore[arg-type]
+                MetricSpec(
+                    name=name,
+                    direction=direction or builtin or "higher",
+                    role=final_role,  # type: ignore[arg-type]
+                    margin=float(margin) if margin is not None else None,
+                )
+            )
 
         if raw is None or raw == []:
             c.add(
@@ -817,6 +877,9 @@ class ExperimentService:
             started_at=current.started_at if current else None,
             stopped_at=current.stopped_at if current else None,
             stop_reason=current.stop_reason if current else None,
+            cuped_lookback_days=plan.cuped_lookback_days,
+            engine=plan.engine,  # type: ignore[arg-type]
+            allocation=plan.allocation,  # type: ignore[arg-type]
         )
 
     # -- writing --------------------------------------------------------------------------
@@ -984,6 +1047,7 @@ class ExperimentService:
                 author,
                 "refs resolved: " + "; ".join(moved) if moved else "",
             )
+            emit_experiment(con, "started", exp, now, author)
         self._changed()
         return self.get(exp.id)
 
@@ -1037,6 +1101,7 @@ class ExperimentService:
                 raise Conflict(f"experiment '{exp.name}' changed while stopping; try again")
             sql.free_slot(con, exp.id)
             sql.log(con, exp.id, now, status, author, text or "")
+            emit_experiment(con, status, exp, now, author, text)
         self._changed()
         return exp
 
@@ -1071,10 +1136,28 @@ class ExperimentService:
         """The routing rule of an experiment (any status)."""
         return router_for(self.get(ref))
 
+    def update_bandit(self, ref: str, *, now: datetime | None = None) -> list[float] | None:
+        """Recompute a running bandit's split now (the hourly update, on demand); returns the
+        new weights in variant order, or None when another process recorded them first.
+
+        Raises:
+            Conflict: the experiment is not a running bandit.
+        """
+        exp = self.get(ref)
+        if exp.allocation != "bandit" or exp.status != "running":
+            raise Conflict(f"experiment '{exp.name}' is not a running bandit")
+        done = self._bandit.update(exp, now)
+        self._changed()
+        return done[2] if done else None
+
     def route(self, ref: str, user_id: str) -> tuple[str | None, float]:
         """``(variant, bucket)`` the experiment gives ``user_id`` (variant ``None`` outside its
-        coverage). Works in every status, so a draft's routing can be previewed."""
-        return self.router(ref).route(user_key(user_id))
+        coverage). Works in every status, so a draft's routing can be previewed. A running
+        bandit answers with the user's recorded variant, else the current split's."""
+        exp = self.get(ref)
+        if exp.allocation == "bandit" and exp.status == "running":
+            return self._bandit.preview(exp, user_key(user_id))
+        return router_for(exp).route(user_key(user_id))
 
     def assign(
         self, template: str, environment: str, user_id: str, *, now: datetime | None = None
@@ -1100,7 +1183,10 @@ class ExperimentService:
                 exp.end_at is not None and t >= exp.end_at
             ):
                 return None
-        variant, b = live.router.route(user_id)
+        if exp.allocation == "bandit":  # sticky: a user keeps their first variant
+            variant, b = self._bandit.variant(exp, live.router, live.period, user_key(user_id))
+        else:
+            variant, b = live.router.route(user_id)
         if variant is None:
             return None
         return Assignment(
@@ -1129,11 +1215,15 @@ class ExperimentService:
         exp = self.running(template, environment)
         live = None
         if exp is not None:
+            router, period = Router.from_experiment(exp), 0
+            if exp.allocation == "bandit":  # the current split (updated when an hour old)
+                router, period = self._bandit.router(exp)
             live = _Live(
                 exp,
-                Router.from_experiment(exp),
+                router,
                 {v.name: v.commit or "" for v in exp.variants},
                 {v.name: v.ref for v in exp.variants},
+                period,
             )
         if ttl > 0:
             self._cache[key] = (t + ttl, gen, live)
@@ -1179,6 +1269,9 @@ def to_spec(exp: Experiment) -> dict[str, Any]:
             if builtin == m.direction or (not builtin and m.direction == "higher")
             else {"name": m.name, "direction": m.direction}
         )
+        if m.margin is not None:
+            item = {"name": m.name, "margin": m.margin} if isinstance(item, str) else item
+            item["margin"] = m.margin
         (guardrails if m.role == "guardrail" else metrics).append(item)
     spec: dict[str, Any] = {
         "name": exp.name,
@@ -1198,8 +1291,38 @@ def to_spec(exp: Experiment) -> dict[str, Any]:
         # variants sharing a commit were confirmed when the experiment was saved: the file
         # says so, so that it can be created again
         "allow_same_commit": _shares_a_commit(exp) or None,
+        "cuped": (
+            {"lookback_days": exp.cuped_lookback_days}
+            if exp.cuped_lookback_days is not None
+            else None
+        ),
+        "engine": exp.engine if exp.engine != "frequentist" else None,
+        "allocation": exp.allocation if exp.allocation != "fixed" else None,
     }
     return {k: v for k, v in spec.items() if v not in (None, "", [])}
+
+
+def _cuped(c: _Checker, raw: Any) -> int | None:
+    """CUPED's lookback from ``cuped: {lookback_days: N}`` (None: off)."""
+    if raw is None or raw is False:
+        return None
+    if not isinstance(raw, Mapping):
+        c.add("cuped", f"must be a mapping such as {{lookback_days: 14}}, not {_kind(raw)}")
+        return None
+    c.unknown_keys(raw, CUPED_FIELDS, "cuped.")
+    days = raw.get("lookback_days")
+    if (
+        isinstance(days, bool)
+        or not isinstance(days, int)
+        or not (LOOKBACK_MIN <= days <= LOOKBACK_MAX)
+    ):
+        c.add(
+            "cuped.lookback_days",
+            f"must be a whole number of days from {LOOKBACK_MIN} to {LOOKBACK_MAX}, not {days!r}",
+            "required" if days is None else "invalid",
+        )
+        return None
+    return days
 
 
 def _shares_a_commit(exp: Experiment) -> bool:

@@ -23,7 +23,7 @@ VERSION_RE = re.compile(r"\A(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)\Z")
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 def check_name(value: str, what: str = "name") -> str:
@@ -321,6 +321,8 @@ class MetricSpec(Model):
     name: str
     direction: Literal["higher", "lower"]
     role: Literal["primary", "secondary", "guardrail"] = "secondary"
+    #: guardrails only: the relative non-inferiority margin (0.05 = at most 5 % worse)
+    margin: float | None = None
 
 
 class VariantSpec(Model):
@@ -357,6 +359,12 @@ class Experiment(Model):
     started_at: datetime | None = None
     stopped_at: datetime | None = None
     stop_reason: str | None = None
+    #: CUPED: days before the start whose events give each user's covariate (None: off)
+    cuped_lookback_days: int | None = None
+    #: which rule names the winner: the Holm-adjusted p-value, or the chance to win
+    engine: Literal["frequentist", "bayesian"] = "frequentist"
+    #: "fixed": the configured split; "bandit": Thompson sampling moves traffic (hourly)
+    allocation: Literal["fixed", "bandit"] = "fixed"
 
     @property
     def control(self) -> VariantSpec:
@@ -682,7 +690,7 @@ class CsvColumn(Model):
 
     position: int
     name: str
-    role: Literal["required", "key", "metric", "custom metric", "refused"]
+    role: Literal["required", "key", "metric", "custom metric", "dimension", "refused"]
     type: str
     description: str = ""
 
@@ -818,6 +826,42 @@ class Inference(Model):
     relative_lift_ci_high: float | None
 
 
+class BayesianResult(Model):
+    """The Bayesian readout of one comparison: normal posterior of the relative lift under a
+    flat prior (GrowthBook's effect-Bayesian test)."""
+
+    #: posterior probability that the treatment is better in the metric's good direction
+    chance_to_win: float | None
+    #: posterior E[max(0, −lift)] with the lift signed so that positive is good (a fraction)
+    expected_loss: float | None
+    #: the 1 − alpha credible interval of the relative lift
+    credible_low: float | None
+    credible_high: float | None
+    # extras: the posterior N(mean, sd²) of the relative lift
+    posterior_mean: float | None = None
+    posterior_sd: float | None = None
+
+
+class CupedResult(Model):
+    """The CUPED (regression-adjusted) comparison: treatment − control of Ȳ − θX̄."""
+
+    theta: float | None
+    diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    variance_reduction: float | None
+    # extras
+    se: float | None = None
+    df: float | None = None
+    p_value_adjusted: float | None = None
+    significant: bool = False
+    relative_lift: float | None = None
+    #: users per arm with events in the lookback window (the others have X = 0)
+    users_with_history: dict[str, int] = Field(default_factory=dict)
+    message: str | None = None
+
+
 class ComparisonResult(Model):
     """Treatment vs control on one metric."""
 
@@ -853,6 +897,15 @@ class ComparisonResult(Model):
     fixed_horizon: Inference | None = None
     sequential: Inference | None = None
     message: str | None = None
+    #: the Bayesian readout (every comparison; None when the lift is undefined)
+    bayesian: BayesianResult | None = None
+    #: the CUPED-adjusted comparison (experiments with ``cuped``)
+    cuped: CupedResult | None = None
+    #: guardrails with a margin: the one-sided 1 − alpha bound of the relative lift stays
+    #: within the margin on the bad side (None: no margin, or not computable)
+    non_inferior: bool | None = None
+    margin: float | None = None
+    non_inferiority_bound: float | None = None
 
 
 class QuantileVariant(Model):
@@ -924,8 +977,15 @@ class GuardrailCheck(Model):
     message: str | None = None
     #: "worse" (significantly, one-sided), "ok" (tested, not worse), "not tested" (too few users
     #: or no events yet) or "cannot compute" (the sums overflowed: it may be worse, so the
-    #: treatment cannot be the winner)
-    status: Literal["ok", "worse", "not tested", "cannot compute"] = "not tested"
+    #: treatment cannot be the winner); with a margin: "within margin" or "worse than allowed"
+    status: Literal[
+        "ok", "worse", "not tested", "cannot compute", "within margin", "worse than allowed"
+    ] = "not tested"
+    #: non-inferiority (guardrails with a margin): the margin, the one-sided 1 − alpha bound of
+    #: the relative lift on the bad side, and whether the bound stays within the margin
+    margin: float | None = None
+    bound: float | None = None
+    non_inferior: bool | None = None
 
 
 class SRMResult(Model):
@@ -998,6 +1058,12 @@ class ExperimentResults(Model):
     experiment_messages: list[str] = Field(default_factory=list)
     #: every metric of the experiment (the selected one included)
     metrics: list[MetricResult] = Field(default_factory=list)
+    #: the winner rule: "frequentist" (adjusted p-value) or "bayesian" (chance to win)
+    engine: Literal["frequentist", "bayesian"] = "frequentist"
+    #: CUPED's lookback in days (None: off); the winner rule then uses the adjusted results
+    cuped_lookback_days: int | None = None
+    #: allocation: bandit — the split's history and the period-weighted comparisons (None: fixed)
+    bandit: BanditResult | None = None
 
     def for_metric(self, name: str) -> MetricResult:
         """The result of one metric.
@@ -1028,6 +1094,71 @@ class ExperimentResults(Model):
                 "messages": [*self.experiment_messages, *m.messages],
             }
         )
+
+
+class BanditWeights(Model):
+    """One split of a bandit: from ``at`` on (period ``period``; 0 = the configured split)."""
+
+    period: int
+    at: datetime | None
+    weights: dict[str, float]
+
+
+class BanditComparison(Model):
+    """A treatment against the control, period-weighted (unbiased under a moving split)."""
+
+    treatment: str
+    diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    p_value_adjusted: float | None = None
+    significant: bool = False
+
+
+class BanditResult(Model):
+    """allocation: bandit — the split over time and the period-weighted comparisons."""
+
+    weights: list[BanditWeights]
+    comparisons: list[BanditComparison]
+    periods_used: int
+    caveat: str
+
+
+class SegmentResult(ExperimentResults):
+    """The results object computed on one segment's events (``value`` of the dimension; None:
+    the events without it)."""
+
+    value: str | None
+
+
+class HeterogeneityResult(Model):
+    """Does the effect differ across segments? Cochran's Q over the segments' differences."""
+
+    metric: str
+    treatment: str
+    segments: int
+    q: float | None
+    df: int
+    p_value: float | None
+    #: Higgins' I²: the share of the spread of the effects beyond chance (0 to 1)
+    i2: float | None
+    message: str | None = None
+
+
+class SegmentedResults(Model):
+    """``experiment results --by dim_x``: the results per segment, Holm across all of them."""
+
+    by: str
+    segments: list[SegmentResult]
+    # extras
+    experiment_id: str
+    metric: str
+    alpha: float
+    #: comparisons Holm adjusts over, per metric (segments × treatments)
+    adjusted_over: int = 0
+    heterogeneity: list[HeterogeneityResult] = Field(default_factory=list)
+    messages: list[str] = Field(default_factory=list)
 
 
 # ---- trends and alerts ------------------------------------------------------------------------

@@ -427,6 +427,8 @@ class Comparison:
     sequential: bool
     confidence: float
     message: str | None = None
+    #: the delta-method standard error of the relative lift (the Bayesian posterior's sd)
+    relative_lift_se: float | None = None
 
     @property
     def tested(self) -> bool:
@@ -511,6 +513,7 @@ def compare(
         sequential=r.sequential,
         confidence=confidence,
         message=message,
+        relative_lift_se=finite(r.lift_se),
     )
 
 

@@ -21,16 +21,25 @@ one virtual base first, as git's recursive strategy does), a drawable history gr
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
+from promptver.clock import demo_clock as demo_clock  # re-exported: promptver.demo, tests
+from promptver.clock import utcnow
+from promptver.commit_graph import EPOCH, Graph
+from promptver.commits import (
+    MAIN,
+    Bump,
+    commit_id,  # noqa: F401 - re-exported (older imports, tests)
+    expected_id,
+    next_version,
+    parse_version,
+    variables_used,
+)
 from promptver.config import TemplateLimits
 from promptver.diffing import Diff, diff_prompts
 from promptver.errors import (
@@ -39,8 +48,6 @@ from promptver.errors import (
     NotFound,
     Problem,
     ValidationError,
-    check_unicode,
-    surrogate_problem,
 )
 from promptver.limits import MAX_MESSAGE, check_author, check_json, check_text
 from promptver.merging import (
@@ -51,10 +58,8 @@ from promptver.merging import (
     merge_texts,
 )
 from promptver.models import (
-    VERSION_RE,
     Branch,
     Commit,
-    FsckProblem,
     FsckReport,
     GraphRow,
     MergeResult,
@@ -64,100 +69,8 @@ from promptver.store import templates as sql
 from promptver.store import versioning as vsql
 from promptver.store.db import Database
 
-Bump = Literal["major", "minor", "patch"]
-MAIN = "main"
 MIN_PREFIX = 7
 _HEX_RE = re.compile(r"\A[0-9a-fA-F]+\Z")
-
-
-def utcnow() -> datetime:
-    """Now in UTC, at the microsecond precision DuckDB stores (see :func:`demo_clock`)."""
-    fn = _CLOCK.get()
-    return datetime.now(UTC) if fn is None else fn()
-
-
-# The demo back-dates the history it writes (commits, deployments) so that its metrics can
-# follow it. A context variable keeps that to the thread building the demo: other threads of
-# the process (a tracking flush, another dashboard session) keep the real time.
-_CLOCK: ContextVar[Callable[[], datetime] | None] = ContextVar("promptver_clock", default=None)
-
-
-@contextmanager
-def demo_clock(fn: Callable[[], datetime]) -> Iterator[None]:
-    """Make :func:`utcnow` answer ``fn()`` in the current thread for the block (demo only)."""
-    token = _CLOCK.set(fn)
-    try:
-        yield
-    finally:
-        _CLOCK.reset(token)
-
-
-def commit_id(
-    template_id: str,
-    parents: Iterable[str],
-    content: str,
-    metadata: dict[str, Any],
-    author: str,
-    created_at: datetime,
-    message: str,
-    kind: str = "text",
-    messages: list[dict[str, Any]] | None = None,
-    config: dict[str, Any] | None = None,
-) -> str:
-    """The content address of a commit (see the module docstring for the exact document)."""
-    doc: dict[str, Any] = {
-        "template": template_id,
-        "parents": list(parents),
-        "content": content,
-        "metadata": metadata,
-        "author": author,
-        "created_at": created_at.astimezone(UTC).isoformat(timespec="microseconds"),
-        "message": message,
-    }
-    if kind != "text" or messages is not None or config:
-        doc.update(kind=kind, messages=messages, config=config or {})
-    raw = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    try:
-        return hashlib.sha256(raw.encode("utf-8")).hexdigest()
-    except UnicodeEncodeError:  # a Python caller passed a lone surrogate: name the field
-        for field, value in (("content", content), ("author", author), ("message", message)):
-            check_unicode(value, field)
-        raise ValidationError("invalid input:", [surrogate_problem("metadata")]) from None
-
-
-def expected_id(c: Commit) -> str:
-    """Recompute a stored commit's id (``fsck`` compares it with ``c.id``)."""
-    return commit_id(
-        c.template_id,
-        c.parents,
-        c.content,
-        c.metadata,
-        c.author,
-        c.created_at,
-        c.message,
-        c.kind,
-        c.messages,
-        c.config,
-    )
-
-
-def parse_version(text: str) -> tuple[int, int, int] | None:
-    m = VERSION_RE.match(text)
-    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
-
-
-def next_version(latest: tuple[int, int, int] | None, bump: Bump = "minor") -> tuple[int, int, int]:
-    """1.0.0 first; then bump the major, minor (default) or patch part."""
-    if latest is None:
-        return (1, 0, 0)
-    major, minor, patch = latest
-    if bump == "major":
-        return (major + 1, 0, 0)
-    if bump == "patch":
-        return (major, minor, patch + 1)
-    if bump == "minor":
-        return (major, minor + 1, 0)
-    raise ValidationError(f"bump must be major, minor or patch, not {bump!r}")
 
 
 class VersionControl:
@@ -297,6 +210,7 @@ class VersionControl:
                     c.id,
                     now,
                 )
+            _emit_commit(con, c, branch)
             return c
 
     def root_commit(
@@ -339,6 +253,7 @@ class VersionControl:
         sql.insert_commit(con, c)
         sql.insert_branch(con, template_id, MAIN, c.id, at, author)
         c.version = sql.insert_version(con, template_id, (1, 0, 0), c.id, at)
+        _emit_commit(con, c, MAIN)
         return c
 
     # -- history ----------------------------------------------------------------------
@@ -882,282 +797,39 @@ class VersionControl:
     # -- integrity ----------------------------------------------------------------------
     def fsck(self) -> FsckReport:
         """Check every commit hash, parent link, branch head, version label, experiment arm and
-        deployment.
+        deployment (:func:`promptver.fsck.fsck`). Nothing is repaired."""
+        from promptver.fsck import fsck
 
-        Nothing is repaired; each problem names the template and the object.
-        """
-        import json as _json
-
-        problems: list[FsckProblem] = []
-        with self.db.read() as con:
-            names = vsql.template_names(con)
-            commits = vsql.raw_commits(con)
-            branches = vsql.raw_branches(con)
-            versions = vsql.raw_versions(con)
-            arms = vsql.experiment_variant_commits(con)
-            deployed = vsql.deployment_commits(con)
-
-        def add(kind: str, tid: str | None, obj: str, message: str) -> None:
-            problems.append(
-                FsckProblem(
-                    kind=kind,
-                    template_id=tid,
-                    template=names.get(tid or ""),
-                    object=obj,
-                    message=message,
-                )
-            )
-
-        owner: dict[str, str] = {}
-        parents_of: dict[str, list[str]] = {}
-        for row in commits:
-            cid, tid, parents, content, variables, metadata, message, author, at = row[:9]
-            kind, raw_messages, raw_config = row[9:12]
-            owner[cid] = tid
-            parents_of[cid] = list(parents)
-            if tid not in names:
-                add(
-                    "orphan_commit",
-                    tid,
-                    cid,
-                    f"commit {cid[:12]} belongs to template {tid}, which does not exist",
-                )
-            try:
-                meta = _json.loads(metadata)
-                if not isinstance(meta, dict):
-                    add(
-                        "bad_metadata",
-                        tid,
-                        cid,
-                        f"commit {cid[:12]} has metadata that is not a JSON object",
-                    )
-                    continue
-                msgs = _json.loads(raw_messages) if raw_messages else None
-                cfg = _json.loads(raw_config) if raw_config else {}
-                want = commit_id(
-                    tid, parents, content, meta, author, at, message, kind or "text", msgs, cfg
-                )
-            except (TypeError, ValueError):
-                add(
-                    "bad_metadata",
-                    tid,
-                    cid,
-                    f"commit {cid[:12]} has metadata, messages or config that is not JSON",
-                )
-                continue
-            except RecursionError:  # stored by a version that did not limit the depth
-                add(
-                    "bad_metadata",
-                    tid,
-                    cid,
-                    f"commit {cid[:12]} has metadata nested too deeply to check its id",
-                )
-                continue
-            if want != cid:
-                add(
-                    "hash_mismatch",
-                    tid,
-                    cid,
-                    f"commit {cid[:12]} does not match its content "
-                    f"(recomputed {want[:12]}): the row was changed after it was written",
-                )
-            uses = _variables_used(content, msgs)
-            if list(variables) != uses:
-                add(
-                    "bad_variables",
-                    tid,
-                    cid,
-                    f"commit {cid[:12]} lists variables {list(variables)} but its text uses {uses}",
-                )
-        for cid, parents in parents_of.items():
-            for p in parents:
-                if p not in owner:
-                    add(
-                        "missing_parent",
-                        owner[cid],
-                        cid,
-                        f"commit {cid[:12]} names parent {p[:12]}, which does not exist",
-                    )
-                elif owner[p] != owner[cid]:
-                    add(
-                        "foreign_parent",
-                        owner[cid],
-                        cid,
-                        f"commit {cid[:12]} names parent {p[:12]} of another template",
-                    )
-        heads: dict[str, dict[str, str]] = {}
-        for tid, name, head in branches:
-            heads.setdefault(tid, {})[name] = head
-            if head not in owner:
-                add(
-                    "missing_head",
-                    tid,
-                    f"branch {name}",
-                    f"branch '{name}' points at commit {head[:12]}, which does not exist",
-                )
-            elif owner[head] != tid:
-                add(
-                    "foreign_head",
-                    tid,
-                    f"branch {name}",
-                    f"branch '{name}' points at commit {head[:12]} of another template",
-                )
-        for tid in names:
-            if MAIN not in heads.get(tid, {}):
-                add("missing_main", tid, "branch main", "the template has no 'main' branch")
-        g = Graph(parents_of, {})
-        main_anc: dict[str, set[str]] = {}
-        for tid, version, major, minor, patch, cid in versions:
-            obj = f"version {version}"
-            if version != f"{major}.{minor}.{patch}":
-                add(
-                    "bad_version",
-                    tid,
-                    obj,
-                    f"version {version} does not match its parts {major}.{minor}.{patch}",
-                )
-            if cid not in owner:
-                add(
-                    "missing_version_commit",
-                    tid,
-                    obj,
-                    f"version {version} labels commit {cid[:12]}, which does not exist",
-                )
-                continue
-            if owner[cid] != tid:
-                add(
-                    "foreign_version_commit",
-                    tid,
-                    obj,
-                    f"version {version} labels commit {cid[:12]} of another template",
-                )
-                continue
-            main_head = heads.get(tid, {}).get(MAIN)
-            if main_head is not None and main_head in owner:
-                if tid not in main_anc:
-                    main_anc[tid] = g.ancestors(main_head)
-                if cid not in main_anc[tid]:
-                    add(
-                        "version_off_main",
-                        tid,
-                        obj,
-                        f"version {version} labels commit "
-                        f"{cid[:12]}, which is not in the history of main",
-                    )
-        for exp, variant, tid, cid in arms:
-            if cid not in owner:
-                add(
-                    "missing_variant_commit",
-                    tid,
-                    f"experiment {exp}",
-                    f"variant '{variant}' of experiment {exp} uses commit {cid[:12]}, "
-                    "which does not exist",
-                )
-        for dep_id, env, tid, cid, replaced in deployed:
-            for what, ref in (("deploys", cid), ("replaced", replaced)):
-                if ref is None:
-                    continue
-                if ref not in owner:
-                    add(
-                        "missing_deployed_commit",
-                        tid,
-                        f"deployment {dep_id}",
-                        f"deployment #{dep_id} to {env} {what} commit {ref[:12]}, "
-                        "which does not exist",
-                    )
-                elif owner[ref] != tid:
-                    add(
-                        "foreign_deployed_commit",
-                        tid,
-                        f"deployment {dep_id}",
-                        f"deployment #{dep_id} to {env} {what} commit {ref[:12]} of another "
-                        "template",
-                    )
-        return FsckReport(
-            ok=not problems,
-            problems=problems,
-            templates=len(names),
-            commits=len(commits),
-            branches=len(branches),
-            versions=len(versions),
-        )
+        return fsck(self.db)
 
 
-# ---- the commit graph ------------------------------------------------------------------------
+# ---- webhooks and merge bodies -----------------------------------------------------------------
 
 
-class Graph:
-    """A commit DAG: parents of each commit, and creation times for ordering."""
+def _emit_commit(con: Any, c: Commit, branch: str) -> None:
+    """The ``commit.created`` webhook event, in the commit's transaction (not for the
+    short-lived branch a prompt-file sync merges from: its merge commit is the event)."""
+    from promptver.outbox import COMMIT_CREATED, SYNC_BRANCH_PREFIX, emit
 
-    def __init__(self, parents: dict[str, list[str]], created: dict[str, datetime]) -> None:
-        self.parents = parents
-        self.created = created
+    if branch.startswith(SYNC_BRANCH_PREFIX):
+        return
 
-    @classmethod
-    def from_rows(cls, rows: Iterable[tuple[str, list[str], datetime]]) -> Graph:
-        parents: dict[str, list[str]] = {}
-        created: dict[str, datetime] = {}
-        for cid, ps, at in rows:
-            parents[cid] = list(ps)
-            created[cid] = at
-        return cls(parents, created)
+    def data() -> dict[str, Any]:
+        row = sql.template_row(con, c.template_id)
+        return {
+            "template": row["name"] if row else None,
+            "template_id": c.template_id,
+            "commit": c.id,
+            "version": c.version,
+            "branch": branch,
+            "parents": list(c.parents),
+            "author": c.author,
+            "message": c.message,
+            "kind": c.kind,
+            "variables": list(c.variables),
+        }
 
-    def ancestors(self, head: str) -> set[str]:
-        """``head`` and every commit reachable from it (missing parents are skipped)."""
-        seen: set[str] = set()
-        stack = [head]
-        while stack:
-            cid = stack.pop()
-            if cid in seen or cid not in self.parents:
-                continue
-            seen.add(cid)
-            stack.extend(self.parents[cid])
-        return seen
-
-    def merge_bases(self, a: str, b: str) -> list[str]:
-        """The best common ancestors of ``a`` and ``b``: common ancestors that are not an
-        ancestor of another common ancestor. Oldest first."""
-        common = self.ancestors(a) & self.ancestors(b)
-        below: set[str] = set()
-        stack = [p for c in common for p in self.parents.get(c, [])]
-        while stack:
-            cid = stack.pop()
-            if cid in below:
-                continue
-            below.add(cid)
-            stack.extend(self.parents.get(cid, []))
-        return sorted(common - below, key=lambda c: (self.created.get(c, _EPOCH), c))
-
-    def topo_order(self, heads: Iterable[str]) -> list[str]:
-        """Commits reachable from ``heads``, newest first, every child before its parents."""
-        reach: set[str] = set()
-        for h in heads:
-            reach |= self.ancestors(h)
-        children = {cid: 0 for cid in reach}
-        for cid in reach:
-            for p in self.parents[cid]:
-                if p in children:
-                    children[p] += 1
-        key = lambda x: (self.created.get(x, _EPOCH), x)  # noqa: E731
-        ready = sorted((cid for cid, n in children.items() if n == 0), key=key)
-        out: list[str] = []
-        while ready:
-            cid = ready.pop()
-            out.append(cid)
-            for p in self.parents[cid]:
-                if p in children:
-                    children[p] -= 1
-                    if children[p] == 0:
-                        ready.append(p)
-                        ready.sort(key=key)
-        return out
-
-    def add_virtual(self, cid: str, parents: list[str], created: datetime) -> None:
-        self.parents[cid] = parents
-        self.created[cid] = created
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+    emit(con, COMMIT_CREATED, data, at=c.created_at)
 
 
 def merge_body(c: Commit) -> str:
@@ -1227,7 +899,7 @@ def _virtual_base(g: Graph, load: Any, a: str, b: str) -> Base:
             counter[0] += 1
             vid = f"virtual:{counter[0]}"
             g.add_virtual(
-                vid, [cur, nxt], max(g.created.get(cur, _EPOCH), g.created.get(nxt, _EPOCH))
+                vid, [cur, nxt], max(g.created.get(cur, EPOCH), g.created.get(nxt, EPOCH))
             )
             memo[vid] = (
                 tm.marked() if not tm.clean else tm.text(),
@@ -1297,24 +969,9 @@ class MergePlan:
             messages=messages,
             config=self.config.merged,
             metadata=self.metadata.merged,
-            variables=_variables_used(body, messages) if chat else _variables_used(body, None),
+            variables=variables_used(body, messages) if chat else variables_used(body, None),
         )
         return diff_prompts(self.ours, merged)
-
-
-def _variables_used(content: str, messages: list[dict[str, Any]] | None) -> list[str]:
-    """The placeholders of a text, or of every message of a chat prompt, in order."""
-    from promptver.templating import scan, variables_of
-
-    if messages is None:
-        return variables_of(scan(content)[0])
-    out: list[str] = []
-    for m in messages:
-        if isinstance(m, dict) and isinstance(m.get("content"), str):
-            for name in variables_of(scan(m["content"])[0]):
-                if name not in out:
-                    out.append(name)
-    return out
 
 
 def branch_name_problems(name: str) -> list[Problem]:

@@ -73,7 +73,7 @@ def insert_events(ws, frame: pd.DataFrame, experiment_id: str = "exp-1") -> None
         con.register("incoming_events", df)
         try:
             con.execute(
-                "INSERT INTO metric_events SELECT event_id::VARCHAR, import_id::VARCHAR,"
+                f"INSERT INTO metric_events ({', '.join(EVENT_COLUMNS)}) SELECT event_id::VARCHAR, import_id::VARCHAR,"
                 " ts::TIMESTAMPTZ, template_id::VARCHAR, user_id::VARCHAR, experiment_id::VARCHAR,"
                 " variant::VARCHAR, version::VARCHAR, commit_id::VARCHAR, environment::VARCHAR,"
                 " latency_ms::DOUBLE, success::BOOLEAN, error::BOOLEAN, quality_score::DOUBLE,"

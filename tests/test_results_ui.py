@@ -74,8 +74,10 @@ def test_results_view_shows_the_decision_tables_and_charts(db_path, data):
     assert comparisons.loc[0, "CI (bootstrap)"].startswith("[")
     assert comparisons.loc[0, "verdict"] == "better"
     charts = at.get("vega_lite_chart")
-    # the means per variant, the forest plot, the sample against its minimum, the overview
-    assert len(charts) == 4
+    # the means per variant, the forest plot, the posterior of the lift, the sample against its
+    # minimum, the overview
+    assert len(charts) == 5
+    assert "posterior" in charts[2].proto.spec
     spec = charts[1].proto.spec
     assert '"yOffset"' in spec and '"interval"' in spec
     guard = [f for f in frames if "status" in f]

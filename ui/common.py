@@ -246,6 +246,19 @@ def sidebar(ws: Workspace) -> None:
         if ws.source.external:
             st.caption(f"Events: {md(ws.source.describe())}")
     sidebar_badge(ws, cached(ws.alerts.open_count))
+    background_delivery(ws)
+
+
+def background_delivery(ws: Workspace) -> None:
+    """Deliver webhooks from this process (a background thread) once the workspace has a
+    subscription: one thread per database, started on the first run that sees one (checked
+    again only after a write, through :func:`cached`)."""
+    from promptver.webhooks import BackgroundDeliverer, WebhookService
+
+    if BackgroundDeliverer.running(ws):
+        return
+    if cached(WebhookService.for_workspace(ws).count):
+        BackgroundDeliverer.start(ws)
 
 
 def no_templates(ws: Workspace, then: str = "") -> None:

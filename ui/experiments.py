@@ -129,6 +129,10 @@ FORM_LABELS = {
     "start": "Start (UTC)",
     "end": "End (UTC)",
     "allow_same_commit": "Same commit on purpose",
+    "engine": "Decision engine",
+    "allocation": "Allocation",
+    "cuped": "CUPED lookback (days, 0 = off)",
+    "cuped.lookback_days": "CUPED lookback (days, 0 = off)",
 }
 _VARIANT = re.compile(r"variants\[(\d+)\](?:\.(\w+))?")
 _METRIC = re.compile(r"(metrics|guardrails)\[(\d+)\](?:\.\w+)?")

@@ -33,6 +33,7 @@ from promptver.models import Experiment, ExperimentResults
 from promptver.reports.document import p_cell as fmt_p
 from promptver.reports.document import pct
 from promptver.workspace import Workspace
+from ui import results_more
 from ui.common import domain_errors, md
 from ui.experiments import table
 
@@ -138,13 +139,17 @@ def render_results(ws: Workspace, experiment: Experiment) -> ExperimentResults |
         _config_differences(ws, experiment)
         _forest(results)
         _comparisons(results)
+        results_more.bandit(results)
+        results_more.cuped(results)
+        results_more.bayesian(results)
         if results.quantile is not None:
             _quantile(results)
         if results.uncapped is not None:
             _uncapped(results)
         if results.guardrails:
-            _guardrails(results)
+            results_more.guardrails(results)
         _overview(results)
+        results_more.segments(ws, experiment, results, key)
         _power_calculator(results, key)
         _method(results)
         return results
@@ -388,23 +393,6 @@ def _uncapped(r: ExperimentResults) -> None:
                 "CI (uncapped)": interval(raw_c.ci_low, raw_c.ci_high),
             }
         )
-    table(pd.DataFrame(rows))
-
-
-def _guardrails(r: ExperimentResults) -> None:
-    st.markdown("**Guardrails** · one-sided test in each metric's bad direction, unadjusted")
-    rows = [
-        {
-            "metric": g.metric,
-            "worse when": "higher" if g.direction == "lower" else "lower",
-            "treatment": g.treatment,
-            "difference": fmt(g.diff),
-            "lift": pct(g.relative_lift),
-            "p (worse)": fmt_p(g.p_value),
-            "status": "significantly worse" if g.worse else g.status,
-        }
-        for g in r.guardrails
-    ]
     table(pd.DataFrame(rows))
 
 

@@ -30,7 +30,13 @@ from promptver.api.guard import AUTHENTICATED
 from promptver.api.problems import Unauthorized
 from promptver.errors import Problem, PromptverError, ValidationError
 from promptver.experiments import STATUSES
-from promptver.models import Deployment, Experiment, ExperimentResults, Template
+from promptver.models import (
+    Deployment,
+    Experiment,
+    ExperimentResults,
+    SegmentedResults,
+    Template,
+)
 from promptver.store.db import Database, WouldBlock
 from promptver.store.migrations import applied
 from promptver.workspace import Workspace
@@ -279,9 +285,17 @@ class Endpoints:
         self,
         experiment: str,
         metric: str | None = Query(None, description="default: the primary metric"),
-    ) -> ExperimentResults:
-        """The contract's results object (running: now; ended: the frozen final results)."""
+        by: str | None = Query(
+            None, description="a dim_* segment dimension: results per segment (Holm across all)"
+        ),
+    ) -> ExperimentResults | SegmentedResults:
+        """The contract's results object (running: now; ended: the frozen final results); with
+        ``by``, ``{"by", "segments": [{"value", …results…}]}``."""
         exp = self.ws.experiments.get(experiment)
+        if by is not None:
+            from promptver.segments import segment_results
+
+            return segment_results(self.ws, exp, by, metric)
         return self.ws.experiment_results(exp, metric)
 
     # -- metric events ------------------------------------------------------------------

@@ -213,11 +213,19 @@ class MetricIn(ApiModel):
     name: str
     direction: Literal["higher", "lower"] | None = None
     guardrail: bool | None = None
+    margin: float | None = Field(None, description="guardrails: relative non-inferiority margin")
 
 
 class GuardrailIn(ApiModel):
     name: str
     direction: Literal["higher", "lower"] | None = None
+    margin: float | None = Field(
+        None, description="relative non-inferiority margin (0.05 = at most 5 % worse)"
+    )
+
+
+class CupedIn(ApiModel):
+    lookback_days: int = Field(description="days before the start that give each covariate")
 
 
 class ExperimentCreate(ApiModel):
@@ -238,6 +246,13 @@ class ExperimentCreate(ApiModel):
     coverage: float | None = None
     start: str | None = Field(None, description="ISO 8601; no offset means UTC")
     end: str | None = Field(None, description="ISO 8601; no offset means UTC")
+    cuped: CupedIn | None = Field(None, description="CUPED variance reduction")
+    engine: Literal["frequentist", "bayesian"] | None = Field(
+        None, description="the winner rule (default frequentist)"
+    )
+    allocation: Literal["fixed", "bandit"] | None = Field(
+        None, description="bandit: Thompson sampling moves traffic to the best variant (hourly)"
+    )
     author: str | None = None
 
 

@@ -29,6 +29,8 @@ COMMAND_MODULES = [
     "promptver.cli.commands.reports",
     "promptver.cli.commands.alerts",
     "promptver.cli.commands.serve",
+    "promptver.cli.commands.files",
+    "promptver.cli.commands.webhooks",
 ]
 
 

@@ -88,6 +88,17 @@ KEY_DESCRIPTIONS = {
     "environment": "one of the configured environments",
 }
 CUSTOM_NAME_RE = re.compile(r"\A[a-z][a-z0-9_]{0,63}\Z")
+#: segment dimensions: text columns named ``dim_…`` (``dim_country``, ``dim_model``)
+DIMENSION_RE = re.compile(r"\Adim_[a-z0-9_]{1,60}\Z")
+#: the longest value of a segment dimension
+MAX_DIMENSION_CHARS = 200
+
+
+def is_dimension(name: str) -> bool:
+    """``dim_*`` columns are segment dimensions (text), not custom metrics."""
+    return bool(DIMENSION_RE.match(name))
+
+
 ISO_EXAMPLE = "2026-01-31T14:05:00Z"
 #: the largest value of each built-in metric, far above any real call: with values bounded, sums
 #: and sums of squares over billions of events stay finite, so no statistic overflows
@@ -156,7 +167,15 @@ class Header:
 
     @property
     def custom(self) -> list[str]:
-        return [n for n in self.names if n not in BUILTIN and n not in REQUIRED + KEYS]
+        return [
+            n
+            for n in self.names
+            if n not in BUILTIN and n not in REQUIRED + KEYS and not is_dimension(n)
+        ]
+
+    @property
+    def dims(self) -> list[str]:
+        return [n for n in self.names if is_dimension(n)]
 
     @property
     def metrics(self) -> list[str]:
@@ -166,7 +185,9 @@ class Header:
         return name in self.names
 
     def types(self) -> dict[str, str]:
-        return {n: "VARCHAR" if n in TEXT_COLUMNS else "DOUBLE" for n in self.names}
+        return {
+            n: "VARCHAR" if n in TEXT_COLUMNS or is_dimension(n) else "DOUBLE" for n in self.names
+        }
 
     def columns(self) -> list[CsvColumn]:
         out = []
@@ -191,6 +212,16 @@ class Header:
                 kind, desc = BUILTIN[n]
                 out.append(
                     CsvColumn(position=i, name=n, role="metric", type=kind, description=desc)
+                )
+            elif is_dimension(n):
+                out.append(
+                    CsvColumn(
+                        position=i,
+                        name=n,
+                        role="dimension",
+                        type="text",
+                        description=f"segment value (at most {MAX_DIMENSION_CHARS} characters)",
+                    )
                 )
             elif CUSTOM_NAME_RE.match(n):
                 out.append(
@@ -378,7 +409,9 @@ def _header_problems(names: list[str]) -> list[CsvProblem]:
             )
         )
     has_metric = any(
-        n in BUILTIN or (n not in REQUIRED + KEYS and CUSTOM_NAME_RE.match(n)) for n in seen
+        n in BUILTIN
+        or (n not in REQUIRED + KEYS and CUSTOM_NAME_RE.match(n) and not is_dimension(n))
+        for n in seen
     )
     if names and not has_metric and not problems:
         problems.append(
@@ -525,9 +558,18 @@ def _checks(header: Header) -> list[sql.RowCheck]:
             " || strftime(getvariable('pv_started'), '%Y-%m-%dT%H:%M:%SZ') || ')'",
         )
     )
+    for name in header.dims:
+        c.append(
+            rc(
+                name,
+                f"length({sql.q(name)}) > {MAX_DIMENSION_CHARS}",
+                f"'a segment value has at most {MAX_DIMENSION_CHARS} characters (got ' ||"
+                f" length({sql.q(name)}) || ')'",
+            )
+        )
     for name in header.names:
         kind = BUILTIN.get(name, ("number", ""))[0] if name not in REQUIRED + KEYS else None
-        if kind is None:
+        if kind is None or is_dimension(name):
             continue
         col = sql.q(name)
         if kind == "boolean":
@@ -863,7 +905,9 @@ def import_csv(
                         set(header.names),
                         header.custom,
                         skip_existing=skipped > 0,
+                        dims=header.dims,
                     )
+                    _check_dimension_cap(con, header, shown_name)
                     sql.insert_import(
                         con,
                         ImportRecord(
@@ -899,6 +943,26 @@ def import_csv(
         seconds=round(time.monotonic() - started, 3),
         warnings=warnings,
     )
+
+
+def _check_dimension_cap(con: duckdb.DuckDBPyConnection, header: Header, file_name: str) -> None:
+    """Refuse the file (the transaction rolls back) when a segment dimension would hold more
+    than :data:`sql.MAX_DIMENSION_VALUES` distinct values."""
+    over = sql.dimension_overflow(con, header.dims)
+    if over:
+        raise _refuse(
+            file_name,
+            [
+                _problem(
+                    column=d,
+                    message=f"a segment dimension holds at most {sql.MAX_DIMENSION_VALUES:,} "
+                    f"distinct values; with this file '{d}' would hold {n:,} (use a coarser "
+                    "grouping, e.g. a country rather than a city)",
+                    code="too_many_values",
+                )
+                for d, n in over.items()
+            ],
+        )
 
 
 class _FallbackError(Exception):
@@ -937,7 +1001,7 @@ def _import_in_one_pass(
     """
     prefix = "pv_lookup_" + uuid.uuid4().hex[:12]
     import_id = uuid.uuid4().hex[:16]
-    text = [n for n in header.names if n in TEXT_COLUMNS]
+    text = [n for n in header.names if n in TEXT_COLUMNS or is_dimension(n)]
     with db.connect() as con:
         try:
             with db.transaction():
@@ -956,9 +1020,11 @@ def _import_in_one_pass(
                         text,
                         header.custom,
                         prefix,
+                        dims=header.dims,
                     )
                 except duckdb.Error:
                     raise _FallbackError() from None
+                _check_dimension_cap(con, header, name)
                 report(0.8, "checking event ids")
                 got = sql.landed(con, import_id, header.has("event_id"))
                 if got.rows == 0 or got.duplicate_event_ids:
@@ -1032,7 +1098,7 @@ def _row_problems(
     sql.set_variable(con, "pv_envs", list(settings.deployment.environments))
     checks = _checks(header)
     found: list[tuple[int, str, str, str]] = []  # (row, column, message, code)
-    text = [n for n in header.names if n in TEXT_COLUMNS]
+    text = [n for n in header.names if n in TEXT_COLUMNS or is_dimension(n)]
     # padded cells of the reference columns are found on their distinct values (the keys
     # table), which is much cheaper than testing every row
     per_row = [n for n in text if n not in sql.KEY_COLUMNS]

@@ -39,7 +39,9 @@ from promptver.metrics.csv_import import (
     CUSTOM_NAME_RE,
     MAX_CUSTOM,
     MAX_CUSTOM_TEXT,
+    MAX_DIMENSION_CHARS,
     METRIC_MAX,
+    is_dimension,
 )
 from promptver.models import MetricsWritten, Prompt
 from promptver.store import metrics as sql
@@ -98,6 +100,16 @@ def _custom(name: str, value: Any) -> float:
     if abs(v) > MAX_CUSTOM:
         raise _bad(name, f"must be {MAX_CUSTOM_TEXT} (got {value!r})")
     return v
+
+
+def _dimension(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _bad(name, f"a segment value must be non-empty text, got {value!r:.60}")
+    value = value.strip()
+    if len(value) > MAX_DIMENSION_CHARS:
+        raise _bad(name, f"a segment value has at most {MAX_DIMENSION_CHARS} characters")
+    check_unicode(value, name)
+    return value
 
 
 def _unit(name: str, value: Any) -> float:
@@ -271,10 +283,14 @@ class TrackingBuffer:
             None,
             None,
             None,
+            None,
         ]
         present = 0
         for name, value in metrics.items():
             if value is None:
+                continue
+            if is_dimension(name):  # a segment value (text), not a metric
+                row[17] = {**(row[17] or {}), name: _dimension(name, value)}
                 continue
             rule = _RULES.get(name)
             if rule is not None:
@@ -354,11 +370,16 @@ class TrackingBuffer:
                             batch.extend(saved)
                     batch.extend(rows)
                     for i in range(0, len(batch), _BATCH_WRITE):
-                        part = batch[i : i + _BATCH_WRITE]
+                        # events saved by a version without segments lack the last field
+                        part = [
+                            r if len(r) == len(_FIELDS) else (*r, None)
+                            for r in batch[i : i + _BATCH_WRITE]
+                        ]
                         cols = dict(zip(_FIELDS, zip(*part), strict=True))
                         cols["custom"] = [
                             None if c is None else json.dumps(c) for c in cols["custom"]
                         ]
+                        cols["dims"] = [None if d is None else json.dumps(d) for d in cols["dims"]]
                         written += sql.insert_columns(con, cols)
             except BaseException:
                 with self._lock:

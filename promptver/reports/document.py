@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from promptver.analysis import p_text
-from promptver.models import ComparisonResult, MetricResult
+from promptver.models import ComparisonResult, ExperimentResults, GuardrailCheck, MetricResult
 from promptver.reports.gather import Report
 
 # ---- inline text ------------------------------------------------------------------------------
@@ -199,6 +199,7 @@ def build(report: Report, charts: dict[str, Chart] | None = None) -> Document:
         _variants(report),
         _results(report, chart),
         _guardrails(report),
+        *([_bandit(r)] if r.bandit is not None else []),
         _srm(report),
         _timeline(report, chart),
         _history(report),
@@ -514,6 +515,7 @@ def _metric(report: Report, m: MetricResult, index: int, chart: ChartFn) -> list
     blocks.append(chart(f"means-{index}", f"{m.metric}: mean per variant with its intervals"))
     if m.comparisons:
         blocks += _comparisons(m.metric, m.comparisons)
+        blocks += _more_blocks(m.metric, m.comparisons, report.results.alpha)
         blocks.append(chart(f"forest-{index}", f"{m.metric}: treatment − control"))
     if m.quantile is not None:
         q = m.quantile
@@ -680,6 +682,112 @@ def _comparisons(metric: str, comps: list[ComparisonResult]) -> list[Block]:
     return [effects, tests]
 
 
+def _more_blocks(metric: str, comps: list[ComparisonResult], alpha: float) -> list[Block]:
+    """The Bayesian and CUPED tables of one metric (none when neither is present)."""
+    blocks: list[Block] = []
+    bayes = [c for c in comps if c.bayesian is not None]
+    if bayes:
+        blocks.append(
+            Table(
+                [
+                    "treatment",
+                    "chance to win",
+                    "expected loss",
+                    f"{1 - alpha:.0%} credible interval",
+                ],
+                [
+                    [
+                        f"{c.treatment} vs {c.control}",
+                        pct(c.bayesian.chance_to_win, signed=False),
+                        pct(c.bayesian.expected_loss, signed=False),
+                        ci(c.bayesian.credible_low, c.bayesian.credible_high, percent=True),
+                    ]
+                    for c in bayes
+                ],
+                numeric={1, 2, 3},
+                caption=f"{metric}: Bayesian readout of the relative lift (flat prior)",
+            )
+        )
+    cuped = [c for c in comps if c.cuped is not None]
+    if cuped:
+        blocks.append(
+            Table(
+                [
+                    "treatment",
+                    "difference",
+                    "adjusted difference",
+                    "adjusted CI",
+                    "adjusted p",
+                    "adjusted p (Holm)",
+                    "theta",
+                    "variance reduction",
+                ],
+                [
+                    [
+                        f"{c.treatment} vs {c.control}",
+                        num(c.diff),
+                        num(c.cuped.diff),
+                        ci(c.cuped.ci_low, c.cuped.ci_high),
+                        p_cell(c.cuped.p_value),
+                        p_cell(c.cuped.p_value_adjusted),
+                        num(c.cuped.theta),
+                        pct(c.cuped.variance_reduction, signed=False),
+                    ]
+                    for c in cuped
+                ],
+                numeric={1, 2, 3, 4, 5, 6, 7},
+                caption=f"{metric}: CUPED-adjusted beside unadjusted",
+            )
+        )
+    return blocks
+
+
+def _guardrail_status(g: GuardrailCheck) -> str:
+    """The status cell: non-inferiority with its bound, or the one-sided test's outcome."""
+    if g.margin is not None and g.bound is not None:
+        return f"{g.status} (bound {g.bound:+.2%}, margin {g.margin:.1%})"
+    return "SIGNIFICANTLY WORSE" if g.worse else g.status
+
+
+def _bandit(r: ExperimentResults) -> Section:
+    """allocation: bandit — the split over time and the period-weighted comparisons."""
+    b = r.bandit
+    names = list(b.weights[0].weights) if b.weights else []
+    return Section(
+        "Bandit allocation",
+        "bandit",
+        [
+            Para([b.caveat]),
+            Table(
+                ["period", "from", *names],
+                [
+                    [str(w.period), when(w.at), *(pct(w.weights[n], signed=False) for n in names)]
+                    for w in b.weights
+                ],
+                numeric=set(range(2, 2 + len(names))),
+                caption="The split over time (share of new users)",
+            ),
+            Table(
+                ["treatment", "difference", "CI", "p", "p (Holm)", "significant"],
+                [
+                    [
+                        c.treatment,
+                        num(c.diff),
+                        ci(c.ci_low, c.ci_high),
+                        p_cell(c.p_value),
+                        p_cell(c.p_value_adjusted),
+                        yes(c.significant),
+                    ]
+                    for c in b.comparisons
+                ],
+                numeric={1, 2, 3, 4},
+                caption=f"Period-weighted comparisons against {r.variants[0].name} "
+                f"({b.periods_used} period(s) with data in every arm)",
+            ),
+        ],
+    )
+
+
 def _guardrails(report: Report) -> Section:
     r = report.results
     if not r.guardrails:
@@ -696,7 +804,7 @@ def _guardrails(report: Report) -> Section:
             num(g.diff),
             pct(g.relative_lift),
             p_cell(g.p_value),
-            "SIGNIFICANTLY WORSE" if g.worse else g.status,
+            _guardrail_status(g),
             g.message or "",
         ]
         for g in r.guardrails
@@ -709,7 +817,9 @@ def _guardrails(report: Report) -> Section:
                 [
                     "Each guardrail is tested one-sided in its bad direction at alpha "
                     f"{r.alpha:g}, without adjustment (adjusting would hide harm). A treatment "
-                    "that is significantly worse on a guardrail cannot win."
+                    "that is significantly worse on a guardrail cannot win. A guardrail with a "
+                    "margin is a non-inferiority test instead: the one-sided bound of its "
+                    "relative lift must stay within the margin."
                 ]
             ),
             Table(

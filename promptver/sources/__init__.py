@@ -31,7 +31,13 @@ if TYPE_CHECKING:
     from promptver.config import Settings
     from promptver.metric_defs import Measure
     from promptver.store.db import Database
-    from promptver.store.stats import EventFilter, ExperimentSums, MetricColumn, UnitKind
+    from promptver.store.stats import (
+        CovariateWindow,
+        EventFilter,
+        ExperimentSums,
+        MetricColumn,
+        UnitKind,
+    )
     from promptver.store.trends import Span
 
 
@@ -40,7 +46,13 @@ class EventReader(Protocol):
 
     # -- experiment results (promptver.analysis) ----------------------------------------------
     def experiment_sums(
-        self, flt: EventFilter, columns: list[MetricColumn], *, buckets: int, user_limit: int
+        self,
+        flt: EventFilter,
+        columns: list[MetricColumn],
+        *,
+        buckets: int,
+        user_limit: int,
+        covariate: CovariateWindow | None = None,
     ) -> ExperimentSums: ...
 
     def pooled_quantiles(

@@ -32,7 +32,13 @@ if TYPE_CHECKING:
     from promptver.config import EventsSettings
     from promptver.metric_defs import Measure
     from promptver.store.db import Database
-    from promptver.store.stats import EventFilter, ExperimentSums, MetricColumn, UnitKind
+    from promptver.store.stats import (
+        CovariateWindow,
+        EventFilter,
+        ExperimentSums,
+        MetricColumn,
+        UnitKind,
+    )
     from promptver.store.trends import Span
 
 
@@ -88,8 +94,21 @@ class ExternalReader:
 
     # -- experiment results -------------------------------------------------------------------
     def experiment_sums(
-        self, flt: EventFilter, columns: list[MetricColumn], *, buckets: int, user_limit: int
+        self,
+        flt: EventFilter,
+        columns: list[MetricColumn],
+        *,
+        buckets: int,
+        user_limit: int,
+        covariate: CovariateWindow | None = None,
     ) -> ExperimentSums:
+        if covariate is not None:
+            raise SourceError(
+                f"{self.rel.label}: CUPED (cuped: in the experiment) reads the pre-period from "
+                "the promptver file only for now; remove cuped: to analyse this experiment here"
+            )
+        if getattr(flt, "segment", None) is not None:
+            raise SourceError(f"{self.rel.label}: segments (--by) read the promptver file only")
         return wstats.experiment_sums(
             self.rel,
             flt,

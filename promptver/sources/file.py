@@ -21,7 +21,13 @@ if TYPE_CHECKING:
 
     from promptver.metric_defs import Measure
     from promptver.store.db import Database
-    from promptver.store.stats import EventFilter, ExperimentSums, MetricColumn, UnitKind
+    from promptver.store.stats import (
+        CovariateWindow,
+        EventFilter,
+        ExperimentSums,
+        MetricColumn,
+        UnitKind,
+    )
     from promptver.store.trends import Span
 
 
@@ -33,12 +39,18 @@ class FileReader:
 
     # -- experiment results -------------------------------------------------------------------
     def experiment_sums(
-        self, flt: EventFilter, columns: list[MetricColumn], *, buckets: int, user_limit: int
+        self,
+        flt: EventFilter,
+        columns: list[MetricColumn],
+        *,
+        buckets: int,
+        user_limit: int,
+        covariate: CovariateWindow | None = None,
     ) -> ExperimentSums:
         from promptver.store import stats as stats_sql
 
         return stats_sql.experiment_sums(
-            self.con, flt, columns, buckets=buckets, user_limit=user_limit
+            self.con, flt, columns, buckets=buckets, user_limit=user_limit, covariate=covariate
         )
 
     def pooled_quantiles(

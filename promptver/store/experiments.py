@@ -15,7 +15,8 @@ Con = duckdb.DuckDBPyConnection
 _COLS = (
     "e.id, e.name, e.description, e.hypothesis, e.template_id, t.name AS template, "
     "e.environment, e.status, e.metrics, e.alpha, e.minimum_sample_size, e.salt, e.coverage, "
-    "e.start_at, e.end_at, e.created_at, e.created_by, e.started_at, e.stopped_at, e.stop_reason"
+    "e.start_at, e.end_at, e.created_at, e.created_by, e.started_at, e.stopped_at, e.stop_reason, "
+    "e.options"
 )
 _FROM = "FROM experiments e LEFT JOIN templates t ON t.id = e.template_id"
 
@@ -37,6 +38,7 @@ def _experiments(con: Con, where: str, params: list[Any], order: str = "") -> li
     for r in rows:
         r["template"] = r["template"] or ""
         r["metrics"] = [MetricSpec(**m) for m in json.loads(r["metrics"])]
+        r.update(_options_fields(r.pop("options")))
         out.append(Experiment(variants=variants[r["id"]], **r))
     return out
 
@@ -89,11 +91,37 @@ def _metrics_json(exp: Experiment) -> str:
     return json.dumps([m.model_dump() for m in exp.metrics])
 
 
+def _options_json(exp: Experiment) -> str:
+    """The "More statistics" options as stored (only those that differ from the default)."""
+    options: dict[str, Any] = {}
+    if exp.cuped_lookback_days is not None:
+        options["cuped"] = {"lookback_days": exp.cuped_lookback_days}
+    if exp.engine != "frequentist":
+        options["engine"] = exp.engine
+    if exp.allocation != "fixed":
+        options["allocation"] = exp.allocation
+    return json.dumps(options)
+
+
+def _options_fields(raw: str | None) -> dict[str, Any]:
+    """Model fields from the stored options (NULL: an experiment from before they existed)."""
+    options = json.loads(raw) if raw else {}
+    out: dict[str, Any] = {}
+    if isinstance(options.get("cuped"), dict):
+        out["cuped_lookback_days"] = options["cuped"].get("lookback_days")
+    if options.get("engine"):
+        out["engine"] = options["engine"]
+    if options.get("allocation"):
+        out["allocation"] = options["allocation"]
+    return out
+
+
 def insert(con: Con, exp: Experiment) -> None:
     con.execute(
         "INSERT INTO experiments (id, name, description, hypothesis, template_id, environment,"
         " status, metrics, alpha, minimum_sample_size, salt, coverage, start_at, end_at,"
-        " created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " created_at, created_by, options)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             exp.id,
             exp.name,
@@ -111,6 +139,7 @@ def insert(con: Con, exp: Experiment) -> None:
             exp.end_at,
             exp.created_at,
             exp.created_by,
+            _options_json(exp),
         ],
     )
     _insert_variants(con, exp)
@@ -128,7 +157,7 @@ def replace_config(con: Con, exp: Experiment) -> None:
     con.execute(
         "UPDATE experiments SET name = ?, description = ?, hypothesis = ?, template_id = ?,"
         " environment = ?, metrics = ?, alpha = ?, minimum_sample_size = ?, salt = ?,"
-        " coverage = ?, start_at = ?, end_at = ? WHERE id = ?",
+        " coverage = ?, start_at = ?, end_at = ?, options = ? WHERE id = ?",
         [
             exp.name,
             exp.description,
@@ -142,6 +171,7 @@ def replace_config(con: Con, exp: Experiment) -> None:
             exp.coverage,
             exp.start_at,
             exp.end_at,
+            _options_json(exp),
             exp.id,
         ],
     )

@@ -365,6 +365,7 @@ def insert_staged(
     present: set[str],
     custom: Sequence[str],
     skip_existing: bool,
+    dims: Sequence[str] = (),
 ) -> int:
     """Append the staged rows to ``metric_events``; returns the number of rows written."""
     v = _values(present, custom)
@@ -380,12 +381,12 @@ def insert_staged(
         )
     row = con.execute(
         f"""
-        INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)})
+        INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)}, dims)
         SELECT {v["event_id"]}, ?, s.__ts, k.template_id,
                s.user_id, k.experiment_id, {v["variant"]}, k.version_out, k.commit_id,
                {v["environment"]}, {v["latency_ms"]}, {v["success"]},
                {v["error"]}, {v["quality_score"]}, {v["cost_usd"]},
-               {v["tokens_in"]}, {v["tokens_out"]}, {v["custom"]}
+               {v["tokens_in"]}, {v["tokens_out"]}, {v["custom"]}, {_dims_sql(dims)}
         FROM {stage} s JOIN {keys} k
           ON k.template = s.template AND {join_key("experiment")} AND {join_key("variant")}
          AND {join_key("version")}
@@ -399,6 +400,35 @@ def insert_staged(
 # ---- the one-pass import (valid files) -------------------------------------------------------
 
 FAST_FAILURE = "promptver: the file needs a detailed check"
+
+
+def _dims_sql(dims: Sequence[str], src: str = "s") -> str:
+    """The ``dims`` map of an event from its ``dim_*`` text cells (NULL when all are empty)."""
+    if not dims:
+        return "NULL::MAP(VARCHAR, VARCHAR)"
+    entries = ", ".join(f"{{'key': '{d}', 'value': {src}.{q(d)}}}" for d in dims)
+    return (
+        f"CASE WHEN {' OR '.join(f'{src}.{q(d)} IS NOT NULL' for d in dims)} THEN"
+        f" map_from_entries(list_filter([{entries}], lambda e: e.value IS NOT NULL)) END"
+    )
+
+
+#: the most distinct values a segment dimension (``dim_*``) may take in the whole file
+MAX_DIMENSION_VALUES = 1000
+
+
+def dimension_overflow(con: Con, dims: Sequence[str]) -> dict[str, int]:
+    """The dimensions among ``dims`` that now hold more than :data:`MAX_DIMENSION_VALUES`
+    distinct values, with their count (checked inside the writing transaction)."""
+    out: dict[str, int] = {}
+    for d in dims:
+        n = con.execute(
+            "SELECT count(DISTINCT dims[$d]) FROM metric_events WHERE dims[$d] IS NOT NULL",
+            {"d": d},
+        ).fetchone()[0]
+        if n > MAX_DIMENSION_VALUES:
+            out[d] = int(n)
+    return out
 
 
 def _values(present: set[str], custom: Sequence[str], src: str = "s") -> dict[str, str]:
@@ -451,6 +481,7 @@ def insert_direct(
     text: Sequence[str],
     custom: Sequence[str],
     lookups: str,
+    dims: Sequence[str] = (),
 ) -> int:
     """Parse, check, resolve and append the whole file in one statement (no staging).
 
@@ -490,11 +521,11 @@ def insert_direct(
     )
     row = con.execute(
         f"""
-        INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)})
+        INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)}, dims)
         SELECT {v["event_id"]}, ?, s.__ts, tm.tm_id, s.user_id, {experiment_id}, {v["variant"]},
                {version_out}, {commit}, {v["environment"]}, {v["latency_ms"]}, {v["success"]},
                {v["error"]}, {v["quality_score"]}, {v["cost_usd"]}, {v["tokens_in"]},
-               {v["tokens_out"]}, {v["custom"]}
+               {v["tokens_out"]}, {v["custom"]}, {_dims_sql(dims)}
         FROM {source} s {" ".join(joins)}
         WHERE CASE WHEN {" OR ".join(bad)} THEN error(?) ELSE true END
         """,
@@ -793,8 +824,10 @@ TRACK_TYPES = {
     "tokens_in": "Int64",
     "tokens_out": "Int64",
     "custom": "string",
+    "dims": "string",
 }
-"""Column types of a batch of tracked events (``custom`` holds a JSON object or null)."""
+"""Column types of a batch of tracked events (``custom`` and ``dims`` hold a JSON object or
+null)."""
 
 
 #: SQL type of each pandas dtype of :data:`TRACK_TYPES` (the list-parameter path)
@@ -877,11 +910,11 @@ def _insert_tracked(
         )
     row = con.execute(
         f"""
-        INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)})
+        INSERT INTO metric_events ({", ".join(EVENT_COLUMNS)}, dims)
         SELECT event_id, NULL, make_timestamptz(ts_us), template_id, user_id,
                experiment_id, variant, version, commit_id, environment, latency_ms,
                success, error, quality_score, cost_usd, tokens_in, tokens_out,
-               CAST(custom::JSON AS MAP(VARCHAR, DOUBLE))
+               CAST(custom::JSON AS MAP(VARCHAR, DOUBLE)), CAST(dims::JSON AS MAP(VARCHAR, VARCHAR))
         FROM {source} b{dedupe}
         """,
         params,

@@ -400,3 +400,105 @@ def m080_chat_prompts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE commits ADD COLUMN messages JSON")
     con.execute("ALTER TABLE commits ADD COLUMN config JSON DEFAULT '{}'")
     con.execute("UPDATE commits SET kind = 'text', config = '{}' WHERE kind IS NULL")
+
+
+@migration
+def m110_statistics_depth(con: duckdb.DuckDBPyConnection) -> None:
+    # Experiment options of "More statistics" (CUPED's lookback, the decision engine), one JSON
+    # object so that later options need no schema change; NULL reads as no options.
+    con.execute("ALTER TABLE experiments ADD COLUMN options JSON")
+    # Segment dimensions of an event (``dim_country`` → ``{"country": "DE"}``): text values,
+    # like ``custom`` holds the custom metrics.
+    con.execute("ALTER TABLE metric_events ADD COLUMN dims MAP(VARCHAR, VARCHAR)")
+
+
+@migration
+def m110_bandits(con: duckdb.DuckDBPyConnection) -> None:
+    # allocation: bandit. Every change of the split, with its time (append-only): the weights in
+    # variant order. Before the first row an experiment routes with its configured weights.
+    con.execute(
+        """
+        CREATE TABLE bandit_weights (
+            experiment_id VARCHAR NOT NULL,
+            seq INTEGER NOT NULL,             -- 1, 2, … per experiment; the period it starts
+            changed_at TIMESTAMPTZ NOT NULL,
+            weights JSON NOT NULL,            -- [w_control, w_1, …], summing to 1
+            PRIMARY KEY (experiment_id, seq)
+        )
+        """
+    )
+    # Sticky assignment: the variant a user got first (and the period then), kept while the
+    # split moves. The key makes two processes that route the same new user agree.
+    con.execute(
+        """
+        CREATE TABLE bandit_assignments (
+            experiment_id VARCHAR NOT NULL,
+            user_id VARCHAR NOT NULL,
+            variant VARCHAR NOT NULL,
+            period INTEGER NOT NULL,          -- the seq of the weights in force (0: configured)
+            assigned_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (experiment_id, user_id)
+        )
+        """
+    )
+
+
+@migration
+def m120_webhooks(con: duckdb.DuckDBPyConnection) -> None:
+    # Webhook subscriptions, the outbox and the delivery log (promptver.webhooks). An outbox row
+    # (a message: one event for one subscription) is inserted in the same transaction as the
+    # change it reports, so nothing is lost when the receiver is down or the process dies; its
+    # id is the stable ``webhook-id`` of every attempt. The outbox is the one table whose rows
+    # change in place (status, attempts, next attempt, lease); each attempt is appended to
+    # ``webhook_attempts``. No secret is stored here: see promptver.webhooks (key file).
+    con.execute(
+        """
+        CREATE TABLE webhooks (
+            id VARCHAR PRIMARY KEY,            -- wh_ + hex
+            url VARCHAR NOT NULL,              -- http(s) only
+            events VARCHAR[] NOT NULL,         -- event types, or ['*']
+            format VARCHAR NOT NULL,           -- json | slack
+            description VARCHAR NOT NULL DEFAULT '',
+            created_at TIMESTAMPTZ NOT NULL,
+            created_by VARCHAR NOT NULL,
+            removed_at TIMESTAMPTZ             -- removed subscriptions keep their log
+        )
+        """
+    )
+    con.execute(
+        """
+        CREATE TABLE webhook_outbox (
+            id VARCHAR PRIMARY KEY,            -- msg_ + hex: the webhook-id header
+            webhook_id VARCHAR NOT NULL,
+            event_type VARCHAR NOT NULL,
+            event_time TIMESTAMPTZ NOT NULL,
+            data JSON NOT NULL,                -- the event's data object
+            status VARCHAR NOT NULL,           -- pending | delivered | failed | cancelled
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TIMESTAMPTZ,
+            lease_until TIMESTAMPTZ,           -- a deliverer is sending it until then
+            manual BOOLEAN NOT NULL DEFAULT false,  -- queued again by hand (redelivery)
+            last_attempt_at TIMESTAMPTZ,
+            delivered_at TIMESTAMPTZ
+        )
+        """
+    )
+    con.execute("CREATE INDEX webhook_outbox_due ON webhook_outbox (status, next_attempt_at)")
+    con.execute("CREATE SEQUENCE webhook_attempts_id_seq START 1")
+    con.execute(
+        """
+        CREATE TABLE webhook_attempts (
+            id BIGINT PRIMARY KEY DEFAULT nextval('webhook_attempts_id_seq'),
+            message_id VARCHAR NOT NULL,
+            webhook_id VARCHAR NOT NULL,
+            attempted_at TIMESTAMPTZ NOT NULL,
+            attempt INTEGER NOT NULL,          -- 1 for the first try of the message
+            ok BOOLEAN NOT NULL,
+            status_code INTEGER,               -- NULL: no HTTP answer (see error)
+            error VARCHAR,
+            response_body VARCHAR,             -- at most 1 KB is kept
+            duration_ms DOUBLE,
+            manual BOOLEAN NOT NULL DEFAULT false
+        )
+        """
+    )

@@ -14,7 +14,7 @@ whitelist of built-in columns (custom metrics are read with ``custom[$param]``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -22,6 +22,7 @@ import duckdb
 import numpy as np
 
 from promptver.stats import ArmUnits, MetricStats
+from promptver.stats_more import CovariateSums
 
 Con = duckdb.DuckDBPyConnection
 
@@ -65,6 +66,8 @@ class EventFilter:
     variants: tuple[str, ...]
     start: datetime | None = None
     end: datetime | None = None
+    #: one segment: (dimension, value); value None = the events without that dimension
+    segment: tuple[str, str | None] | None = None
 
     def where(self, alias: str = "", *, variants: bool = True) -> tuple[str, dict[str, Any]]:
         """The WHERE condition and its parameters (``variants=False``: any variant, for queries
@@ -81,6 +84,14 @@ class EventFilter:
         if self.end is not None:
             sql += f" AND {p}ts <= $end"
             params["end"] = self.end
+        if self.segment is not None:
+            dim, value = self.segment
+            params["seg_dim"] = dim
+            if value is None:
+                sql += f" AND {p}dims[$seg_dim] IS NULL"
+            else:
+                sql += f" AND {p}dims[$seg_dim] = $seg_value"
+                params["seg_value"] = value
         return sql, params
 
 
@@ -97,6 +108,15 @@ def metric_expr(metric: str, param: str, alias: str = "") -> tuple[str, dict[str
     return f"{p}custom[${param}]", {param: metric}
 
 
+@dataclass(frozen=True)
+class CovariateWindow:
+    """CUPED's pre-period: each user's events on ``template_id`` in ``[start, end)``."""
+
+    template_id: str
+    start: datetime
+    end: datetime
+
+
 @dataclass
 class ExperimentSums:
     """What one pass over an experiment's events returns (per configured variant)."""
@@ -111,6 +131,8 @@ class ExperimentSums:
     #: events in the window whose variant is not configured (ignored), and those variants
     unknown_events: int = 0
     unknown_variants: list[str] = field(default_factory=list)
+    #: CUPED: per metric key and variant, the sums of the users' pre-period covariate
+    covariates: dict[str, dict[str, CovariateSums]] | None = None
 
 
 def _select_metrics(columns: list[MetricColumn]) -> tuple[str, str, dict[str, Any]]:
@@ -134,6 +156,7 @@ def experiment_sums(
     *,
     buckets: int = 2000,
     user_limit: int = 2000,
+    covariate: CovariateWindow | None = None,
 ) -> ExperimentSums:
     """Per-variant sufficient statistics of ``columns`` and the bootstrap units, in one pass.
 
@@ -143,12 +166,62 @@ def experiment_sums(
         columns: the metric columns to reduce.
         buckets: number of hashed user buckets for large arms.
         user_limit: when every arm has at most this many users, units are single users.
+        covariate: CUPED's pre-period; each user's mean of each metric there (0 without
+            events) is joined in the same query and its sums come back in ``covariates``.
     """
+    res = _sums_query(con, flt, columns, buckets, covariate, None)
+    return _assemble(con, flt, columns, res, None, user_limit, covariate is not None)
+
+
+def segment_sums(
+    con: Con,
+    flt: EventFilter,
+    columns: list[MetricColumn],
+    by: str,
+    *,
+    buckets: int = 2000,
+    user_limit: int = 2000,
+    covariate: CovariateWindow | None = None,
+    max_values: int | None = None,
+) -> tuple[int, dict[str | None, ExperimentSums]]:
+    """:func:`experiment_sums` for each value of the dimension ``by``, in one pass (the
+    grouping gains the segment value); ``None`` holds the events without that dimension.
+
+    Returns:
+        The number of (non-null) values, and the sums per value — empty when there are more
+        than ``max_values`` values.
+    """
+    res = _sums_query(con, flt, columns, buckets, covariate, by)
+    segs = _names(res["seg"])
+    values = sorted({v for v in segs if v is not None})
+    if max_values is not None and len(values) > max_values:
+        return len(values), {}
+    out: dict[str | None, ExperimentSums] = {}
+    for value in values + ([None] if any(v is None for v in segs) else []):
+        mask = np.asarray([v == value for v in segs], dtype=bool)
+        sub = replace(flt, segment=(by, value))
+        out[value] = _assemble(con, sub, columns, res, mask, user_limit, covariate is not None)
+    return len(values), out
+
+
+def _sums_query(
+    con: Con,
+    flt: EventFilter,
+    columns: list[MetricColumn],
+    buckets: int,
+    covariate: CovariateWindow | None,
+    by: str | None,
+) -> dict[str, Any]:
     # No variant filter here: grouping by variant anyway, unknown variants are dropped below
     # (and reported), which is cheaper than a filter on every event.
     where, params = flt.where(variants=False)
     inner, agg, mparams = _select_metrics(columns)
     params = {**params, **mparams, "buckets": buckets}
+    # segments: the value of the dimension joins the groupings (a user with events in two
+    # segments counts in both, with the events of each)
+    seg_in, seg = ("dims[$by] AS seg, ", "seg, ") if by else ("", "")
+    if by:
+        params["by"] = by
     # One grouping only: the per-bucket sums of the user-level products. Sufficient statistics
     # add up, so each variant's are the sums over its buckets (done below, in Python).
     outer = ", ".join(
@@ -158,26 +231,46 @@ def experiment_sums(
         for i in range(len(columns))
     )
     comma = ", " if columns else ""
+    source, cov_outer = "u", ""
+    with_pre = ""
+    if covariate is not None and columns:
+        with_pre, cov_outer, cov_params = _covariate_sql(columns, inner, covariate)
+        params.update(cov_params)
+        source = "uc"
     sql = f"""
         WITH u AS (
-            SELECT variant, user_id, count(*) AS ev_n{comma}{agg}
-            FROM (SELECT variant, user_id{comma}{inner} FROM metric_events WHERE {where})
-            GROUP BY variant, user_id
-        )
-        SELECT variant, {bucket_sql()} AS unit, count(*) AS users, sum(ev_n) AS events
-               {comma}{outer}
-        FROM u
-        GROUP BY variant, unit
+            SELECT {seg}variant, user_id, count(*) AS ev_n{comma}{agg}
+            FROM (SELECT {seg_in}variant, user_id{comma}{inner} FROM metric_events WHERE {where})
+            GROUP BY {seg}variant, user_id
+        ){with_pre}
+        SELECT {seg}variant, {bucket_sql()} AS unit, count(*) AS users, sum(ev_n) AS events
+               {comma}{outer}{cov_outer}
+        FROM {source}
+        GROUP BY {seg}variant, unit
     """
-    res = con.execute(sql, params).fetchnumpy()
+    return con.execute(sql, params).fetchnumpy()
+
+
+def _assemble(
+    con: Con,
+    flt: EventFilter,
+    columns: list[MetricColumn],
+    res: dict[str, Any],
+    mask: np.ndarray | None,
+    user_limit: int,
+    with_covariate: bool,
+) -> ExperimentSums:
+    """The sums of the rows of ``res`` selected by ``mask`` (all rows when None)."""
     variants = list(flt.variants)
     names = _names(res["variant"])
+    if mask is None:
+        mask = np.ones(len(names), dtype=bool)
     users = {v: 0 for v in variants}
     events = {v: 0 for v in variants}
     stats: dict[str, dict[str, MetricStats]] = {
         c.key: {v: MetricStats() for v in variants} for c in columns
     }
-    rows = {v: np.flatnonzero(names == v) for v in variants}
+    rows = {v: np.flatnonzero((names == v) & mask) for v in variants}
     for v, sel in rows.items():
         if not len(sel):
             continue
@@ -196,9 +289,24 @@ def experiment_sums(
                     sum_xy=float(_col(res, f"sxy{i}", sel).sum()),
                     event_sum_x2=float(_col(res, f"sq{i}", sel).sum()),
                 )
+    covariates = None
+    if with_covariate and columns:
+        covariates = {
+            col.key: {
+                v: CovariateSums(
+                    sum_c=float(_col(res, f"sc{i}", sel).sum()),
+                    sum_c2=float(_col(res, f"scc{i}", sel).sum()),
+                    sum_xc=float(_col(res, f"sxc{i}", sel).sum()),
+                    sum_yc=float(_col(res, f"syc{i}", sel).sum()),
+                    with_history=int(_col(res, f"sh{i}", sel).sum()),
+                )
+                for v, sel in rows.items()
+            }
+            for i, col in enumerate(columns)
+        }
     known = np.isin(names, np.asarray(variants, dtype=object))
-    unknown_events = int(_col(res, "events", np.flatnonzero(~known)).sum())
-    unknown = sorted({"(none)" if n is None else str(n) for n in names[~known]})
+    unknown_events = int(_col(res, "events", np.flatnonzero(~known & mask)).sum())
+    unknown = sorted({"(none)" if n is None else str(n) for n in names[~known & mask]})
     if max(users.values(), default=0) <= user_limit:
         unit_keys, units = _user_units(con, flt, columns, variants)
         kind: UnitKind = "user"
@@ -209,8 +317,46 @@ def experiment_sums(
             unit_keys[v] = np.asarray(res["unit"])[sel].astype(np.uint64)
             units[v] = _units_from(res, sel, len(columns))
     return ExperimentSums(
-        users, events, stats, units, unit_keys, kind, list(columns), unknown_events, unknown
+        users,
+        events,
+        stats,
+        units,
+        unit_keys,
+        kind,
+        list(columns),
+        unknown_events,
+        unknown,
+        covariates,
     )
+
+
+def _covariate_sql(
+    columns: list[MetricColumn], inner: str, cov: CovariateWindow
+) -> tuple[str, str, dict[str, Any]]:
+    """CUPED's extra CTEs (each user's pre-period mean per metric, joined to the users) and the
+    covariate sums of the outer aggregation, over the users that count for each metric."""
+    n = len(columns)
+    pre_agg = ", ".join(f"avg(m{i}) AS c{i}, count(m{i}) AS h{i}" for i in range(n))
+    joined = ", ".join(
+        f"coalesce(pre.c{i}, 0.0) AS c{i}, coalesce(pre.h{i}, 0) AS h{i}" for i in range(n)
+    )
+    with_pre = f""",
+        pre AS (
+            SELECT user_id, {pre_agg}
+            FROM (SELECT user_id, {inner} FROM metric_events
+                  WHERE template_id = $cov_tpl AND ts >= $cov_start AND ts < $cov_end)
+            GROUP BY user_id
+        ),
+        uc AS (SELECT u.*, {joined} FROM u LEFT JOIN pre ON pre.user_id = u.user_id)"""
+    outer = "".join(
+        f", sum(c{i}) FILTER (WHERE y{i} > 0) AS sc{i},"
+        f" sum(c{i} * c{i}) FILTER (WHERE y{i} > 0) AS scc{i},"
+        f" sum(x{i} * c{i}) AS sxc{i}, sum(y{i} * c{i}) AS syc{i},"
+        f" count(*) FILTER (WHERE y{i} > 0 AND h{i} > 0) AS sh{i}"
+        for i in range(n)
+    )
+    params = {"cov_tpl": cov.template_id, "cov_start": cov.start, "cov_end": cov.end}
+    return with_pre, outer, params
 
 
 def _names(arr: Any) -> np.ndarray:
@@ -394,3 +540,47 @@ def events_fingerprint(con: Con, experiment_id: str) -> tuple[Any, ...]:
         {"exp": experiment_id},
     ).fetchone()
     return tuple(row)
+
+
+def dimension_names(con: Con, experiment_id: str) -> list[str]:
+    """The segment dimensions (``dim_*``) that the experiment's events carry, sorted."""
+    rows = con.execute(
+        "SELECT DISTINCT unnest(map_keys(dims)) AS d FROM metric_events"
+        " WHERE experiment_id = $exp AND dims IS NOT NULL ORDER BY d",
+        {"exp": experiment_id},
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def period_sums(con: Con, flt: EventFilter, metric: str) -> dict[int, dict[str, MetricStats]]:
+    """Bandits: the metric's sufficient statistics per (period, variant), a user's period being
+    the one in which they were first assigned (``bandit_assignments``)."""
+    where, params = flt.where("", variants=False)
+    expr, p = metric_expr(metric, "b_name")
+    params.update(p)
+    rows = con.execute(
+        f"""
+        SELECT a.period, u.variant, count(*) FILTER (WHERE u.y > 0), sum(u.x), sum(u.x * u.x),
+               sum(u.y), sum(u.y * u.y), sum(u.x * u.y), sum(u.q)
+        FROM (SELECT variant, user_id, sum(m) AS x, count(m)::DOUBLE AS y, sum(m * m) AS q
+              FROM (SELECT variant, user_id, {expr} AS m FROM metric_events WHERE {where})
+              GROUP BY variant, user_id) u
+        JOIN bandit_assignments a ON a.experiment_id = $exp AND a.user_id = u.user_id
+        GROUP BY a.period, u.variant
+        """,
+        params,
+    ).fetchall()
+    out: dict[int, dict[str, MetricStats]] = {}
+    for period, variant, n, sx, sxx, sy, syy, sxy, sq in rows:
+        if variant not in flt.variants:
+            continue
+        out.setdefault(int(period), {})[variant] = MetricStats(
+            n=int(n),
+            sum_x=float(sx or 0),
+            sum_x2=float(sxx or 0),
+            sum_y=float(sy or 0),
+            sum_y2=float(syy or 0),
+            sum_xy=float(sxy or 0),
+            event_sum_x2=float(sq or 0),
+        )
+    return out

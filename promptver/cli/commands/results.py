@@ -21,7 +21,7 @@ from promptver.cli.context import (
 )
 
 if TYPE_CHECKING:
-    from promptver.models import Experiment, ExperimentResults
+    from promptver.models import Experiment, ExperimentResults, SegmentedResults
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int_arg(0, MAX_SEED), help="bootstrap seed, 0 or more (default: settings)"
     )
     parser.add_argument(
+        "--by",
+        metavar="DIM",
+        help="results per segment of a dim_* column (e.g. dim_country); Holm across all "
+        "segments, a heterogeneity test and SRM per segment",
+    )
+    parser.add_argument(
         "--target-lift",
         type=float_arg(0, MAX_TARGET_LIFT),
         default=None,
@@ -60,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def show_results(ctx: Context, experiment: Experiment) -> ExperimentResults:
+def show_results(ctx: Context, experiment: Experiment) -> ExperimentResults | SegmentedResults:
     """Analyse ``experiment`` and print its results (JSON with ``--json``)."""
     args = ctx.args
     options = {
@@ -71,6 +77,12 @@ def show_results(ctx: Context, experiment: Experiment) -> ExperimentResults:
     }
     if getattr(args, "target_lift", None) is not None:
         options["target_lift"] = args.target_lift / 100
+    if getattr(args, "by", None):
+        from promptver.segments import segment_results  # numpy, scipy: only for results
+
+        seg = segment_results(ctx.ws, experiment, args.by, getattr(args, "metric", None), **options)
+        ctx.emit(seg, lambda: format_segments(seg))
+        return seg  # type: ignore[return-value]
     # ended experiments answer with their frozen results unless an option asks for a new analysis
     results = ctx.ws.experiment_results(experiment, getattr(args, "metric", None), **options)
     ctx.emit(results, lambda: format_results(results))
@@ -173,6 +185,7 @@ def format_results(r: ExperimentResults) -> str:
                 ],
             ),
         ]
+    lines += _more_lines(r)
     if r.quantile is not None:
         q = r.quantile
         rows = [
@@ -197,11 +210,13 @@ def format_results(r: ExperimentResults) -> str:
                         g.treatment,
                         _n(g.diff),
                         _p(g.p_value),
-                        "WORSE" if g.worse else g.status,
+                        "-" if g.margin is None else f"{g.margin:.1%}",
+                        "-" if g.bound is None else f"{g.bound:+.2%}",
+                        g.status.upper() if g.status.startswith("worse") else g.status,
                     ]
                     for g in r.guardrails
                 ],
-                ["guardrail", "treatment", "diff", "p (worse)", "status"],
+                ["guardrail", "treatment", "diff", "p (worse)", "margin", "bound", "status"],
             ),
         ]
     if r.power:
@@ -231,4 +246,153 @@ def format_results(r: ExperimentResults) -> str:
         ]
     lines += ["", f"winner: {r.winner or 'none'} — {r.winner_reason}"]
     lines += [f"note: {m}" for m in r.messages]
+    return "\n".join(lines)
+
+
+def _more_lines(r: ExperimentResults) -> list[str]:
+    """The Bayesian readout and the CUPED-adjusted comparisons, beside the frequentist table."""
+    lines: list[str] = []
+    bayes = [c for c in r.comparisons if c.bayesian is not None]
+    if bayes:
+        rule = " (decides the winner)" if r.engine == "bayesian" else ""
+        lines += [
+            "",
+            f"Bayesian readout, flat prior{rule}:",
+            table(
+                [
+                    [
+                        f"{c.treatment} vs {c.control}",
+                        _pct(c.bayesian.chance_to_win, signed=False),
+                        _pct(c.bayesian.expected_loss, signed=False),
+                        _ci(c.bayesian.credible_low, c.bayesian.credible_high, pct=True),
+                    ]
+                    for c in bayes
+                ],
+                [
+                    "comparison",
+                    "chance to win",
+                    "expected loss",
+                    f"{1 - r.alpha:.0%} credible interval of the lift",
+                ],
+            ),
+        ]
+    if r.bandit is not None:
+        current = r.bandit.weights[-1]
+        lines += [
+            "",
+            "bandit split now: "
+            + ", ".join(f"{n} {w:.1%}" for n, w in current.weights.items())
+            + f" (period {current.period}; {len(r.bandit.weights) - 1} change(s))",
+            table(
+                [
+                    [
+                        c.treatment,
+                        _n(c.diff),
+                        _ci(c.ci_low, c.ci_high),
+                        _p(c.p_value),
+                        _p(c.p_value_adjusted),
+                    ]
+                    for c in r.bandit.comparisons
+                ],
+                ["period-weighted", "diff", "CI", "p", "p (Holm)"],
+            ),
+        ]
+    cuped = [c for c in r.comparisons if c.cuped is not None]
+    if cuped:
+        lines += [
+            "",
+            f"CUPED (lookback {r.cuped_lookback_days} days; decides the winner):",
+            table(
+                [
+                    [
+                        f"{c.treatment} vs {c.control}",
+                        _n(c.diff),
+                        _n(c.cuped.diff),
+                        _ci(c.cuped.ci_low, c.cuped.ci_high),
+                        _p(c.cuped.p_value),
+                        _p(c.cuped.p_value_adjusted),
+                        _n(c.cuped.theta),
+                        _pct(c.cuped.variance_reduction, signed=False),
+                    ]
+                    for c in cuped
+                ],
+                [
+                    "comparison",
+                    "diff",
+                    "adjusted diff",
+                    "adjusted CI",
+                    "p",
+                    "p (Holm)",
+                    "theta",
+                    "variance reduction",
+                ],
+            ),
+        ]
+    return lines
+
+
+def _pct(value: float | None, signed: bool = True) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.2%}" if signed else f"{value:.2%}"
+
+
+def format_segments(s: SegmentedResults) -> str:
+    """Results per segment as plain text: one row per segment and treatment."""
+    rows = []
+    for seg in s.segments:
+        users = " / ".join(str(v.users) for v in seg.variants)
+        for c in seg.comparisons:
+            rows.append(
+                [
+                    "(none)" if seg.value is None else seg.value,
+                    c.treatment,
+                    users,
+                    _n(c.diff),
+                    _ci(c.ci_low, c.ci_high),
+                    _p(c.p_value),
+                    _p(c.p_value_adjusted),
+                    "ok" if seg.srm.ok else "MISMATCH",
+                    seg.winner or "-",
+                ]
+            )
+    lines = [
+        f"experiment {s.experiment_id} · metric {s.metric} · by {s.by} · Holm across all "
+        f"{s.adjusted_over} segment comparisons",
+        "",
+        table(
+            rows,
+            [
+                "segment",
+                "treatment",
+                "users",
+                "diff",
+                f"{1 - s.alpha:.0%} CI",
+                "p",
+                "p (Holm, all)",
+                "SRM",
+                "winner",
+            ],
+        ),
+    ]
+    het = [h for h in s.heterogeneity if h.metric == s.metric]
+    if het:
+        lines += [
+            "",
+            table(
+                [
+                    [
+                        h.treatment,
+                        h.segments,
+                        _n(h.q),
+                        h.df,
+                        _p(h.p_value),
+                        "-" if h.i2 is None else f"{h.i2:.0%}",
+                    ]
+                    for h in het
+                ],
+                ["heterogeneity", "segments", "Cochran's Q", "df", "p", "I²"],
+            ),
+        ]
+    lines += [f"note: {m}" for m in s.messages]
     return "\n".join(lines)

@@ -59,6 +59,9 @@ def cmd_serve(ctx: Context) -> None:
     sock = bind(host, port)  # before opening the database: a taken port fails at once
     try:
         ws = ctx.ws
+        from promptver.webhooks import BackgroundDeliverer
+
+        BackgroundDeliverer.start(ws)  # webhooks go out while the API runs
         # closed when the server shuts down, before uvicorn re-raises a SIGTERM it caught
         server = make_server(ws, access_log=not a.no_access_log, close_on_shutdown=True, host=host)
         auth = "bearer token required for writes" if settings.token_hashes else "no auth"
