@@ -33,6 +33,7 @@ from promptver.templates import TemplateService
 from promptver.versioning import VersionControl, utcnow
 
 if TYPE_CHECKING:
+    from promptver.evals import EvalService
     from promptver.trends import TrendService
 
 
@@ -95,6 +96,13 @@ class Workspace:
         from promptver.trends import TrendService
 
         return TrendService(self.db, self.settings)
+
+    @cached_property
+    def evals(self) -> EvalService:
+        """Offline evaluations (datasets, runs, paired comparisons), built on first use."""
+        from promptver.evals import EvalService
+
+        return EvalService(self.db, self.settings, self.versions, self.templates)
 
     @property
     def is_new(self) -> bool:
