@@ -21,6 +21,7 @@ from promptver.evals.models import (
     Calibrated,
     EvalComparison,
     MetricComparison,
+    PairedItem,
     Regression,
 )
 from promptver.evals.stats import agreement, paired_test, ppi_mean
@@ -171,3 +172,33 @@ def _calibrated(
         candidate_labelled_items=nc,
         agreement=Agreement(pairs=pairs, mean_bias=bias, correlation=corr),
     )
+
+
+def paired_values(
+    con: Any,
+    dataset: str,
+    template_id: str,
+    baseline: str,
+    candidate: str,
+    metric: str,
+    with_outputs: bool,
+) -> list[PairedItem]:
+    """The item means of ``metric`` under both commits, items scored for both only."""
+    data = sql.paired_items(con, dataset, template_id, baseline, candidate, [metric])
+    ids = [str(i) for i in data["item_id"]]
+    b, c = _floats(data["b_0"]), _floats(data["c_0"])
+    keep = [k for k in range(len(ids)) if not (np.isnan(b[k]) or np.isnan(c[k]))]
+    shown = [ids[k] for k in keep]
+    out_b = sql.outputs(con, dataset, template_id, baseline, shown) if with_outputs else {}
+    out_c = sql.outputs(con, dataset, template_id, candidate, shown) if with_outputs else {}
+    return [
+        PairedItem(
+            item_id=ids[k],
+            baseline=float(b[k]),
+            candidate=float(c[k]),
+            diff=float(c[k] - b[k]),
+            baseline_output=out_b.get(ids[k]),
+            candidate_output=out_c.get(ids[k]),
+        )
+        for k in keep
+    ]

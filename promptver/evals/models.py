@@ -154,6 +154,17 @@ class Regression(Model):
     candidate_output: str | None = None
 
 
+class PairedItem(Model):
+    """One item scored for both versions: its mean score under each (samples averaged)."""
+
+    item_id: str
+    baseline: float
+    candidate: float
+    diff: float
+    baseline_output: str | None = None
+    candidate_output: str | None = None
+
+
 class EvalComparison(Model):
     dataset: str
     template: str

@@ -26,6 +26,7 @@ from promptver.evals.models import (
     EvalImportResult,
     EvalItem,
     EvalRun,
+    PairedItem,
     PairedPower,
 )
 from promptver.limits import check_author, check_text
@@ -305,6 +306,26 @@ class EvalService:
                 lower_is_better=lower_is_better,
                 max_regressions=MAX_REGRESSIONS,
             )
+
+    def paired(
+        self,
+        dataset: str,
+        baseline: str,
+        candidate: str,
+        *,
+        metric: str,
+        template: str | None = None,
+        outputs: bool = True,
+    ) -> list[PairedItem]:
+        """Each item scored for both versions in ``metric`` (the points of a paired scatter),
+        with both outputs for a side-by-side view; by item id."""
+        from promptver.evals.compare import paired_values
+
+        with self.db.read() as con:
+            tid, tname = self._template(con, dataset, template)
+            b = self.versions.resolve(tid, baseline, template_name=tname)
+            c = self.versions.resolve(tid, candidate, template_name=tname)
+            return paired_values(con, dataset, tid, b.id, c.id, metric, outputs)
 
     def power(
         self,
