@@ -172,6 +172,8 @@ with tab_compare:
         )
         st.stop()
     names = [d.dataset for d in datasets]
+    if want_dataset is None and want_template is not None:  # the first dataset it is scored on
+        want_dataset = next((d.dataset for d in datasets if want_template in d.templates), None)
     if want_dataset in names:
         st.session_state["ev_dataset"] = want_dataset
     c1, c2 = st.columns([3, 2])

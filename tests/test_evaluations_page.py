@@ -100,3 +100,33 @@ def test_invalid_upload_lists_problems_and_imports_nothing(at, db_path):
         assert ws.evals.datasets() == []
     finally:
         ws.close()
+
+
+def test_deployments_screen_shows_the_eval_gate_and_links_here(db_path, monkeypatch, tmp_path):
+    config = tmp_path / "promptver.yaml"
+    config.write_text(
+        "deployment:\n  gates:\n    production:\n"
+        "      eval: {dataset: golden, metric: quality, margin: 0.0}\n"
+    )
+    monkeypatch.setenv("PROMPTVER_CONFIG", str(config))
+    ws = Workspace.open(db_path, settings=Settings.load(config))
+    ws.templates.create("qa", "Answer {q}.", author="ana")
+    ws.templates.update("qa", "Answer {q} briefly.", author="ana")
+    f = tmp_path / "golden.csv"
+    f.write_bytes(_csv())
+    ws.evals.import_csv(f)
+    ws.deployments.deploy("qa", "1.0.0", "production")
+    d = ws.deployments.deploy("qa", "1.1.0", "production", force=True, reason="ship it")
+    assert d.gate_report["gates"][-1]["gate"] == "eval"
+    status = d.gate_report["gates"][-1]["status"]
+    ws.close()
+    monkeypatch.setenv("PROMPTVER_DB", str(db_path))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    app.query_params["template"] = "qa"
+    app.run()
+    app.switch_page("pages/deployments.py").run()
+    assert not app.exception, app.exception
+    shown = texts(app.markdown)
+    assert any(f"Offline evaluation ({status})" in t for t in shown), shown
+    links = [link for link in app.get("page_link") if "evaluations" in str(link.proto.page)]
+    assert links
