@@ -289,3 +289,15 @@ def test_power_equals_statsmodels(compared):
     )
     with pytest.raises(ValidationError, match="power"):
         ws.evals.power("ds", "1.0.0", "1.1.0", metric="quality", difference=0.01, power=1.5)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_holm_equals_statsmodels(seed):
+    from statsmodels.stats.multitest import multipletests
+
+    from promptver.evals.stats import holm
+
+    rng = np.random.default_rng(seed)
+    p = list(rng.uniform(0, 0.2, int(rng.integers(1, 8))))
+    assert holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]), rel=1e-12)
+    assert holm([None, p[0], None]) == [None, pytest.approx(p[0]), None]

@@ -24,9 +24,8 @@ from promptver.evals.models import (
     PairedItem,
     Regression,
 )
-from promptver.evals.stats import agreement, paired_test, ppi_mean
+from promptver.evals.stats import agreement, holm, paired_test, ppi_mean
 from promptver.models import Commit
-from promptver.stats import holm
 from promptver.store import evals as sql
 
 #: labelled items a version needs for a prediction-powered mean (contract)

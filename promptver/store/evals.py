@@ -368,17 +368,20 @@ def paired_items(
     (human means, NULL → NaN).
     """
     per = []
+    pos = []
     params: list[Any] = []
     for i, m in enumerate(metrics):
-        per.append(f"avg(x.scores[list_position(r.metrics, ?)]) AS j{i}")
-        per.append(f"avg(x.human[list_position(r.metrics, ?)]) AS h{i}")
-        params += [m, m]
+        # the metric's position in each run, found once per run rather than once per row
+        pos.append(f"list_position(metrics, ?) AS k{i}")
+        per.append(f"avg(x.scores[r.k{i}]) AS j{i}")
+        per.append(f"avg(x.human[r.k{i}]) AS h{i}")
+        params.append(m)
     out = ["b.item_id"]
     for i in range(len(metrics)):
         out += [f"b.j{i} AS b_{i}", f"c.j{i} AS c_{i}", f"b.h{i} AS bh_{i}", f"c.h{i} AS ch_{i}"]
     sql = f"""
         WITH rr AS (
-            SELECT id, commit_id, metrics FROM eval_runs
+            SELECT id, commit_id, {", ".join(pos)} FROM eval_runs
             WHERE dataset = ? AND template_id = ? AND commit_id IN (?, ?)
         ),
         per AS (
@@ -392,7 +395,7 @@ def paired_items(
         ORDER BY b.item_id
     """
     return con.execute(
-        sql, [dataset, template_id, baseline, candidate, *params, baseline, candidate]
+        sql, [*params, dataset, template_id, baseline, candidate, baseline, candidate]
     ).fetchnumpy()
 
 
