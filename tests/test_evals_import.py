@@ -214,3 +214,12 @@ def test_import_hook_runs_in_the_transaction_and_can_refuse(ews, tmp_path):
     with pytest.raises(NotFound):
         ews.evals.import_csv(write(tmp_path / "b.csv", f"{H}\nds,b,qa,1.0.0,0.5\n"))
     assert counts(ews) == (1, 1, 1)
+
+
+def test_more_than_1000_runs_in_one_file_are_refused(ews, tmp_path):
+    body = "".join(f"ds{k},a,qa,1.0.0,0.5\n" for k in range(1001))
+    with pytest.raises(ImportError_) as e:
+        ews.evals.import_csv(write(tmp_path / "many.csv", f"{H}\n{body}"))
+    (p,) = e.value.problems
+    assert p.line == 1002 and "more than 1,000 different" in p.message
+    assert counts(ews) == (0, 0, 0)

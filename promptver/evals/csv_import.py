@@ -331,7 +331,7 @@ def check_and_write(
             rejected = _rejects(con, t["rejects"])
             if rejected:
                 raise _refuse(file_name, _reject_problems(path, header.raw, rejected))
-            rows, bad = sql.count_rows(con, t["clean"])
+            rows, bad, distinct = sql.key_summary(con, t["clean"], MAX_KEYS + 1)
             if rows == 0:
                 raise _refuse(
                     file_name,
@@ -356,7 +356,6 @@ def check_and_write(
                 ]
             total = bad
             keys: list[tuple[str, str, str, str, str, str, str | None]] = []
-            distinct = sql.distinct_keys(con, t["clean"], MAX_KEYS + 1)
             if len(distinct) > MAX_KEYS:
                 found.append(
                     (

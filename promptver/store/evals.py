@@ -120,10 +120,21 @@ def stage_clean(
     return int(row[0]) if row else 0
 
 
-def count_rows(con: Con, table: str) -> tuple[int, int]:
-    """(rows, rows breaking a check) of a :func:`stage_clean` table."""
-    row = con.execute(f"SELECT count(*), count(*) FILTER (WHERE bad) FROM {table}").fetchone()
-    return int(row[0]), int(row[1])
+def key_summary(
+    con: Con, table: str, limit: int
+) -> tuple[int, int, list[tuple[str, str, str, int, int]]]:
+    """One scan of a :func:`stage_clean` table: (rows, rows breaking a check, and the first
+    ``limit`` distinct (dataset, template, version) with their first rowid and row count)."""
+    found = con.execute(
+        "SELECT dataset, template, version, min(rowid) AS r, count(*) AS n,"
+        " sum(count(*)) OVER () AS total, sum(count(*) FILTER (WHERE bad)) OVER () AS bad"
+        f" FROM {table} GROUP BY ALL ORDER BY r LIMIT ?",
+        [limit],
+    ).fetchall()
+    if not found:
+        return 0, 0, []
+    keys = [(r[0], r[1], r[2], int(r[3]), int(r[4])) for r in found]
+    return int(found[0][5]), int(found[0][6]), keys
 
 
 def create_clean_view(
@@ -156,18 +167,6 @@ def bad_rows(
         [*params, limit],
     ).fetchall()
     return [(int(r[0]), r[1], r[2]) for r in rows]
-
-
-def distinct_keys(con: Con, view: str, limit: int) -> list[tuple[str, str, str, int, int]]:
-    """Distinct (dataset, template, version) with the first rowid and rows using each."""
-    return [
-        (r[0], r[1], r[2], int(r[3]), int(r[4]))
-        for r in con.execute(
-            f"SELECT dataset, template, version, min(rowid) AS r, count(*) FROM {view}"
-            " GROUP BY ALL ORDER BY r LIMIT ?",
-            [limit],
-        ).fetchall()
-    ]
 
 
 def create_keys(con: Con, table: str, keys: Sequence[tuple[str, str, str, str]]) -> None:
