@@ -226,7 +226,7 @@ with tab_compare:
     with domain_errors():
         cmp = cached(ws.evals.compare, dataset, baseline, candidate, template=template)
         base_l, cand_l = versions[baseline], versions[candidate]
-        st.subheader(f"{cand_l} against {base_l}")
+        st.subheader(f"{md(cand_l)} against {md(base_l)}")
         table(comparison_frame(cmp), key="ev_comparison", column_config=COMPARISON_COLUMNS)
         st.caption(
             f"Paired over the items scored for both versions (samples of an item averaged); "
@@ -276,7 +276,7 @@ with tab_compare:
             for r in cmp.regressions[:5]:
                 if r.baseline_output is None and r.candidate_output is None:
                     continue
-                with st.expander(f"Item {r.item_id} · {r.metric} {r.diff:+.4g}"):
+                with st.expander(f"Item {md(r.item_id)} · {md(r.metric)} {r.diff:+.4g}"):
                     output_diff(r.baseline_output, r.candidate_output, base_l, cand_l)
         st.subheader("Items")
         table(items_frame(items), key="ev_items")
