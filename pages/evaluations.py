@@ -250,6 +250,35 @@ with tab_compare:
             g1, g2 = st.columns(2)
             g1.altair_chart(scatter_chart(items, metric, base_l, cand_l), width="stretch")
             g2.altair_chart(diff_histogram(items, metric), width="stretch")
+        with st.expander("Power: how many items would detect a difference?"):
+            chosen = cmp.metric(metric)
+            if chosen is not None and chosen.sd_diff:
+                wanted = st.number_input(
+                    f"Difference in {metric} to detect",
+                    min_value=0.0,
+                    value=float(f"{chosen.sd_diff / 4:.2g}"),
+                    format="%.4g",
+                    key="ev_power_diff",
+                    help="In the metric's unit; planned from the spread of the differences seen",
+                )
+                if wanted > 0:
+                    pw = cached(
+                        ws.evals.power,
+                        dataset,
+                        baseline,
+                        candidate,
+                        metric=metric,
+                        difference=wanted,
+                        template=template,
+                    )
+                    st.markdown(
+                        f"**{pw.items_needed:,} paired items** detect a difference of "
+                        f"{wanted:g} with power {pw.power:g} at alpha {pw.alpha:g} (standard "
+                        f"deviation of the differences {pw.sd_diff:.4g}); the {pw.items_now:,} "
+                        f"items here give power {pw.power_now or 0:.2f}."
+                    )
+            else:
+                st.caption("The differences do not vary: there is nothing to plan from.")
         st.subheader("Regressions")
         if not cmp.regressions:
             st.success("No item is worse with the candidate.")

@@ -83,6 +83,8 @@ def test_upload_import_and_compare(at, db_path):
     assert len(items) == 24
     assert len(at.get("vega_lite_chart")) == 2  # the paired scatter and the histogram
     assert len(at.get("download_button")) == 4
+    power = [t for t in texts(at.markdown) if "paired items** detect" in t]
+    assert power and "the 24 items here" in power[0]
 
 
 def test_invalid_upload_lists_problems_and_imports_nothing(at, db_path):
