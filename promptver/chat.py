@@ -74,7 +74,7 @@ _PAYLOAD_KEYS = frozenset({"model", "messages"})
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class ChatMessage(_Strict):

@@ -39,7 +39,7 @@ DEFAULT_DB_PATH = "data/promptver.duckdb"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class StorageSettings(_Section):

@@ -325,7 +325,7 @@ DEMO_TEMPLATES: tuple[DemoTemplate, ...] = (
 
 
 #: when the first, second and third version of each demo template was committed (days from now)
-VERSION_DAYS = (-89.0, -50.0, -10.0)
+VERSION_DAYS = (-89.0, -50.0, -13.0)
 #: a version reaches development, staging and production this long after its commit
 PROMOTION_DELAYS = {"development": timedelta(hours=2), "staging": timedelta(days=1)}
 PRODUCTION_DELAY = timedelta(days=3)

@@ -12,20 +12,18 @@ can live as long as the process does and share the file with other processes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptver.alerts import AlertService
 from promptver.config import Settings
 from promptver.deployments import DeploymentService, LivePrompt
 from promptver.errors import NotFound, Problem, PromptverError, ValidationError
 from promptver.experiments import ExperimentService
-from promptver.metrics import MetricsService
 from promptver.models import Experiment, ExperimentResults, Prompt
-from promptver.overview import OverviewService
 from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.store.migrations import migrate
@@ -33,7 +31,10 @@ from promptver.templates import TemplateService
 from promptver.versioning import VersionControl, utcnow
 
 if TYPE_CHECKING:
+    from promptver.alerts import AlertService
     from promptver.evals import EvalService
+    from promptver.metrics import MetricsService
+    from promptver.overview import OverviewService
     from promptver.trends import TrendService
 
 
@@ -57,10 +58,8 @@ class Workspace:
         self.experiments = ExperimentService(self.db, self.settings, self.versions)
         self.experiments.results_provider = self._final_results
         self._arm_prompts: dict[tuple[str, str], Prompt] = {}
-        self.metrics = MetricsService(self.db, self.settings)
-        self.alerts = AlertService(self.db, self.settings)
-        self.metrics.add_listener(self.alerts.on_metrics_written)  # rules run after each write
-        self.overview = OverviewService(self.db, self.settings, self.deployments, self.experiments)
+        self._services: dict[str, Any] = {}
+        self._services_lock = threading.RLock()
         self._closed = False
 
     @classmethod
@@ -89,6 +88,56 @@ class Workspace:
         migrate(ws.db)
         return ws
 
+    # Built on first use, under a lock (several application threads may track at once): a
+    # command that lists templates or an application that only serves prompts never loads the
+    # metrics import, the alert rules or the overview.
+    def _service(self, name: str, build: Callable[[], Any]) -> Any:
+        found = self._services.get(name)
+        if found is None:
+            with self._services_lock:
+                found = self._services.get(name)
+                if found is None:
+                    found = self._services[name] = build()
+        return found
+
+    @property
+    def metrics(self) -> MetricsService:
+        """Metric events: tracking, CSV imports, figures."""
+
+        def build() -> MetricsService:
+            from promptver.metrics import MetricsService
+
+            service = MetricsService(self.db, self.settings)
+            service.add_listener(self._metrics_written)  # alert rules run after each write
+            return service
+
+        return self._service("metrics", build)
+
+    def _metrics_written(self, *args: Any, **kwargs: Any) -> Any:
+        return self.alerts.on_metrics_written(*args, **kwargs)
+
+    @property
+    def alerts(self) -> AlertService:
+        """Alert rules and the alerts they fired."""
+
+        def build() -> AlertService:
+            from promptver.alerts import AlertService
+
+            return AlertService(self.db, self.settings)
+
+        return self._service("alerts", build)
+
+    @property
+    def overview(self) -> OverviewService:
+        """What the Home screen shows."""
+
+        def build() -> OverviewService:
+            from promptver.overview import OverviewService
+
+            return OverviewService(self.db, self.settings, self.deployments, self.experiments)
+
+        return self._service("overview", build)
+
     @cached_property
     def trends(self) -> TrendService:
         """The trend analysis, built on first use: it loads numpy and scipy, which an
@@ -97,12 +146,17 @@ class Workspace:
 
         return TrendService(self.db, self.settings)
 
-    @cached_property
+    @property
     def evals(self) -> EvalService:
-        """Offline evaluations (datasets, runs, paired comparisons), built on first use."""
-        from promptver.evals import EvalService
+        """Offline evaluations (datasets, runs, paired comparisons); one instance, so that its
+        import lock and import hooks are shared by every thread."""
 
-        return EvalService(self.db, self.settings, self.versions, self.templates)
+        def build() -> EvalService:
+            from promptver.evals import EvalService
+
+            return EvalService(self.db, self.settings, self.versions, self.templates)
+
+        return self._service("evals", build)
 
     @property
     def is_new(self) -> bool:
@@ -247,7 +301,8 @@ class Workspace:
         """Flush what is buffered and release resources. Safe to call twice."""
         if self._closed:
             return
-        self.metrics.close()
+        if "metrics" in self._services:  # nothing to flush if it was never built
+            self.metrics.close()
         self._closed = True
         self.db.close()
 

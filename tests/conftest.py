@@ -16,6 +16,24 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that share a module-scoped fixture (a demo database, a prepared workspace) run on
+    one xdist worker: spread over two, each worker built the fixture again, and some of those
+    take longer to build than all of their tests take to run. Browser tests have their lane."""
+    for item in items:
+        if "tests/browser" in str(item.fspath).replace(os.sep, "/"):
+            continue
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        for name in info.names_closure:
+            defs = info.name2fixturedefs.get(name)
+            if defs and defs[-1].scope == "module":
+                item.add_marker(pytest.mark.xdist_group(f"module-{item.module.__name__}"))
+                break
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test reads the developer's settings, database or login name."""

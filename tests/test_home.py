@@ -153,9 +153,14 @@ def test_home_is_the_default_screen_and_shows_the_demo(demo_db):
         assert ("pages/alerts.py", label, {"alert": str(g.latest.id)}) in found
     assert sum(1 for x in found if x[0] == "pages/trends.py" and x[1] == "Trend") == len(groups)
     slow = next(g for g in groups if g.latest.metric == "latency_p95")
-    assert len(slow.open_ids) == 5
+    open_p95 = [
+        a.id
+        for a in ws.alerts.alerts()
+        if a.rule_id == slow.rule_id and a.template == "qa-basic" and a.status == "open"
+    ]
+    assert sorted(slow.open_ids) == sorted(open_p95) and len(open_p95) > 1
     shown = " ".join(m.value.replace("\\", "") for m in at.markdown)
-    assert "5 open windows since" in shown
+    assert f"{len(open_p95)} open windows since" in shown
     # the p95 rule's template was rolled back since: its link says what is deployed, not
     # "Roll back…"
     assert slow.deployed.version != slow.live_now.version

@@ -414,3 +414,29 @@ def test_help_and_parsing_need_neither_pydantic_nor_duckdb(db: Path) -> None:
     )
     got = run_case(code, db)["result"]
     assert got == {"exit": 0, "--help": [], "shows": True, "parsing": []}
+
+
+#: promptver's own modules that only metrics, alerts and the Home screen need
+SERVING_SKIPS = ("promptver.alerts", "promptver.metrics", "promptver.overview")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        cli("template", "list"),
+        OPEN + "result = ws.get_prompt('qa-basic', 'production').text(question='q', context='c')",
+    ],
+    ids=["template list", "get_prompt().text()"],
+)
+def test_serving_builds_no_metrics_alerts_or_overview(code: str, db: Path) -> None:
+    """The workspace builds those services on first use (issue 17: a command that lists
+    templates and an application that only serves prompts pay for neither)."""
+    probe = code + textwrap.dedent(
+        f"""
+        import sys
+        result = sorted(
+            m for m in sys.modules if any(m == s or m.startswith(s + ".") for s in {SERVING_SKIPS!r})
+        )
+        """
+    )
+    assert run_case(probe, db)["result"] == []

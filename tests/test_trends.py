@@ -910,7 +910,26 @@ def test_a_live_regression_still_recommends_investigating_or_rolling_back(tr):
 # ---- the demo ------------------------------------------------------------------------------------
 
 
-def test_demo_shows_a_regression_after_a_deployment(db_path):
+@pytest.mark.parametrize("clock", ["now", "13:52"])
+def test_demo_shows_a_regression_after_a_deployment(db_path, clock):
+    """The story holds at any time of day: the demo is dated relative to now, so the day buckets
+    cut its events differently by the hour (a CI run at 13:52 UTC once saw a 'stable' p95)."""
+    from contextlib import nullcontext
+
+    from promptver.versioning import demo_clock
+
+    if clock == "now":
+        frozen = nullcontext()
+    else:
+        real = datetime.now(UTC)
+        hour, minute = map(int, clock.split(":"))
+        base = real.replace(hour=hour, minute=minute)
+        frozen = demo_clock(lambda: base + (datetime.now(UTC) - real))
+    with frozen:
+        _check_demo_regression(db_path)
+
+
+def _check_demo_regression(db_path):
     from promptver import Workspace
     from promptver.demo import build_demo
 
