@@ -23,6 +23,7 @@ PAGES = [
     st.Page("pages/deployments.py", title="Deployments", icon=":material/rocket_launch:"),
     st.Page("pages/experiments.py", title="Experiments", icon=":material/science:"),
     st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
+    st.Page("pages/evaluations.py", title="Evaluations", icon=":material/fact_check:"),
     st.Page("pages/trends.py", title="Trends", icon=":material/show_chart:"),
     st.Page("pages/alerts.py", title="Alerts", icon=":material/notifications:"),
     st.Page("pages/webhooks.py", title="Settings → Webhooks", icon=":material/webhook:"),

@@ -22,7 +22,15 @@ from ui.common import (
     take_param,
     workspace,
 )
-from ui.deployments import entry_title, md, needs_force, needs_reason, show_gates, when
+from ui.deployments import (
+    entry_title,
+    eval_gate,
+    md,
+    needs_force,
+    needs_reason,
+    show_gates,
+    when,
+)
 
 ws = workspace()
 deps = ws.deployments
@@ -369,6 +377,8 @@ for d in history[:limit]:
             )
         if d.evidence_experiment_id:
             st.markdown(f"**Evidence:** won experiment `{md(d.evidence_experiment_id)}`")
+        if (gate := eval_gate(d)) is not None:
+            st.markdown(f"**Offline evaluation ({md(gate['status'])}):** {md(gate['message'])}")
         if d.action == "rollback":
             what = (
                 "the version live before" if d.rollback_mode == "previous" else "a chosen version"
@@ -392,6 +402,18 @@ for d in history[:limit]:
                     "to": d.commit[:12],
                 },
                 help="The replaced version against this one on the History & Diff screen",
+            )
+        if gate is not None:
+            links.page_link(
+                "pages/evaluations.py",
+                label="Evaluation",
+                icon=":material/fact_check:",
+                query_params={
+                    "dataset": gate["eval"]["dataset"],
+                    "template": d.template,
+                    "version": d.version or d.commit[:12],
+                },
+                help="The paired comparison behind the eval gate",
             )
         links.page_link(
             "pages/trends.py",

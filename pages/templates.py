@@ -398,6 +398,18 @@ with tab_edit:
         synced = file_sync_note(ws, current.name, current.commit)
         if synced:
             st.caption(synced)
+        if evaluated := ws.evals.runs(template=current.id, ref=current.commit):
+            st.page_link(
+                "pages/evaluations.py",
+                label=f"Evaluations of this version ({len(evaluated)})",
+                icon=":material/fact_check:",
+                query_params={
+                    "dataset": evaluated[0].dataset,
+                    "template": name,
+                    "version": current.version or current.commit[:12],
+                },
+                help="Its offline scores, compared with another version on the same dataset",
+            )
         base_key = f"tpl_base_{current.id}_{branch}"
         if st.session_state.get(base_key) is None:
             st.session_state[base_key] = current.commit

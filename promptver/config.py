@@ -101,12 +101,31 @@ class EnvironmentRule(_Section):
     require_experiment_win: bool = False
 
 
+class EvalGate(_Section):
+    """A deploy there needs the candidate to be non-inferior to the live version on an eval."""
+
+    #: the dataset both versions must have been evaluated on
+    dataset: str = Field(min_length=1, max_length=100)
+    #: the score compared (its good direction follows the eval rules: lower for *_ms …)
+    metric: str = Field(min_length=1, max_length=64)
+    #: how much worse the candidate may be, in the metric's unit: the bound of the paired
+    #: difference's confidence interval on the good side must stay above -margin
+    margin: float = Field(0.0, ge=0)
+
+
+class EnvironmentGates(_Section):
+    """Evidence a deploy to one environment needs (docs/evaluations.md)."""
+
+    eval: EvalGate | None = None
+
+
 class DeploymentSettings(_Section):
     environments: list[str] = Field(
         default_factory=lambda: ["development", "staging", "production"], min_length=1
     )
     validation: DeploymentValidation = DeploymentValidation()
     rules: dict[str, EnvironmentRule] = Field(default_factory=dict)
+    gates: dict[str, EnvironmentGates] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _known_environments(self) -> DeploymentSettings:
@@ -119,13 +138,18 @@ class DeploymentSettings(_Section):
                 raise ValueError(
                     f"environment {env!r} is invalid: use 1–100 letters, digits, '-', '_' or '.'"
                 )
-        for env in self.rules:
-            if env not in self.environments:
-                raise ValueError(
-                    f"rules names environment {env!r}, which is not in environments "
-                    f"{self.environments}"
-                )
+        for section, envs in (("rules", self.rules), ("gates", self.gates)):
+            for env in envs:
+                if env not in self.environments:
+                    raise ValueError(
+                        f"{section} names environment {env!r}, which is not in environments "
+                        f"{self.environments}"
+                    )
         return self
+
+    def eval_gate(self, environment: str) -> EvalGate | None:
+        gates = self.gates.get(environment)
+        return gates.eval if gates is not None else None
 
     def rule(self, environment: str) -> EnvironmentRule:
         return self.rules.get(environment, EnvironmentRule())

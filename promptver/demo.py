@@ -20,7 +20,9 @@ on request. Everything is back-dated over the last 90 days with the demo clock
    same prompt on gpt-4.1-nano, running for a week: variants that differ only in the model);
 4. 90 days of metric events served by what was live (:mod:`promptver.metrics.demo`);
 5. stopping the completed experiment at its planned end, which freezes its results;
-6. alert rules evaluated over the 90 days (some alerts fire, one is acknowledged).
+6. alert rules evaluated over the 90 days (some alerts fire, one is acknowledged);
+7. an offline evaluation: qa-basic's three versions scored on 200 questions, 40 of them also
+   labelled by people (:mod:`promptver.evals.demo`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from promptver.errors import PromptverError, ValidationError
+from promptver.evals.demo import add_demo_evals
 from promptver.metrics.demo import DEMO_DAYS, add_demo_events
 from promptver.versioning import demo_clock, utcnow
 from promptver.workspace import Workspace
@@ -468,6 +471,7 @@ def build_demo(ws: Workspace, seed: int = 7, *, now: datetime | None = None) -> 
             created.append(d.name)
         build_demo_branches(ws, rng, clock.at, now)
         _demo_deployments(ws, rng, created, clock.at, now)
+        add_demo_evals(ws, seed, clock.at, now, AUTHORS)
         experiments = _demo_experiments(ws, rng, clock.at, now)
         add_demo_events(ws, seed, now=now)
         for exp, spec in experiments:

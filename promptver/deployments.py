@@ -14,7 +14,10 @@ Gates, in order, before anything is written (all recorded in the entry's ``gate_
    promotion path first; ``force`` with a reason overrides it and is recorded;
 3. ``require_experiment_win``: a commit may replace the live one only if it won a completed
    experiment against it on the same template and environment; otherwise a reason must be given,
-   and is recorded.
+   and is recorded;
+4. ``deployment.gates.<env>.eval`` (only where configured): the candidate must be non-inferior
+   to the live version in a paired comparison on an evaluation dataset
+   (:mod:`promptver.evals.gate`); ``force`` with a reason overrides it and is recorded.
 
 Rollbacks restore a version and are exempt from the two rules (the undo path must never wait for
 an experiment), but not from the validation checks.
@@ -476,6 +479,10 @@ class DeploymentService:
                     )
                 )
 
+        eval_gate = self.settings.deployment.eval_gate(env)
+        if eval_gate is not None:
+            gates.append(self._eval_gate(eval_gate, row, env, commit, action, live, force, reason))
+
         return GateReport(
             template_id=row["id"],
             template=name,
@@ -488,6 +495,38 @@ class DeploymentService:
             checks=checks,
             gates=gates,
             forced=force,
+            reason=reason,
+        )
+
+    def _eval_gate(
+        self,
+        gate: Any,
+        row: dict[str, Any],
+        env: str,
+        commit: Commit,
+        action: Action,
+        live: Deployment | None,
+        force: bool,
+        reason: str | None,
+    ) -> GateResult:
+        """Offline evidence (``deployment.gates.<env>.eval``; see :mod:`promptver.evals.gate`)."""
+        if action == "rollback":
+            return GateResult(
+                gate="eval", status="skipped", message="rollbacks are exempt from the eval gate"
+            )
+        from promptver.evals import EvalService
+        from promptver.evals.gate import eval_gate
+
+        evals = EvalService(self.db, self.settings, self.versions, self.templates)
+        return eval_gate(
+            evals,
+            gate,
+            template_id=row["id"],
+            template=row["name"],
+            environment=env,
+            commit=commit,
+            live=live,
+            force=force,
             reason=reason,
         )
 
@@ -704,7 +743,8 @@ class DeploymentService:
         live, seq = current if current else (None, 0)
         promotion = report.gate("require_previous")
         evidence = report.gate("require_experiment_win")
-        forced = promotion is not None and promotion.status == "overridden"
+        evals = report.gate("eval")
+        forced = any(g is not None and g.status == "overridden" for g in (promotion, evals))
         new_id = sql.insert(
             con,
             {

@@ -466,6 +466,9 @@ class GateResult(Model):
     problems: list[dict[str, Any]] = Field(default_factory=list)
     #: the completed experiment that was the evidence (``require_experiment_win``)
     experiment_id: str | None = None
+    #: the paired comparison behind an ``eval`` gate: dataset, metric, margin, items, diff,
+    #: ci_low, ci_high, lower_bound (on the good side), baseline, candidate
+    eval: dict[str, Any] | None = None
 
 
 class GateReport(Model):

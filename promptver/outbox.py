@@ -126,3 +126,23 @@ def emit_eval_imported(con: Any, data: dict[str, Any], at: datetime | None = Non
     """``eval.imported``: call in the import's transaction with at least ``dataset``,
     ``template`` and ``version`` (and e.g. ``import_id``, ``rows``, ``metrics``)."""
     return emit(con, EVAL_IMPORTED, data, at=at)
+
+
+def eval_import_hook(con: Any, result: Any) -> None:
+    """The evaluations' import hook (``EvalService.add_import_hook``): one ``eval.imported``
+    event per run the file wrote (a file may score several versions or datasets)."""
+    for run in result.runs:
+        emit_eval_imported(
+            con,
+            {
+                "import_id": result.import_id,
+                "file_name": result.file_name,
+                "dataset": run["dataset"],
+                "template": run["template"],
+                "version": run["version"],
+                "commit": run["commit_id"],
+                "rows": run.get("rows"),
+                "items": run.get("items"),
+                "scores": list(result.scores),
+            },
+        )

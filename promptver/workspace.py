@@ -32,6 +32,7 @@ from promptver.versioning import VersionControl, utcnow
 
 if TYPE_CHECKING:
     from promptver.alerts import AlertService
+    from promptver.evals import EvalService
     from promptver.metrics import MetricsService
     from promptver.overview import OverviewService
     from promptver.sources import EventSource
@@ -157,6 +158,21 @@ class Workspace:
         from promptver.trends import TrendService
 
         return TrendService(self.db, self.settings, self.source)
+
+    @property
+    def evals(self) -> EvalService:
+        """Offline evaluations (datasets, runs, paired comparisons); one instance, so that its
+        import lock and import hooks are shared by every thread."""
+
+        def build() -> EvalService:
+            from promptver.evals import EvalService
+            from promptver.outbox import eval_import_hook
+
+            service = EvalService(self.db, self.settings, self.versions, self.templates)
+            service.add_import_hook(eval_import_hook)  # eval.imported webhooks
+            return service
+
+        return self._service("evals", build)
 
     @property
     def is_new(self) -> bool:

@@ -643,6 +643,27 @@ def seed_hostile_workspace(db: Path, settings_file: Path) -> dict[str, str]:
     path.write_text(rows.getvalue(), encoding="utf-8")
     ws.metrics.import_csv(path, file_name=XSS_LONG[:200], author=who)
     ws.experiments.stop(stopped.id, reason=XSS_LONG[:500], author=who)
+    # an offline evaluation: hostile dataset, item ids and outputs, with human labels
+    evals = io.StringIO()
+    w = csv.writer(evals)
+    w.writerow(["dataset", "item_id", "template", "version", "output", "quality", "quality_human"])
+    for i in range(20):
+        for version, shift in (("1.0.0", 0.0), ("xss-branch", 0.05 if i % 3 else -0.1)):
+            q = 0.3 + (i % 5) / 10 + shift
+            w.writerow(
+                [
+                    XSS_50,
+                    f"{XSS_100}-{i}",
+                    "xss-template",
+                    version,
+                    f"{XSS_LONG} {version} {i}",
+                    round(q, 3),
+                    round(q - 0.1, 3) if i < 12 else "",
+                ]
+            )
+    path = Path(f"{db}.evals.csv")
+    path.write_text(evals.getvalue(), encoding="utf-8")
+    ws.evals.import_csv(path, file_name=XSS_LONG[:200], author=who)
     ws.mark("seeded", "xss")
     ws.close()
     return {"running": running.id, "stopped": stopped.id, "draft": draft.id}

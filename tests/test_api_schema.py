@@ -49,6 +49,11 @@ OPERATIONS = {
     ("GET", "/api/v1/experiments/{experiment}/results"),
     ("POST", "/api/v1/events"),
     ("GET", "/api/v1/health"),
+    ("POST", "/api/v1/evals"),
+    ("GET", "/api/v1/evals"),
+    ("GET", "/api/v1/evals/runs"),
+    ("GET", "/api/v1/evals/items"),
+    ("GET", "/api/v1/evals/compare"),
 }
 WRITES = {
     ("POST", "/api/v1/prompts"),
@@ -59,6 +64,7 @@ WRITES = {
     ("POST", "/api/v1/experiments/{experiment}/start"),
     ("POST", "/api/v1/experiments/{experiment}/stop"),
     ("POST", "/api/v1/events"),
+    ("POST", "/api/v1/evals"),
 }
 
 

@@ -399,3 +399,25 @@ def test_reports_name_the_model_change(demo):
     assert treatment["config"]["model"] == "gpt-4.1-nano"
     assert treatment["messages"] == control["messages"]
     ws.close()
+
+
+def test_an_offline_evaluation_of_three_versions(demo):
+    ws = Workspace.open(demo)
+    try:
+        (ds,) = ws.evals.datasets()
+        assert (ds.dataset, ds.items, ds.commits, ds.templates) == (
+            "qa-golden-200",
+            200,
+            3,
+            ["qa-basic"],
+        )
+        runs = sorted(ws.evals.runs(ds.dataset), key=lambda r: r.created_at)
+        cmp = ws.evals.compare(ds.dataset, runs[0].commit, runs[1].commit)
+        q = cmp.metric("quality")
+        assert q.items == 200 and q.significant and q.diff > 0
+        cal = q.calibrated
+        assert cal.baseline_labelled_items == cal.candidate_labelled_items == 40
+        assert cal.agreement.mean_bias > 0.03  # a generous judge
+        assert cal.candidate_mean < q.candidate_mean
+    finally:
+        ws.close()

@@ -12,7 +12,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from promptver import outbox
-from promptver.errors import ValidationError
+from promptver.errors import ImportError_, ValidationError
 from promptver.webhooks import MAX_ATTEMPTS, RETRY_DELAYS, WebhookService, sign
 from tests.trends_helpers import add_events
 from tests.webhook_helpers import Clock, free_port, receiver
@@ -453,3 +453,33 @@ def test_cli_test_redeliver_and_remove(cli):
         assert cli("webhook", "remove", hook["id"]).code == 1
     down = cli("webhook", "add", f"http://127.0.0.1:{free_port()}/x", "--event", "*", json=True)
     assert cli("webhook", "test", down.json()["id"]).code == 1  # not delivered: exit 1
+
+
+def test_an_eval_import_reports_each_run_in_its_transaction(ws, svc, tmp_path):
+    """``eval.imported`` comes from the evaluations' import hook (one event per run written);
+    a refused file writes no event."""
+    ws.templates.create("qa", "Answer {q}.")
+    ws.templates.update("qa", "Answer {q} briefly.")
+    head = "dataset,item_id,template,version,quality\n"
+    good = tmp_path / "good.csv"
+    good.write_text(head + "golden,a,qa,1.0.0,0.5\ngolden,a,qa,1.1.0,0.7\ngolden,b,qa,1.1.0,0.9\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_text(head + "golden,a,qa,9.9.9,0.5\n")
+    with receiver() as r:
+        _, secret = svc.add(r.url, ["eval.imported"])
+        with pytest.raises(ImportError_):
+            ws.evals.import_csv(bad, author="ana")
+        assert svc.deliver()["attempted"] == 0
+        result = ws.evals.import_csv(good, author="ana")
+        assert svc.deliver()["delivered"] == 2
+        assert r.wait_for(lambda reqs: len(reqs) == 2)
+    got = sorted((_verify(secret, q)["data"] for q in r.requests), key=lambda d: d["version"])
+    commits = {
+        v: ws.versions.resolve(ws.templates.row("qa")["id"], v).id for v in ("1.0.0", "1.1.0")
+    }
+    assert [(d["dataset"], d["template"], d["version"], d["commit"], d["rows"]) for d in got] == [
+        ("golden", "qa", "1.0.0", commits["1.0.0"], 1),
+        ("golden", "qa", "1.1.0", commits["1.1.0"], 2),
+    ]
+    assert {d["import_id"] for d in got} == {result.import_id}
+    assert all(d["scores"] == ["quality"] for d in got)

@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "tokens_in": None,
     "tokens_out": None,
     "custom": None,
+    "dims": None,
 }
 
 
@@ -46,7 +47,7 @@ def add_events(ws, template: str, events: Iterable[dict[str, Any]]) -> int:
             if name in ("ts_us", "template_id", "user_id"):
                 continue
             value = row[name]
-            if name == "custom" and value is not None:
+            if name in ("custom", "dims") and value is not None:
                 value = json.dumps(value)
             cols[name].append(value)
     with ws.db.transaction() as con:

@@ -16,6 +16,7 @@ GATE_TITLES = {
     "require_previous": "Promotion order",
     "require_experiment_win": "Experiment win",
     "content": "Content",
+    "eval": "Offline evaluation",
 }
 _STATUS = {
     "passed": ":green[:material/check_circle: passed]",
@@ -69,8 +70,18 @@ def show_gates(report: GateReport) -> None:
 
 
 def needs_force(report: GateReport) -> bool:
-    g = report.gate("require_previous")
-    return g is not None and g.status in ("failed", "overridden")
+    return any(
+        g is not None and g.status in ("failed", "overridden")
+        for g in (report.gate("require_previous"), report.gate("eval"))
+    )
+
+
+def eval_gate(d: Deployment) -> dict | None:
+    """The ``eval`` gate of a deployment's stored report (status, message, the comparison)."""
+    for g in d.gate_report.get("gates") or []:
+        if isinstance(g, dict) and g.get("gate") == "eval" and g.get("eval"):
+            return g
+    return None
 
 
 def needs_reason(report: GateReport) -> bool:

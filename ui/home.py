@@ -100,6 +100,13 @@ SCREENS = [
         lambda c: _n(c.events, "event"),
     ),
     Screen(
+        "pages/evaluations.py",
+        "Evaluations",
+        ":material/fact_check:",
+        "Versions scored offline on fixed test cases, compared item by item.",
+        lambda c: "paired comparisons · calibrated judges",
+    ),
+    Screen(
         "pages/trends.py",
         "Trends",
         ":material/show_chart:",

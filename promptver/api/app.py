@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from promptver._version import __version__
 from promptver.api import problems
+from promptver.api.evals import add_eval_routes
 from promptver.api.guard import Gate, HostRule, Policy
 from promptver.api.routes import add_routes, single_query_values
 from promptver.errors import PromptverError
@@ -68,6 +69,7 @@ def create_app(
     # header, which a client chooses
     app.router.redirect_slashes = False
     writes = add_routes(app, ws, PREFIX)
+    writes += add_eval_routes(app, ws, PREFIX)
     app.add_exception_handler(PromptverError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.request_error)
     app.add_exception_handler(StarletteHTTPException, problems.http_error)

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "promptver.cli.commands.deployments",
     "promptver.cli.commands.experiments",
     "promptver.cli.commands.metrics",
+    "promptver.cli.commands.evals",
     "promptver.cli.commands.reports",
     "promptver.cli.commands.alerts",
     "promptver.cli.commands.serve",

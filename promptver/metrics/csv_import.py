@@ -252,6 +252,22 @@ def read_header(path: Path) -> Header:
     Raises:
         ImportError_: the file is empty, not UTF-8, or its header breaks a rule.
     """
+    header = read_header_record(path)
+    header.problems = _header_problems(header.names)
+    if header.problems:
+        raise _refuse(path.name, header.problems)
+    return header
+
+
+def read_header_record(
+    path: Path, example: str = "timestamp,template,user_id,latency_ms"
+) -> Header:
+    """The first record of the file as names (BOM, quotes and line ending handled), without
+    the metric rules: the evaluation import applies its own (``promptver.evals.csv_import``).
+
+    Raises:
+        ImportError_: the file is empty, UTF-16, not UTF-8, or the header line is broken.
+    """
     name = path.name
     size = path.stat().st_size
     if size == 0:
@@ -259,8 +275,7 @@ def read_header(path: Path) -> Header:
             name,
             [
                 _problem(
-                    "the file is empty: expected a header row such as "
-                    "timestamp,template,user_id,latency_ms",
+                    f"the file is empty: expected a header row such as {example}",
                     line=1,
                     code="empty",
                 )
@@ -336,11 +351,7 @@ def read_header(path: Path) -> Header:
             ],
         ) from None
     names = next(csv.reader([text]), [])
-    header = Header([n.strip() for n in names], terminator, bom)
-    header.problems = _header_problems(header.names)
-    if header.problems:
-        raise _refuse(name, header.problems)
-    return header
+    return Header([n.strip() for n in names], terminator, bom)
 
 
 def _header_problems(names: list[str]) -> list[CsvProblem]:

@@ -403,6 +403,59 @@ def m080_chat_prompts(con: duckdb.DuckDBPyConnection) -> None:
 
 
 @migration
+def m100_evals(con: duckdb.DuckDBPyConnection) -> None:
+    # Offline evaluations (docs/evaluations.md). One row per imported file; a re-import of the
+    # same bytes (sha256) is refused as a duplicate by the service, the index stops a race.
+    con.execute(
+        """
+        CREATE TABLE eval_imports (
+            id VARCHAR PRIMARY KEY,
+            file_name VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL,
+            rows_imported BIGINT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            created_by VARCHAR NOT NULL
+        )
+        """
+    )
+    con.execute("CREATE UNIQUE INDEX eval_imports_sha256 ON eval_imports (sha256)")
+    # A run: the rows of one import for one (dataset, template, commit). The ref as written is
+    # kept for display; commit_id is what it named at import, so the run stays valid when a
+    # branch moves. ``metrics`` names the scores in the order of ``eval_rows.scores``.
+    con.execute(
+        """
+        CREATE TABLE eval_runs (
+            id VARCHAR PRIMARY KEY,
+            import_id VARCHAR NOT NULL,
+            dataset VARCHAR NOT NULL,
+            template_id VARCHAR NOT NULL,
+            commit_id VARCHAR NOT NULL,
+            ref VARCHAR NOT NULL,
+            version VARCHAR,
+            metrics VARCHAR[] NOT NULL,
+            rows BIGINT NOT NULL,
+            items BIGINT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL
+        )
+        """
+    )
+    con.execute("CREATE INDEX eval_runs_dataset ON eval_runs (dataset, template_id, commit_id)")
+    # One row per CSV row (a sample of an item). ``scores[i]`` and ``human[i]`` belong to the
+    # run's ``metrics[i]`` (NULL where the cell was empty); ``line`` is the CSV record index.
+    con.execute(
+        """
+        CREATE TABLE eval_rows (
+            run_id VARCHAR NOT NULL,
+            item_id VARCHAR NOT NULL,
+            output VARCHAR,
+            scores DOUBLE[] NOT NULL,
+            human DOUBLE[] NOT NULL
+        )
+        """
+    )
+
+
+@migration
 def m110_statistics_depth(con: duckdb.DuckDBPyConnection) -> None:
     # Experiment options of "More statistics" (CUPED's lookback, the decision engine), one JSON
     # object so that later options need no schema change; NULL reads as no options.
