@@ -273,6 +273,30 @@ def test_sequential_mode_widens_the_intervals_and_keeps_the_fixed_ones(ws, basic
     assert seq.diff == pytest.approx(fixed.diff, rel=1e-12)
 
 
+def test_winsorisation_leaves_events_without_the_metric_out(ws):
+    """An event with no latency is not an event at the cap: DuckDB's least() (like PostgreSQL's
+    and Spark's) ignores a NULL argument, so capping must keep the NULL."""
+    rng = np.random.default_rng(11)
+    n = 400
+    lat_c = rng.lognormal(6, 0.5, n)
+    lat_t = rng.lognormal(6, 0.5, n)
+    lat_c[::4] = np.nan  # a quarter of the calls report no latency
+    lat_t[1::5] = np.nan
+    insert_events(
+        ws,
+        _frame(rng, n, n, latency_ms=(lat_c, lat_t), quality_score=(rng.random(n), rng.random(n))),
+    )
+    exp = make_experiment(metrics=["quality_score", "latency_ms"])
+    r = experiment_results(ws, exp, metric="latency_ms", winsorize=True)
+    both = np.concatenate([lat_c, lat_t])
+    cap = np.quantile(both[~np.isnan(both)], 0.999)
+    assert r.winsorized.cap == pytest.approx(cap)
+    for v, lat in zip(r.variants, (lat_c, lat_t), strict=True):
+        kept = lat[~np.isnan(lat)]
+        assert (v.users, v.events, v.metric_users) == (n, kept.size, kept.size)
+        assert v.mean == pytest.approx(np.minimum(kept, cap).mean())
+
+
 def test_sequential_default_comes_from_the_settings(ws, basic):
     exp, _, _ = basic
     ws.settings = ws.settings.with_overrides(ab_testing__statistical_analysis__sequential=True)

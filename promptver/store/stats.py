@@ -142,7 +142,9 @@ def _select_metrics(columns: list[MetricColumn]) -> tuple[str, str, dict[str, An
         expr, p = metric_expr(col.metric, f"m{i}_name")
         params.update(p)
         if col.cap is not None:
-            expr = f"least({expr}, $m{i}_cap)"
+            # least() ignores a NULL argument: an event without the metric would count
+            # as one at the cap
+            expr = f"CASE WHEN {expr} IS NULL THEN NULL ELSE least({expr}, $m{i}_cap) END"
             params[f"m{i}_cap"] = float(col.cap)
         inner.append(f"{expr} AS m{i}")
         agg.append(f"sum(m{i}) AS x{i}, count(m{i})::DOUBLE AS y{i}, sum(m{i} * m{i}) AS q{i}")

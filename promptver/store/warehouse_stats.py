@@ -42,7 +42,9 @@ def _select_metrics(rel: Relation, columns: list[MetricColumn], params: dict[str
     for i, col in enumerate(columns):
         expr = rel.metric(col.metric)
         if col.cap is not None:
-            expr = f"least({expr}, $m{i}_cap)"
+            # least() ignores a NULL argument: an event without the metric would count
+            # as one at the cap
+            expr = f"CASE WHEN {expr} IS NULL THEN NULL ELSE least({expr}, $m{i}_cap) END"
             params[f"m{i}_cap"] = float(col.cap)
         inner.append(f"{expr} AS m{i}")
         agg.append(
