@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 
 from promptver import outbox
 from promptver.errors import NotFound, Problem, ValidationError
+from promptver.limits import check_author
 from promptver.store import webhooks as sql
 from promptver.store.db import Database
 
@@ -381,6 +382,7 @@ class WebhookService:
                 "invalid webhook:",
                 [Problem("must be a text of at most 200 characters", field="description")],
             )
+        author = check_author(author)
         row = {
             "id": "wh_" + uuid.uuid4().hex[:16],
             "url": url,

@@ -54,6 +54,12 @@ OPERATIONS = {
     ("GET", "/api/v1/evals/runs"),
     ("GET", "/api/v1/evals/items"),
     ("GET", "/api/v1/evals/compare"),
+    ("GET", "/api/v1/webhooks"),
+    ("POST", "/api/v1/webhooks"),
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"),
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"),
+    ("POST", "/api/v1/webhooks/deliveries/{message_id}/redeliver"),
+    ("POST", "/api/v1/webhooks/{webhook_id}/test"),
 }
 WRITES = {
     ("POST", "/api/v1/prompts"),
@@ -65,6 +71,13 @@ WRITES = {
     ("POST", "/api/v1/experiments/{experiment}/stop"),
     ("POST", "/api/v1/events"),
     ("POST", "/api/v1/evals"),
+    # every webhook endpoint, the reads too (subscription URLs are often credentials)
+    ("GET", "/api/v1/webhooks"),
+    ("POST", "/api/v1/webhooks"),
+    ("DELETE", "/api/v1/webhooks/{webhook_id}"),
+    ("GET", "/api/v1/webhooks/{webhook_id}/deliveries"),
+    ("POST", "/api/v1/webhooks/deliveries/{message_id}/redeliver"),
+    ("POST", "/api/v1/webhooks/{webhook_id}/test"),
 }
 
 
@@ -153,6 +166,7 @@ BASES = {
     "/api/v1/events": {
         "events": [{"timestamp": "2026-01-01T00:00:00Z", "template": "qa-basic", "user_id": "u"}]
     },
+    "/api/v1/webhooks": {"url": "http://127.0.0.1:9/hook", "events": ["*"]},
 }
 #: nesting a parser must refuse, and nesting it can read (which the services then judge)
 DEEP, MODERATE = 50_000, 100

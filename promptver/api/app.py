@@ -20,6 +20,7 @@ from promptver.api import problems
 from promptver.api.evals import add_eval_routes
 from promptver.api.guard import Gate, HostRule, Policy
 from promptver.api.routes import add_routes, single_query_values
+from promptver.api.webhooks import add_webhook_routes
 from promptver.errors import PromptverError
 from promptver.workspace import Workspace
 
@@ -70,6 +71,7 @@ def create_app(
     app.router.redirect_slashes = False
     writes = add_routes(app, ws, PREFIX)
     writes += add_eval_routes(app, ws, PREFIX)
+    writes += add_webhook_routes(app, ws, PREFIX)
     app.add_exception_handler(PromptverError, problems.domain_error)
     app.add_exception_handler(RequestValidationError, problems.request_error)
     app.add_exception_handler(StarletteHTTPException, problems.http_error)

@@ -395,7 +395,7 @@ def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
 
     descriptions = {
         401: "a bearer token is needed or was not accepted",
-        404: "unknown template, ref, environment or experiment",
+        404: "unknown template, ref, environment, experiment, webhook or delivery",
         409: "a conflict (the data changed meanwhile, a wrong state) or the database is busy",
         413: "the body is larger than the endpoint accepts (server.max_body_kb, "
         "server.max_events_mb)",

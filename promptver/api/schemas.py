@@ -8,6 +8,7 @@ same rules and messages as the CLI, so a rule is never written twice.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -318,6 +319,75 @@ class EventsResult(ApiModel):
     import_id: str
     rows_imported: int
     rows_skipped_duplicate: int
+
+
+# ---- webhooks ---------------------------------------------------------------------------------
+
+
+class WebhookCreate(ApiModel):
+    """A new subscription (docs/webhooks.md); the service checks the URL and the events."""
+
+    url: str = Field(description="an http:// or https:// endpoint with a host")
+    events: list[str] = Field(
+        description="commit.created, deployment.created, experiment.started, "
+        "experiment.stopped, alert.fired, eval.imported, or * for all"
+    )
+    format: Literal["json", "slack"] = Field(
+        "json", description="json: {type, timestamp, data}; slack: {text} for an incoming webhook"
+    )
+    description: str = Field("", description="a note shown in lists (at most 200 characters)")
+    author: str | None = Field(None, description="who (recorded); default 'api'")
+
+
+class WebhookOut(ApiModel):
+    """A subscription, as ``webhook list --json`` shows it (never its secret)."""
+
+    id: str
+    url: str
+    events: list[str]
+    format: str
+    description: str
+    created_at: datetime
+    created_by: str
+
+
+class WebhookCreated(WebhookOut):
+    """The new subscription with its signing secret: shown in this answer only."""
+
+    secret: str = Field(description="whsec_ + base64: verify the webhook-signature header with it")
+
+
+class DeliveryAttemptOut(ApiModel):
+    attempt: int = Field(description="1 for the first try of the message")
+    at: datetime
+    ok: bool = Field(description="the receiver answered 2xx")
+    status_code: int | None = Field(description="null: no HTTP answer (see error)")
+    error: str | None
+    response_body: str | None = Field(description="at most the first 1 KB")
+    manual: bool = Field(description="a redelivery or a test asked for by hand")
+
+
+class DeliveryOut(ApiModel):
+    """One message to one subscription with every attempt (``webhook deliveries --json``)."""
+
+    id: str = Field(description="the webhook-id header, the same on every attempt")
+    webhook_id: str
+    type: str
+    timestamp: datetime
+    status: str = Field(description="pending, delivered, failed or cancelled")
+    attempts: list[DeliveryAttemptOut]
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
+class RedeliveryOut(ApiModel):
+    """``webhook redeliver --json``: the message and what the attempt made of it."""
+
+    id: str
+    attempted: int
+    delivered: int
+    retrying: int
+    failed: int
 
 
 # ---- health -----------------------------------------------------------------------------------
