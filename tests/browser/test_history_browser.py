@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from playwright.sync_api import expect
+
 from tests.browser.conftest import FIRST_VISIT, shot, wait_idle
 
 
@@ -41,8 +43,12 @@ def test_create_branch_edit_it_and_see_the_diff(page, app_url):
     page.get_by_label("Commit message").and_(page.locator("input")).first.fill("Warmer tone")
     page.get_by_label("Commit message").and_(page.locator("input")).first.press("Enter")
     wait_idle(page)
-    page.get_by_role("button", name="Commit to browser-branch").click()
+    commit = page.get_by_role("button", name="Commit to browser-branch")
+    expect(commit).to_be_enabled()  # the text and the message have reached the server
+    commit.click()
     wait_idle(page)
+    # the commit is written before the diff is opened (a loaded machine once opened it first)
+    expect(page.get_by_text("Saved qa-basic on browser-branch")).to_be_visible()
 
     # the deep link opens the diff with the changed words highlighted
     page.goto(f"{app_url}/history?template=qa-basic&from=main&to=browser-branch")
