@@ -350,7 +350,20 @@ def read_header_record(
                 )
             ],
         ) from None
-    names = next(csv.reader([text]), [])
+    try:
+        names = next(csv.reader([text]), [])
+    except csv.Error:  # a quote inside an unquoted name, then a line break the scan took as quoted
+        raise _refuse(
+            name,
+            [
+                _problem(
+                    "the header line is broken: a quote inside a column name that does not start "
+                    "with one (quote the whole name, and double the quotes inside it)",
+                    line=1,
+                    code="header",
+                )
+            ],
+        ) from None
     return Header([n.strip() for n in names], terminator, bom)
 
 
