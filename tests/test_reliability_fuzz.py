@@ -205,8 +205,8 @@ def near_valid_csv(draw) -> bytes:
             header.append(draw(st.sampled_from(["custom_metric", "notes", "cost_usd", "error"])))
             for row in rows:
                 row.append(draw(nasty_cells))
-        elif kind == "short_row" and rows:
-            rows[draw(st.integers(0, len(rows) - 1))].pop()
+        elif kind == "short_row" and any(rows):  # not a blank line: it has no cell to drop
+            draw(st.sampled_from([row for row in rows if row])).pop()
         elif kind == "long_row" and rows:
             rows[draw(st.integers(0, len(rows) - 1))].append("extra")
         elif kind == "dup_row" and rows:
