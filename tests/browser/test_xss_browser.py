@@ -159,6 +159,7 @@ def explore(page: Page, watch: Watch, where: str, seen: list[int], hover: bool) 
     count = max(1, tabs.count())
     for i in range(count):
         if tabs.count() > i:
+            close_tooltips(page)  # the last help tooltip may still cover the tab
             tabs.nth(i).click()
             settle(page)
         label = f"{where} tab {i + 1}"
@@ -176,6 +177,16 @@ def explore(page: Page, watch: Watch, where: str, seen: list[int], hover: bool) 
         check(page, watch, label, seen)
         steps += 1
     return steps
+
+
+def close_tooltips(page: Page) -> None:
+    """Move the mouse away and wait (a bounded time) until no help tooltip is open."""
+    page.mouse.move(0, 0)
+    tips = page.locator('[data-testid="stTooltipContent"]')
+    try:
+        tips.first.wait_for(state="hidden", timeout=10_000)
+    except PlaywrightTimeout:
+        page.keyboard.press("Escape")
 
 
 def hover_help(page: Page, icon: Locator) -> None:
