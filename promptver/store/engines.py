@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import threading
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def quote_table(name: str) -> str:
     return ".".join(quote_ident(part) for part in name.split("."))
 
 
-class Engine:
+class Engine(ABC):
     """What every engine offers. ``label`` names the source in messages."""
 
     dialect = "duckdb"
@@ -60,17 +61,19 @@ class Engine:
         """The events relation as SQL in the DuckDB dialect (a quoted name)."""
         return quote_ident(SOURCE_VIEW)
 
+    @abstractmethod
     def schema(self) -> list[tuple[str, str]]:
-        raise NotImplementedError
+        """The events relation's columns and their types."""
 
     def partition_columns(self) -> set[str]:
         return set()
 
+    @abstractmethod
     def run(self, sql: str, params: dict[str, Any]) -> Rows:
-        raise NotImplementedError
+        """Run DuckDB-dialect ``sql`` (translated for the engine) with ``params``."""
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # noqa: B027 - engines without a connection have nothing to close
+        """Release the engine's connection or session."""
 
 
 class ParquetEngine(Engine):
