@@ -102,24 +102,7 @@ def choose_bucket(span: timedelta) -> Bucket:
 _BUCKET_DELTA = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}
 
 
-def holm(p_values: Sequence[float | None]) -> list[float | None]:
-    """Holm step-down adjusted p-values; ``None`` stays ``None``.
-
-    The same numbers as ``statsmodels``' ``multipletests(method="holm")`` (a test pins it),
-    computed directly: that function runs a full ``gc.collect()`` per call, which costs tens of
-    milliseconds in a process as large as the dashboard, once per deployment here.
-    """
-    idx = [i for i, p in enumerate(p_values) if p is not None]
-    out: list[float | None] = [None] * len(p_values)
-    if not idx:
-        return out
-    p = np.asarray([p_values[i] for i in idx], dtype=float)
-    order = np.argsort(p, kind="stable")
-    m = len(p)
-    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * np.arange(m, 0, -1)))
-    for rank, j in enumerate(order):
-        out[idx[j]] = float(adjusted[rank])
-    return out
+holm = stats.holm  # re-exported: the trend tests and older imports use promptver.trends.holm
 
 
 # ---- the line through the buckets ----------------------------------------------------------

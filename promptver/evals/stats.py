@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from promptver.stats import holm as holm  # re-exported: evals.compare and its tests
+
 
 @dataclass(frozen=True)
 class PairedTest:
@@ -104,20 +106,6 @@ def paired_test(baseline: np.ndarray, candidate: np.ndarray, alpha: float) -> Pa
             except ValueError:
                 wp = None
     return PairedTest(n, bm, cm, dm, _f(ci.low), _f(ci.high), _f(res.pvalue), wp, sd)
-
-
-def holm(p_values: list[float | None]) -> list[float | None]:
-    """Holm step-down adjusted p-values (as statsmodels ``multipletests(method="holm")``);
-    ``None`` stays ``None``. Written out because ``multipletests`` runs a full ``gc.collect()``
-    per call, which cost more than the rest of a comparison."""
-    idx = [i for i, p in enumerate(p_values) if p is not None]
-    out: list[float | None] = [None] * len(p_values)
-    m = len(idx)
-    running = 0.0
-    for rank, i in enumerate(sorted(idx, key=lambda k: p_values[k])):  # type: ignore[arg-type, return-value]
-        running = max(running, min(1.0, (m - rank) * float(p_values[i])))  # type: ignore[arg-type]
-        out[i] = running
-    return out
 
 
 @dataclass(frozen=True)
