@@ -253,20 +253,20 @@ def _sums_query(
     return con.execute(sql, params).fetchnumpy()
 
 
-def _assemble(
-    con: Con,
-    flt: EventFilter,
-    columns: list[MetricColumn],
-    res: dict[str, Any],
-    mask: np.ndarray | None,
-    user_limit: int,
-    with_covariate: bool,
-) -> ExperimentSums:
-    """The sums of the rows of ``res`` selected by ``mask`` (all rows when None)."""
-    variants = list(flt.variants)
+def arm_sums(
+    res: dict[str, Any], variants: list[str], columns: list[MetricColumn], mask: np.ndarray
+) -> tuple[
+    dict[str, int],
+    dict[str, int],
+    dict[str, dict[str, MetricStats]],
+    dict[str, np.ndarray],
+    int,
+    list[str],
+]:
+    """Per variant, the users, events and :class:`MetricStats` of the (variant, unit) rows of
+    ``res`` selected by ``mask``; also each variant's row indices, and the events and names of
+    variants that are not configured. Shared by the file's query and the external sources'."""
     names = _names(res["variant"])
-    if mask is None:
-        mask = np.ones(len(names), dtype=bool)
     users = {v: 0 for v in variants}
     events = {v: 0 for v in variants}
     stats: dict[str, dict[str, MetricStats]] = {
@@ -291,6 +291,26 @@ def _assemble(
                     sum_xy=float(_col(res, f"sxy{i}", sel).sum()),
                     event_sum_x2=float(_col(res, f"sq{i}", sel).sum()),
                 )
+    known = np.isin(names, np.asarray(variants, dtype=object))
+    unknown_events = int(_col(res, "events", np.flatnonzero(~known & mask)).sum())
+    unknown = sorted({"(none)" if n is None else str(n) for n in names[~known & mask]})
+    return users, events, stats, rows, unknown_events, unknown
+
+
+def _assemble(
+    con: Con,
+    flt: EventFilter,
+    columns: list[MetricColumn],
+    res: dict[str, Any],
+    mask: np.ndarray | None,
+    user_limit: int,
+    with_covariate: bool,
+) -> ExperimentSums:
+    """The sums of the rows of ``res`` selected by ``mask`` (all rows when None)."""
+    variants = list(flt.variants)
+    if mask is None:
+        mask = np.ones(len(_names(res["variant"])), dtype=bool)
+    users, events, stats, rows, unknown_events, unknown = arm_sums(res, variants, columns, mask)
     covariates = None
     if with_covariate and columns:
         covariates = {
@@ -306,9 +326,6 @@ def _assemble(
             }
             for i, col in enumerate(columns)
         }
-    known = np.isin(names, np.asarray(variants, dtype=object))
-    unknown_events = int(_col(res, "events", np.flatnonzero(~known & mask)).sum())
-    unknown = sorted({"(none)" if n is None else str(n) for n in names[~known & mask]})
     if max(users.values(), default=0) <= user_limit:
         unit_keys, units = _user_units(con, flt, columns, variants)
         kind: UnitKind = "user"

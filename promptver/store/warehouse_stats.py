@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from promptver.stats import ArmUnits, MetricStats
+from promptver.stats import ArmUnits
 from promptver.store.stats import (
     EventFilter,
     ExperimentSums,
     MetricColumn,
     UnitKind,
-    _col,
     _names,
     _units_from,
+    arm_sums,
 )
 from promptver.store.warehouse import Relation, in_list, window_where
 
@@ -102,32 +102,10 @@ def experiment_sums(
     res = _arrays(names, rows, {"variant", "unit"})
     res["unit"] = np.asarray([int(r[1]) for r in rows], dtype=np.uint64)
     variants = list(flt.variants)
-    vnames = _names(res["variant"])
-    users = {v: 0 for v in variants}
-    events = {v: 0 for v in variants}
-    stats: dict[str, dict[str, MetricStats]] = {
-        c.key: {v: MetricStats() for v in variants} for c in columns
-    }
-    sel_of = {v: np.flatnonzero(vnames == v) for v in variants}
-    for v, sel in sel_of.items():
-        if not len(sel):
-            continue
-        users[v] = int(_col(res, "users", sel).sum())
-        events[v] = int(_col(res, "events", sel).sum())
-        with np.errstate(over="ignore", invalid="ignore"):
-            for i, col in enumerate(columns):
-                stats[col.key][v] = MetricStats(
-                    n=int(_col(res, f"n{i}", sel).sum()),
-                    sum_x=float(_col(res, f"sx{i}", sel).sum()),
-                    sum_x2=float(_col(res, f"sxx{i}", sel).sum()),
-                    sum_y=float(_col(res, f"sy{i}", sel).sum()),
-                    sum_y2=float(_col(res, f"syy{i}", sel).sum()),
-                    sum_xy=float(_col(res, f"sxy{i}", sel).sum()),
-                    event_sum_x2=float(_col(res, f"sq{i}", sel).sum()),
-                )
-    known = np.isin(vnames, np.asarray(variants, dtype=object))
-    unknown_events = int(_col(res, "events", np.flatnonzero(~known)).sum())
-    unknown = sorted({"(none)" if n is None else str(n) for n in vnames[~known]})
+    everything = np.ones(len(rows), dtype=bool)
+    users, events, stats, sel_of, unknown_events, unknown = arm_sums(
+        res, variants, columns, everything
+    )
     if max(users.values(), default=0) <= user_limit:
         unit_keys, units = _user_units(rel, flt, aliases, columns, variants)
         kind: UnitKind = "user"
