@@ -56,8 +56,20 @@ def _div(a: ArrayLike, b: ArrayLike) -> Any:
 # ---- sufficient statistics --------------------------------------------------------------------
 
 
+class Additive:
+    """Mixin for dataclasses of sums: instances of one class add field by field (arms pooled,
+    segments and buckets summed)."""
+
+    def __add__(self, other: Any) -> Any:
+        if type(other) is not type(self):
+            return NotImplemented
+        return type(self)(
+            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}  # type: ignore[arg-type]
+        )
+
+
 @dataclass(frozen=True)
-class MetricStats:
+class MetricStats(Additive):
     """Per-variant sufficient statistics of one metric; instances add together.
 
     Attributes:
@@ -77,13 +89,6 @@ class MetricStats:
     sum_y2: ArrayLike = 0.0
     sum_xy: ArrayLike = 0.0
     event_sum_x2: ArrayLike = 0.0
-
-    def __add__(self, other: MetricStats) -> MetricStats:
-        if not isinstance(other, MetricStats):
-            return NotImplemented
-        return MetricStats(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
-        )
 
     @classmethod
     def from_users(

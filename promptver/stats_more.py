@@ -21,13 +21,13 @@ experiments in one call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 
-from promptver.stats import Alternative, ArrayLike, MetricStats, _div, _out, welch_df
+from promptver.stats import Additive, Alternative, ArrayLike, MetricStats, _div, _out, welch_df
 
 #: a treatment wins under ``engine: bayesian`` when its chance to win reaches this
 CHANCE_TO_WIN_THRESHOLD = 0.95
@@ -114,7 +114,7 @@ def is_non_inferior(bound: float, margin: float, direction: str) -> bool:
 
 
 @dataclass(frozen=True)
-class CovariateSums:
+class CovariateSums(Additive):
     """Per-arm sums of the covariate ``c`` (a user's pre-period mean, 0 without history) over the
     users counted in the arm's :class:`MetricStats`; instances add together.
 
@@ -128,13 +128,6 @@ class CovariateSums:
     sum_xc: ArrayLike = 0.0
     sum_yc: ArrayLike = 0.0
     with_history: ArrayLike = 0
-
-    def __add__(self, other: CovariateSums) -> CovariateSums:
-        if not isinstance(other, CovariateSums):
-            return NotImplemented
-        return CovariateSums(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
-        )
 
     @classmethod
     def from_users(
