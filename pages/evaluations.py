@@ -16,7 +16,17 @@ import streamlit as st
 
 from promptver import PromptverError
 from promptver.errors import ImportError_
-from ui.common import author, cached, code, domain_errors, md, table, take_param, workspace
+from ui.common import (
+    author,
+    cached,
+    code,
+    domain_errors,
+    import_with_progress,
+    md,
+    table,
+    take_param,
+    workspace,
+)
 from ui.evals import (
     COMPARISON_COLUMNS,
     calibrated_frame,
@@ -140,25 +150,20 @@ with tab_import:
                 if st.button(
                     f"Import {checked.rows_imported:,} rows", type="primary", key="ev_import"
                 ):
-                    with st.status(f"Importing {md(upload.name)}…", expanded=True) as status:
-                        bar = st.progress(0.0, text="starting")
-                        try:
-                            result = ws.evals.import_csv(
-                                path,
-                                file_name=upload.name,
-                                author=author(),
-                                progress=lambda f, m: bar.progress(min(1.0, f), text=m),
-                            )
-                        except PromptverError as exc:
-                            status.update(label="Import refused", state="error")
-                            checks[upload.file_id] = exc
-                            st.error(md(exc.message))
-                        else:
-                            status.update(label="Imported", state="complete", expanded=False)
-                            st.session_state.setdefault("ev_done", {})[upload.file_id] = result
-                            if result.runs:
-                                st.session_state["ev_dataset"] = result.runs[0]["dataset"]
-                            st.rerun()
+                    result = import_with_progress(
+                        upload.name,
+                        lambda progress: ws.evals.import_csv(
+                            path, file_name=upload.name, author=author(), progress=progress
+                        ),
+                        lambda _: "Imported",
+                    )
+                    if isinstance(result, PromptverError):
+                        checks[upload.file_id] = result
+                    else:
+                        st.session_state.setdefault("ev_done", {})[upload.file_id] = result
+                        if result.runs:
+                            st.session_state["ev_dataset"] = result.runs[0]["dataset"]
+                        st.rerun()
 
 
 # ---- compare -------------------------------------------------------------------------------

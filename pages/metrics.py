@@ -18,7 +18,17 @@ import streamlit as st
 from promptver import PromptverError
 from promptver.errors import ImportError_
 from promptver.metrics.service import DIMENSIONS, WINDOWS
-from ui.common import author, cached, code, domain_errors, md, table, take_param, workspace
+from ui.common import (
+    author,
+    cached,
+    code,
+    domain_errors,
+    import_with_progress,
+    md,
+    table,
+    take_param,
+    workspace,
+)
 from ui.metrics import (
     ATTEMPT_COLUMNS,
     EVENT_COLUMNS,
@@ -440,27 +450,18 @@ with tab_import:
                         key="met_import",
                         disabled=checked.rows_in_file == 0,
                     ):
-                        with st.status(f"Importing {md(upload.name)}…", expanded=True) as status:
-                            bar = st.progress(0.0, text="starting")
-                            try:
-                                result = ws.metrics.import_csv(
-                                    path,
-                                    file_name=upload.name,
-                                    author=author(),
-                                    progress=lambda f, m: bar.progress(min(1.0, f), text=m),
-                                )
-                            except PromptverError as exc:
-                                status.update(label="Import refused", state="error")
-                                checks[upload.file_id] = exc
-                                st.error(md(exc.message))
-                            else:
-                                status.update(
-                                    label=f"Imported {result.rows_imported:,} events",
-                                    state="complete",
-                                    expanded=False,
-                                )
-                                st.session_state.setdefault("met_done", {})[upload.file_id] = result
-                                st.rerun()
+                        result = import_with_progress(
+                            upload.name,
+                            lambda progress: ws.metrics.import_csv(
+                                path, file_name=upload.name, author=author(), progress=progress
+                            ),
+                            lambda r: f"Imported {r.rows_imported:,} events",
+                        )
+                        if isinstance(result, PromptverError):
+                            checks[upload.file_id] = result
+                        else:
+                            st.session_state.setdefault("met_done", {})[upload.file_id] = result
+                            st.rerun()
 
     # ---- recent events --------------------------------------------------------------------------
 

@@ -419,3 +419,25 @@ def show_flash() -> None:
     item = st.session_state.pop("_flash", None)
     if item:
         st.success(md(item[0]), icon=item[1])
+
+
+def import_with_progress(
+    file_name: str,
+    run: Callable[[Callable[[float, str], None]], Any],
+    done_label: Callable[[Any], str],
+) -> Any:
+    """Run an import (``run(progress)``) in a status box with a progress bar.
+
+    Returns the import's result, or the :class:`PromptverError` that refused it (already shown
+    under the box), so the caller can remember the refusal for the file.
+    """
+    with st.status(f"Importing {md(file_name)}…", expanded=True) as status:
+        bar = st.progress(0.0, text="starting")
+        try:
+            result = run(lambda f, m: bar.progress(min(1.0, f), text=m))
+        except PromptverError as exc:
+            status.update(label="Import refused", state="error")
+            st.error(md(exc.message))
+            return exc
+        status.update(label=done_label(result), state="complete", expanded=False)
+        return result
