@@ -37,14 +37,8 @@ from promptver.metric_defs import (
     parse_duration,
     unit_text,
 )
-from promptver.models import (
-    Alert,
-    AlertCheck,
-    AlertGroup,
-    AlertRule,
-    DeploymentMarker,
-    MetricsWritten,
-)
+from promptver.models.metrics import MetricsWritten
+from promptver.models.trends import Alert, AlertCheck, AlertGroup, AlertRule, DeploymentMarker
 from promptver.outbox import emit_alerts
 from promptver.store import alerts as sql
 from promptver.store import templates as template_sql

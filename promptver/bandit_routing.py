@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from promptver.errors import DatabaseBusy
-from promptver.models import Experiment
+from promptver.models.experiments import Experiment
 from promptver.routing import Router
 from promptver.store import bandits as sql
 from promptver.store.db import Database

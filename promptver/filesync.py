@@ -39,7 +39,7 @@ from promptver.outbox import SYNC_BRANCH_PREFIX
 
 if TYPE_CHECKING:
     from promptver.chat import PromptDocument
-    from promptver.models import Template
+    from promptver.models.core import Template
     from promptver.workspace import Workspace
 
 RECORD_NAME = ".promptver-sync.json"

@@ -28,9 +28,9 @@ from promptver import analysis as an
 from promptver import stats as st
 from promptver.errors import Problem, ValidationError
 from promptver.metrics.csv_import import DIMENSION_RE
-from promptver.models import (
+from promptver.models.experiments import Experiment
+from promptver.models.results import (
     ComparisonResult,
-    Experiment,
     HeterogeneityResult,
     SegmentedResults,
     SegmentResult,

@@ -34,7 +34,8 @@ from promptver.store.demo import Batch
 from promptver.versioning import utcnow
 
 if TYPE_CHECKING:
-    from promptver.models import Commit, Experiment
+    from promptver.models.core import Commit
+    from promptver.models.experiments import Experiment
     from promptver.workspace import Workspace
 
 DEMO_DAYS = 90

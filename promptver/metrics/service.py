@@ -24,8 +24,9 @@ from promptver.metric_defs import (  # noqa: F401 (re-exported)
 from promptver.metric_defs import parse_window as _parse_window
 from promptver.metrics import csv_import
 from promptver.metrics.tracking import TrackingBuffer
-from promptver.models import (
-    BUILTIN_METRICS,
+from promptver.models.core import Prompt
+from promptver.models.experiments import BUILTIN_METRICS
+from promptver.models.metrics import (
     CsvPreview,
     ImportAttempt,
     ImportProblem,
@@ -36,7 +37,6 @@ from promptver.models import (
     MetricStat,
     MetricsWritten,
     PerformanceFigures,
-    Prompt,
     PurgeResult,
 )
 from promptver.sources import EventSource

@@ -43,7 +43,8 @@ from promptver.metrics.csv_import import (
     METRIC_MAX,
     is_dimension,
 )
-from promptver.models import MetricsWritten, Prompt
+from promptver.models.core import Prompt
+from promptver.models.metrics import MetricsWritten
 from promptver.store import metrics as sql
 from promptver.store import templates as template_sql
 from promptver.store.db import Database
