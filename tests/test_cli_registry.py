@@ -77,3 +77,46 @@ def test_template_list_imports_one_command_module(tmp_path) -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert out.strip().splitlines()[-1] == "['promptver.cli.commands.templates']"
+
+
+def _count_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    import promptver.store.db as dbmod
+
+    opened: list[str] = []
+    real = dbmod.duckdb.connect
+
+    def connect(path: str, *a: object, **k: object):
+        opened.append(path)
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(dbmod.duckdb, "connect", connect)
+    return opened
+
+
+def test_a_brief_command_opens_the_file_once_and_lets_it_go(tmp_path, monkeypatch) -> None:
+    from promptver.cli.main import main
+    from promptver.store.db import _OPEN
+
+    db = str(tmp_path / "w.duckdb")
+    assert main(["--db", db, "init"]) == 0
+    assert main(["--db", db, "template", "create", "qa", "--content", "Hi {name}"]) == 0
+    opened = _count_opens(monkeypatch)
+    # schema check, the template's rows, its versions: one open of the file
+    assert main(["--db", db, "template", "list"]) == 0
+    assert main(["--db", db, "deploy", "qa", "1.0.0", "--env", "staging"]) == 0
+    assert len(opened) == 2
+    assert not any(_OPEN.values())  # nothing left open: other processes get the file
+    import duckdb
+
+    duckdb.connect(db).close()
+
+
+def test_a_long_command_opens_the_file_per_step(tmp_path, monkeypatch) -> None:
+    from promptver.cli.main import BRIEF_COMMANDS, main
+
+    assert not {"metrics", "experiment", "report", "serve", "webhook", "eval"} & BRIEF_COMMANDS
+    db = str(tmp_path / "w.duckdb")
+    assert main(["--db", db, "init"]) == 0
+    opened = _count_opens(monkeypatch)
+    assert main(["--db", db, "metrics", "imports"]) == 0
+    assert len(opened) >= 2  # the schema check, then the read: the file is free between
