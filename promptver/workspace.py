@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptver.config import Settings
-from promptver.deployments import DeploymentService, LivePrompt
 from promptver.errors import NotFound, Problem, PromptverError, ValidationError
 from promptver.models.core import Prompt
 from promptver.store import templates as sql
@@ -31,6 +30,7 @@ from promptver.versioning import VersionControl, utcnow
 
 if TYPE_CHECKING:
     from promptver.alerts import AlertService
+    from promptver.deployments import DeploymentService, LivePrompt
     from promptver.evals import EvalService
     from promptver.experiments import ExperimentService
     from promptver.metrics import MetricsService
@@ -56,8 +56,7 @@ class Workspace:
         self.db = Database(self.path, busy_timeout=self.settings.storage.busy_timeout)
         self.versions = VersionControl(self.db, self.settings.templates)
         self.templates = TemplateService(self.db, self.settings, self.versions)
-        self.deployments = DeploymentService(self.db, self.settings, self.versions, self.templates)
-        self.templates.on_serving_change = self.deployments.invalidate
+        self.templates.on_serving_change = self._serving_changed
         self._arm_prompts: dict[tuple[str, str], Prompt] = {}
         self._services: dict[str, Any] = {}
         self._services_lock = threading.RLock()
@@ -125,6 +124,24 @@ class Workspace:
             return open_source(self.settings, self.db)
 
         return self._service("source", build)
+
+    @property
+    def deployments(self) -> DeploymentService:
+        """Deployments, gates and what is live (built on first use: ``template list`` and the
+        version-control commands never need it)."""
+
+        def build() -> DeploymentService:
+            from promptver.deployments import DeploymentService
+
+            return DeploymentService(self.db, self.settings, self.versions, self.templates)
+
+        return self._service("deployments", build)
+
+    def _serving_changed(self) -> None:
+        """An archive or restore: what is live may change (no cache if nothing was served)."""
+        deployments = self._services.get("deployments")
+        if deployments is not None:
+            deployments.invalidate()
 
     @property
     def experiments(self) -> ExperimentService:
