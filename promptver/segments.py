@@ -27,7 +27,7 @@ import numpy as np
 from promptver import analysis as an
 from promptver import stats as st
 from promptver.errors import Problem, ValidationError
-from promptver.metrics.csv_import import DIMENSION_RE
+from promptver.metrics.csv_columns import DIMENSION_RE
 from promptver.models import (
     ComparisonResult,
     Experiment,

@@ -35,7 +35,7 @@ from typing import Any
 
 from promptver.config import Settings
 from promptver.errors import PromptverError, ValidationError, check_unicode
-from promptver.metrics.csv_import import (
+from promptver.metrics.csv_columns import (
     CUSTOM_NAME_RE,
     MAX_CUSTOM,
     MAX_CUSTOM_TEXT,

@@ -1,7 +1,7 @@
 """SQL for metric events: CSV staging and checks, buffered inserts, figures, summary, retention.
 
 Column names that reach SQL text here are never raw user input: the CSV header is checked first
-(:func:`promptver.metrics.csv_import.read_header`) and only names matching ``[a-z][a-z0-9_]*`` get
+(:func:`promptver.metrics.csv_columns.read_header`) and only names matching ``[a-z][a-z0-9_]*`` get
 through; they are still double-quoted. Every value is a parameter.
 """
 
