@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime
 from datetime import time as dtime
 from typing import Any
 
+from promptver.clock import utcnow
 from promptver.config import Settings
 from promptver.errors import Problem
 from promptver.experiment_files import FILE_FIELDS
@@ -25,7 +26,6 @@ from promptver.limits import json_problem
 from promptver.models import BUILTIN_METRICS, Experiment, MetricSpec, VariantSpec
 from promptver.store import experiments as sql
 from promptver.store import templates as tsql
-from promptver.versioning import utcnow
 
 VARIANT_FIELDS = ("name", "ref", "weight")
 METRIC_FIELDS = ("name", "direction", "guardrail", "margin")

@@ -26,6 +26,7 @@ import numpy as np
 
 from promptver import analysis as an
 from promptver import stats as st
+from promptver.clock import utcnow
 from promptver.errors import Problem, ValidationError
 from promptver.metrics.csv_columns import DIMENSION_RE
 from promptver.models import (
@@ -37,7 +38,6 @@ from promptver.models import (
 )
 from promptver.store import stats as sql
 from promptver.store.metrics import MAX_DIMENSION_VALUES
-from promptver.versioning import utcnow
 
 
 def segment_results(

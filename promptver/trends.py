@@ -30,6 +30,7 @@ import numpy as np
 from scipy import stats as sps
 
 from promptver import stats
+from promptver.clock import utcnow
 from promptver.config import Settings
 from promptver.errors import NotFound, Problem, ValidationError
 from promptver.metric_defs import (  # noqa: F401 (re-exports the catalogue for the screens)
@@ -61,7 +62,6 @@ from promptver.sources.file import FileSource
 from promptver.store import templates as template_sql
 from promptver.store import trends as sql
 from promptver.store.db import Database
-from promptver.versioning import utcnow
 
 Bucket = Literal["hour", "day", "week"]
 By = Literal["version", "variant", "environment"]

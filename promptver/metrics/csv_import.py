@@ -45,6 +45,7 @@ from pathlib import Path
 
 import duckdb
 
+from promptver.clock import utcnow
 from promptver.config import Settings
 from promptver.errors import Conflict, ImportError_
 from promptver.metrics.csv_columns import (
@@ -86,7 +87,6 @@ from promptver.metrics.csv_rules import _checks, _reject_problems, _row_problems
 from promptver.models import ImportRecord, ImportResult
 from promptver.store import metrics as sql
 from promptver.store.db import Database
-from promptver.versioning import utcnow
 
 __all__ = [
     # the write (this module)

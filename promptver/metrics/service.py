@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from promptver.clock import utcnow
 from promptver.config import Settings
 from promptver.errors import ImportError_, NotFound, PromptverError, ValidationError
 from promptver.limits import check_author, check_text
@@ -44,7 +45,6 @@ from promptver.sources.file import FileSource
 from promptver.store import metrics as sql
 from promptver.store import templates as template_sql
 from promptver.store.db import Database
-from promptver.versioning import utcnow
 
 log = logging.getLogger("promptver.metrics")
 

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from promptver.clock import utcnow
 from promptver.config import Settings
 from promptver.errors import PromptverError, ValidationError, check_unicode
 from promptver.metrics.csv_columns import (
@@ -47,7 +48,6 @@ from promptver.models import MetricsWritten, Prompt
 from promptver.store import metrics as sql
 from promptver.store import templates as template_sql
 from promptver.store.db import Database
-from promptver.versioning import utcnow
 
 log = logging.getLogger("promptver.metrics")
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from promptver._version import __version__
+from promptver.clock import utcnow
 from promptver.diffing import Diff, diff_prompts
 from promptver.errors import NotFound, PromptverError
 from promptver.models import (
@@ -25,7 +26,6 @@ from promptver.models import (
     MetricResult,
     VariantSpec,
 )
-from promptver.versioning import utcnow
 
 if TYPE_CHECKING:  # the workspace imports the services, not the other way round
     from promptver.workspace import Workspace
