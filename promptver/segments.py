@@ -37,7 +37,7 @@ from promptver.models import (
     SegmentResult,
 )
 from promptver.store import stats as sql
-from promptver.store.metrics import MAX_DIMENSION_VALUES
+from promptver.store.metric_csv import MAX_DIMENSION_VALUES
 
 
 def segment_results(

@@ -454,7 +454,7 @@ def check_and_write(
 
 
 def _rejects(con: duckdb.DuckDBPyConnection, table: str) -> list[Any]:
-    from promptver.store import metrics as metric_sql
+    from promptver.store import metric_csv as metric_sql
 
     return metric_sql.rejects(con, table)
 

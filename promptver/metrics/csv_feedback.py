@@ -21,7 +21,7 @@ from promptver.config import Settings
 from promptver.errors import ImportError_
 from promptver.metrics.csv_columns import BUILTIN, KEYS, REQUIRED, Header, read_header
 from promptver.models import CsvPreview, CsvWarning, ImportProblem
-from promptver.store import metrics as sql
+from promptver.store import metric_imports as sql
 
 # ---- warnings, hints and the problem list ---------------------------------------------------
 

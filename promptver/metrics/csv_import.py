@@ -85,7 +85,8 @@ from promptver.metrics.csv_feedback import (
 )
 from promptver.metrics.csv_rules import _checks, _reject_problems, _row_problems, _unreadable
 from promptver.models import ImportRecord, ImportResult
-from promptver.store import metrics as sql
+from promptver.store import metric_csv as sql
+from promptver.store import metric_imports as imports_sql
 from promptver.store.db import Database
 
 __all__ = [
@@ -249,7 +250,7 @@ def import_csv(
                 missing_ids = scanned.rows_without_event_id
                 first, last = scanned.first, scanned.last
                 if missing_ids:
-                    before = sql.import_by_hash(con, digest)
+                    before = imports_sql.import_by_hash(con, digest)
                     if before is not None:
                         raise _refuse(
                             shown_name,
@@ -265,10 +266,12 @@ def import_csv(
                             ],
                         )
                 skipped = sql.count_existing_event_ids(con, t["stage"]) if with_ids else 0
-                landing = sql.staged_events(t["stage"], t["keys"], set(header.names), skipped > 0)
+                landing = imports_sql.staged_events(
+                    t["stage"], t["keys"], set(header.names), skipped > 0
+                )
                 warnings = _warnings(con, settings, header, landing, [], now)
                 template_ids = sql.staged_template_ids(con, t["keys"])
-                template_names = sql.template_names(con, template_ids)
+                template_names = imports_sql.template_names(con, template_ids)
                 import_id = "" if dry_run else uuid.uuid4().hex[:16]
                 imported = rows - skipped
                 if not dry_run:
@@ -284,7 +287,7 @@ def import_csv(
                         dims=header.dims,
                     )
                     _check_dimension_cap(con, header, shown_name)
-                    sql.insert_import(
+                    imports_sql.insert_import(
                         con,
                         ImportRecord(
                             id=import_id,
@@ -406,12 +409,14 @@ def _import_in_one_pass(
                 if got.rows == 0 or got.duplicate_event_ids:
                     raise _FallbackError()
                 digest = hasher.result()
-                if got.without_event_id and sql.import_by_hash(con, digest) is not None:
+                if got.without_event_id and imports_sql.import_by_hash(con, digest) is not None:
                     raise _FallbackError()
                 skipped = sql.drop_already_stored(con, import_id) if got.already_stored else 0
                 imported = written - skipped
-                warnings = _warnings(con, settings, header, *sql.landed_events(import_id), now)
-                names = sql.template_names(con, got.template_ids)
+                warnings = _warnings(
+                    con, settings, header, *imports_sql.landed_events(import_id), now
+                )
+                names = imports_sql.template_names(con, got.template_ids)
                 result = ImportResult(
                     import_id="" if dry_run else import_id,
                     file_name=name,
@@ -430,7 +435,7 @@ def _import_in_one_pass(
                 )
                 if dry_run:
                     raise _DryRunDoneError(result)
-                sql.insert_import(
+                imports_sql.insert_import(
                     con,
                     ImportRecord(
                         id=import_id,

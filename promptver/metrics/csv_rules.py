@@ -37,7 +37,8 @@ from promptver.metrics.csv_columns import (
     is_dimension,
 )
 from promptver.metrics.csv_feedback import did_you_mean
-from promptver.store import metrics as sql
+from promptver.store import metric_csv as sql
+from promptver.store.metrics import ISO_TIMESTAMP_RE, q
 
 # ---- line numbers --------------------------------------------------------------------------
 
@@ -136,7 +137,7 @@ def _checks(header: Header) -> list[sql.RowCheck]:
 
     def shown(col: str) -> str:
         # line breaks inside a value are shown as \\n so that a message stays on one line
-        cell = f"left({sql.q(col)}::VARCHAR, 60)"
+        cell = f"left({q(col)}::VARCHAR, 60)"
         return f"'''' || replace(replace({cell}, chr(13), '\\r'), chr(10), '\\n') || ''''"
 
     for req in REQUIRED:
@@ -147,7 +148,7 @@ def _checks(header: Header) -> list[sql.RowCheck]:
     # fails the date parse and is reported by the next rule)
     not_iso = (
         "CASE WHEN timestamp IS NULL OR timestamp LIKE '____-__-__T__:__:__Z' THEN false"
-        f" ELSE NOT regexp_full_match(timestamp, '{sql.ISO_TIMESTAMP_RE}') END"
+        f" ELSE NOT regexp_full_match(timestamp, '{ISO_TIMESTAMP_RE}') END"
     )
     c.append(
         rc(
@@ -175,16 +176,16 @@ def _checks(header: Header) -> list[sql.RowCheck]:
         c.append(
             rc(
                 name,
-                f"length({sql.q(name)}) > {MAX_DIMENSION_CHARS}",
+                f"length({q(name)}) > {MAX_DIMENSION_CHARS}",
                 f"'a segment value has at most {MAX_DIMENSION_CHARS} characters (got ' ||"
-                f" length({sql.q(name)}) || ')'",
+                f" length({q(name)}) || ')'",
             )
         )
     for name in header.names:
         kind = BUILTIN.get(name, ("number", ""))[0] if name not in REQUIRED + KEYS else None
         if kind is None or is_dimension(name):
             continue
-        col = sql.q(name)
+        col = q(name)
         if kind == "boolean":
             c.append(
                 rc(
@@ -264,7 +265,7 @@ def _checks(header: Header) -> list[sql.RowCheck]:
                 " || array_to_string(getvariable('pv_envs'), ', ') || ')'",
             )
         )
-    metric_cols = [sql.q(m) for m in header.metrics]
+    metric_cols = [q(m) for m in header.metrics]
     c.append(
         rc(
             "",
