@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from promptver.clock import utcnow
 from promptver.config import Settings
 from promptver.errors import DatabaseBusy, NotFound, Problem, ValidationError
 from promptver.limits import check_author
@@ -44,7 +45,6 @@ from promptver.store import alerts as sql
 from promptver.store import templates as template_sql
 from promptver.store import trends as trend_sql
 from promptver.store.db import Database
-from promptver.versioning import utcnow
 
 log = logging.getLogger("promptver.alerts")
 

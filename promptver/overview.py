@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from promptver.alerts import group_alerts
+from promptver.clock import utcnow
 from promptver.config import Settings
 from promptver.errors import Problem, ValidationError
 from promptver.metric_defs import canonical_metric
@@ -25,7 +26,6 @@ from promptver.store import alerts as alert_sql
 from promptver.store import overview as sql
 from promptver.store import trends as trend_sql
 from promptver.store.db import Database
-from promptver.versioning import utcnow
 
 if TYPE_CHECKING:
     from promptver.deployments import DeploymentService

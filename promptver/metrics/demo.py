@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from promptver.clock import utcnow
 from promptver.store import demo as sql
 from promptver.store import templates as template_sql
 from promptver.store.demo import Batch
-from promptver.versioning import utcnow
 
 if TYPE_CHECKING:
     from promptver.models.core import Commit
