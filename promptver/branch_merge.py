@@ -17,25 +17,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from promptver.clock import utcnow
 from promptver.commit_graph import EPOCH, Graph
 from promptver.commits import MAIN, Bump, next_version, variables_used
-from promptver.diffing import Diff, diff_prompts
 from promptver.errors import Conflict, MergeConflict, NotFound, Problem, ValidationError
 from promptver.limits import check_author, check_json
-from promptver.merging import (
-    MetadataMerge,
-    TextMerge,
-    conflict_markers,
-    merge_metadata,
-    merge_texts,
-)
 from promptver.models.core import Commit
 from promptver.models.versioning import MergeResult
 from promptver.store import templates as sql
 from promptver.store import versioning as vsql
+
+if TYPE_CHECKING:  # the three-way merge and the diff load with the first merge, not at start
+    from promptver.diffing import Diff
+    from promptver.merging import MetadataMerge, TextMerge
 
 
 class BranchMerges:
@@ -48,6 +44,8 @@ class BranchMerges:
         Raises:
             NotFound: unknown template, ref or target branch.
         """
+        from promptver.merging import merge_metadata, merge_texts
+
         with self.db.read() as con:
             row = self._template(con, template)
             target = sql.get_branch(con, row["id"], into)
@@ -132,6 +130,8 @@ class BranchMerges:
             ValidationError: the merged text is invalid or still holds conflict markers.
             NotFound: unknown template, ref or branch.
         """
+        from promptver.merging import conflict_markers
+
         author = check_author(author)
         if resolution_metadata is not None:
             check_json(resolution_metadata, "resolution_metadata")
@@ -255,6 +255,7 @@ class BranchMerges:
             ValidationError: conflict markers remain, or the merged prompt is invalid.
         """
         from promptver.chat import normalise_config, normalise_messages, validate_prompt
+        from promptver.merging import conflict_markers
 
         markers = conflict_markers(content)
         if markers:
@@ -386,6 +387,8 @@ def _virtual_base(g: Graph, load: Any, a: str, b: str) -> Base:
     markers, and conflicting metadata keys keep the value of that deeper base. Changes that both
     criss-crossing merges already contain then count as common history rather than as edits.
     """
+    from promptver.merging import merge_metadata, merge_texts
+
     memo: dict[str, Base] = {}
     counter = [0]
 
@@ -468,6 +471,8 @@ class MergePlan:
         """What a clean merge would change on the target: the diff from the target's head to
         the merged prompt (text or messages, metadata and configuration)."""
         from types import SimpleNamespace
+
+        from promptver.diffing import diff_prompts
 
         assert self.text is not None and self.metadata is not None and self.config is not None
         body = self.text.text()

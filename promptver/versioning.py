@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from promptver.branch_merge import BranchMerges
 from promptver.branch_merge import MergePlan as MergePlan  # re-exported: the merge moved
@@ -42,7 +42,6 @@ from promptver.commits import (
     parse_version,
 )
 from promptver.config import TemplateLimits
-from promptver.diffing import Diff, diff_prompts
 from promptver.errors import Conflict, NotFound, Problem, ValidationError
 from promptver.limits import MAX_MESSAGE, check_author, check_json, check_text
 from promptver.models.core import Branch, Commit, check_name
@@ -50,6 +49,9 @@ from promptver.models.versioning import FsckReport, GraphRow
 from promptver.store import templates as sql
 from promptver.store import versioning as vsql
 from promptver.store.db import Database
+
+if TYPE_CHECKING:
+    from promptver.diffing import Diff
 
 MIN_PREFIX = 7
 _HEX_RE = re.compile(r"\A[0-9a-fA-F]+\Z")
@@ -397,6 +399,8 @@ class VersionControl(BranchMerges):
     def diff(self, template: str, a: str, b: str, *, context: int = 3) -> Diff:
         """The difference from ref ``a`` to ref ``b`` of a template (text, words, variables,
         metadata)."""
+        from promptver.diffing import diff_prompts
+
         with self.db.read() as con:
             row = self._template(con, template)
             old = self.resolve(row["id"], a, template_name=row["name"])

@@ -454,6 +454,8 @@ OWN_SKIPS = {
         "promptver.models.trends",
         "promptver.cli.commands.deployments",
         "promptver.cli.commands.metrics",
+        "promptver.merging",
+        "promptver.diffing",
     ),
     "get_prompt().text()": (
         "promptver.experiments",
@@ -462,6 +464,8 @@ OWN_SKIPS = {
         "promptver.models.metrics",
         "promptver.models.trends",
         "promptver.models.overview",
+        "promptver.merging",
+        "promptver.diffing",
     ),
 }
 
