@@ -9,23 +9,31 @@ bootstrap intervals beside the analytic ones; power; guardrails; p95 latency; SR
 rule. Results are deterministic: the bootstrap's generator is seeded from the settings.
 
 Used by the CLI (``experiment results``), the dashboard's results view and the reports.
+
+This module reads and runs the analysis (:class:`_Analysis`: options, metrics, comparisons,
+the bootstrap of means); its parts are the p95 bootstrap (:mod:`promptver.analysis_quantile`),
+the guardrails and the winner rule (:mod:`promptver.analysis_winner`), the power figures
+(:mod:`promptver.analysis_power`), and the "More statistics" readouts
+(:mod:`promptver.analysis_more`, :mod:`promptver.analysis_bandit`).
 """
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import pandas as pd
 
 from promptver import analysis_more as more
 from promptver import stats as st
-from promptver import stats_more as sm
+from promptver.analysis_power import plan_power as plan_power  # re-exported: ui
+from promptver.analysis_power import power_for
+from promptver.analysis_quantile import QUANTILE_METRIC, UNCAPPED, QuantileBootstrap
+from promptver.analysis_winner import WinnerRule
+from promptver.analysis_winner import p_text as p_text  # re-exported: cli, reports, ui
 from promptver.clock import utcnow
 from promptver.errors import Problem, SourceError, ValidationError
 from promptver.models.experiments import BINARY_METRICS, Experiment, MetricSpec
@@ -33,13 +41,8 @@ from promptver.models.results import (
     BootstrapInfo,
     ComparisonResult,
     ExperimentResults,
-    GuardrailCheck,
     Inference,
     MetricResult,
-    PowerResult,
-    QuantileComparison,
-    QuantileResult,
-    QuantileVariant,
     SRMResult,
     VariantResult,
     WinsorInfo,
@@ -64,22 +67,11 @@ class WorkspaceLike(Protocol):
 
 #: metrics that winsorisation caps (long right tails: a few slow or expensive calls)
 WINSORIZABLE = ("latency_ms", "cost_usd")
-#: the metric whose upper quantile gets a bootstrap CI, and the quantile
-QUANTILE_METRIC = "latency_ms"
-QUANTILE = 0.95
 #: hashed user buckets per arm for the bootstrap of large arms (the bucket bootstrap's interval
 #: widths carry a relative error of about 1/sqrt(2 · buckets), 2 % here)
 DEFAULT_BUCKETS = 1000
 #: arms up to this many users are resampled user by user
 DEFAULT_USER_LIMIT = 2000
-#: arms with at most this many events resample the exact event values for the p95 bootstrap
-EXACT_QUANTILE_EVENTS = 20_000
-#: bins of the p95 histograms of large arms (inside a narrow window around the quantile)
-QUANTILE_BINS = 128
-#: the widest window, in quantile levels either side of the quantile
-MAX_DELTA = 0.045
-#: suffix of the key of a metric's uncapped column (not printable, so no metric name ends so)
-UNCAPPED = "\x00uncapped"
 
 
 @dataclass(frozen=True)
@@ -96,26 +88,6 @@ class Options:
     power: float
     buckets: int
     user_limit: int
-
-
-@dataclass
-class _QuantilePlan:
-    """What SQL returned for the p95 bootstrap of one metric, per arm."""
-
-    metric: str
-    method: str
-    events: dict[str, int]
-    present: list[str]
-    delta: float = 0.0
-    points: dict[str, float | None] = field(default_factory=dict)
-    #: exact method: (event values, their unit index)
-    exact: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    #: binned method: (events below the window, in-window histogram, bin edges, totals) per unit
-    binned: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = field(
-        default_factory=dict
-    )
-    #: arms whose window is a single value (ties): that value
-    flat: dict[str, float] = field(default_factory=dict)
 
 
 def experiment_results(
@@ -245,7 +217,7 @@ def bad_alternative(direction: str) -> st.Alternative:
     return "greater" if direction == "lower" else "less"
 
 
-class _Analysis:
+class _Analysis(QuantileBootstrap, WinnerRule):
     """One analysis: reads through ``rd`` (inside the caller's read block) and computes."""
 
     def __init__(
@@ -652,420 +624,11 @@ class _Analysis:
             messages=list(dict.fromkeys(messages)),
         )
 
-    # -- p95 latency --------------------------------------------------------------------------
-    def _quantile_fetch(self, metric: str, delta: float | None = None) -> _QuantilePlan:
-        """The SQL half of the p95 bootstrap (main thread, the analysis' connection)."""
-        q = QUANTILE
-        key = metric + UNCAPPED if metric + UNCAPPED in self.col_index else metric
-        j = self.col_index[key]
-        stats = self.sums.stats[key]
-        events = {n: int(round(float(stats[n].sum_y))) for n in self.names}
-        present = [n for n in self.names if events[n] > 0 and self.sums.units[n].n_units > 0]
-        exact = (
-            self.sums.unit_kind == "user"
-            and max(events.values(), default=0) <= EXACT_QUANTILE_EVENTS
-        )
-        plan = _QuantilePlan(metric, "exact" if exact else "binned", events, present)
-        if not present:
-            return plan
-        if exact:
-            values = self.rd.metric_event_values(
-                self.flt, metric, self.sums.unit_kind, self.opts.buckets
-            )
-            for n in present:
-                keys, vals = values[n]
-                plan.points[n] = float(np.quantile(vals, q))
-                plan.exact[n] = (vals, pd.Index(self.sums.unit_keys[n]).get_indexer(keys))
-            return plan
-        if delta is None:
-            # ±8 standard errors of the level, widened for events clustered in users
-            delta = max(
-                8
-                * math.sqrt(q * (1 - q) / events[n])
-                * math.sqrt(max(1.0, events[n] / max(1.0, float(stats[n].n))))
-                for n in present
-            )
-            delta = min(max(delta, 0.003), MAX_DELTA)
-        plan.delta = delta
-        qs = self.rd.variant_quantiles(self.flt, metric, [q - delta, q, q + delta])
-        windows = {n: (qs[n][1][0], qs[n][1][2]) for n in present if n in qs}
-        live = {n: w for n, w in windows.items() if w[1] > w[0]}
-        hists = (
-            self.rd.metric_histograms(
-                self.flt,
-                metric,
-                live,
-                QUANTILE_BINS,
-                self.sums.unit_kind,
-                self.opts.buckets,
-            )
-            if live
-            else {}
-        )
-        for n in present:
-            plan.points[n] = qs[n][1][1] if n in qs else None
-            if n not in live:  # the window is one value: every resample has that quantile
-                plan.flat[n] = windows[n][0]
-                continue
-            keys, bins, cnt = hists[n]
-            k_units = self.sums.units[n].n_units
-            idx = pd.Index(self.sums.unit_keys[n]).get_indexer(keys)
-            ok = idx >= 0  # always true: the same events define the units
-            dense = np.bincount(
-                idx[ok] * (QUANTILE_BINS + 1) + bins[ok],
-                weights=cnt[ok],
-                minlength=k_units * (QUANTILE_BINS + 1),
-            ).reshape(k_units, QUANTILE_BINS + 1)
-            totals = self.sums.units[n].y[:, j]
-            lo, hi = live[n]
-            plan.binned[n] = (
-                totals - dense.sum(axis=1),
-                dense[:, :QUANTILE_BINS],
-                np.linspace(lo, hi, QUANTILE_BINS + 1),
-                totals,
-            )
-        return plan
-
-    def _quantile_boot(self, plan: _QuantilePlan) -> tuple[dict[str, np.ndarray], float]:
-        """The numpy half: each arm's resampled p95 (arms in parallel); the worst share of
-        resamples that fell outside a binned window."""
-        q = QUANTILE
-        jobs = {}
-        for n in plan.present:
-            counts = self._arm(n)[0]
-            if n in plan.exact:
-                vals, idx = plan.exact[n]
-                jobs[n] = self.pool.submit(st.bootstrap_quantile_exact, vals, idx, counts, q)
-            elif n in plan.binned:
-                below, hist, edges, totals = plan.binned[n]
-                jobs[n] = self.pool.submit(
-                    st.bootstrap_quantile_binned, below, hist, edges, totals, counts, q
-                )
-        boot = {n: np.full(self.opts.resamples, v) for n, v in plan.flat.items()}
-        worst = 0.0
-        for n, job in jobs.items():
-            out = job.result()
-            if isinstance(out, tuple):
-                boot[n], outside = out
-                worst = max(worst, outside)
-            else:
-                boot[n] = out
-        return boot, worst
-
-    def _quantile(self, metric: str) -> QuantileResult:
-        plan = self._q_plan if self._q_plan is not None else self._quantile_fetch(metric)
-        message = None
-        boot, worst = self._quantile_boot(plan)
-        while plan.method == "binned" and worst > 0.002 and plan.delta < MAX_DELTA:
-            plan = self._quantile_fetch(metric, min(plan.delta * 3, MAX_DELTA))
-            boot, worst = self._quantile_boot(plan)
-        if worst > 0.002:
-            message = (
-                f"{worst:.1%} of the resampled p95 values fell outside the binned window; "
-                "the bootstrap CI may be slightly too narrow"
-            )
-        alpha = self.alpha
-        points = plan.points
-        variants = []
-        for n in self.names:
-            lo = hi = None
-            if n in boot:
-                a, b = st.percentile_interval(boot[n], alpha)
-                lo, hi = st.finite(a), st.finite(b)
-            variants.append(
-                QuantileVariant(
-                    name=n,
-                    events=plan.events[n],
-                    value=points.get(n),
-                    bootstrap_ci_low=lo,
-                    bootstrap_ci_high=hi,
-                )
-            )
-        control = self.names[0]
-        comparisons = []
-        for n in self.names[1:]:
-            diff = lo = hi = None
-            if points.get(control) is not None and points.get(n) is not None:
-                diff = points[n] - points[control]
-            if control in boot and n in boot:
-                a, b = st.percentile_interval(boot[n] - boot[control], alpha)
-                lo, hi = st.finite(a), st.finite(b)
-            comparisons.append(
-                QuantileComparison(
-                    control=control,
-                    treatment=n,
-                    diff=diff,
-                    bootstrap_ci_low=lo,
-                    bootstrap_ci_high=hi,
-                )
-            )
-        if not plan.present:
-            message = "no latency events yet"
-        return QuantileResult(
-            metric=metric,
-            quantile=QUANTILE,
-            method=plan.method,
-            variants=variants,
-            comparisons=comparisons,
-            message=message,
-        )
-
-    # -- guardrails and the winner -----------------------------------------------------------
-    def _guardrails(self, metrics: list[MetricResult]) -> list[GuardrailCheck]:
-        out = []
-        for m in metrics:
-            if m.role != "guardrail":
-                continue
-            for c in m.comparisons:
-                worse = c.p_value is not None and c.p_value < self.alpha
-                if c.p_value is None:
-                    status = (
-                        "cannot compute" if st.NON_FINITE in (c.message or "") else "not tested"
-                    )
-                elif c.margin is not None and c.non_inferior is not None:
-                    # non-inferiority: the bound decides, not the test against zero
-                    status = "within margin" if c.non_inferior else "worse than allowed"
-                else:
-                    status = "worse" if worse else "ok"
-                out.append(
-                    GuardrailCheck(
-                        metric=m.metric,
-                        direction=m.direction,
-                        treatment=c.treatment,
-                        diff=c.diff,
-                        relative_lift=c.relative_lift,
-                        p_value=c.p_value,
-                        worse=worse,
-                        message=c.message,
-                        status=status,
-                        margin=c.margin,
-                        bound=c.non_inferiority_bound,
-                        non_inferior=c.non_inferior,
-                    )
-                )
-        return out
-
-    def _winner(
-        self,
-        metrics: list[MetricResult],
-        srm: SRMResult,
-        sample_ok: bool,
-        guardrails: list[GuardrailCheck],
-    ) -> tuple[str | None, str]:
-        primary = metrics[0]
-        good = 1 if primary.direction == "higher" else -1
-        bayesian = self.exp.engine == "bayesian"
-        cuped = self.sums.covariates is not None
-        if self.bandit is not None:  # the period-weighted comparisons decide
-            by_name = {b.treatment: b for b in self.bandit.comparisons}
-            better = [
-                c
-                for c in primary.comparisons
-                if by_name[c.treatment].significant and (by_name[c.treatment].diff or 0) * good > 0
-            ]
-        elif bayesian:
-            better = [
-                c
-                for c in primary.comparisons
-                if c.bayesian is not None
-                and (c.bayesian.chance_to_win or 0) >= sm.CHANCE_TO_WIN_THRESHOLD
-            ]
-        elif cuped:
-            better = [
-                c
-                for c in primary.comparisons
-                if c.cuped is not None
-                and c.cuped.significant
-                and c.cuped.diff is not None
-                and c.cuped.diff * good > 0
-            ]
-        else:
-            better = [
-                c
-                for c in primary.comparisons
-                if c.significant and c.diff is not None and c.diff * good > 0
-            ]
-        reasons = []
-        if not srm.ok:
-            reasons.append(f"sample ratio mismatch ({p_text(srm.p_value)})")
-        if not sample_ok:
-            short = [
-                f"{n} has {self.sums.users[n]}"
-                for n in self.names
-                if self.sums.users[n] < self.exp.minimum_sample_size
-            ]
-            reasons.append(
-                f"below the minimum sample of {self.exp.minimum_sample_size} users "
-                f"per variant ({', '.join(short)})"
-            )
-        if not better and bayesian:
-            reasons.append(
-                f"no treatment has a chance to win of at least "
-                f"{sm.CHANCE_TO_WIN_THRESHOLD:.0%} against {self.names[0]} on {primary.metric}"
-            )
-        elif not better:
-            reasons.append(
-                f"no treatment is significantly better than {self.names[0]} on "
-                f"{primary.metric}{' (CUPED-adjusted)' if cuped else ''} after Holm adjustment "
-                f"at alpha {self.alpha:g}"
-            )
-        blocked = {
-            g.treatment: g
-            for g in guardrails
-            if g.status in ("worse", "cannot compute", "worse than allowed")
-        }
-        candidates = [c for c in better if c.treatment not in blocked]
-        if better and not candidates:
-            reasons.append(
-                "; ".join(_blocked_text(c.treatment, blocked[c.treatment]) for c in better)
-            )
-        if reasons:
-            return None, "No winner: " + "; ".join(reasons) + "."
-        if self.bandit is not None:
-            by_name = {b.treatment: b for b in self.bandit.comparisons}
-            best = max(candidates, key=lambda c: (by_name[c.treatment].diff or 0) * good)
-            how = f"period-weighted, adjusted {p_text(by_name[best.treatment].p_value_adjusted)}"
-        elif bayesian:
-            best = max(candidates, key=lambda c: c.bayesian.chance_to_win or 0)
-            how = f"chance to win {best.bayesian.chance_to_win:.1%}"
-        elif cuped:
-            best = max(candidates, key=lambda c: (c.cuped.diff or 0) * good)
-            how = f"CUPED-adjusted {p_text(best.cuped.p_value_adjusted)}"
-        else:
-            best = max(candidates, key=lambda c: (c.diff or 0) * good)
-            how = f"adjusted {p_text(best.p_value_adjusted)}"
-        lift = (
-            f"{best.relative_lift:+.1%}" if best.relative_lift is not None else f"{best.diff:+.4g}"
-        )
-        return best.treatment, (
-            f"{best.treatment} beats {self.names[0]} on {primary.metric} ({lift}, {how}); the "
-            "sample minimum is met, the split matches the configuration and no guardrail is "
-            "significantly worse or beyond its margin."
-        )
-
-
-def _blocked_text(treatment: str, g: GuardrailCheck) -> str:
-    if g.status == "worse than allowed":
-        return (
-            f"{treatment} is worse than allowed on guardrail {g.metric} (bound "
-            f"{g.bound:+.1%} beyond the margin of {g.margin:.1%})"
-        )
-    if g.worse:
-        return f"{treatment} is significantly worse on guardrail {g.metric}"
-    return f"guardrail {g.metric} of {treatment} {st.NON_FINITE}"
-
-
-def power_for(
-    control: VariantResult,
-    treatment: VariantResult,
-    comparison: ComparisonResult,
-    *,
-    role: str,
-    n_comparisons: int,
-    alpha: float,
-    power: float,
-    target_lift: float | None,
-    minimum_sample_size: int,
-    elapsed_days: float | None,
-) -> PowerResult:
-    """Power figures of one comparison from its results (no data access)."""
-    # Holm's first step divides alpha by the number of comparisons: plan for that. Guardrails are
-    # checked unadjusted and one-sided.
-    used_alpha = alpha if role == "guardrail" else alpha / max(1, n_comparisons)
-    n_c, n_t = control.metric_users, treatment.metric_users
-    p = st.power_analysis(
-        comparison.se,
-        n_c,
-        n_t,
-        control.mean,
-        alpha=used_alpha,
-        power=power,
-        target_lift=target_lift,
-        weight_ratio=treatment.weight / control.weight,
-        alternative=comparison.alternative,
-    )
-    progress = min(control.users, treatment.users) / max(1, minimum_sample_size)
-    days = None
-    if p.users_needed_control is not None and elapsed_days and elapsed_days > 0:
-        have = n_c + n_t
-        need = p.users_needed_control + p.users_needed_treatment
-        if have > 0 and need > have:
-            days = (need - have) / (have / elapsed_days)
-    return PowerResult(
-        treatment=treatment.name,
-        alpha=used_alpha,
-        power=p.power,
-        sigma=p.sigma,
-        mde=p.mde,
-        mde_relative=p.mde_relative,
-        target_lift=p.target_lift,
-        users_needed_control=p.users_needed_control,
-        users_needed_treatment=p.users_needed_treatment,
-        users_control=n_c,
-        users_treatment=n_t,
-        progress=progress,
-        days_to_target=days,
-        message=p.message,
-    )
-
-
-def plan_power(
-    results: ExperimentResults,
-    *,
-    target_lift: float | None,
-    power: float = 0.8,
-    metric: str | None = None,
-) -> list[PowerResult]:
-    """Power figures for another target lift or power, from computed results (the dashboard's
-    power calculator): the minimum detectable effect now, users needed, days at the rate so far.
-
-    Raises:
-        ValidationError: ``power`` is not between 0 and 1, or ``target_lift`` is not positive.
-    """
-    if not 0 < power < 1:
-        raise ValidationError(
-            "power must be between 0 and 1 (e.g. 0.8)",
-            [Problem("must be between 0 and 1", field="power")],
-        )
-    if target_lift is not None and not target_lift > 0:
-        raise ValidationError(
-            "the target lift must be positive (e.g. 0.05 for 5 %)",
-            [Problem("must be positive", field="target_lift")],
-        )
-    m = results.for_metric(metric or results.metric)
-    elapsed = None
-    if results.window_start is not None:
-        end = results.window_end or results.computed_at
-        elapsed = (end - results.window_start).total_seconds() / 86400
-    by_name = {v.name: v for v in m.variants}
-    return [
-        power_for(
-            m.variants[0],
-            by_name[c.treatment],
-            c,
-            role=m.role,
-            n_comparisons=len(m.comparisons),
-            alpha=results.alpha,
-            power=power,
-            target_lift=target_lift,
-            minimum_sample_size=results.minimum_sample_size,
-            elapsed_days=elapsed,
-        )
-        for c in m.comparisons
-    ]
-
 
 def results_fingerprint(ws: WorkspaceLike, experiment: Experiment) -> tuple:
     """A cheap value that changes when the experiment's events change (for caches)."""
     with _reader(ws) as rd:
         return (experiment.model_dump_json(), *rd.events_fingerprint(experiment.id))
-
-
-def p_text(p: float | None) -> str:
-    """A p-value for sentences: ``p = 0.012``, or ``p < 0.0001`` for tiny ones."""
-    if p is None:
-        return "p undefined"
-    return "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
 
 
 def _at(boot: st.BootstrapComparison | None, name: str, j: int) -> float | None:

@@ -254,7 +254,7 @@ class BranchMerges:
         Raises:
             ValidationError: conflict markers remain, or the merged prompt is invalid.
         """
-        from promptver.chat import normalise_config, normalise_messages, validate_prompt
+        from promptver.chat_checks import normalise_config, normalise_messages, validate_prompt
         from promptver.merging import conflict_markers
 
         markers = conflict_markers(content)

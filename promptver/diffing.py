@@ -383,7 +383,7 @@ def diff_prompts(
     """
     import json
 
-    from promptver.chat import config_changes, readable
+    from promptver.chat_render import config_changes, readable
 
     def text(p: Any) -> str:
         return readable(p.kind, p.content, p.messages or [], p.config or {})

@@ -16,6 +16,10 @@ The numeric functions accept floats or numpy arrays (element-wise) so that simul
 thousands of experiments in one call; degenerate inputs give ``nan`` there. The higher-level
 :func:`compare` and :func:`summarise` turn degenerate cases (fewer than two users, zero variance, a
 variant without users) into results that carry a message, never an exception.
+
+This module holds the sums, the tests, SRM and Holm; the bootstrap is
+:mod:`promptver.stats_bootstrap`, power and sample size :mod:`promptver.stats_power` (both
+re-exported here), the shared helpers :mod:`promptver.stats_base`.
 """
 
 from __future__ import annotations
@@ -23,34 +27,32 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from scipy import optimize, special
 from scipy import stats as sps
 
-Alternative = Literal["two-sided", "greater", "less"]
-"""``greater``: the alternative is *treatment > control*; ``less``: *treatment < control*."""
-
-ArrayLike = Any  # a float or a numpy array: the numeric functions work element-wise
+from promptver.stats_base import Alternative, ArrayLike, _div, _out
+from promptver.stats_bootstrap import ArmUnits as ArmUnits
+from promptver.stats_bootstrap import BootstrapComparison as BootstrapComparison
+from promptver.stats_bootstrap import bca_interval as bca_interval
+from promptver.stats_bootstrap import bootstrap_arm as bootstrap_arm
+from promptver.stats_bootstrap import bootstrap_compare as bootstrap_compare
+from promptver.stats_bootstrap import bootstrap_difference as bootstrap_difference
+from promptver.stats_bootstrap import bootstrap_quantile_binned as bootstrap_quantile_binned
+from promptver.stats_bootstrap import bootstrap_quantile_exact as bootstrap_quantile_exact
+from promptver.stats_bootstrap import bootstrap_ratio as bootstrap_ratio
+from promptver.stats_bootstrap import bucket_units as bucket_units
+from promptver.stats_bootstrap import jackknife_ratio as jackknife_ratio
+from promptver.stats_bootstrap import percentile_interval as percentile_interval
+from promptver.stats_bootstrap import resample_counts as resample_counts
+from promptver.stats_power import Power as Power
+from promptver.stats_power import power_analysis as power_analysis
+from promptver.stats_power import users_needed as users_needed
 
 #: relative size below which a sum of squared residuals counts as zero (floating-point noise)
 _ZERO_VARIANCE_RTOL = 1e-12
-
-
-def _out(value: Any) -> Any:
-    """0-d arrays back to Python floats so scalar callers get plain numbers."""
-    arr = np.asarray(value)
-    return float(arr) if arr.ndim == 0 else arr
-
-
-def _div(a: ArrayLike, b: ArrayLike) -> Any:
-    """``a / b`` with ``nan`` where ``b`` is zero (no warnings)."""
-    a = np.asarray(a, dtype=float)
-    b = np.asarray(b, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.true_divide(a, b)
-    return np.where(b == 0, np.nan, r)
 
 
 # ---- sufficient statistics --------------------------------------------------------------------
@@ -585,410 +587,3 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     for rank, j in enumerate(order):
         out[idx[j]] = float(adjusted[rank])
     return out
-
-
-# ---- power and sample size ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Power:
-    """Power figures of one comparison (absolute effects in the metric's unit).
-
-    ``sigma`` is the per-user standard deviation implied by the delta-method standard error,
-    ``se / √(1/n_control + 1/n_treatment)``; it turns absolute effects into the standardised effect
-    sizes that statsmodels' ``TTestIndPower`` works with.
-    """
-
-    alpha: float
-    power: float
-    sigma: float | None
-    mde: float | None
-    mde_relative: float | None
-    target_lift: float | None
-    users_needed_control: int | None
-    users_needed_treatment: int | None
-    message: str | None = None
-
-
-def _power_alternative(alternative: Alternative) -> str:
-    return "two-sided" if alternative == "two-sided" else "larger"
-
-
-def power_analysis(
-    se: float | None,
-    n_control: int,
-    n_treatment: int,
-    control_mean: float | None,
-    *,
-    alpha: float = 0.05,
-    power: float = 0.8,
-    target_lift: float | None = None,
-    weight_ratio: float = 1.0,
-    alternative: Alternative = "two-sided",
-) -> Power:
-    """Minimum detectable effect now, and users needed for ``target_lift`` (a relative lift).
-
-    Args:
-        se: the standard error of the difference at the current sample.
-        n_control, n_treatment: users with the metric in each arm now.
-        control_mean: the control's mean per event (turns relative lifts into absolute ones).
-        alpha: the significance level of the test (already divided for multiplicity if needed).
-        power: the wanted probability of detecting the effect.
-        target_lift: the relative lift to plan for (0.05 = 5 %).
-        weight_ratio: treatment users per control user in the configured split.
-        alternative: the test's alternative; one-sided tests need fewer users.
-    """
-    from statsmodels.stats.power import TTestIndPower
-
-    solver = TTestIndPower()
-    alt = _power_alternative(alternative)
-    base = Power(alpha, power, None, None, None, target_lift, None, None)
-    if se is None or not se > 0 or n_control < 2 or n_treatment < 2:
-        return _power_replace(
-            base, message="power needs at least 2 users per variant and a non-zero variance"
-        )
-    sigma = se / math.sqrt(1 / n_control + 1 / n_treatment)
-    d = solver.solve_power(
-        effect_size=None,
-        nobs1=n_control,
-        ratio=n_treatment / n_control,
-        alpha=alpha,
-        power=power,
-        alternative=alt,
-    )
-    mde = float(np.asarray(d).item()) * sigma
-    mde_rel = mde / abs(control_mean) if control_mean else None
-    need_c = need_t = None
-    message = None
-    if target_lift is not None and control_mean:
-        effect = abs(target_lift * control_mean) / sigma
-        if effect > 0:
-            n1 = users_needed(
-                solver, effect, alpha=alpha, power=power, alternative=alt, ratio=weight_ratio
-            )
-            if n1 is None:
-                message = (
-                    f"no sample size reaches {power:.0%} power for a {target_lift:.1%} lift "
-                    "(the solver did not converge)"
-                )
-            else:
-                need_c = max(2, math.ceil(n1))
-                need_t = max(2, math.ceil(n1 * weight_ratio))
-    elif target_lift is not None:
-        message = "the control mean is 0, so a relative target cannot be planned"
-    return Power(alpha, power, sigma, mde, mde_rel, target_lift, need_c, need_t, message)
-
-
-def users_needed(
-    solver: Any,
-    effect: float,
-    *,
-    alpha: float,
-    power: float,
-    alternative: str,
-    ratio: float | None = None,
-) -> float | None:
-    """Units for ``power`` at standardised ``effect`` with a statsmodels power ``solver``
-    (``TTestIndPower``: control users, ``ratio`` treatment per control; ``TTestPower``: paired
-    items), as a real number (callers round up); at least 2.
-
-    The root of the solver's own ``power`` function, bracketed by doubling and found with
-    ``brentq``: statsmodels' ``solve_power`` returns NaN when the answer lies near its starting
-    bracket (a large effect, e.g. a 100 % lift, needs 2 or 3 users). None only for an answer
-    above 10^12 units.
-    """
-    from scipy.optimize import brentq
-
-    size = "nobs1" if ratio is not None else "nobs"
-    extra = {"ratio": ratio} if ratio is not None else {}
-
-    def achieved(n: float, alt: str, a: float) -> float:
-        got = solver.power(effect_size=effect, alpha=a, alternative=alt, **{size: n}, **extra)
-        return float(np.asarray(got).item())
-
-    def short(n: float) -> float:
-        got = achieved(n, alternative, alpha)
-        if math.isnan(got) and alternative == "two-sided":
-            # the noncentral t's far lower tail underflows to NaN (scipy's nct too) when the
-            # effect is large: the upper tail alone, P(T > t_{alpha/2}), is the power but for
-            # that vanishing term
-            got = achieved(n, "larger", alpha / 2)
-        return got - power
-
-    first = short(2.0)
-    if math.isnan(first):
-        return None
-    if first >= 0:
-        return 2.0
-    lo, hi = 2.0, 4.0
-    while (gap := short(hi)) < 0:
-        lo, hi = hi, hi * 2
-        if hi > 1e12:
-            return None
-    if math.isnan(gap):
-        return None
-    return float(brentq(short, lo, hi, xtol=1e-10, rtol=1e-12))
-
-
-def _power_replace(p: Power, **changes: Any) -> Power:
-    from dataclasses import replace
-
-    return replace(p, **changes)
-
-
-# ---- bootstrap -------------------------------------------------------------------------------------
-
-
-def resample_counts(
-    rng: np.random.Generator, n_units: int, resamples: int, chunk_elems: int = 1 << 20
-) -> np.ndarray:
-    """How often each unit appears in each resample: a ``(resamples, n_units)`` float matrix.
-
-    Each row is a multinomial(n_units, uniform) draw made by drawing ``n_units`` indices with
-    replacement and counting them (``bincount``), in chunks small enough for the CPU cache.
-    """
-    out = np.empty((resamples, n_units), dtype=float)
-    if n_units == 0:
-        return out
-    step = max(1, chunk_elems // n_units)
-    for start in range(0, resamples, step):
-        b = min(step, resamples - start)
-        idx = rng.integers(0, n_units, size=(b, n_units))
-        idx += (np.arange(b) * n_units)[:, None]
-        out[start : start + b] = np.bincount(idx.ravel(), minlength=b * n_units).reshape(b, n_units)
-    return out
-
-
-def bootstrap_ratio(counts: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Resampled Σx/Σy for each resample (rows of ``counts``) and metric (columns of x, y)."""
-    # one pass over the (large) count matrix; values too large overflow to inf, which the
-    # intervals report as undefined (this runs in worker threads: errstate is per thread)
-    with np.errstate(over="ignore", invalid="ignore"):
-        both = counts @ np.hstack([x, y])
-    return _div(both[:, : x.shape[1]], both[:, x.shape[1] :])
-
-
-def jackknife_ratio(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Leave-one-unit-out Σx/Σy, shape ``(units, metrics)``."""
-    return _div(x.sum(axis=0) - x, y.sum(axis=0) - y)
-
-
-def percentile_interval(dist: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile bootstrap interval at ``1 − alpha`` along axis 0 (resamples), nan-aware."""
-    dist = np.asarray(dist, dtype=float)
-    some = np.isfinite(dist).any(axis=0)  # all-NaN columns stay NaN (and warn nothing)
-    if np.all(some):
-        lo, hi = np.nanquantile(dist, [alpha / 2, 1 - alpha / 2], axis=0)
-        return lo, hi
-    lo = np.full(dist.shape[1:], np.nan)
-    hi = np.full(dist.shape[1:], np.nan)
-    if np.any(some):
-        lo[some], hi[some] = np.nanquantile(dist[:, some], [alpha / 2, 1 - alpha / 2], axis=0)
-    return lo, hi
-
-
-def bca_interval(
-    dist: np.ndarray, estimate: np.ndarray, jackknife: Sequence[np.ndarray], alpha: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Bias-corrected and accelerated interval (Efron 1987; multi-sample acceleration).
-
-    Args:
-        dist: bootstrap replicates, shape ``(resamples, k)``.
-        estimate: the statistic on the data, shape ``(k,)``.
-        jackknife: per sample, leave-one-unit-out values of the statistic, shape ``(units, k)``.
-        alpha: ``1 − confidence``.
-    """
-    dist = np.asarray(dist, dtype=float)
-    squeeze = dist.ndim == 1
-    dist = dist.reshape(dist.shape[0], -1)
-    est = np.asarray(estimate, dtype=float).reshape(-1)
-    valid = np.isfinite(dist)
-    b = valid.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        below = ((dist < est) & valid).sum(axis=0) + ((dist <= est) & valid).sum(axis=0)
-        z0 = special.ndtri(_div(below, 2 * b))
-        nums = np.zeros(dist.shape[1])
-        dens = np.zeros(dist.shape[1])
-        for jk in jackknife:
-            jk = np.asarray(jk, dtype=float).reshape(np.shape(jk)[0], -1)
-            n = jk.shape[0]
-            if n < 2:
-                continue
-            finite = np.isfinite(jk)
-            counts = finite.sum(axis=0)
-            mean = np.where(finite, jk, 0.0).sum(axis=0) / np.maximum(counts, 1)
-            mean[counts == 0] = np.nan  # nanmean without its all-NaN warning
-            u = (n - 1) * (mean - jk)
-            nums += np.nansum(u**3, axis=0) / n**3
-            dens += np.nansum(u**2, axis=0) / n**2
-        a = np.nan_to_num(_div(nums / 6, dens**1.5))
-        z_lo, z_hi = special.ndtri(alpha / 2), special.ndtri(1 - alpha / 2)
-        q_lo = special.ndtr(z0 + (z0 + z_lo) / (1 - a * (z0 + z_lo)))
-        q_hi = special.ndtr(z0 + (z0 + z_hi) / (1 - a * (z0 + z_hi)))
-    lo = np.full(dist.shape[1], np.nan)
-    hi = np.full(dist.shape[1], np.nan)
-    for j in range(dist.shape[1]):
-        col = dist[:, j][valid[:, j]]
-        # all replicates equal (or on one side of the estimate): BCa is undefined
-        if col.size and np.isfinite(q_lo[j]) and np.isfinite(q_hi[j]):
-            lo[j], hi[j] = np.quantile(col, [q_lo[j], q_hi[j]])
-    if squeeze:
-        return lo[0], hi[0]
-    return lo, hi
-
-
-@dataclass(frozen=True)
-class ArmUnits:
-    """One arm's resampling units (users, or hashed buckets of users) and their sums.
-
-    ``x[k, j]`` and ``y[k, j]`` are unit k's metric sum and event count for metric j.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-
-    @property
-    def n_units(self) -> int:
-        return int(self.x.shape[0])
-
-
-def bucket_units(bucket: np.ndarray, x: np.ndarray, y: np.ndarray, buckets: int) -> ArmUnits:
-    """Sum per-user ``x``/``y`` (shape ``(users, metrics)``) into hashed user buckets and keep the
-    non-empty ones. SQL does the same in ``promptver.store.stats`` for data in the database."""
-    x = np.asarray(x, dtype=float).reshape(len(bucket), -1)
-    y = np.asarray(y, dtype=float).reshape(len(bucket), -1)
-    users = np.bincount(bucket, minlength=buckets)
-    keep = users > 0
-    bx = np.column_stack(
-        [np.bincount(bucket, weights=x[:, j], minlength=buckets)[keep] for j in range(x.shape[1])]
-    )
-    by = np.column_stack(
-        [np.bincount(bucket, weights=y[:, j], minlength=buckets)[keep] for j in range(y.shape[1])]
-    )
-    return ArmUnits(bx, by)
-
-
-@dataclass(frozen=True)
-class BootstrapComparison:
-    """Bootstrap intervals of treatment − control (and of the relative lift), per metric."""
-
-    diff_low: np.ndarray
-    diff_high: np.ndarray
-    bca_low: np.ndarray
-    bca_high: np.ndarray
-    lift_low: np.ndarray
-    lift_high: np.ndarray
-
-
-def bootstrap_arm(
-    units: ArmUnits, resamples: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Resample one arm: returns the count matrix and the resampled means ``(resamples, metrics)``."""
-    counts = resample_counts(rng, units.n_units, resamples)
-    return counts, bootstrap_ratio(counts, units.x, units.y)
-
-
-def bootstrap_compare(
-    control: ArmUnits, treatment: ArmUnits, means_c: np.ndarray, means_t: np.ndarray, alpha: float
-) -> BootstrapComparison:
-    """Percentile and BCa intervals of the difference, percentile interval of the lift."""
-    est_c = _div(control.x.sum(axis=0), control.y.sum(axis=0))
-    est_t = _div(treatment.x.sum(axis=0), treatment.y.sum(axis=0))
-    diff = means_t - means_c
-    lo, hi = percentile_interval(diff, alpha)
-    jk_c = est_t - jackknife_ratio(control.x, control.y)
-    jk_t = jackknife_ratio(treatment.x, treatment.y) - est_c
-    blo, bhi = bca_interval(diff, est_t - est_c, [jk_c, jk_t], alpha)
-    llo, lhi = percentile_interval(_div(means_t, means_c) - 1, alpha)
-    return BootstrapComparison(lo, hi, blo, bhi, llo, lhi)
-
-
-def bootstrap_difference(
-    control: ArmUnits,
-    treatment: ArmUnits,
-    *,
-    resamples: int = 2000,
-    alpha: float = 0.05,
-    seed: int | Sequence[int] = 0,
-) -> BootstrapComparison:
-    """Convenience: resample both arms (independent streams of one seed) and compare them."""
-    rc, rt = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    _, mc = bootstrap_arm(control, resamples, rc)
-    _, mt = bootstrap_arm(treatment, resamples, rt)
-    return bootstrap_compare(control, treatment, mc, mt, alpha)
-
-
-# ---- bootstrap of a quantile (p95 latency) -------------------------------------------------------
-
-
-def bootstrap_quantile_exact(
-    values: np.ndarray, unit: np.ndarray, counts: np.ndarray, q: float, chunk_elems: int = 4_000_000
-) -> np.ndarray:
-    """The ``q`` quantile (linear interpolation, numpy's default) of each resampled event set.
-
-    Args:
-        values: the arm's event values.
-        unit: each event's unit index (row of ``counts``' columns).
-        counts: ``(resamples, units)`` unit multiplicities from :func:`resample_counts`.
-        q: the quantile level.
-    """
-    order = np.argsort(values, kind="stable")
-    v = np.asarray(values, dtype=float)[order]
-    u = np.asarray(unit)[order]
-    n_ev = v.size
-    out = np.full(counts.shape[0], np.nan)
-    if n_ev == 0:
-        return out
-    step = max(1, chunk_elems // n_ev)
-    for start in range(0, counts.shape[0], step):
-        w = counts[start : start + step][:, u]
-        cw = np.cumsum(w, axis=1)
-        total = cw[:, -1]
-        h = (total - 1) * q
-        lo = np.floor(h)
-        i0 = np.minimum((cw <= lo[:, None]).sum(axis=1), n_ev - 1)
-        i1 = np.minimum((cw <= (lo + 1)[:, None]).sum(axis=1), n_ev - 1)
-        res = v[i0] + (h - lo) * (v[i1] - v[i0])
-        out[start : start + step] = np.where(total > 0, res, np.nan)
-    return out
-
-
-def bootstrap_quantile_binned(
-    below: np.ndarray,
-    hist: np.ndarray,
-    edges: np.ndarray,
-    totals: np.ndarray,
-    counts: np.ndarray,
-    q: float,
-) -> tuple[np.ndarray, float]:
-    """The ``q`` quantile of each resample from per-unit histograms over a window of values.
-
-    For large arms the exact event values are not fetched; instead SQL counts, per unit, the events
-    below the window, in each of ``M`` equal bins between ``edges[0]`` and ``edges[-1]`` (chosen
-    around the quantile so that every resampled quantile falls inside), and in total. The quantile
-    is interpolated linearly inside its bin.
-
-    Returns:
-        The resampled quantiles, and the share of resamples whose quantile fell outside the window
-        (they are clamped to its edge; the caller widens the window when this is not tiny).
-    """
-    m = hist.shape[1]
-    n_below, n_total = (counts @ np.column_stack([below, totals])).T
-    if hist.sum() * max(1.0, float(counts.max(initial=0))) < 2**24:
-        # float32 is exact for these integer counts and halves the cost of the largest product
-        n_bins = (counts.astype(np.float32) @ hist.astype(np.float32)).astype(float)
-    else:
-        n_bins = counts @ hist  # (resamples, M)
-    h = (n_total - 1) * q  # 0-based rank wanted
-    cum = n_below[:, None] + np.cumsum(n_bins, axis=1)  # events up to the end of each bin
-    j = np.minimum((cum <= h[:, None]).sum(axis=1), m - 1)
-    before = np.where(j > 0, cum[np.arange(len(j)), np.maximum(j - 1, 0)], n_below)
-    in_bin = n_bins[np.arange(len(j)), j]
-    frac = np.clip(_div(h - before + 0.5, in_bin), 0, 1)
-    frac = np.where(np.isfinite(frac), frac, 0.5)
-    width = edges[1:] - edges[:-1]
-    res = edges[j] + frac * width[j]
-    outside = (h < n_below) | (h >= cum[:, -1])
-    res = np.where(h < n_below, edges[0], res)
-    res = np.where(h >= cum[:, -1], edges[-1], res)
-    return res, float(outside.mean()) if len(outside) else 0.0

@@ -177,7 +177,7 @@ class TemplateService:
         checks = checks if checks is not None else ALL_CHECKS
         if kind == "text" and not config:
             return validate(content or "", metadata, limits=self.settings.templates, checks=checks)
-        from promptver.chat import validate_prompt
+        from promptver.chat_checks import validate_prompt
 
         return validate_prompt(
             kind, content, messages, config, metadata, limits=self.settings.templates, checks=checks
@@ -229,7 +229,7 @@ class TemplateService:
     def _normalised(
         kind: str, messages: Any, config: Any
     ) -> tuple[list[dict[str, Any]] | None, dict[str, Any]]:
-        from promptver.chat import normalise_config, normalise_messages
+        from promptver.chat_checks import normalise_config, normalise_messages
 
         return (
             normalise_messages(messages) if kind == "chat" else None,

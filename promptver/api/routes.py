@@ -618,7 +618,7 @@ def add_routes(app: FastAPI, ws: Workspace, prefix: str = "/api/v1") -> list[tup
 
 def _rendered(p: Any, body: s.RenderRequest, variant: str | None) -> dict[str, Any]:
     """A prompt rendered as ``body`` asks: text, chat messages, or an SDK payload."""
-    from promptver.chat import placeholders_of
+    from promptver.chat_checks import placeholders_of
 
     values: dict[str, Any] = dict(body.variables)
     if body.history is not None:

@@ -321,7 +321,7 @@ def _variants(report: Report) -> Section:
                 if d.metadata_changes:
                     summary += "; metadata changed: " + ", ".join(m.key for m in d.metadata_changes)
                 if d.config_changes:
-                    from promptver.chat import describe_config_change
+                    from promptver.chat_render import describe_config_change
 
                     summary += "; model configuration: " + describe_config_change(
                         d.config_changes, limit=8
@@ -330,7 +330,7 @@ def _variants(report: Report) -> Section:
                 if d.unified:
                     blocks.append(Pre(d.unified, "diff", caption="Diff against the control"))
         if c.kind == "chat" or c.config:
-            from promptver.chat import readable
+            from promptver.chat_render import readable
 
             caption = "Prompt messages and model configuration"
             blocks.append(

@@ -22,7 +22,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from promptver.chat import describe_config_change
+from promptver.chat_render import describe_config_change
 from promptver.reports.gather import Report, VariantInfo
 
 KIND = "promptver.experiment-report"
