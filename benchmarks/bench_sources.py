@@ -245,7 +245,7 @@ def main() -> None:
         return
     CACHE.mkdir(parents=True, exist_ok=True)
     print(f"{'events':>12} {'bare GROUP BY':>14} {'promptver':>10} {'ratio':>6} {'peak RSS':>9}")
-    for size in args.sizes.split(","):
+    for size in filter(None, args.sizes.split(",")):  # --sizes "": engines only
         n = int(float(size))
         generate(n)
         got = {}

@@ -22,8 +22,10 @@ from promptver.errors import ConfigError, SourceError
 from promptver.sources.external import ExternalSource
 from tests.sources_helpers import (
     T0,
+    assert_cuped_agrees,
     assert_results_agree,
     assert_same,
+    assert_segments_agree,
     build_world,
     cli_json,
     source_config,
@@ -61,6 +63,15 @@ def test_experiment_results_equal_the_files(capsys, world, parquet_cfg, name):
     lake = _results(capsys, world, exp_id, parquet_cfg)
     assert file["variants"][0]["users"] > 0
     assert_results_agree(file, lake, exact_bootstrap=file["bootstrap"]["unit"] == "user")
+
+
+def test_cuped_results_equal_the_files(capsys, world, parquet_cfg):
+    assert_cuped_agrees(capsys, world, parquet_cfg)
+
+
+@pytest.mark.parametrize("name", ["big", "small"])
+def test_segments_equal_the_files(capsys, world, parquet_cfg, name):
+    assert_segments_agree(capsys, world, parquet_cfg, name)
 
 
 def test_the_large_experiment_uses_hashed_buckets(capsys, world, parquet_cfg):
@@ -186,6 +197,22 @@ def test_renamed_columns(capsys, world, tmp_path):
     )
     exp_id = world.experiments["small"]
     assert_same(_results(capsys, world, exp_id), _results(capsys, world, exp_id, cfg))
+
+
+def test_segments_read_the_source(capsys, world, tmp_path):
+    # the lake names the dimension otherwise: no event of the source carries dim_country (the
+    # file's events do, so a breakdown that read the file would succeed)
+    write_parquet(world, tmp_path / "nodim", {"dim_country": "country"})
+    cfg = source_config(tmp_path, {"source": "parquet", "path": str(tmp_path / "nodim")})
+    from promptver.cli import main
+
+    capsys.readouterr()
+    args = ["--db", str(world.db), "--config", str(cfg), "experiment", "results"]
+    code = main([*args, world.experiments["small"], "--by", "dim_country"])
+    assert code != 0
+    assert "no event of experiment 'small' in its window carries dim_country" in (
+        capsys.readouterr().err
+    )
 
 
 def _error(capsys, world, cfg) -> str:

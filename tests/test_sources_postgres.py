@@ -12,8 +12,10 @@ from __future__ import annotations
 import pytest
 
 from tests.sources_helpers import (
+    assert_cuped_agrees,
     assert_results_agree,
     assert_same,
+    assert_segments_agree,
     build_world,
     cli_json,
     find_pg_bin,
@@ -65,6 +67,15 @@ def test_winsorised_latency_equals_the_files(capsys, world, pg_cfg):
     pg = cli_json(capsys, "--db", str(world.db), "--config", str(pg_cfg), *args)
     # percentile_cont is exact: the caps and the p95 points are the file's
     assert_results_agree(file, pg, exact_bootstrap=False)
+
+
+def test_cuped_results_equal_the_files(capsys, world, pg_cfg):
+    assert_cuped_agrees(capsys, world, pg_cfg)
+
+
+@pytest.mark.parametrize("name", ["big", "small"])
+def test_segments_equal_the_files(capsys, world, pg_cfg, name):
+    assert_segments_agree(capsys, world, pg_cfg, name)
 
 
 def test_summary_and_figures_equal_the_files(capsys, world, pg_cfg):

@@ -15,8 +15,10 @@ import shutil
 import pytest
 
 from tests.sources_helpers import (
+    assert_cuped_agrees,
     assert_results_agree,
     assert_same,
+    assert_segments_agree,
     build_world,
     cli_json,
     source_config,
@@ -54,6 +56,15 @@ def test_experiment_results_equal_the_files(capsys, world, spark_cfg, name):
     spark = cli_json(capsys, "--db", str(world.db), "--config", str(spark_cfg), *args)
     assert sum(v["users"] for v in file["variants"]) > 0
     assert_results_agree(file, spark, exact_bootstrap=file["bootstrap"]["unit"] == "user")
+
+
+def test_cuped_results_equal_the_files(capsys, world, spark_cfg):
+    assert_cuped_agrees(capsys, world, spark_cfg)
+
+
+@pytest.mark.parametrize("name", ["big", "small"])
+def test_segments_equal_the_files(capsys, world, spark_cfg, name):
+    assert_segments_agree(capsys, world, spark_cfg, name)
 
 
 def test_summary_equals_the_files(capsys, world, spark_cfg):
