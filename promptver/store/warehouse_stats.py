@@ -467,9 +467,10 @@ def quantiles_with_histograms(
     dict[str, tuple[float, float]],
     dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
 ]:
-    """:func:`variant_quantiles` at three ``levels`` and, in the same query (one round trip, one
-    Spark job instead of two), :func:`metric_histograms` over each configured variant's window
-    between its first and last quantile (variants whose window is one value have none).
+    """:func:`variant_quantiles` at ``levels`` (for the configured variants with values) and, in
+    the same statement (one round trip, one Spark action instead of two),
+    :func:`metric_histograms` over each variant's window between its first and last quantile
+    (variants whose window is one value have none).
 
     Returns:
         The quantiles, the windows the histograms used, and the histograms.
@@ -478,62 +479,99 @@ def quantiles_with_histograms(
     if kind == "bucket":
         params["buckets"] = int(buckets)
     where = _where(flt, aliases, params, variants=False)
-    configured = in_list("cv", list(flt.variants), params)
+    variants = list(flt.variants)
+    in_list("cv", variants, params)
+    for j, level in enumerate(levels):
+        params[f"l{j}"] = float(level)
     expr = rel.metric(metric)
-    qs = []
-    for i, level in enumerate(levels):
-        params[f"l{i}"] = float(level)
-        qs.append(f"quantile_cont(v, $l{i}) AS q{i}")
-    last = len(levels) - 1
-    # the events are read twice in the one statement (once sorted for the quantiles, once
-    # binned against them): each engine plans that as it likes, rather than materialising them
+    # the events are read twice in the one statement (once for the quantiles, once binned
+    # against them): each engine plans that as it likes, rather than materialising them
     events = f"(SELECT variant, user_id, {expr} AS v FROM {{EV}} AS ev WHERE {where})"
-    nulls = ", ".join(f"CAST(NULL AS DOUBLE) AS q{i}" for i in range(len(levels)))
-    sql = f"""
-        WITH qs AS (
-            SELECT variant, count(v) AS n, {", ".join(qs)} FROM {events} AS e GROUP BY variant
-        ),
-        w AS (
-            SELECT variant, q0 AS lo, q{last} AS hi FROM qs
-            WHERE variant IN {configured} AND n > 0 AND q{last} > q0
+    unit = _unit(kind).replace("user_id", "e.user_id")
+    last = len(levels) - 1
+    # per configured variant i and level j: n{i} values, quantile q{i}_{j}
+    qcols = [
+        f"n{i}" if j < 0 else f"q{i}_{j}" for i in range(len(variants)) for j in range(-1, last + 1)
+    ]
+    if rel.engine.dialect == "postgres":
+        # one aggregate per variant (PostgreSQL runs them in parallel; a GROUP BY would sort
+        # every event by variant before each percentile_cont sorts its values again), then one
+        # row of them all; the CTE is computed once
+        per_variant = " UNION ALL ".join(
+            f"SELECT {i} AS k, count(v) AS n, "
+            + ", ".join(f"quantile_cont(v, $l{j}) AS q{j}" for j in range(last + 1))
+            + f" FROM {events} AS e WHERE e.variant = $cv{i}"
+            for i in range(len(variants))
         )
-        SELECT 0 AS part, variant, CAST(NULL AS VARCHAR) AS unit, CAST(NULL AS INTEGER) AS bin,
-               CAST(n AS DOUBLE) AS n, {", ".join(f"q{i}" for i in range(len(levels)))}
-        FROM qs
-        UNION ALL
-        SELECT 1 AS part, variant, CAST(unit AS VARCHAR) AS unit, bin,
-               CAST(count(*) AS DOUBLE) AS n, {nulls}
+        one_row = ", ".join(
+            f"max(n) FILTER (WHERE k = {i}) AS n{i}, "
+            + ", ".join(f"max(q{j}) FILTER (WHERE k = {i}) AS q{i}_{j}" for j in range(last + 1))
+            for i in range(len(variants))
+        )
+        qs = f"SELECT {one_row} FROM ({per_variant}) AS pv"
+    else:
+        # one row: a single reference to it, so that Spark computes the percentiles once and
+        # broadcasts the row to the events (a join on variant would shuffle every event)
+        qs = (
+            "SELECT "
+            + ", ".join(
+                f"count(v) FILTER (WHERE variant = $cv{i}) AS n{i}, "
+                + ", ".join(
+                    f"quantile_cont(v, $l{j}) FILTER (WHERE variant = $cv{i}) AS q{i}_{j}"
+                    for j in range(last + 1)
+                )
+                for i in range(len(variants))
+            )
+            + f" FROM {events} AS e"
+        )
+    lo = " ".join(f"WHEN $cv{i} THEN qs.q{i}_0" for i in range(len(variants)))
+    hi = " ".join(f"WHEN $cv{i} THEN qs.q{i}_{last}" for i in range(len(variants)))
+    # every variant with values has events at or above its lowest quantile: the rows carry the
+    # quantiles of all variants (a flat window's rows are binned into 0 and dropped below)
+    sql = f"""
+        WITH qs AS ({qs})
+        SELECT variant, CAST(unit AS VARCHAR) AS unit, bin, CAST(count(*) AS DOUBLE) AS cnt,
+               {", ".join(qcols)}
         FROM (
-            SELECT e.variant, {_unit(kind).replace("user_id", "e.user_id")} AS unit,
-                   CASE WHEN e.v >= w.hi THEN $bins
+            SELECT w.*,
+                   CASE WHEN w.hi <= w.lo THEN 0
+                        WHEN w.v >= w.hi THEN $bins
                         ELSE least($bins - 1,
-                                   CAST(floor((e.v - w.lo) / (w.hi - w.lo) * $bins) AS INTEGER))
+                                   CAST(floor((w.v - w.lo) / (w.hi - w.lo) * $bins) AS INTEGER))
                    END AS bin
-            FROM {events} AS e JOIN w ON e.variant = w.variant
-            WHERE e.v IS NOT NULL AND e.v >= w.lo
+            FROM (
+                SELECT e.variant, {unit} AS unit, e.v, qs.*,
+                       CASE e.variant {lo} END AS lo, CASE e.variant {hi} END AS hi
+                FROM {events} AS e CROSS JOIN qs
+            ) AS w
+            WHERE w.v >= w.lo
         ) AS b
-        GROUP BY variant, unit, bin
+        GROUP BY variant, unit, bin, {", ".join(qcols)}
     """
     _, rows = rel.run(sql, params)
     quantiles: dict[str, tuple[int, list[float]]] = {}
-    for r in rows:
-        if r[0] == 0 and r[1] in flt.variants:
-            quantiles[str(r[1])] = (int(r[4]), [float(x) for x in r[5:] if x is not None])
+    if rows:
+        head = rows[0][4:]
+        width = last + 2
+        for i, v in enumerate(variants):
+            n, *qv = head[i * width : (i + 1) * width]
+            if n:
+                quantiles[v] = (int(n), [float(x) for x in qv if x is not None])
     windows = {
         v: (qv[0], qv[-1])
         for v, (n, qv) in quantiles.items()
-        if n > 0 and len(qv) == len(levels) and qv[-1] > qv[0]
+        if len(qv) == len(levels) and qv[-1] > qv[0]
     }
-    hist = [r for r in rows if r[0] == 1]
-    var = np.asarray([r[1] for r in hist], dtype=object)
-    units = [r[2] for r in hist]
+    hist = [r for r in rows if r[0] in windows]
+    var = np.asarray([r[0] for r in hist], dtype=object)
+    units = [r[1] for r in hist]
     unit_arr = (
         np.asarray([int(u) for u in units], dtype=np.uint64)
         if kind == "bucket"
         else np.asarray(units, dtype=object)
     )
-    bins_arr = np.asarray([int(r[3]) for r in hist], dtype=np.int64)
-    counts = np.asarray([float(r[4]) for r in hist], dtype=float)
+    bins_arr = np.asarray([int(r[2]) for r in hist], dtype=np.int64)
+    counts = np.asarray([float(r[3]) for r in hist], dtype=float)
     hists = {v: (unit_arr[var == v], bins_arr[var == v], counts[var == v]) for v in windows}
     return quantiles, windows, hists
 
