@@ -104,3 +104,17 @@ def test_a_catalog_table_and_a_missing_one(capsys, world, tmp_path):
     assert code == 1 and "Traceback" not in err
     assert err.startswith("error: spark source table 'no_such_table' (local mode): table")
     assert "does not exist" in err
+
+
+def test_trends_equal_the_files(world, spark_cfg):
+    from promptver import Settings, Workspace
+    from tests.test_sources_parquet import _trend_parity
+
+    base = Workspace.open(world.db, settings=Settings())
+    ext = Workspace.open(world.db, settings=Settings.load(spark_cfg))
+    try:
+        # Spark hashes users into other clusters (xxhash64) than DuckDB
+        _trend_parity(base, ext, base.templates.row("qa-basic")["id"], same_clusters=False)
+    finally:
+        base.close()
+        ext.close()
