@@ -238,6 +238,31 @@ def _error(capsys, world, cfg) -> str:
     return err
 
 
+def test_bandit_experiments_are_refused_naming_the_source(capsys, world, tmp_path, parquet_cfg):
+    # a bandit's period-weighted comparisons need each user's assignment period, which lives in
+    # the promptver file beside, not in, the source's events: refused rather than approximated
+    import json
+    import shutil
+
+    from promptver.cli import main
+
+    db = tmp_path / "bandit.duckdb"
+    shutil.copy(world.db, db)
+    ws = Workspace.open(db, settings=Settings())
+    with ws.db.transaction() as con:
+        con.execute(
+            "UPDATE experiments SET options = ? WHERE id = ?",
+            [json.dumps({"allocation": "bandit"}), world.experiments["small"]],
+        )
+    ws.close()
+    capsys.readouterr()
+    args = ["--db", str(db), "--config", str(parquet_cfg), "experiment", "results"]
+    code = main([*args, world.experiments["small"], "--seed", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "bandit experiments are analysed from the promptver file's events only" in err
+
+
 def test_missing_files_name_the_source(capsys, world, tmp_path):
     cfg = source_config(
         tmp_path, {"source": "parquet", "path": str(tmp_path / "nowhere/*.parquet")}
