@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from promptver.clock import utcnow
 from promptver.config import Settings
 from promptver.errors import DatabaseBusy, NotFound, Problem, ValidationError
 from promptver.limits import check_author
@@ -37,20 +38,13 @@ from promptver.metric_defs import (
     parse_duration,
     unit_text,
 )
-from promptver.models import (
-    Alert,
-    AlertCheck,
-    AlertGroup,
-    AlertRule,
-    DeploymentMarker,
-    MetricsWritten,
-)
+from promptver.models.metrics import MetricsWritten
+from promptver.models.trends import Alert, AlertCheck, AlertGroup, AlertRule, DeploymentMarker
 from promptver.outbox import emit_alerts
 from promptver.store import alerts as sql
 from promptver.store import templates as template_sql
 from promptver.store import trends as trend_sql
 from promptver.store.db import Database
-from promptver.versioning import utcnow
 
 log = logging.getLogger("promptver.alerts")
 

@@ -26,17 +26,16 @@ import pandas as pd
 from promptver import analysis_more as more
 from promptver import stats as st
 from promptver import stats_more as sm
+from promptver.clock import utcnow
 from promptver.errors import Problem, SourceError, ValidationError
-from promptver.models import (
-    BINARY_METRICS,
+from promptver.models.experiments import BINARY_METRICS, Experiment, MetricSpec
+from promptver.models.results import (
     BootstrapInfo,
     ComparisonResult,
-    Experiment,
     ExperimentResults,
     GuardrailCheck,
     Inference,
     MetricResult,
-    MetricSpec,
     PowerResult,
     QuantileComparison,
     QuantileResult,
@@ -46,7 +45,6 @@ from promptver.models import (
     WinsorInfo,
 )
 from promptver.store import stats as sql
-from promptver.versioning import utcnow
 
 if TYPE_CHECKING:
     from promptver.config import Settings

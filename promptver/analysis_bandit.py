@@ -5,13 +5,8 @@ from __future__ import annotations
 
 from promptver import bandits as bd
 from promptver import stats as st
-from promptver.models import (
-    BanditComparison,
-    BanditResult,
-    BanditWeights,
-    Experiment,
-    SRMResult,
-)
+from promptver.models.experiments import Experiment
+from promptver.models.results import BanditComparison, BanditResult, BanditWeights, SRMResult
 from promptver.store import bandits as bsql
 from promptver.store import stats as sql
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from promptver import stats as st
 from promptver import stats_more as sm
-from promptver.models import BayesianResult, CupedResult
+from promptver.models.results import BayesianResult, CupedResult
 
 
 def bayesian_result(c: st.Comparison, direction: str, alpha: float) -> BayesianResult | None:

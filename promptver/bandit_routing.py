@@ -23,12 +23,12 @@ import random
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from promptver.clock import utcnow
 from promptver.errors import DatabaseBusy
-from promptver.models import Experiment
+from promptver.models.experiments import Experiment
 from promptver.routing import Router
 from promptver.store import bandits as sql
 from promptver.store.db import Database
-from promptver.versioning import utcnow
 
 #: the split changes at most this often
 UPDATE_EVERY = timedelta(hours=1)

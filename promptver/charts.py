@@ -19,7 +19,8 @@ import altair as alt
 import pandas as pd
 
 from promptver.errors import PromptverError
-from promptver.models import Deployment, MetricResult
+from promptver.models.deployments import Deployment
+from promptver.models.results import MetricResult
 
 VERDICT_COLORS = {
     "better": "#2e7d32",

@@ -8,7 +8,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from promptver.models import MetricResult
+from promptver.models.results import MetricResult
 
 
 def posterior_frame(m: MetricResult, points: int = 121) -> pd.DataFrame:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from promptver.errors import NotFound, PromptverError, ValidationError
-from promptver.models import Prompt
+from promptver.models.core import Prompt
 
 if TYPE_CHECKING:
     import httpx

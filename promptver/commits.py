@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from promptver.errors import ValidationError, check_unicode, surrogate_problem
-from promptver.models import VERSION_RE, Commit
+from promptver.models.core import VERSION_RE, Commit
 
 Bump = Literal["major", "minor", "patch"]
 MAIN = "main"

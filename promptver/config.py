@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -36,6 +36,16 @@ ALL_CHECKS: list[str] = [
     "security_validation",
 ]
 DEFAULT_DB_PATH = "data/promptver.duckdb"
+
+
+_S = TypeVar("_S", bound="_Section")
+
+
+def _default(section: type[_S]) -> Any:
+    """A section's documented defaults, built without validation (they are valid by
+    construction, see ``tests/test_config.py``): with no settings file nothing is validated, so
+    no pydantic schema is built and a CLI command or ``get_prompt`` starts sooner."""
+    return Field(default_factory=section.model_construct)
 
 
 class _Section(BaseModel):
@@ -70,8 +80,8 @@ class StatisticalAnalysis(_Section):
 
 
 class ABTesting(_Section):
-    traffic_routing: TrafficRouting = TrafficRouting()
-    statistical_analysis: StatisticalAnalysis = StatisticalAnalysis()
+    traffic_routing: TrafficRouting = _default(TrafficRouting)
+    statistical_analysis: StatisticalAnalysis = _default(StatisticalAnalysis)
 
 
 class PerformanceTracking(_Section):
@@ -123,7 +133,7 @@ class DeploymentSettings(_Section):
     environments: list[str] = Field(
         default_factory=lambda: ["development", "staging", "production"], min_length=1
     )
-    validation: DeploymentValidation = DeploymentValidation()
+    validation: DeploymentValidation = _default(DeploymentValidation)
     rules: dict[str, EnvironmentRule] = Field(default_factory=dict)
     gates: dict[str, EnvironmentGates] = Field(default_factory=dict)
 
@@ -305,16 +315,16 @@ class WebhookSettings(_Section):
 class Settings(_Section):
     """All settings. Construct with :meth:`load`; the defaults are the documented ones."""
 
-    storage: StorageSettings = StorageSettings()
-    ab_testing: ABTesting = ABTesting()
-    performance_tracking: PerformanceTracking = PerformanceTracking()
-    deployment: DeploymentSettings = DeploymentSettings()
-    templates: TemplateLimits = TemplateLimits()
-    cache: CacheSettings = CacheSettings()
-    server: ServerSettings = ServerSettings()
-    uploads: UploadSettings = UploadSettings()
-    events: EventsSettings = EventsSettings()
-    webhooks: WebhookSettings = WebhookSettings()
+    storage: StorageSettings = _default(StorageSettings)
+    ab_testing: ABTesting = _default(ABTesting)
+    performance_tracking: PerformanceTracking = _default(PerformanceTracking)
+    deployment: DeploymentSettings = _default(DeploymentSettings)
+    templates: TemplateLimits = _default(TemplateLimits)
+    cache: CacheSettings = _default(CacheSettings)
+    server: ServerSettings = _default(ServerSettings)
+    uploads: UploadSettings = _default(UploadSettings)
+    events: EventsSettings = _default(EventsSettings)
+    webhooks: WebhookSettings = _default(WebhookSettings)
 
     @classmethod
     def load(
@@ -344,6 +354,8 @@ class Settings(_Section):
         """Validate a plain mapping (the parsed YAML) into Settings."""
         if "prompt_versioning" in data and len(data) == 1:
             data = data["prompt_versioning"] or {}
+        if not data:  # the defaults: valid by construction, no schema to build
+            return cls.model_construct()
         try:
             return cls.model_validate(dict(data))
         except PydanticValidationError as exc:

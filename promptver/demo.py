@@ -32,10 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from promptver.clock import demo_clock, utcnow
 from promptver.errors import PromptverError, ValidationError
 from promptver.evals.demo import add_demo_evals
 from promptver.metrics.demo import DEMO_DAYS, add_demo_events
-from promptver.versioning import demo_clock, utcnow
 from promptver.workspace import Workspace
 
 AUTHORS = ["ana.silva", "ben.okafor", "chen.wei", "dara.kim"]

@@ -46,14 +46,13 @@ from promptver.errors import (
     ValidationError,
 )
 from promptver.limits import check_author
-from promptver.models import (
-    Commit,
+from promptver.models.core import Commit, Prompt
+from promptver.models.deployments import (
     Deployment,
     EnvironmentInfo,
     GateReport,
     GateResult,
     LiveCell,
-    Prompt,
 )
 from promptver.store import deployments as sql
 from promptver.store.db import Database

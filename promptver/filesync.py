@@ -39,7 +39,7 @@ from promptver.outbox import SYNC_BRANCH_PREFIX
 
 if TYPE_CHECKING:
     from promptver.chat import PromptDocument
-    from promptver.models import Template
+    from promptver.models.core import Template
     from promptver.workspace import Workspace
 
 RECORD_NAME = ".promptver-sync.json"
@@ -222,7 +222,7 @@ class FileSync:
     def _remember(self, folder: Path, entries: Mapping[str, Mapping[str, Any]]) -> None:
         """Note in the database which commit of each template the files hold (the Templates
         screen shows it)."""
-        from promptver.versioning import utcnow
+        from promptver.clock import utcnow
 
         value = {
             "dir": str(folder.resolve()),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from promptver.commit_graph import Graph
 from promptver.commits import MAIN, commit_id, variables_used
-from promptver.models import FsckProblem, FsckReport
+from promptver.models.versioning import FsckProblem, FsckReport
 from promptver.store import versioning as vsql
 from promptver.store.db import Database
 

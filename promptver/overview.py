@@ -15,21 +15,17 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from promptver.alerts import group_alerts
+from promptver.clock import utcnow
 from promptver.config import Settings
 from promptver.errors import Problem, ValidationError
 from promptver.metric_defs import canonical_metric
-from promptver.models import (
-    Deployment,
-    Experiment,
-    ExperimentProgress,
-    Overview,
-    VariantProgress,
-)
+from promptver.models.deployments import Deployment
+from promptver.models.experiments import Experiment
+from promptver.models.overview import ExperimentProgress, Overview, VariantProgress
 from promptver.store import alerts as alert_sql
 from promptver.store import overview as sql
 from promptver.store import trends as trend_sql
 from promptver.store.db import Database
-from promptver.versioning import utcnow
 
 if TYPE_CHECKING:
     from promptver.deployments import DeploymentService

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from promptver.errors import Problem, ValidationError
 
 if TYPE_CHECKING:
-    from promptver.models import Experiment
+    from promptver.models.experiments import Experiment
 
 #: format → (MIME type, file extension)
 FORMATS: dict[str, tuple[str, str]] = {

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-    from promptver.models import Experiment
+    from promptver.models.experiments import Experiment
 
 COVERAGE_SUFFIX = ":coverage"
 _SCALE = 1.0 / 2**64  # a power of two: multiplying is exact, so this equals int / 2**64
@@ -227,7 +227,7 @@ def router_for(experiment_or_params: Any) -> Router:
     hit = _ROUTERS.get(key)
     if hit is not None and hit[0]() is obj:
         return hit[1]
-    from promptver.models import Experiment
+    from promptver.models.experiments import Experiment
 
     if isinstance(obj, Experiment):
         r = Router.from_experiment(obj)

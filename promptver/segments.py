@@ -27,17 +27,17 @@ import numpy as np
 
 from promptver import analysis as an
 from promptver import stats as st
+from promptver.clock import utcnow
 from promptver.errors import Problem, ValidationError
-from promptver.metrics.csv_import import DIMENSION_RE
-from promptver.models import (
+from promptver.metrics.csv_columns import DIMENSION_RE
+from promptver.models.experiments import Experiment
+from promptver.models.results import (
     ComparisonResult,
-    Experiment,
     HeterogeneityResult,
     SegmentedResults,
     SegmentResult,
 )
-from promptver.store.metrics import MAX_DIMENSION_VALUES
-from promptver.versioning import utcnow
+from promptver.store.metric_csv import MAX_DIMENSION_VALUES
 
 
 def segment_results(

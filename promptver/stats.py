@@ -663,20 +663,71 @@ def power_analysis(
     if target_lift is not None and control_mean:
         effect = abs(target_lift * control_mean) / sigma
         if effect > 0:
-            n1 = solver.solve_power(
-                effect_size=effect,
-                nobs1=None,
-                ratio=weight_ratio,
-                alpha=alpha,
-                power=power,
-                alternative=alt,
+            n1 = users_needed(
+                solver, effect, alpha=alpha, power=power, alternative=alt, ratio=weight_ratio
             )
-            n1 = float(np.asarray(n1).item())
-            need_c = max(2, math.ceil(n1))
-            need_t = max(2, math.ceil(n1 * weight_ratio))
+            if n1 is None:
+                message = (
+                    f"no sample size reaches {power:.0%} power for a {target_lift:.1%} lift "
+                    "(the solver did not converge)"
+                )
+            else:
+                need_c = max(2, math.ceil(n1))
+                need_t = max(2, math.ceil(n1 * weight_ratio))
     elif target_lift is not None:
         message = "the control mean is 0, so a relative target cannot be planned"
     return Power(alpha, power, sigma, mde, mde_rel, target_lift, need_c, need_t, message)
+
+
+def users_needed(
+    solver: Any,
+    effect: float,
+    *,
+    alpha: float,
+    power: float,
+    alternative: str,
+    ratio: float | None = None,
+) -> float | None:
+    """Units for ``power`` at standardised ``effect`` with a statsmodels power ``solver``
+    (``TTestIndPower``: control users, ``ratio`` treatment per control; ``TTestPower``: paired
+    items), as a real number (callers round up); at least 2.
+
+    The root of the solver's own ``power`` function, bracketed by doubling and found with
+    ``brentq``: statsmodels' ``solve_power`` returns NaN when the answer lies near its starting
+    bracket (a large effect, e.g. a 100 % lift, needs 2 or 3 users). None only for an answer
+    above 10^12 units.
+    """
+    from scipy.optimize import brentq
+
+    size = "nobs1" if ratio is not None else "nobs"
+    extra = {"ratio": ratio} if ratio is not None else {}
+
+    def achieved(n: float, alt: str, a: float) -> float:
+        got = solver.power(effect_size=effect, alpha=a, alternative=alt, **{size: n}, **extra)
+        return float(np.asarray(got).item())
+
+    def short(n: float) -> float:
+        got = achieved(n, alternative, alpha)
+        if math.isnan(got) and alternative == "two-sided":
+            # the noncentral t's far lower tail underflows to NaN (scipy's nct too) when the
+            # effect is large: the upper tail alone, P(T > t_{alpha/2}), is the power but for
+            # that vanishing term
+            got = achieved(n, "larger", alpha / 2)
+        return got - power
+
+    first = short(2.0)
+    if math.isnan(first):
+        return None
+    if first >= 0:
+        return 2.0
+    lo, hi = 2.0, 4.0
+    while (gap := short(hi)) < 0:
+        lo, hi = hi, hi * 2
+        if hi > 1e12:
+            return None
+    if math.isnan(gap):
+        return None
+    return float(brentq(short, lo, hi, xtol=1e-10, rtol=1e-12))
 
 
 def _power_replace(p: Power, **changes: Any) -> Power:

@@ -21,7 +21,7 @@ from promptver.limits import (
     check_text,
     stored_json,
 )
-from promptver.models import Commit, Prompt, Template, check_name
+from promptver.models.core import Commit, Prompt, Template, check_name
 from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.templating import ValidationReport, parse_schema, render, validate

@@ -10,6 +10,7 @@ once; a value is never parsed again, so braces inside values stay as they are, a
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -444,41 +445,49 @@ def estimate_tokens(text: str) -> int:
     return total
 
 
-_SECRET_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("a private key", re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY(?: BLOCK)?-----")),
-    ("an Anthropic API key", re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{20,}")),
-    ("an OpenAI API key", re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_\-]{20,}")),
-    ("an AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("a GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b")),
-    ("a Slack token", re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}")),
-    ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b")),
-    (
-        "a JSON web token",
-        re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
-    ),
-    (
-        "a password or secret assignment",
-        re.compile(
-            r"(?i)\b(?:api[_\-]?key|secret(?:[_\-]?key)?|password|passwd|access[_\-]?token)\s*[:=]\s*"
-            r"['\"]?[A-Za-z0-9_\-/+=.]{8,}"
+@functools.cache
+def _secret_patterns() -> list[tuple[str, re.Pattern[str]]]:
+    """The secret detectors, compiled on the first security check, not at import (they cost
+    milliseconds that serving a prompt never needs)."""
+    return [
+        ("a private key", re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY(?: BLOCK)?-----")),
+        ("an Anthropic API key", re.compile(r"\bsk-ant-[A-Za-z0-9_\-]{20,}")),
+        ("an OpenAI API key", re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_\-]{20,}")),
+        ("an AWS access key id", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+        ("a GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b")),
+        ("a Slack token", re.compile(r"\bxox[abprs]-[A-Za-z0-9\-]{10,}")),
+        ("a Google API key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b")),
+        (
+            "a JSON web token",
+            re.compile(r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
         ),
-    ),
-]
+        (
+            "a password or secret assignment",
+            re.compile(
+                r"(?i)\b(?:api[_\-]?key|secret(?:[_\-]?key)?|password|passwd|access[_\-]?token)\s*[:=]\s*"
+                r"['\"]?[A-Za-z0-9_\-/+=.]{8,}"
+            ),
+        ),
+    ]
 
-_INJECTION_PATTERNS: list[re.Pattern[str]] = [
-    re.compile(p, re.IGNORECASE)
-    for p in (
-        r"\bignore\s+(?:all\s+|any\s+)?(?:the\s+|your\s+)?(?:previous|prior|above|earlier|preceding)\s+"
-        r"(?:instructions?|prompts?|messages?|rules|directions)",
-        r"\bdisregard\s+(?:all\s+|any\s+)?(?:the\s+|your\s+)?(?:previous|prior|above|earlier)\b",
-        r"\bforget\s+(?:all\s+|everything\s+)?(?:the\s+|your\s+)?(?:previous|prior|above)\s+"
-        r"(?:instructions?|prompts?|messages?|rules)",
-        r"\byou\s+are\s+now\s+(?:in\s+)?(?:DAN|developer\s+mode|jailbroken|unrestricted)\b",
-        r"\bdo\s+anything\s+now\b",
-        r"\b(?:reveal|print|show|repeat|output)\s+(?:me\s+)?(?:your|the)\s+(?:system\s+prompt|hidden\s+instructions|initial\s+instructions)",
-        r"\boverride\s+(?:your|the|all)\s+(?:safety|system)\s+(?:rules|instructions|guidelines)",
-    )
-]
+
+@functools.cache
+def _injection_patterns() -> list[re.Pattern[str]]:
+    """The prompt-injection detectors, compiled on first use like :func:`_secret_patterns`."""
+    return [
+        re.compile(p, re.IGNORECASE)
+        for p in (
+            r"\bignore\s+(?:all\s+|any\s+)?(?:the\s+|your\s+)?(?:previous|prior|above|earlier|preceding)\s+"
+            r"(?:instructions?|prompts?|messages?|rules|directions)",
+            r"\bdisregard\s+(?:all\s+|any\s+)?(?:the\s+|your\s+)?(?:previous|prior|above|earlier)\b",
+            r"\bforget\s+(?:all\s+|everything\s+)?(?:the\s+|your\s+)?(?:previous|prior|above)\s+"
+            r"(?:instructions?|prompts?|messages?|rules)",
+            r"\byou\s+are\s+now\s+(?:in\s+)?(?:DAN|developer\s+mode|jailbroken|unrestricted)\b",
+            r"\bdo\s+anything\s+now\b",
+            r"\b(?:reveal|print|show|repeat|output)\s+(?:me\s+)?(?:your|the)\s+(?:system\s+prompt|hidden\s+instructions|initial\s+instructions)",
+            r"\boverride\s+(?:your|the|all)\s+(?:safety|system)\s+(?:rules|instructions|guidelines)",
+        )
+    ]
 
 
 def size_problems(
@@ -549,7 +558,7 @@ def validate(
         for p in syntax_problems:
             if p.code == "security.unsafe_placeholder" and (p.offset or 0) not in seen_offsets:
                 report.add(p)
-        for label, pattern in _SECRET_PATTERNS:
+        for label, pattern in _secret_patterns():
             for m in pattern.finditer(content):
                 report.add(
                     _problem(
@@ -561,7 +570,7 @@ def validate(
                         "warning",
                     )
                 )
-        for pattern in _INJECTION_PATTERNS:
+        for pattern in _injection_patterns():
             for m in pattern.finditer(content):
                 report.add(
                     _problem(

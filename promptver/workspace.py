@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from promptver.config import Settings
-from promptver.deployments import DeploymentService, LivePrompt
 from promptver.errors import NotFound, Problem, PromptverError, ValidationError
-from promptver.experiments import ExperimentService
-from promptver.models import Experiment, ExperimentResults, Prompt
+from promptver.models.core import Prompt
 from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.store.migrations import migrate
@@ -32,8 +30,12 @@ from promptver.versioning import VersionControl, utcnow
 
 if TYPE_CHECKING:
     from promptver.alerts import AlertService
+    from promptver.deployments import DeploymentService, LivePrompt
     from promptver.evals import EvalService
+    from promptver.experiments import ExperimentService
     from promptver.metrics import MetricsService
+    from promptver.models.experiments import Experiment
+    from promptver.models.results import ExperimentResults
     from promptver.overview import OverviewService
     from promptver.sources import EventSource
     from promptver.trends import TrendService
@@ -54,14 +56,12 @@ class Workspace:
         self.db = Database(self.path, busy_timeout=self.settings.storage.busy_timeout)
         self.versions = VersionControl(self.db, self.settings.templates)
         self.templates = TemplateService(self.db, self.settings, self.versions)
-        self.deployments = DeploymentService(self.db, self.settings, self.versions, self.templates)
-        self.templates.on_serving_change = self.deployments.invalidate
-        self.experiments = ExperimentService(self.db, self.settings, self.versions)
-        self.experiments.results_provider = self._final_results
+        self.templates.on_serving_change = self._serving_changed
         self._arm_prompts: dict[tuple[str, str], Prompt] = {}
         self._services: dict[str, Any] = {}
         self._services_lock = threading.RLock()
         self._closed = False
+        self._held: Any = None  # the lazy session of open(hold=True)
 
     @classmethod
     def open(
@@ -70,6 +70,7 @@ class Workspace:
         *,
         settings: Settings | None = None,
         create: bool = True,
+        hold: bool = False,
     ) -> Workspace:
         """Open (creating or upgrading) the database at ``path``.
 
@@ -77,6 +78,10 @@ class Workspace:
         ``data/promptver.duckdb``). With ``create=False`` a missing file is an error and
         nothing (no file, no folder) is created: the CLI opens this way for every command but
         ``init`` and ``demo``, so a mistyped ``--db`` does not leave an empty database behind.
+        With ``hold=True`` the connection that checks the schema stays open, on this thread,
+        for every operation until :meth:`close` (a short CLI command opens the file once, not
+        once per step); other processes wait for the file meanwhile, so only brief users
+        should hold it.
 
         Raises:
             NotFound: ``create=False`` and there is no file at ``path``.
@@ -86,7 +91,14 @@ class Workspace:
         ws = cls(path, settings)
         if not create and isinstance(ws.db.path, Path) and not ws.db.path.exists():
             raise NotFound(f"no database at {ws.db.path}")
-        migrate(ws.db)
+        if hold:
+            ws._held = ws.db.lazy_session()
+            ws._held.__enter__()
+        try:
+            migrate(ws.db)
+        except BaseException:
+            ws.close()
+            raise
         return ws
 
     # Built on first use, under a lock (several application threads may track at once): a
@@ -112,6 +124,38 @@ class Workspace:
             return open_source(self.settings, self.db)
 
         return self._service("source", build)
+
+    @property
+    def deployments(self) -> DeploymentService:
+        """Deployments, gates and what is live (built on first use: ``template list`` and the
+        version-control commands never need it)."""
+
+        def build() -> DeploymentService:
+            from promptver.deployments import DeploymentService
+
+            return DeploymentService(self.db, self.settings, self.versions, self.templates)
+
+        return self._service("deployments", build)
+
+    def _serving_changed(self) -> None:
+        """An archive or restore: what is live may change (no cache if nothing was served)."""
+        deployments = self._services.get("deployments")
+        if deployments is not None:
+            deployments.invalidate()
+
+    @property
+    def experiments(self) -> ExperimentService:
+        """Experiments: definitions, lifecycle, routing (built on first use: serving a prompt
+        without a user id, or listing templates, never needs it)."""
+
+        def build() -> ExperimentService:
+            from promptver.experiments import ExperimentService
+
+            service = ExperimentService(self.db, self.settings, self.versions)
+            service.results_provider = self._final_results
+            return service
+
+        return self._service("experiments", build)
 
     @property
     def metrics(self) -> MetricsService:
@@ -281,6 +325,8 @@ class Workspace:
         :func:`promptver.analysis.experiment_results`).
         """
         from promptver.analysis import experiment_results
+        from promptver.models.experiments import Experiment
+        from promptver.models.results import ExperimentResults
 
         exp = ref if isinstance(ref, Experiment) else self.experiments.get(ref)
         if exp.status in ("completed", "stopped") and not any(
@@ -322,6 +368,9 @@ class Workspace:
         if "source" in self._services:
             self.source.close()
         self._closed = True
+        if self._held is not None:
+            held, self._held = self._held, None
+            held.__exit__(None, None, None)
         self.db.close()
 
     def __enter__(self) -> Workspace:

@@ -8,6 +8,50 @@ from promptver.config import Settings
 from promptver.errors import ConfigError
 
 
+def _sections(model):
+    """Every section model reachable from ``model`` (Settings, ab_testing, its parts …)."""
+    from pydantic import BaseModel
+
+    yield model
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            yield from _sections(value)
+
+
+def test_unvalidated_defaults_equal_the_validated_ones_section_by_section():
+    """With no file the defaults are built without validation (no schema to build at start):
+    they must be exactly what validating an empty mapping gives, down to every section."""
+    fast, checked = Settings.load(environ={}), Settings.model_validate({})
+    pairs = list(zip(_sections(fast), _sections(checked), strict=True))
+    assert len(pairs) >= 12
+    for a, b in pairs:
+        assert type(a) is type(b)
+        assert a.__dict__ == b.__dict__
+        assert a.model_fields_set == b.model_fields_set == set()
+    assert fast == checked
+    # a partial file still fills the missing sections with the same defaults
+    partial = Settings.from_dict({"cache": {"ttl_seconds": 3}})
+    assert partial.cache.ttl_seconds == 3 and partial.deployment == checked.deployment
+
+
+def test_loading_the_defaults_builds_no_pydantic_schema(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "from promptver.config import Settings, _Section\n"
+        "s = Settings.load()\n"
+        "built = [c.__name__ for c in [Settings, *_Section.__subclasses__()]"
+        " if c.__pydantic_complete__]\n"
+        "print(built)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True, text=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
 def test_defaults_match_the_design():
     s = Settings.load()
     assert s.storage.path == "data/promptver.duckdb"

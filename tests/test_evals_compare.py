@@ -301,3 +301,26 @@ def test_holm_equals_statsmodels(seed):
     p = list(rng.uniform(0, 0.2, int(rng.integers(1, 8))))
     assert holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]), rel=1e-12)
     assert holm([None, p[0], None]) == [None, pytest.approx(p[0]), None]
+
+
+def test_paired_items_needed_for_a_large_difference_is_the_smallest_n_with_the_power():
+    """statsmodels' solve_power answers 2 here (whose power is 0.73) or NaN for larger
+    differences (an internal error before), and its power() is NaN at n = 3: the answer is
+    checked against the noncentral t directly."""
+    import math
+
+    import scipy.stats as ss
+    from statsmodels.stats.power import TTestPower
+
+    from promptver.evals.stats import paired_items_needed
+
+    n = paired_items_needed(0.5, 5.0, 0.05, 0.8)  # standardised difference 10
+    assert n == 3
+
+    def power(k: int) -> float:
+        c = ss.t.isf(0.025, k - 1)
+        return float(ss.nct.sf(c, k - 1, 10 * math.sqrt(k)))  # the lower tail is ~0 here
+
+    assert power(2) < 0.8 <= power(3)
+    assert TTestPower().power(10, 2, 0.05) == pytest.approx(power(2), abs=1e-9)
+    assert paired_items_needed(0.5, 50.0, 0.05, 0.8) == 2

@@ -440,3 +440,54 @@ def test_serving_builds_no_metrics_alerts_or_overview(code: str, db: Path) -> No
         """
     )
     assert run_case(probe, db)["result"] == []
+
+
+#: what each light path must not load of promptver's own (services built on first use, the
+#: models package loading only the submodule a name lives in, one CLI command module)
+OWN_SKIPS = {
+    "template list": (
+        "promptver.deployments",
+        "promptver.experiments",
+        "promptver.routing",
+        "promptver.models.results",
+        "promptver.models.metrics",
+        "promptver.models.trends",
+        "promptver.cli.commands.deployments",
+        "promptver.cli.commands.metrics",
+        "promptver.merging",
+        "promptver.diffing",
+    ),
+    "get_prompt().text()": (
+        "promptver.experiments",
+        "promptver.routing",
+        "promptver.models.results",
+        "promptver.models.metrics",
+        "promptver.models.trends",
+        "promptver.models.overview",
+        "promptver.merging",
+        "promptver.diffing",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("template list", cli("template", "list")),
+        (
+            "get_prompt().text()",
+            OPEN
+            + "result = ws.get_prompt('qa-basic', 'production').text(question='q', context='c')",
+        ),
+    ],
+    ids=["template list", "get_prompt().text()"],
+)
+def test_light_paths_load_only_their_own_parts(name: str, code: str, db: Path) -> None:
+    skips = OWN_SKIPS[name]
+    probe = code + textwrap.dedent(
+        f"""
+        import sys
+        result = sorted(m for m in sys.modules if m in {skips!r})
+        """
+    )
+    assert run_case(probe, db)["result"] == []

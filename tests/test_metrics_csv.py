@@ -895,7 +895,7 @@ def test_refusal_after_rows_were_written_rolls_back_before_the_attempt_is_logged
         with_rows = con.execute("SELECT count(*) FROM metric_events").fetchone()[0]
         raise ImportError_(f"refused late with {with_rows} rows written")
 
-    monkeypatch.setattr(csv_import.sql, "insert_import", refuse_late)
+    monkeypatch.setattr(csv_import.imports_sql, "insert_import", refuse_late)
     n, imports_n = count(mws), imports_count(mws)
     path = write(tmp_path / "late.csv", H + "\n" + OK + "\n")
     with pytest.raises(ImportError_, match=f"refused late with {n + 1} rows written"):
@@ -908,7 +908,7 @@ def test_refusal_after_rows_were_written_rolls_back_before_the_attempt_is_logged
     def busy(con, attempt):
         raise DatabaseBusy("the database file is busy")
 
-    monkeypatch.setattr(csv_import.sql, "insert_attempt", busy)
+    monkeypatch.setattr(csv_import.imports_sql, "insert_attempt", busy)
     with pytest.raises(ImportError_, match="refused late"):
         mws.metrics.import_csv(path)
     assert count(mws) == n and len(mws.metrics.attempts()) == 1

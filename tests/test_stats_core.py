@@ -560,3 +560,38 @@ def test_sufficient_statistics_add_for_any_split(users, cut):
     assert parts.n == whole.n and parts.sum_y == whole.sum_y
     if whole.var_mean == whole.var_mean:  # not nan
         assert parts.var_mean == pytest.approx(whole.var_mean, rel=1e-6, abs=1e-12)
+
+
+@pytest.mark.parametrize("lift", [5.0, 50.0])
+def test_a_lift_two_users_already_detect_plans_two_users(lift):
+    """statsmodels' root finder starts at two users and returns NaN when fewer would do: the
+    plan is then the minimum, which independent power figures confirm (it was an internal
+    error: ceil of NaN)."""
+    p = st.power_analysis(0.05, 100, 100, 1.0, target_lift=lift)
+    assert (p.users_needed_control, p.users_needed_treatment, p.message) == (2, 2, None)
+    d = lift * 1.0 / p.sigma
+    assert TTestIndPower().power(d, 2, 0.05, ratio=1.0) >= 0.8
+    assert math.isnan(TTestIndPower().solve_power(d, nobs1=None, alpha=0.05, power=0.8, ratio=1.0))
+
+
+def test_cli_results_with_a_huge_target_lift_plan_the_minimum(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    db = str(tmp_path / "d.duckdb")
+    run = [sys.executable, "-m", "promptver", "--db", db]
+    subprocess.run([*run, "demo"], check=True, capture_output=True)
+    exps = json.loads(
+        subprocess.run(
+            [*run, "--json", "experiment", "list"], check=True, capture_output=True, text=True
+        ).stdout
+    )
+    out = subprocess.run(
+        [*run, "--json", "experiment", "results", exps[0]["id"], "--target-lift", "10000"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    power = json.loads(out.stdout)["power"][0]
+    assert power["users_needed_control"] >= 2

@@ -20,8 +20,8 @@ from typing import Any
 
 from promptver.api.schemas import EventIn
 from promptver.errors import ImportError_, Problem, ValidationError
-from promptver.metrics.csv_import import REQUIRED
-from promptver.models import ImportResult
+from promptver.metrics.csv_columns import REQUIRED
+from promptver.models.metrics import ImportResult
 from promptver.workspace import Workspace
 
 _LINE_REF = re.compile(r"\bon line (\d+)\b")

@@ -30,13 +30,10 @@ from promptver.api.guard import AUTHENTICATED
 from promptver.api.problems import Unauthorized
 from promptver.errors import Problem, PromptverError, ValidationError
 from promptver.experiments import STATUSES
-from promptver.models import (
-    Deployment,
-    Experiment,
-    ExperimentResults,
-    SegmentedResults,
-    Template,
-)
+from promptver.models.core import Template
+from promptver.models.deployments import Deployment
+from promptver.models.experiments import Experiment
+from promptver.models.results import ExperimentResults, SegmentedResults
 from promptver.store.db import Database, WouldBlock
 from promptver.store.migrations import applied
 from promptver.workspace import Workspace

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from promptver.models import Experiment
+from promptver.models.experiments import Experiment
 
 #: a JSON value that can fill a placeholder or a metric cell
 Scalar = str | int | float | bool | None

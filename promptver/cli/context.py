@@ -76,6 +76,9 @@ class Context:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     _ws: Workspace | None = None
     _settings: Settings | None = None
+    #: keep one connection to the file for the whole command (brief commands: see
+    #: ``promptver.cli.main.BRIEF_COMMANDS``)
+    hold_file: bool = False
 
     @property
     def json(self) -> bool:
@@ -101,7 +104,10 @@ class Context:
             create = bool(getattr(self.args, "creates_database", False))
             try:
                 self._ws = Workspace.open(
-                    getattr(self.args, "db", None), settings=self.settings, create=create
+                    getattr(self.args, "db", None),
+                    settings=self.settings,
+                    create=create,
+                    hold=self.hold_file,
                 )
             except NotFound as exc:
                 raise NotFound(

@@ -34,6 +34,63 @@ COMMAND_MODULES = [
     "promptver.cli.commands.webhooks",
 ]
 
+#: Which module registers each top-level command, so that ``promptver template list`` imports
+#: (and builds the argparse tree of) one command module instead of twelve; ``--help``, a missing
+#: or an unknown command still registers them all. ``tests/test_cli_registry.py`` checks this
+#: map against what the modules register.
+COMMANDS = {
+    **dict.fromkeys(("backup", "demo", "init", "restore"), "workspace"),
+    **dict.fromkeys(("log", "render", "template"), "templates"),
+    **dict.fromkeys(("branch", "diff", "fsck", "merge"), "versioning"),
+    **dict.fromkeys(
+        ("deploy", "deployments", "environments", "promote", "rollback"), "deployments"
+    ),
+    **dict.fromkeys(("experiment", "route"), "experiments"),
+    "metrics": "metrics",
+    "eval": "evals",
+    "report": "reports",
+    **dict.fromkeys(("alerts", "trends"), "alerts"),
+    "serve": "serve",
+    **dict.fromkeys(("export", "sync"), "files"),
+    "webhook": "webhooks",
+}
+
+#: Commands that open the file once and keep it for their few steps (schema check, reads,
+#: one write) instead of once per step; long or waiting commands (analysis, imports,
+#: reports, serve, webhook deliveries) open it per step so other processes get turns.
+BRIEF_COMMANDS = frozenset(
+    {
+        "template",
+        "log",
+        "render",
+        "branch",
+        "diff",
+        "merge",
+        "deploy",
+        "deployments",
+        "environments",
+        "promote",
+        "rollback",
+        "route",
+    }
+)
+
+#: Global options that take a value (the command is the first word that is not one of them).
+_VALUED_OPTIONS = ("--db", "--config")
+
+
+def command_of(argv: Sequence[str]) -> str | None:
+    """The command word of ``argv`` (``template`` in ``--db X template list``), or None."""
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            return next(words, None)
+        if "=" not in word and any(o.startswith(word) for o in _VALUED_OPTIONS if len(word) > 2):
+            next(words, None)  # argparse takes unique prefixes too: --d X is --db X
+        elif not word.startswith("-"):
+            return word
+    return None
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one ``error: …`` line (exit 2)."""
@@ -43,7 +100,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given ``argv`` naming a known command, only that command's module is
+    registered (its help and errors are the same as in the full tree)."""
     import importlib
 
     parser = _Parser(
@@ -64,16 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"promptver {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in COMMAND_MODULES:
+    module = COMMANDS.get(command_of(argv)) if argv is not None else None
+    names = [f"promptver.cli.commands.{module}"] if module else COMMAND_MODULES
+    for name in names:
         importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
-    ctx = Context(args)
+    ctx = Context(args, hold_file=args.command in BRIEF_COMMANDS)
     try:
         result = args.handler(ctx)
         return int(result or 0)

@@ -25,7 +25,7 @@ from promptver.evals.models import (
     Regression,
 )
 from promptver.evals.stats import agreement, holm, paired_test, ppi_mean
-from promptver.models import Commit
+from promptver.models.core import Commit
 from promptver.store import evals as sql
 
 #: labelled items a version needs for a prediction-powered mean (contract)

@@ -31,19 +31,17 @@ from typing import Any
 import duckdb
 
 from promptver.errors import ImportError_, NotFound, PromptverError
-from promptver.metrics.csv_import import (
+from promptver.metrics.csv_columns import (
     MAX_CUSTOM,
     MAX_CUSTOM_TEXT,
     CsvProblem,
     Header,
-    _Hasher,
     _problem,
-    _record_lines,
     _refuse,
-    _reject_problems,
-    _unreadable,
     read_header_record,
 )
+from promptver.metrics.csv_import import _Hasher
+from promptver.metrics.csv_rules import _record_lines, _reject_problems, _unreadable
 from promptver.store import evals as sql
 from promptver.store.db import Database
 
@@ -456,7 +454,7 @@ def check_and_write(
 
 
 def _rejects(con: duckdb.DuckDBPyConnection, table: str) -> list[Any]:
-    from promptver.store import metrics as metric_sql
+    from promptver.store import metric_csv as metric_sql
 
     return metric_sql.rejects(con, table)
 

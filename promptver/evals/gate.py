@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from promptver.config import EvalGate
 from promptver.errors import PromptverError
-from promptver.models import Commit, Deployment, GateResult
+from promptver.models.core import Commit
+from promptver.models.deployments import Deployment, GateResult
 
 if TYPE_CHECKING:
     from promptver.evals.service import EvalService

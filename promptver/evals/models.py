@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field
 
-from promptver.models import Model
+from promptver.models.core import Model
 
 
 class EvalRun(Model):

@@ -1,7 +1,7 @@
 """The comparison of two versions on a dataset as a report: HTML, Markdown, CSV or JSON (bytes).
 
 HTML and Markdown are built once as a document of plain blocks
-(:mod:`promptver.reports.document`) and rendered by the experiment reports' renderers, which
+(:mod:`promptver.reports.blocks`) and rendered by the experiment reports' renderers, which
 escape every string (outputs and item ids are user text). The CSV has one row per metric,
 UTF-8 with a byte order mark, formula-like cells neutralised; the JSON is the contract's
 ``eval compare`` object with ``kind`` and ``schema_version``.
@@ -138,7 +138,7 @@ def _num(x: float | None, digits: int = 4) -> str:
 
 
 def _document(cmp: EvalComparison, now: datetime):  # -> Document (imports deferred)
-    from promptver.reports.document import (
+    from promptver.reports.blocks import (
         B,
         C,
         Callout,

@@ -162,14 +162,16 @@ def paired_items_needed(
 
     if sd_diff is None or not sd_diff > 0 or difference == 0:
         return None
-    n = TTestPower().solve_power(
-        effect_size=abs(difference) / sd_diff,
-        nobs=None,
+    from promptver.stats import users_needed
+
+    n = users_needed(
+        TTestPower(),
+        abs(difference) / sd_diff,
         alpha=alpha,
         power=power,
         alternative="two-sided",
     )
-    return max(2, math.ceil(float(np.asarray(n).item())))
+    return None if n is None else max(2, math.ceil(n))
 
 
 def paired_power_now(

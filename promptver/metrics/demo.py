@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from promptver.clock import utcnow
 from promptver.store import demo as sql
 from promptver.store import templates as template_sql
 from promptver.store.demo import Batch
-from promptver.versioning import utcnow
 
 if TYPE_CHECKING:
-    from promptver.models import Commit, Experiment
+    from promptver.models.core import Commit
+    from promptver.models.experiments import Experiment
     from promptver.workspace import Workspace
 
 DEMO_DAYS = 90

@@ -11,12 +11,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from promptver.clock import utcnow
 from promptver.config import Settings
 from promptver.errors import ImportError_, NotFound, PromptverError, ValidationError
 from promptver.limits import check_author, check_text
 
 # the window rules live with the metric definitions: parsing a window needs no database
 from promptver.metric_defs import (  # noqa: F401 (re-exported)
+    FIGURE_DIMENSIONS,
     MAX_WINDOW_DAYS,
     WINDOW_RE,
     WINDOWS,
@@ -24,8 +26,9 @@ from promptver.metric_defs import (  # noqa: F401 (re-exported)
 from promptver.metric_defs import parse_window as _parse_window
 from promptver.metrics import csv_import
 from promptver.metrics.tracking import TrackingBuffer
-from promptver.models import (
-    BUILTIN_METRICS,
+from promptver.models.core import Prompt
+from promptver.models.experiments import BUILTIN_METRICS
+from promptver.models.metrics import (
     CsvPreview,
     ImportAttempt,
     ImportProblem,
@@ -36,20 +39,20 @@ from promptver.models import (
     MetricStat,
     MetricsWritten,
     PerformanceFigures,
-    Prompt,
     PurgeResult,
 )
 from promptver.sources import EventSource
 from promptver.sources.file import FileSource
+from promptver.store import metric_figures as figures_sql
+from promptver.store import metric_imports as imports_sql
 from promptver.store import metrics as sql
 from promptver.store import templates as template_sql
 from promptver.store.db import Database
-from promptver.versioning import utcnow
 
 log = logging.getLogger("promptver.metrics")
 
 Listener = Callable[[MetricsWritten], None]
-DIMENSIONS = sql.FIGURE_DIMENSIONS
+DIMENSIONS = FIGURE_DIMENSIONS
 
 
 def parse_window(window: str | timedelta | None, *, now: datetime | None = None) -> datetime | None:
@@ -209,14 +212,14 @@ class MetricsService:
         )
         try:
             with self.db.transaction() as con:
-                sql.insert_attempt(con, attempt)
+                imports_sql.insert_attempt(con, attempt)
         except PromptverError as log_exc:
             log.warning("promptver: the refused import could not be logged: %s", log_exc)
 
     def attempts(self, limit: int = 100) -> list[ImportAttempt]:
         """Refused imports (who, when, which file, why), newest first."""
         with self.db.read() as con:
-            return sql.list_attempts(con, limit)
+            return imports_sql.list_attempts(con, limit)
 
     @staticmethod
     def problem_records(exc: ImportError_) -> list[ImportProblem]:
@@ -242,11 +245,11 @@ class MetricsService:
     def imports(self, limit: int = 100) -> list[ImportRecord]:
         """Import history, newest first."""
         with self.db.read() as con:
-            return sql.list_imports(con, limit)
+            return imports_sql.list_imports(con, limit)
 
     def get_import(self, import_id: str) -> ImportRecord:
         with self.db.read() as con:
-            rec = sql.get_import(con, import_id)
+            rec = imports_sql.get_import(con, import_id)
         if rec is None:
             raise NotFound(f"unknown import '{import_id}'")
         return rec
@@ -426,7 +429,7 @@ class MetricsService:
             import_id=import_id,
         )
         with self.db.read() as con:
-            return sql.recent_events(con, min(limit, 10_000), **filters)
+            return figures_sql.recent_events(con, min(limit, 10_000), **filters)
 
     def count(self, **filters: Any) -> int:
         """Stored events (optionally of one ``template``)."""
@@ -434,7 +437,7 @@ class MetricsService:
         if template is not None:
             filters["template_id"] = self._template_id(template)
         with self.db.read() as con:
-            return sql.count_events(con, **filters)
+            return figures_sql.count_events(con, **filters)
 
     def distinct(self, column: str, template: str | None = None) -> list[str]:
         """Values of ``environment``, ``version``, ``variant`` or ``experiment_id`` in events."""

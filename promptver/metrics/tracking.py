@@ -33,9 +33,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from promptver.clock import utcnow
 from promptver.config import Settings
 from promptver.errors import PromptverError, ValidationError, check_unicode
-from promptver.metrics.csv_import import (
+from promptver.metrics.csv_columns import (
     CUSTOM_NAME_RE,
     MAX_CUSTOM,
     MAX_CUSTOM_TEXT,
@@ -43,11 +44,11 @@ from promptver.metrics.csv_import import (
     METRIC_MAX,
     is_dimension,
 )
-from promptver.models import MetricsWritten, Prompt
+from promptver.models.core import Prompt
+from promptver.models.metrics import MetricsWritten
 from promptver.store import metrics as sql
 from promptver.store import templates as template_sql
 from promptver.store.db import Database
-from promptver.versioning import utcnow
 
 log = logging.getLogger("promptver.metrics")
 

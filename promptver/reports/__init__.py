@@ -19,7 +19,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from promptver.models import Experiment, ExperimentResults
+from promptver.models.experiments import Experiment
+from promptver.models.results import ExperimentResults
 from promptver.report_formats import FORMATS, check_format, format_from_path, report_filename
 from promptver.reports.gather import SCHEMA_VERSION, Report, gather
 from promptver.reports.to_csv import report_csv as _csv

@@ -14,18 +14,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from promptver._version import __version__
+from promptver.clock import utcnow
 from promptver.diffing import Diff, diff_prompts
 from promptver.errors import NotFound, PromptverError
-from promptver.models import (
-    Commit,
-    Deployment,
-    Experiment,
-    ExperimentLogEntry,
-    ExperimentResults,
-    MetricResult,
-    VariantSpec,
-)
-from promptver.versioning import utcnow
+from promptver.models.core import Commit
+from promptver.models.deployments import Deployment
+from promptver.models.experiments import Experiment, ExperimentLogEntry, VariantSpec
+from promptver.models.results import ExperimentResults, MetricResult
 
 if TYPE_CHECKING:  # the workspace imports the services, not the other way round
     from promptver.workspace import Workspace

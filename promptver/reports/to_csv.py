@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from promptver.csv_cells import FORMULA_START, neutralise  # noqa: F401 (re-exported)
-from promptver.models import ComparisonResult, GuardrailCheck, MetricResult, PowerResult
+from promptver.models.results import ComparisonResult, GuardrailCheck, MetricResult, PowerResult
 from promptver.reports.gather import Report
 
 COLUMNS = [

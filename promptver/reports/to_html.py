@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from promptver import charts as ch
-from promptver.reports.document import (
+from promptver.reports.blocks import (
     B,
     Block,
     C,
@@ -31,8 +31,8 @@ from promptver.reports.document import (
     Section,
     Table,
     Text,
-    build,
 )
+from promptver.reports.document import build
 from promptver.reports.gather import Report
 
 #: the Content-Security-Policy of every HTML report: nothing may load, only inline styles apply

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from promptver.reports.document import (
+from promptver.reports.blocks import (
     B,
     Block,
     C,
@@ -30,8 +30,8 @@ from promptver.reports.document import (
     Section,
     Table,
     Text,
-    build,
 )
+from promptver.reports.document import build
 from promptver.reports.gather import Report
 
 #: characters that open inline syntax in CommonMark or GFM (anywhere on a line)

@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from promptver.models import Alert, AlertRule
+from promptver.models.trends import Alert, AlertRule
 from promptver.store.trends import P95, Measure, metric_expr
 
 Con = duckdb.DuckDBPyConnection

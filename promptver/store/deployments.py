@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 
 from promptver.limits import stored_json
-from promptver.models import Deployment
+from promptver.models.deployments import Deployment
 
 Con = duckdb.DuckDBPyConnection
 

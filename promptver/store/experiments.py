@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 
-from promptver.models import Experiment, ExperimentLogEntry, MetricSpec, VariantSpec
+from promptver.models.experiments import Experiment, ExperimentLogEntry, MetricSpec, VariantSpec
 
 Con = duckdb.DuckDBPyConnection
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import duckdb
 
-from promptver.models import Deployment, RecentCommit, WorkspaceCounts
+from promptver.models.deployments import Deployment
+from promptver.models.overview import RecentCommit, WorkspaceCounts
 from promptver.store.deployments import _COLS as _DEPLOYMENT_COLS
 from promptver.store.deployments import _FROM as _DEPLOYMENT_FROM
 from promptver.store.deployments import _deployment

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from promptver.limits import stored_json
-from promptver.models import Branch, Commit, VersionLabel
+from promptver.models.core import Branch, Commit, VersionLabel
 
 Con = duckdb.DuckDBPyConnection
 

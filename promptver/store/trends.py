@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 
 from promptver.metric_defs import Measure
-from promptver.models import DeploymentMarker
+from promptver.models.trends import DeploymentMarker
 
 Con = duckdb.DuckDBPyConnection
 

@@ -19,7 +19,7 @@ from promptver.errors import ValidationError
 from promptver.metric_defs import METRICS, p_text, parse_duration, signed_pct_text, value_text
 
 if TYPE_CHECKING:
-    from promptver.models import Alert, AlertCheck, AlertRule, TrendReport
+    from promptver.models.trends import Alert, AlertCheck, AlertRule, TrendReport
 
 
 def register(sub: Any) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from promptver.cli.context import Context, limit_arg, table
 
 if TYPE_CHECKING:
-    from promptver.models import Deployment, GateReport
+    from promptver.models.deployments import Deployment, GateReport
 
 _STATUS_MARK = {
     "passed": "ok",

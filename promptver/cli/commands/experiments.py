@@ -11,7 +11,7 @@ from promptver.cli.context import Context, nesting_guard, table, to_jsonable
 from promptver.experiment_defs import STATUSES
 
 if TYPE_CHECKING:
-    from promptver.models import Experiment
+    from promptver.models.experiments import Experiment
 
 
 def experiment_actions(sub: Any) -> Any:

@@ -21,7 +21,8 @@ from promptver.cli.context import (
 )
 
 if TYPE_CHECKING:
-    from promptver.models import Experiment, ExperimentResults, SegmentedResults
+    from promptver.models.experiments import Experiment
+    from promptver.models.results import ExperimentResults, SegmentedResults
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from promptver.errors import PromptverError
 from promptver.limits import load_json, load_yaml, read_text_file
 
 if TYPE_CHECKING:
-    from promptver.models import Template
+    from promptver.models.core import Template
 
 
 def register(sub: Any) -> None:

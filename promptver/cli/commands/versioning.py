@@ -12,7 +12,7 @@ from promptver.errors import MergeConflict, PromptverError
 from promptver.limits import load_yaml, read_text_file
 
 if TYPE_CHECKING:
-    from promptver.models import Branch
+    from promptver.models.core import Branch
 
 
 def register(sub: Any) -> None:
