@@ -2,7 +2,8 @@
 
 Events may carry segment dimensions (``dim_*`` columns of the CSV, ``track(p, dim_model=…)``).
 One SQL pass groups the experiment's events by segment value as well as by variant and user
-(:func:`promptver.store.stats.segment_sums`); each segment is then analysed exactly like a whole
+(:func:`promptver.store.stats.segment_sums` on the promptver file,
+:func:`promptver.store.warehouse_stats.segment_sums` on an external source); each segment is then analysed exactly like a whole
 experiment on that segment's events alone (SRM, tests, bootstrap, CUPED, the Bayesian readout,
 guardrails, the winner rule), except for the p95 latency bootstrap, which is left out.
 
@@ -36,7 +37,6 @@ from promptver.models.results import (
     SegmentedResults,
     SegmentResult,
 )
-from promptver.store import stats as sql
 from promptver.store.metric_csv import MAX_DIMENSION_VALUES
 
 
@@ -72,12 +72,12 @@ def segment_results(
     an.check_metric(experiment, metric)
     selected = metric or experiment.primary_metric.name
     now = now or utcnow()
-    with ws.db.read() as con, np.errstate(over="ignore", invalid="ignore"):
-        base = an._Analysis(con, experiment, opts, now)
+    # the workspace's event source (the promptver file, or Parquet / PostgreSQL / Spark)
+    with an._reader(ws) as rd, np.errstate(over="ignore", invalid="ignore"):
+        base = an._Analysis(rd, experiment, opts, now)
         planned = base.plan_columns()
         # one pass: the segment value joins the groupings of the results query
-        values, sums = sql.segment_sums(
-            con,
+        values, sums = rd.segment_sums(
             base.flt,
             planned[1],
             by,
@@ -99,7 +99,7 @@ def segment_results(
             )
         segments = []
         for value, seg_sums in sums.items():
-            one = an._Analysis(con, experiment, opts, now)
+            one = an._Analysis(rd, experiment, opts, now)
             one.flt = replace(one.flt, segment=(by, value))
             r = one.run(selected, planned=planned, sums=seg_sums, quantile=False)
             segments.append(SegmentResult(value=value, **dict(r)))
@@ -221,8 +221,8 @@ def heterogeneity(
 
 def dimensions(ws: an.WorkspaceLike, experiment: Experiment) -> list[str]:
     """The ``dim_*`` dimensions the experiment's events carry (what ``--by`` can take)."""
-    with ws.db.read() as con:
-        return sql.dimension_names(con, experiment.id)
+    with an._reader(ws) as rd:
+        return rd.dimension_names(experiment.id)
 
 
 def forest_rows(s: SegmentedResults) -> list[dict[str, Any]]:

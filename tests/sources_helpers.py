@@ -1,8 +1,9 @@
 """Helpers for the event-source tests: one set of events in the file and in each engine.
 
-:func:`build_world` makes a promptver file with a template, three experiments (one large enough
+:func:`build_world` makes a promptver file with a template, four experiments (one large enough
 for the bucket bootstrap, one small whose events name it by name, one with a custom metric and
-a window that leaves events out) and imports generated events through the CSV import. The same
+a window that leaves events out, one with CUPED whose users have pre-period events) and imports
+generated events, with a segment dimension ``dim_country``, through the CSV import. The same
 CSV rows are what :func:`write_parquet`, :func:`load_postgres` and the Spark tests load, so the
 engines hold exactly the events the file holds. :func:`postgres_cluster` starts a throwaway
 PostgreSQL from Debian's package (``initdb`` as the ``postgres`` user when run as root) on a free
@@ -52,6 +53,7 @@ COLUMNS = [
     "tokens_in",
     "tokens_out",
     "thumbs_up",
+    "dim_country",
 ]
 
 
@@ -136,24 +138,50 @@ def build_world(folder: Path, seed: int = 11, big_users: int = 4400) -> World:
         T0 + timedelta(days=3),  # events of days 0–2 lie outside its window
         T0 + timedelta(days=7),
     )
+    # CUPED: its users are the big experiment's, whose events of the five days before its start
+    # (same template) are their pre-period
+    world.experiments["cuped"] = _add_experiment(
+        ws,
+        "cuped",
+        [q, lat],
+        [("control", "1.0.0"), ("treatment", "1.1.0")],
+        "production",
+        T0 + timedelta(days=5),
+        T0 + timedelta(days=10),
+    )
+    with ws.db.transaction() as con:
+        con.execute(
+            "UPDATE experiments SET options = ? WHERE id = ?",
+            [json.dumps({"cuped": {"lookback_days": 5}}), world.experiments["cuped"]],
+        )
     ws.close()
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
 
-    def add(exp: str, env: str, variants: list[tuple[str, str, float]], users: int) -> None:
+    def add(
+        exp: str,
+        env: str,
+        variants: list[tuple[str, str, float]],
+        users: int,
+        *,
+        prefix: str | None = None,
+        from_day: float = 0.0,
+    ) -> None:
         for u in range(users):
             name, version, shift = variants[u % len(variants)]
             k = int(rng.integers(1, 6))  # clustered users: 1–5 events each
             user_q = rng.normal(0, 0.05)
+            # segments: a country per user, and some users' events without one
+            country = ["DE", "FR", "US", ""][int(rng.integers(0, 4)) if u % 7 else 3]
             for _ in range(k):
-                ts = T0 + timedelta(seconds=float(rng.uniform(0, 9.5 * 86400)))
+                ts = T0 + timedelta(seconds=float(rng.uniform(from_day * 86400, 9.5 * 86400)))
                 has_q = rng.random() < 0.9
                 rows.append(
                     {
                         "event_id": f"e{len(rows):07d}",
                         "timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                         "template": "qa-basic",
-                        "user_id": f"{exp}-u{u}",
+                        "user_id": f"{prefix or exp}-u{u}",
                         # the small experiment's events name it by its name, the others by id
                         "experiment": exp if exp == "small" else world.experiments[exp],
                         "variant": name,
@@ -175,12 +203,15 @@ def build_world(folder: Path, seed: int = 11, big_users: int = 4400) -> World:
                         "thumbs_up": (
                             float(rng.random() < 0.6 + shift) if rng.random() < 0.7 else None
                         ),
+                        "dim_country": country or None,
                     }
                 )
 
     add("big", "production", [("control", "1.0.0", 0.0), ("concise", "1.1.0", 0.02)], big_users)
     add("small", "staging", [("control", "1.0.0", 0.0), ("treatment", "1.1.0", 0.05)], 90)
     add("custom", "development", [("control", "1.0.0", 0.0), ("treatment", "1.1.0", 0.1)], 300)
+    cuped = [("control", "1.0.0", 0.0), ("treatment", "1.1.0", 0.03)]
+    add("cuped", "production", cuped, 1200, prefix="big", from_day=5.0)
     # events outside any experiment (figures and summaries count them)
     for i in range(200):
         rows.append(
@@ -305,6 +336,42 @@ def assert_results_agree(file: dict[str, Any], other: dict[str, Any], *, exact_b
         assert abs(b[path][1] - hi) <= 0.15 * width, (path, a[path], b[path])
 
 
+def _cli(capsys, world: World, config: Path | None, *args: str) -> Any:
+    head = ["--db", str(world.db)] + (["--config", str(config)] if config else [])
+    # --seed forces a fresh analysis (the stored results of a stopped experiment are frozen)
+    return cli_json(capsys, *head, "experiment", "results", *args, "--seed", "7")
+
+
+def assert_cuped_agrees(capsys, world: World, config: Path) -> None:
+    """CUPED (``cuped: {lookback_days: 5}``) on the source: the file's adjusted comparisons."""
+    exp_id = world.experiments["cuped"]
+    file = _cli(capsys, world, None, exp_id)
+    other = _cli(capsys, world, config, exp_id)
+    cuped = [c["cuped"] for m in file["metrics"] for c in m["comparisons"]]
+    assert cuped and all(c is not None and c["theta"] is not None for c in cuped)
+    assert all(0 < c["variance_reduction"] < 1 for c in cuped)
+    assert_results_agree(file, other, exact_bootstrap=file["bootstrap"]["unit"] == "user")
+
+
+def assert_segments_agree(capsys, world: World, config: Path, name: str) -> None:
+    """``--by dim_country`` on the source: the file's segments, each to 1e-9."""
+    args = [world.experiments[name], "--by", "dim_country"]
+    file = _cli(capsys, world, None, *args)
+    other = _cli(capsys, world, config, *args)
+    assert [s["value"] for s in file["segments"]] == ["DE", "FR", "US", None]
+    exact = all(s["bootstrap"]["unit"] == "user" for s in file["segments"])
+    assert_results_agree(file, other, exact_bootstrap=exact)
+    # the picker of the results view: the dimensions the experiment's events carry
+    from promptver.segments import dimensions
+
+    ws = Workspace.open(world.db, settings=Settings.load(config))
+    try:
+        exp = ws.experiments.get(world.experiments[name])
+        assert dimensions(ws, exp) == ["dim_country"]
+    finally:
+        ws.close()
+
+
 # ---- PostgreSQL ------------------------------------------------------------------------------
 
 
@@ -399,7 +466,7 @@ def load_postgres(dsn: str, world: World, table: str = "llm_events") -> None:
             " user_id text, experiment text, variant text, version text, environment text,"
             " latency_ms double precision, success boolean, error boolean,"
             " quality_score double precision, cost_usd double precision, tokens_in bigint,"
-            " tokens_out bigint, thumbs_up double precision)"
+            " tokens_out bigint, thumbs_up double precision, dim_country text)"
         )
         with conn.cursor().copy(
             f"COPY {table} ({', '.join(COLUMNS)}) FROM STDIN WITH (FORMAT csv, HEADER true)"

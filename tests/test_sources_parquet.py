@@ -22,8 +22,10 @@ from promptver.errors import ConfigError, SourceError
 from promptver.sources.external import ExternalSource
 from tests.sources_helpers import (
     T0,
+    assert_cuped_agrees,
     assert_results_agree,
     assert_same,
+    assert_segments_agree,
     build_world,
     cli_json,
     source_config,
@@ -61,6 +63,15 @@ def test_experiment_results_equal_the_files(capsys, world, parquet_cfg, name):
     lake = _results(capsys, world, exp_id, parquet_cfg)
     assert file["variants"][0]["users"] > 0
     assert_results_agree(file, lake, exact_bootstrap=file["bootstrap"]["unit"] == "user")
+
+
+def test_cuped_results_equal_the_files(capsys, world, parquet_cfg):
+    assert_cuped_agrees(capsys, world, parquet_cfg)
+
+
+@pytest.mark.parametrize("name", ["big", "small"])
+def test_segments_equal_the_files(capsys, world, parquet_cfg, name):
+    assert_segments_agree(capsys, world, parquet_cfg, name)
 
 
 def test_the_large_experiment_uses_hashed_buckets(capsys, world, parquet_cfg):
@@ -188,6 +199,22 @@ def test_renamed_columns(capsys, world, tmp_path):
     assert_same(_results(capsys, world, exp_id), _results(capsys, world, exp_id, cfg))
 
 
+def test_segments_read_the_source(capsys, world, tmp_path):
+    # the lake names the dimension otherwise: no event of the source carries dim_country (the
+    # file's events do, so a breakdown that read the file would succeed)
+    write_parquet(world, tmp_path / "nodim", {"dim_country": "country"})
+    cfg = source_config(tmp_path, {"source": "parquet", "path": str(tmp_path / "nodim")})
+    from promptver.cli import main
+
+    capsys.readouterr()
+    args = ["--db", str(world.db), "--config", str(cfg), "experiment", "results"]
+    code = main([*args, world.experiments["small"], "--by", "dim_country"])
+    assert code != 0
+    assert "no event of experiment 'small' in its window carries dim_country" in (
+        capsys.readouterr().err
+    )
+
+
 def _error(capsys, world, cfg) -> str:
     from promptver.cli import main
 
@@ -209,6 +236,31 @@ def _error(capsys, world, cfg) -> str:
     assert code == 1, err
     assert "Traceback" not in err
     return err
+
+
+def test_bandit_experiments_are_refused_naming_the_source(capsys, world, tmp_path, parquet_cfg):
+    # a bandit's period-weighted comparisons need each user's assignment period, which lives in
+    # the promptver file beside, not in, the source's events: refused rather than approximated
+    import json
+    import shutil
+
+    from promptver.cli import main
+
+    db = tmp_path / "bandit.duckdb"
+    shutil.copy(world.db, db)
+    ws = Workspace.open(db, settings=Settings())
+    with ws.db.transaction() as con:
+        con.execute(
+            "UPDATE experiments SET options = ? WHERE id = ?",
+            [json.dumps({"allocation": "bandit"}), world.experiments["small"]],
+        )
+    ws.close()
+    capsys.readouterr()
+    args = ["--db", str(db), "--config", str(parquet_cfg), "experiment", "results"]
+    code = main([*args, world.experiments["small"], "--seed", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "bandit experiments are analysed from the promptver file's events only" in err
 
 
 def test_missing_files_name_the_source(capsys, world, tmp_path):

@@ -12,8 +12,10 @@ from __future__ import annotations
 import pytest
 
 from tests.sources_helpers import (
+    assert_cuped_agrees,
     assert_results_agree,
     assert_same,
+    assert_segments_agree,
     build_world,
     cli_json,
     find_pg_bin,
@@ -65,6 +67,15 @@ def test_winsorised_latency_equals_the_files(capsys, world, pg_cfg):
     pg = cli_json(capsys, "--db", str(world.db), "--config", str(pg_cfg), *args)
     # percentile_cont is exact: the caps and the p95 points are the file's
     assert_results_agree(file, pg, exact_bootstrap=False)
+
+
+def test_cuped_results_equal_the_files(capsys, world, pg_cfg):
+    assert_cuped_agrees(capsys, world, pg_cfg)
+
+
+@pytest.mark.parametrize("name", ["big", "small"])
+def test_segments_equal_the_files(capsys, world, pg_cfg, name):
+    assert_segments_agree(capsys, world, pg_cfg, name)
 
 
 def test_summary_and_figures_equal_the_files(capsys, world, pg_cfg):
@@ -160,3 +171,53 @@ def test_trends_equal_the_files(world, pg_cfg):
     finally:
         base.close()
         ext.close()
+
+
+def test_p95_quantiles_and_histogram_share_one_statement(world, pg_cfg):
+    """The results of a large experiment take two statements on a server: the sums, then the
+    p95 quantiles with the histogram of the bootstrap (the histogram equals its own query's)."""
+    import numpy as np
+
+    from promptver import Settings, Workspace
+    from promptver.analysis import QUANTILE_BINS
+    from promptver.store import warehouse_stats as wstats
+    from promptver.store.stats import EventFilter, MetricColumn
+
+    assert wstats.HISTOGRAM_BINS == QUANTILE_BINS
+    ws = Workspace.open(world.db, settings=Settings.load(pg_cfg))
+    try:
+        engine = ws.source.engine
+        statements: list[str] = []
+        run = engine.run
+        engine.run = lambda sql, params: statements.append(sql) or run(sql, params)
+        exp = ws.experiments.get(world.experiments["big"])
+        ws.source.relation()
+        statements.clear()
+        ws.experiment_results(exp.id, seed=7)
+        assert len(statements) == 2, statements
+        flt = EventFilter(exp.id, tuple(v.name for v in exp.variants), *exp.window())
+        with ws.source.reader() as rd:
+            sums = rd.experiment_sums(
+                flt, [MetricColumn("latency_ms", "latency_ms")], buckets=2000, user_limit=2000
+            )
+            assert sums.unit_kind == "bucket"
+            qs = rd.variant_quantiles(flt, "latency_ms", [0.93, 0.95, 0.97])
+            aliases = rd._exp_aliases(exp.id)
+            assert qs == wstats.variant_quantiles(
+                rd.rel, flt, aliases, "latency_ms", [0.93, 0.95, 0.97]
+            )
+            windows = {v: (q[0], q[2]) for v, (_, q) in qs.items()}
+            before = len(statements)
+            got = rd.metric_histograms(flt, "latency_ms", windows, QUANTILE_BINS, "bucket", 2000)
+            assert len(statements) == before  # answered by the quantiles' statement
+            direct = wstats.metric_histograms(
+                rd.rel, flt, aliases, "latency_ms", windows, QUANTILE_BINS, "bucket", 2000
+            )
+        assert set(got) == set(direct) == {v.name for v in exp.variants}
+        for v in got:
+            a = sorted(zip(*(x.tolist() for x in got[v])))
+            b = sorted(zip(*(x.tolist() for x in direct[v])))
+            assert a == b and len(a) > 100
+            assert np.sum(got[v][2]) > 0
+    finally:
+        ws.close()

@@ -15,8 +15,10 @@ import shutil
 import pytest
 
 from tests.sources_helpers import (
+    assert_cuped_agrees,
     assert_results_agree,
     assert_same,
+    assert_segments_agree,
     build_world,
     cli_json,
     source_config,
@@ -56,6 +58,15 @@ def test_experiment_results_equal_the_files(capsys, world, spark_cfg, name):
     assert_results_agree(file, spark, exact_bootstrap=file["bootstrap"]["unit"] == "user")
 
 
+def test_cuped_results_equal_the_files(capsys, world, spark_cfg):
+    assert_cuped_agrees(capsys, world, spark_cfg)
+
+
+@pytest.mark.parametrize("name", ["big", "small"])
+def test_segments_equal_the_files(capsys, world, spark_cfg, name):
+    assert_segments_agree(capsys, world, spark_cfg, name)
+
+
 def test_summary_equals_the_files(capsys, world, spark_cfg):
     file = cli_json(capsys, "--db", str(world.db), "metrics", "summary")
     spark = cli_json(
@@ -93,3 +104,17 @@ def test_a_catalog_table_and_a_missing_one(capsys, world, tmp_path):
     assert code == 1 and "Traceback" not in err
     assert err.startswith("error: spark source table 'no_such_table' (local mode): table")
     assert "does not exist" in err
+
+
+def test_trends_equal_the_files(world, spark_cfg):
+    from promptver import Settings, Workspace
+    from tests.test_sources_parquet import _trend_parity
+
+    base = Workspace.open(world.db, settings=Settings())
+    ext = Workspace.open(world.db, settings=Settings.load(spark_cfg))
+    try:
+        # Spark hashes users into other clusters (xxhash64) than DuckDB
+        _trend_parity(base, ext, base.templates.row("qa-basic")["id"], same_clusters=False)
+    finally:
+        base.close()
+        ext.close()

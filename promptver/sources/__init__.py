@@ -6,7 +6,8 @@ reads (one snapshot where the engine has them); the reader answers the few quest
 analysis asks, always as aggregates:
 
 - per-variant sufficient statistics of an experiment (per-user reduction first, then per
-  variant or per hashed bucket of users) and the quantiles the p95 and winsorisation need;
+  variant or per hashed bucket of users; with CUPED's pre-period covariate; per segment value)
+  and the quantiles the p95 and winsorisation need;
 - performance figures per template / version / variant / environment over a window, and per
   time bucket;
 - the sums behind the trend lines and the before/after comparisons of deployments;
@@ -54,6 +55,20 @@ class EventReader(Protocol):
         user_limit: int,
         covariate: CovariateWindow | None = None,
     ) -> ExperimentSums: ...
+
+    def segment_sums(
+        self,
+        flt: EventFilter,
+        columns: list[MetricColumn],
+        by: str,
+        *,
+        buckets: int,
+        user_limit: int,
+        covariate: CovariateWindow | None = None,
+        max_values: int | None = None,
+    ) -> tuple[int, dict[str | None, ExperimentSums]]: ...
+
+    def dimension_names(self, experiment_id: str) -> list[str]: ...
 
     def pooled_quantiles(
         self, flt: EventFilter, metrics: list[str], q: float

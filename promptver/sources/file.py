@@ -53,6 +53,35 @@ class FileReader:
             self.con, flt, columns, buckets=buckets, user_limit=user_limit, covariate=covariate
         )
 
+    def segment_sums(
+        self,
+        flt: EventFilter,
+        columns: list[MetricColumn],
+        by: str,
+        *,
+        buckets: int,
+        user_limit: int,
+        covariate: CovariateWindow | None = None,
+        max_values: int | None = None,
+    ) -> tuple[int, dict[str | None, ExperimentSums]]:
+        from promptver.store import stats as stats_sql
+
+        return stats_sql.segment_sums(
+            self.con,
+            flt,
+            columns,
+            by,
+            buckets=buckets,
+            user_limit=user_limit,
+            covariate=covariate,
+            max_values=max_values,
+        )
+
+    def dimension_names(self, experiment_id: str) -> list[str]:
+        from promptver.store import stats as stats_sql
+
+        return stats_sql.dimension_names(self.con, experiment_id)
+
     def pooled_quantiles(
         self, flt: EventFilter, metrics: list[str], q: float
     ) -> dict[str, float | None]:

@@ -139,8 +139,19 @@ class Relation:
                 proj.append(f"CAST({q} AS DOUBLE) AS {inner}")
         #: custom metric name → its name inside the queries
         self.custom: dict[str, str] = {}
+        #: segment dimension (``dim_*``, as the file names it) → its name inside the queries
+        self.dims: dict[str, str] = {}
         for name, t in cols:
-            if name in used or name in parts or name.lower().startswith("dim_"):
+            if name in used:
+                continue
+            if name.lower().startswith("dim_"):  # a hive partition may be one too
+                alias = f"d_{len(self.dims)}"
+                self.dims[name.lower()] = alias
+                q = quote_ident(name)
+                text = kind_of(t) == "text"
+                proj.append(f"{q} AS {alias}" if text else f"CAST({q} AS VARCHAR) AS {alias}")
+                continue
+            if name in parts:
                 continue
             if kind_of(t) == "number":
                 alias = f"c_{len(self.custom)}"

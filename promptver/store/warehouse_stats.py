@@ -13,16 +13,20 @@ An experiment's events are those whose ``experiment`` column holds its id or its
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from promptver.stats import ArmUnits
+from promptver.stats_more import CovariateSums
 from promptver.store.stats import (
+    CovariateWindow,
     EventFilter,
     ExperimentSums,
     MetricColumn,
     UnitKind,
+    _col,
     _names,
     _units_from,
     arm_sums,
@@ -35,6 +39,20 @@ def _where(flt: EventFilter, aliases: list[str], params: dict[str, Any], *, vari
     if variants:
         sql += f" AND variant IN {in_list('fv', list(flt.variants), params)}"
     return sql
+
+
+def _segment_where(rel: Relation, flt: EventFilter, params: dict[str, Any]) -> str:
+    """The condition of ``flt.segment`` (``dim`` = value, or NULL: the events without it)."""
+    if flt.segment is None:
+        return ""
+    dim, value = flt.segment
+    col = rel.dims.get(dim)
+    if col is None:  # the source has no such column: every event lacks the dimension
+        return "" if value is None else " AND FALSE"
+    if value is None:
+        return f" AND {col} IS NULL"
+    params["seg_value"] = value
+    return f" AND {col} = $seg_value"
 
 
 def _select_metrics(rel: Relation, columns: list[MetricColumn], params: dict[str, Any]):
@@ -74,10 +92,72 @@ def experiment_sums(
     *,
     buckets: int = 2000,
     user_limit: int = 2000,
+    covariate: CovariateWindow | None = None,
+    cov_templates: list[str] | None = None,
 ) -> ExperimentSums:
-    """Per-variant sufficient statistics and bootstrap units (see the module's docstring)."""
+    """Per-variant sufficient statistics and bootstrap units (see the module's docstring);
+    with ``covariate``, CUPED's sums too (``cov_templates``: the names the source may give the
+    covariate window's template)."""
+    res = _sums_query(rel, flt, aliases, columns, buckets, covariate, cov_templates, None)
+    return _assemble(rel, flt, aliases, columns, res, None, user_limit, covariate is not None)
+
+
+def segment_sums(
+    rel: Relation,
+    flt: EventFilter,
+    aliases: list[str],
+    columns: list[MetricColumn],
+    by: str,
+    *,
+    buckets: int = 2000,
+    user_limit: int = 2000,
+    covariate: CovariateWindow | None = None,
+    cov_templates: list[str] | None = None,
+    max_values: int | None = None,
+) -> tuple[int, dict[str | None, ExperimentSums]]:
+    """:func:`experiment_sums` for each value of the dimension ``by`` in one query, as the
+    file's ``segment_sums`` (the number of non-null values, and the sums per value — empty when
+    there are more than ``max_values``; ``None`` holds the events without the dimension)."""
+    res = _sums_query(rel, flt, aliases, columns, buckets, covariate, cov_templates, by)
+    segs = _names(res["seg"])
+    values = sorted({v for v in segs if v is not None})
+    if max_values is not None and len(values) > max_values:
+        return len(values), {}
+    out: dict[str | None, ExperimentSums] = {}
+    for value in values + ([None] if any(v is None for v in segs) else []):
+        mask = np.asarray([v == value for v in segs], dtype=bool)
+        sub = replace(flt, segment=(by, value))
+        out[value] = _assemble(
+            rel, sub, aliases, columns, res, mask, user_limit, covariate is not None
+        )
+    return len(values), out
+
+
+def dimension_names(rel: Relation, aliases: list[str]) -> list[str]:
+    """The segment dimensions (``dim_*`` columns) that the experiment's events carry, sorted."""
+    if not rel.dims:
+        return []
+    params: dict[str, Any] = {}
+    where = window_where(params, experiment=aliases)
+    dims = sorted(rel.dims)
+    counts = ", ".join(f"count({rel.dims[d]}) AS n{i}" for i, d in enumerate(dims))
+    _, rows = rel.run(f"SELECT {counts} FROM {{EV}} AS ev WHERE {where}", params)
+    return [d for d, n in zip(dims, rows[0] if rows else ()) if n]
+
+
+def _sums_query(
+    rel: Relation,
+    flt: EventFilter,
+    aliases: list[str],
+    columns: list[MetricColumn],
+    buckets: int,
+    covariate: CovariateWindow | None,
+    cov_templates: list[str] | None,
+    by: str | None,
+) -> dict[str, Any]:
+    """The rows of the results query as arrays: per (segment,) variant and hashed bucket."""
     params: dict[str, Any] = {"buckets": int(buckets)}
-    where = _where(flt, aliases, params, variants=False)
+    where = _where(flt, aliases, params, variants=False) + _segment_where(rel, flt, params)
     inner, agg = _select_metrics(rel, columns, params)
     outer = ", ".join(
         f"count(*) FILTER (WHERE y{i} > 0) AS n{i}, sum(x{i}) AS sx{i}, sum(x{i} * x{i}) AS sxx{i},"
@@ -86,26 +166,108 @@ def experiment_sums(
         for i in range(len(columns))
     )
     comma = ", " if columns else ""
+    # segments: the dimension's value joins the groupings (a user with events in two segments
+    # counts in both, with the events of each), as in the file's query
+    seg_in, seg = "", ""
+    if by is not None:
+        col = rel.dims.get(by, "CAST(NULL AS VARCHAR)")
+        seg_in, seg = f"{col} AS seg, ", "seg, "
+    source, with_pre, cov_outer = "u", "", ""
+    if covariate is not None and columns:
+        with_pre, cov_outer = _covariate_sql(rel, columns, inner, covariate, cov_templates, params)
+        source = "uc"
     sql = f"""
         WITH u AS (
-            SELECT variant, user_id, count(*) AS ev_n{comma}{agg}
-            FROM (SELECT variant, user_id{comma}{inner} FROM {{EV}} AS ev WHERE {where}) AS s
-            GROUP BY variant, user_id
-        )
-        SELECT variant, PV_BUCKET(user_id, $buckets) AS unit, count(*) AS users,
-               sum(ev_n) AS events{comma}{outer}
-        FROM u
-        GROUP BY 1, 2
+            SELECT {seg}variant, user_id, count(*) AS ev_n{comma}{agg}
+            FROM (SELECT {seg_in}variant, user_id{comma}{inner}
+                  FROM {{EV}} AS ev WHERE {where}) AS s
+            GROUP BY {seg}variant, user_id
+        ){with_pre}
+        SELECT {seg}variant, PV_BUCKET(user_id, $buckets) AS unit, count(*) AS users,
+               sum(ev_n) AS events{comma}{outer}{cov_outer}
+        FROM {source}
+        GROUP BY {"1, 2, 3" if by is not None else "1, 2"}
     """
     names, rows = rel.run(sql, params)
-    rows.sort(key=lambda r: ("" if r[0] is None else str(r[0]), int(r[1])))
-    res = _arrays(names, rows, {"variant", "unit"})
-    res["unit"] = np.asarray([int(r[1]) for r in rows], dtype=np.uint64)
-    variants = list(flt.variants)
-    everything = np.ones(len(rows), dtype=bool)
-    users, events, stats, sel_of, unknown_events, unknown = arm_sums(
-        res, variants, columns, everything
+    k = 1 if by is not None else 0
+    rows.sort(
+        key=lambda r: (
+            tuple("" if r[j] is None else str(r[j]) for j in range(k + 1)),
+            int(r[k + 1]),
+        )
     )
+    text = {"variant", "unit"} | ({"seg"} if by is not None else set())
+    res = _arrays(names, rows, text)
+    res["unit"] = np.asarray([int(r[k + 1]) for r in rows], dtype=np.uint64)
+    return res
+
+
+def _covariate_sql(
+    rel: Relation,
+    columns: list[MetricColumn],
+    inner: str,
+    cov: CovariateWindow,
+    cov_templates: list[str] | None,
+    params: dict[str, Any],
+) -> tuple[str, str]:
+    """CUPED's CTEs and sums, as the file's ``store.stats._covariate_sql``: each user's mean of
+    each (capped) metric over the template's events in ``[start, end)`` (0 without any), joined
+    to the users; the covariate sums over the users that count for each metric."""
+    n = len(columns)
+    pre_agg = ", ".join(f"avg(m{i}) AS c{i}, count(m{i}) AS h{i}" for i in range(n))
+    joined = ", ".join(
+        f"coalesce(pre.c{i}, 0.0) AS c{i}, coalesce(pre.h{i}, 0) AS h{i}" for i in range(n)
+    )
+    tpl = in_list("cov_tpl", cov_templates or [cov.template_id], params)
+    params["cov_start"], params["cov_end"] = cov.start, cov.end
+    with_pre = f""",
+        pre AS (
+            SELECT user_id, {pre_agg}
+            FROM (SELECT user_id, {inner} FROM {{EV}} AS ev
+                  WHERE template IN {tpl} AND ts >= $cov_start AND ts < $cov_end) AS p
+            GROUP BY user_id
+        ),
+        uc AS (SELECT u.*, {joined} FROM u LEFT JOIN pre ON pre.user_id = u.user_id)"""
+    outer = "".join(
+        f", sum(c{i}) FILTER (WHERE y{i} > 0) AS sc{i},"
+        f" sum(c{i} * c{i}) FILTER (WHERE y{i} > 0) AS scc{i},"
+        f" sum(x{i} * c{i}) AS sxc{i}, sum(y{i} * c{i}) AS syc{i},"
+        f" count(*) FILTER (WHERE y{i} > 0 AND h{i} > 0) AS sh{i}"
+        for i in range(n)
+    )
+    return with_pre, outer
+
+
+def _assemble(
+    rel: Relation,
+    flt: EventFilter,
+    aliases: list[str],
+    columns: list[MetricColumn],
+    res: dict[str, Any],
+    mask: np.ndarray | None,
+    user_limit: int,
+    with_covariate: bool,
+) -> ExperimentSums:
+    """The sums of the rows of ``res`` selected by ``mask`` (all rows when None)."""
+    variants = list(flt.variants)
+    if mask is None:
+        mask = np.ones(len(res["unit"]), dtype=bool)
+    users, events, stats, sel_of, unknown_events, unknown = arm_sums(res, variants, columns, mask)
+    covariates = None
+    if with_covariate and columns:
+        covariates = {
+            col.key: {
+                v: CovariateSums(
+                    sum_c=float(_col(res, f"sc{i}", sel).sum()),
+                    sum_c2=float(_col(res, f"scc{i}", sel).sum()),
+                    sum_xc=float(_col(res, f"sxc{i}", sel).sum()),
+                    sum_yc=float(_col(res, f"syc{i}", sel).sum()),
+                    with_history=int(_col(res, f"sh{i}", sel).sum()),
+                )
+                for v, sel in sel_of.items()
+            }
+            for i, col in enumerate(columns)
+        }
     if max(users.values(), default=0) <= user_limit:
         unit_keys, units = _user_units(rel, flt, aliases, columns, variants)
         kind: UnitKind = "user"
@@ -116,7 +278,16 @@ def experiment_sums(
             unit_keys[v] = res["unit"][sel]
             units[v] = _units_from(res, sel, len(columns))
     return ExperimentSums(
-        users, events, stats, units, unit_keys, kind, list(columns), unknown_events, unknown
+        users,
+        events,
+        stats,
+        units,
+        unit_keys,
+        kind,
+        list(columns),
+        unknown_events,
+        unknown,
+        covariates,
     )
 
 
@@ -129,7 +300,7 @@ def _user_units(
 ) -> tuple[dict[str, np.ndarray], dict[str, ArmUnits]]:
     """One row per user (small experiments), in the file's order (variant, user)."""
     params: dict[str, Any] = {}
-    where = _where(flt, aliases, params, variants=False)
+    where = _where(flt, aliases, params, variants=False) + _segment_where(rel, flt, params)
     inner, agg = _select_metrics(rel, columns, params)
     comma = ", " if columns else ""
     sql = f"""
@@ -274,6 +445,135 @@ def metric_histograms(
     bins_arr = np.asarray([int(r[2]) for r in rows], dtype=np.int64)
     counts = np.asarray([float(r[3]) for r in rows], dtype=float)
     return {v: (unit_arr[var == v], bins_arr[var == v], counts[var == v]) for v in names_w}
+
+
+#: the bins of the p95 histogram the analysis asks for (``promptver.analysis.QUANTILE_BINS``):
+#: :func:`quantiles_with_histograms` bins with it ahead of the question (a test keeps both equal;
+#: a different value only costs the histogram its own query)
+HISTOGRAM_BINS = 128
+
+
+def quantiles_with_histograms(
+    rel: Relation,
+    flt: EventFilter,
+    aliases: list[str],
+    metric: str,
+    levels: list[float],
+    bins: int,
+    kind: UnitKind,
+    buckets: int,
+) -> tuple[
+    dict[str, tuple[int, list[float]]],
+    dict[str, tuple[float, float]],
+    dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
+]:
+    """:func:`variant_quantiles` at ``levels`` (for the configured variants with values) and, in
+    the same statement (one round trip, one Spark action instead of two),
+    :func:`metric_histograms` over each variant's window between its first and last quantile
+    (variants whose window is one value have none).
+
+    Returns:
+        The quantiles, the windows the histograms used, and the histograms.
+    """
+    params: dict[str, Any] = {"bins": int(bins)}
+    if kind == "bucket":
+        params["buckets"] = int(buckets)
+    where = _where(flt, aliases, params, variants=False)
+    variants = list(flt.variants)
+    in_list("cv", variants, params)
+    for j, level in enumerate(levels):
+        params[f"l{j}"] = float(level)
+    expr = rel.metric(metric)
+    # the events are read twice in the one statement (once for the quantiles, once binned
+    # against them): each engine plans that as it likes, rather than materialising them
+    events = f"(SELECT variant, user_id, {expr} AS v FROM {{EV}} AS ev WHERE {where})"
+    unit = _unit(kind).replace("user_id", "e.user_id")
+    last = len(levels) - 1
+    # per configured variant i and level j: n{i} values, quantile q{i}_{j}
+    qcols = [
+        f"n{i}" if j < 0 else f"q{i}_{j}" for i in range(len(variants)) for j in range(-1, last + 1)
+    ]
+    if rel.engine.dialect == "postgres":
+        # one aggregate per variant (PostgreSQL runs them in parallel; a GROUP BY would sort
+        # every event by variant before each percentile_cont sorts its values again), then one
+        # row of them all; the CTE is computed once
+        per_variant = " UNION ALL ".join(
+            f"SELECT {i} AS k, count(v) AS n, "
+            + ", ".join(f"quantile_cont(v, $l{j}) AS q{j}" for j in range(last + 1))
+            + f" FROM {events} AS e WHERE e.variant = $cv{i}"
+            for i in range(len(variants))
+        )
+        one_row = ", ".join(
+            f"max(n) FILTER (WHERE k = {i}) AS n{i}, "
+            + ", ".join(f"max(q{j}) FILTER (WHERE k = {i}) AS q{i}_{j}" for j in range(last + 1))
+            for i in range(len(variants))
+        )
+        qs = f"SELECT {one_row} FROM ({per_variant}) AS pv"
+    else:
+        # one row: a single reference to it, so that Spark computes the percentiles once and
+        # broadcasts the row to the events (a join on variant would shuffle every event)
+        qs = (
+            "SELECT "
+            + ", ".join(
+                f"count(v) FILTER (WHERE variant = $cv{i}) AS n{i}, "
+                + ", ".join(
+                    f"quantile_cont(v, $l{j}) FILTER (WHERE variant = $cv{i}) AS q{i}_{j}"
+                    for j in range(last + 1)
+                )
+                for i in range(len(variants))
+            )
+            + f" FROM {events} AS e"
+        )
+    lo = " ".join(f"WHEN $cv{i} THEN qs.q{i}_0" for i in range(len(variants)))
+    hi = " ".join(f"WHEN $cv{i} THEN qs.q{i}_{last}" for i in range(len(variants)))
+    # every variant with values has events at or above its lowest quantile: the rows carry the
+    # quantiles of all variants (a flat window's rows are binned into 0 and dropped below)
+    sql = f"""
+        WITH qs AS ({qs})
+        SELECT variant, CAST(unit AS VARCHAR) AS unit, bin, CAST(count(*) AS DOUBLE) AS cnt,
+               {", ".join(qcols)}
+        FROM (
+            SELECT w.*,
+                   CASE WHEN w.hi <= w.lo THEN 0
+                        WHEN w.v >= w.hi THEN $bins
+                        ELSE least($bins - 1,
+                                   CAST(floor((w.v - w.lo) / (w.hi - w.lo) * $bins) AS INTEGER))
+                   END AS bin
+            FROM (
+                SELECT e.variant, {unit} AS unit, e.v, qs.*,
+                       CASE e.variant {lo} END AS lo, CASE e.variant {hi} END AS hi
+                FROM {events} AS e CROSS JOIN qs
+            ) AS w
+            WHERE w.v >= w.lo
+        ) AS b
+        GROUP BY variant, unit, bin, {", ".join(qcols)}
+    """
+    _, rows = rel.run(sql, params)
+    quantiles: dict[str, tuple[int, list[float]]] = {}
+    if rows:
+        head = rows[0][4:]
+        width = last + 2
+        for i, v in enumerate(variants):
+            n, *qv = head[i * width : (i + 1) * width]
+            if n:
+                quantiles[v] = (int(n), [float(x) for x in qv if x is not None])
+    windows = {
+        v: (qv[0], qv[-1])
+        for v, (n, qv) in quantiles.items()
+        if len(qv) == len(levels) and qv[-1] > qv[0]
+    }
+    hist = [r for r in rows if r[0] in windows]
+    var = np.asarray([r[0] for r in hist], dtype=object)
+    units = [r[1] for r in hist]
+    unit_arr = (
+        np.asarray([int(u) for u in units], dtype=np.uint64)
+        if kind == "bucket"
+        else np.asarray(units, dtype=object)
+    )
+    bins_arr = np.asarray([int(r[2]) for r in hist], dtype=np.int64)
+    counts = np.asarray([float(r[3]) for r in hist], dtype=float)
+    hists = {v: (unit_arr[var == v], bins_arr[var == v], counts[var == v]) for v in windows}
+    return quantiles, windows, hists
 
 
 def events_fingerprint(rel: Relation, aliases: list[str]) -> tuple[Any, ...]:
