@@ -129,9 +129,21 @@ def best(fn, repeat: int = 3) -> float:
     return min(times)
 
 
-def child_parquet(n: int, which: str) -> dict:
-    """One size, one side (``baseline`` or ``promptver``) in this process: best of three, and
-    this process's peak RSS (so that promptver's footprint is its own)."""
+def peak_rss_mib() -> float:
+    """This process' peak resident memory so far (VmHWM; ru_maxrss where /proc has none)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_parquet(n: int, which: str, runs: int) -> dict:
+    """One size, one side (``baseline`` or ``promptver``) in this process: ``runs`` analyses
+    one after the other, the best time, and this process' peak RSS after each (so that
+    promptver's footprint is its own, and growth from one analysis to the next shows)."""
     import duckdb
 
     from promptver import Settings, Workspace
@@ -160,9 +172,13 @@ def child_parquet(n: int, which: str) -> dict:
         def run() -> None:
             ws.experiment_results(exp, resamples=2000, seed=1)
 
-    seconds = best(run, 3)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "rss_mib": rss}
+    times, peaks = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+        peaks.append(peak_rss_mib())
+    return {"seconds": min(times), "peaks": peaks}
 
 
 BASELINE_SQL = (
@@ -232,35 +248,54 @@ def engine_side(kind: str, n: int) -> tuple[float, float]:
     return ours, base
 
 
+#: issue 18: promptver's peak RSS over an analysis (and over repeated ones)
+RSS_TARGET_MIB = 1536
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1e6,5e6")
+    ap.add_argument("--runs", type=int, default=3, help="analyses in one process (best time)")
     ap.add_argument("--child", type=float)
     ap.add_argument("--side")
     ap.add_argument("--postgres", type=float, help="also PostgreSQL on N events")
     ap.add_argument("--spark", type=float, help="also Spark local mode on N events")
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child_parquet(int(args.child), args.side)))
+        print(json.dumps(child_parquet(int(args.child), args.side, args.runs)))
         return
     CACHE.mkdir(parents=True, exist_ok=True)
-    print(f"{'events':>12} {'bare GROUP BY':>14} {'promptver':>10} {'ratio':>6} {'peak RSS':>9}")
-    for size in args.sizes.split(","):
+    after = " ".join(f"{'after ' + str(i + 1):>9}" for i in range(args.runs))
+    print(f"{'events':>12} {'bare GROUP BY':>14} {'promptver':>10} {'ratio':>6}   peak RSS {after}")
+    peaks: dict[int, float] = {}
+    for size in filter(None, args.sizes.split(",")):
         n = int(float(size))
         generate(n)
         got = {}
         for side in ("baseline", "promptver"):
             out = subprocess.run(
-                [sys.executable, __file__, "--child", str(n), "--side", side],
+                [sys.executable, __file__, "--child", str(n), "--side", side]
+                + ["--runs", str(args.runs)],
                 capture_output=True,
                 text=True,
                 check=True,
             )
             got[side] = json.loads(out.stdout.strip().splitlines()[-1])
         base, ours = got["baseline"]["seconds"], got["promptver"]["seconds"]
+        series = got["promptver"]["peaks"]
+        peaks[n] = max(series)
         print(
-            f"{n:>12,} {base:>13.2f}s {ours:>9.2f}s {ours / base:>5.1f}x"
-            f" {got['promptver']['rss_mib']:>6.0f} MiB"
+            f"{n:>12,} {base:>13.2f}s {ours:>9.2f}s {ours / base:>5.1f}x  "
+            + " ".join(f"{p:>5.0f} MiB" for p in series),
+            flush=True,
+        )
+    if peaks:
+        top, low = max(peaks.values()), min(peaks.values())
+        side = " / ".join(f"{n / 1e6:g}M {p:.0f} MiB" for n, p in peaks.items())
+        verdict = "met" if top <= RSS_TARGET_MIB else "MISSED"
+        print(
+            f"peak RSS (over {args.runs} analyses in one process): {side}; target"
+            f" <= {RSS_TARGET_MIB} MiB and flat: {verdict}, largest/smallest {top / low:.2f}"
         )
     for kind in ("postgres", "spark"):
         n = getattr(args, kind)

@@ -56,6 +56,9 @@ class Engine(ABC):
 
     dialect = "duckdb"
     label = "source"
+    #: the per-user reduction runs in passes over the users that keep its hash table under
+    #: this (engines in this process); None: the engine manages its own memory (a server)
+    user_pass_bytes: int | None = None
 
     def relation(self) -> str:
         """The events relation as SQL in the DuckDB dialect (a quoted name)."""
@@ -80,6 +83,9 @@ class ParquetEngine(Engine):
     """Parquet files through an in-memory DuckDB (``events.path``: a file, directory or glob)."""
 
     dialect = "duckdb"
+    #: the per-user hash table of a pass (``Relation.run_by_users``): 50M events of 6M users
+    #: run in four passes of ~1.6M users
+    user_pass_bytes = 256 << 20
 
     def __init__(self, path: str) -> None:
         self.path = path
