@@ -154,3 +154,32 @@ def test_the_parquet_connection_bounds_its_memory(tmp_path):
         assert ParquetEngine.user_pass_bytes and ParquetEngine.user_pass_bytes <= 512 << 20
     finally:
         rel.engine.close()
+
+
+def test_a_second_analysis_counts_users_from_the_first(monkeypatch, world, parquet_cfg):
+    """The first reduction estimates the users (approx_count_distinct); the next one of the
+    same events scales the exact count the first returned by the events, a plain count."""
+    from promptver import Settings, Workspace
+
+    sqls: list[str] = []
+    run = Relation.run
+
+    def spy(self, sql, params):
+        sqls.append(sql)
+        return run(self, sql, params)
+
+    monkeypatch.setattr(Relation, "run", spy)
+    ws = Workspace.open(world.db, settings=Settings.load(parquet_cfg))
+    try:
+        exp_id = world.experiments["big"]
+        first = ws.experiment_results(exp_id, seed=3).model_dump()
+        assert sum("approx_count_distinct" in s for s in sqls) == 1
+        rel = ws.source.relation()
+        ((events, users),) = rel._users.values()
+        assert users == sum(v["users"] for v in first["variants"])
+        second = ws.experiment_results(exp_id, seed=3).model_dump()
+        assert sum("ev_n" in s for s in sqls) == 2  # the reduction ran again
+        assert sum("approx_count_distinct" in s for s in sqls) == 1
+    finally:
+        ws.close()
+    assert second["variants"] == first["variants"]

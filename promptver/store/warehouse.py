@@ -149,6 +149,8 @@ class Relation:
                 proj.append(f"CAST({quote_ident(name)} AS DOUBLE) AS {alias}")
         self.events = f"(SELECT {', '.join(proj)} FROM {engine.relation()})"
         self._cache: dict[str, str] = {}
+        #: per-user reductions: (where, parameters) → [events, users] of the last one
+        self._users: dict[tuple[str, str], list[int]] = {}
         self._lock = threading.Lock()
 
     # -- queries ------------------------------------------------------------------------------
@@ -189,29 +191,52 @@ class Relation:
         Pass ``k`` of ``K`` reads the users whose bucket is ``k`` modulo ``K``: every output row
         (one bucket) comes from exactly one pass, so the rows of the passes together are the
         rows of one pass over everything. How many users there are is estimated first
-        (``approx_count_distinct`` over ``where``, constant memory). Engines that run elsewhere
+        (:meth:`_users_estimate`, constant memory). Engines that run elsewhere
         (``user_pass_bytes`` None: PostgreSQL, Spark) run ``sql`` once."""
         budget = self.engine.user_pass_bytes
-        passes = 1
-        if budget:
-            _, est = self.run(
-                f"SELECT approx_count_distinct(user_id) AS users FROM {{EV}} AS ev WHERE {where}",
-                _named_in(where, params),
-            )
-            users = int(est[0][0] or 0) if est else 0
-            passes = max(1, math.ceil(users * user_row_bytes(metrics) / budget))
-        if passes == 1:
+        if not budget:
             return self.run(sql, params)
-        sliced = sql.replace(
-            "{EV}",
-            "(SELECT * FROM {EV} AS sl WHERE PV_BUCKET(user_id, $buckets) % $pv_passes = $pv_pass)",
-        )
-        names: list[str] = []
-        out: list[tuple[Any, ...]] = []
-        for k in range(passes):
-            names, rows = self.run(sliced, {**params, "pv_passes": passes, "pv_pass": k})
-            out.extend(rows)
+        key = (where, repr(sorted(_named_in(where, params).items())))
+        users = self._users_estimate(key, where, _named_in(where, params))
+        passes = max(1, math.ceil(users * user_row_bytes(metrics) / budget))
+        if passes == 1:
+            names, out = self.run(sql, params)
+        else:
+            sliced = sql.replace(
+                "{EV}",
+                "(SELECT * FROM {EV} AS sl"
+                " WHERE PV_BUCKET(user_id, $buckets) % $pv_passes = $pv_pass)",
+            )
+            out = []
+            for k in range(passes):
+                names, rows = self.run(sliced, {**params, "pv_passes": passes, "pv_pass": k})
+                out.extend(rows)
+        if "users" in names:  # the exact count, for the next analysis of these events
+            j = names.index("users")
+            with self._lock:
+                self._users[key][1] = sum(int(r[j] or 0) for r in out)
         return names, out
+
+    def _users_estimate(self, key: tuple[str, str], where: str, params: dict[str, Any]) -> int:
+        """Users of the events under ``where``: ``approx_count_distinct`` (a scan of the user
+        ids, constant memory) the first time; afterwards the exact count the last reduction
+        returned, scaled by how much the events have grown since (a count, far cheaper)."""
+        with self._lock:
+            known = self._users.get(key)
+        if known is None:
+            _, rows = self.run(
+                f"SELECT count(*) AS n, approx_count_distinct(user_id) AS users"
+                f" FROM {{EV}} AS ev WHERE {where}",
+                params,
+            )
+            events, users = (int(rows[0][0] or 0), int(rows[0][1] or 0)) if rows else (0, 0)
+        else:
+            _, rows = self.run(f"SELECT count(*) AS n FROM {{EV}} AS ev WHERE {where}", params)
+            events = int(rows[0][0] or 0) if rows else 0
+            users = math.ceil(known[1] * max(1.0, events / max(1, known[0])))
+        with self._lock:
+            self._users[key] = [events, users]
+        return users
 
     def quantile_rows(
         self, value: str, where: str, params: dict[str, Any], levels: Sequence[float]
