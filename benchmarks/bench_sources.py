@@ -1,7 +1,8 @@
 """Experiment results from hive-partitioned Parquet beside a bare DuckDB per-user GROUP BY.
 
-Run: ``python benchmarks/bench_sources.py [--sizes 5e6,20e6,50e6] [--postgres 2e6] [--spark 5e6]``
-(``--postgres`` starts a throwaway server as the tests do: run it from the checkout's root)
+Run: ``python benchmarks/bench_sources.py [--sizes 5e6,20e6,50e6] [--runs 3] [--pass-mib 256]
+[--postgres 2e6] [--spark 5e6]`` (``--postgres`` starts a throwaway server as the tests do: run
+it from the checkout's root; ``--pass-mib`` overrides ParquetEngine.user_pass_bytes)
 
 Targets (issue 18): with events as hive-partitioned Parquet (generated once, cached under
 ``/tmp/pv-bench-sources``), ``experiment results`` ≤ 3× a bare DuckDB per-user GROUP BY over the
@@ -10,16 +11,27 @@ events grow. ``--postgres N``/``--spark N`` time the results on PostgreSQL (a th
 as the tests start it) and Spark local mode beside the same per-user aggregation written
 directly for that engine (≤ 1.5×).
 
-Each size and side runs in a fresh child process (so that promptver's peak RSS is its own), best
-of three, on the same files and the same window, one after the other in one run.
+Each size and side runs in a fresh child process (so that promptver's peak RSS is its own):
+``--runs`` analyses one after the other in that process, the best time, and the process' peak
+RSS (VmHWM) after each analysis, so that memory kept from one analysis to the next shows.
 
-Last run, ``--sizes 5e6,20e6,50e6`` (2 cores shared with other jobs, load average 10–14, so
-the timings are noisy):
+Last run, ``--sizes 5e6,20e6,50e6`` (2 cores shared with other jobs, load average 5–9: the
+timings are noisy, the memory is not):
 
-          events  bare GROUP BY  promptver  ratio  peak RSS
-       5,000,000          1.35s      3.78s   2.8x    483 MiB
-      20,000,000          6.90s      9.99s   1.4x    812 MiB
-      50,000,000         21.73s     39.56s   1.8x   3681 MiB
+          events  bare GROUP BY  promptver  ratio   peak RSS   after 1   after 2   after 3
+       5,000,000          0.65s      1.75s   2.7x    399 MiB   442 MiB   449 MiB
+      20,000,000          2.37s     12.72s   5.4x    480 MiB   506 MiB   506 MiB
+      50,000,000         26.10s     36.41s   1.4x    513 MiB   559 MiB   573 MiB
+    peak RSS (over 3 analyses in one process): 5M 449 MiB / 20M 506 MiB / 50M 573 MiB;
+    target <= 1536 MiB and flat: met, largest/smallest 1.28
+
+Before (one pass, quantile_cont, the same machine): 483 / 812 / 1,217 MiB for one analysis,
+3.6 GiB over three at 50M. The memory is flat because the per-user reduction runs in passes of
+at most ~256 MiB of hash table (1 / 2 / 4 passes here) and the p95 quantiles refine histograms.
+The passes cost time: on a quiet machine (load < 1) ``--sizes 20e6`` gave 0.92 s bare, 7.36 s
+promptver (8.0x; main before this change 3.76 s, 3.7x, 809 MiB); ``--pass-mib 512`` (one
+pass at 20M, two at 50M) 6.89 s and 660 MiB. The time target is not met at 20M on a quiet
+machine, before or after; see the report.
 
 ``--sizes "" --postgres 2e6`` (engines only), load average about 1–3: PostgreSQL, promptver
 4.49 s, the aggregation written directly 2.07 s (2.2x; the code before the p95 statement was
@@ -30,10 +42,6 @@ quantiles and their histogram (the quantile levels depend on the sums, so they c
 first statement) — and the exact percentiles sort every latency value. The sums statement alone
 is about 1.3x the baseline on PostgreSQL (wider per-user rows, the bucket hash). PostgreSQL's
 default work_mem (4 MB) makes both sides sort on disk; with 64 MB both ran about 2.5x faster.
-
-The Parquet time target holds; the memory one does not at 50M: one analysis alone peaks at 1.2 GiB
-(measured separately), but three in a row reached 3.6 GiB, and the exact percentiles keep every
-latency value of an arm in memory, so the footprint grows with the events (see the report).
 """
 
 from __future__ import annotations
@@ -133,9 +141,21 @@ def best(fn, repeat: int = 3) -> float:
     return min(times)
 
 
-def child_parquet(n: int, which: str) -> dict:
-    """One size, one side (``baseline`` or ``promptver``) in this process: best of three, and
-    this process's peak RSS (so that promptver's footprint is its own)."""
+def peak_rss_mib() -> float:
+    """This process' peak resident memory so far (VmHWM; ru_maxrss where /proc has none)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_parquet(n: int, which: str, runs: int) -> dict:
+    """One size, one side (``baseline`` or ``promptver``) in this process: ``runs`` analyses
+    one after the other, the best time, and this process' peak RSS after each (so that
+    promptver's footprint is its own, and growth from one analysis to the next shows)."""
     import duckdb
 
     from promptver import Settings, Workspace
@@ -164,9 +184,13 @@ def child_parquet(n: int, which: str) -> dict:
         def run() -> None:
             ws.experiment_results(exp, resamples=2000, seed=1)
 
-    seconds = best(run, 3)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"seconds": seconds, "rss_mib": rss}
+    times, peaks = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+        peaks.append(peak_rss_mib())
+    return {"seconds": min(times), "peaks": peaks}
 
 
 BASELINE_SQL = (
@@ -236,35 +260,62 @@ def engine_side(kind: str, n: int) -> tuple[float, float]:
     return ours, base
 
 
+#: issue 18: promptver's peak RSS over an analysis (and over repeated ones)
+RSS_TARGET_MIB = 1536
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="1e6,5e6")
+    ap.add_argument("--runs", type=int, default=3, help="analyses in one process (best time)")
+    ap.add_argument(
+        "--pass-mib", type=int, help="the per-user pass budget (ParquetEngine.user_pass_bytes)"
+    )
     ap.add_argument("--child", type=float)
     ap.add_argument("--side")
     ap.add_argument("--postgres", type=float, help="also PostgreSQL on N events")
     ap.add_argument("--spark", type=float, help="also Spark local mode on N events")
     args = ap.parse_args()
+    if args.pass_mib:
+        from promptver.store.engines import ParquetEngine
+
+        ParquetEngine.user_pass_bytes = args.pass_mib << 20
     if args.child:
-        print(json.dumps(child_parquet(int(args.child), args.side)))
+        print(json.dumps(child_parquet(int(args.child), args.side, args.runs)))
         return
     CACHE.mkdir(parents=True, exist_ok=True)
-    print(f"{'events':>12} {'bare GROUP BY':>14} {'promptver':>10} {'ratio':>6} {'peak RSS':>9}")
+    after = " ".join(f"{'after ' + str(i + 1):>9}" for i in range(args.runs))
+    print(f"{'events':>12} {'bare GROUP BY':>14} {'promptver':>10} {'ratio':>6}   peak RSS {after}")
+    peaks: dict[int, float] = {}
     for size in filter(None, args.sizes.split(",")):  # --sizes "": engines only
         n = int(float(size))
         generate(n)
         got = {}
         for side in ("baseline", "promptver"):
             out = subprocess.run(
-                [sys.executable, __file__, "--child", str(n), "--side", side],
+                [sys.executable, __file__, "--child", str(n), "--side", side]
+                + ["--runs", str(args.runs)]
+                + (["--pass-mib", str(args.pass_mib)] if args.pass_mib else []),
                 capture_output=True,
                 text=True,
                 check=True,
             )
             got[side] = json.loads(out.stdout.strip().splitlines()[-1])
         base, ours = got["baseline"]["seconds"], got["promptver"]["seconds"]
+        series = got["promptver"]["peaks"]
+        peaks[n] = max(series)
         print(
-            f"{n:>12,} {base:>13.2f}s {ours:>9.2f}s {ours / base:>5.1f}x"
-            f" {got['promptver']['rss_mib']:>6.0f} MiB"
+            f"{n:>12,} {base:>13.2f}s {ours:>9.2f}s {ours / base:>5.1f}x  "
+            + " ".join(f"{p:>5.0f} MiB" for p in series),
+            flush=True,
+        )
+    if peaks:
+        top, low = max(peaks.values()), min(peaks.values())
+        side = " / ".join(f"{n / 1e6:g}M {p:.0f} MiB" for n, p in peaks.items())
+        verdict = "met" if top <= RSS_TARGET_MIB else "MISSED"
+        print(
+            f"peak RSS (over {args.runs} analyses in one process): {side}; target"
+            f" <= {RSS_TARGET_MIB} MiB and flat: {verdict}, largest/smallest {top / low:.2f}"
         )
     for kind in ("postgres", "spark"):
         n = getattr(args, kind)

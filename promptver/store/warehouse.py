@@ -20,6 +20,7 @@ Every value is a bound parameter; identifiers (the source's column and table nam
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 from collections.abc import Sequence
@@ -159,6 +160,8 @@ class Relation:
                 proj.append(f"CAST({quote_ident(name)} AS DOUBLE) AS {alias}")
         self.events = f"(SELECT {', '.join(proj)} FROM {engine.relation()})"
         self._cache: dict[str, str] = {}
+        #: per-user reductions: (where, parameters) → [events, users] of the last one
+        self._users: dict[tuple[str, str], list[int]] = {}
         self._lock = threading.Lock()
 
     # -- queries ------------------------------------------------------------------------------
@@ -187,6 +190,248 @@ class Relation:
     def rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         names, rows = self.run(sql, params)
         return [dict(zip(names, r, strict=True)) for r in rows]
+
+    # -- bounded memory (engines in this process) ---------------------------------------------
+    def run_by_users(
+        self, sql: str, params: dict[str, Any], where: str, *, metrics: int
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run a per-user reduction whose rows are keyed by the bootstrap bucket
+        ``PV_BUCKET(user_id, $buckets)``, in as many passes over the events as it takes to keep
+        each pass' per-user hash table under the engine's ``user_pass_bytes``.
+
+        Pass ``k`` of ``K`` reads the users whose bucket is ``k`` modulo ``K``: every output row
+        (one bucket) comes from exactly one pass, so the rows of the passes together are the
+        rows of one pass over everything. How many users there are is estimated first
+        (:meth:`_users_estimate`, constant memory). Engines that run elsewhere
+        (``user_pass_bytes`` None: PostgreSQL, Spark) run ``sql`` once."""
+        budget = self.engine.user_pass_bytes
+        if not budget:
+            return self.run(sql, params)
+        key = (where, repr(sorted(_named_in(where, params).items())))
+        users = self._users_estimate(key, where, _named_in(where, params))
+        passes = max(1, math.ceil(users * user_row_bytes(metrics) / budget))
+        if passes == 1:
+            names, out = self.run(sql, params)
+        else:
+            sliced = sql.replace(
+                "{EV}",
+                "(SELECT * FROM {EV} AS sl"
+                " WHERE PV_BUCKET(user_id, $buckets) % $pv_passes = $pv_pass)",
+            )
+            out = []
+            for k in range(passes):
+                names, rows = self.run(sliced, {**params, "pv_passes": passes, "pv_pass": k})
+                out.extend(rows)
+        if "users" in names:  # the exact count, for the next analysis of these events
+            j = names.index("users")
+            with self._lock:
+                self._users[key][1] = sum(int(r[j] or 0) for r in out)
+        return names, out
+
+    def _users_estimate(self, key: tuple[str, str], where: str, params: dict[str, Any]) -> int:
+        """Users of the events under ``where``: ``approx_count_distinct`` (a scan of the user
+        ids, constant memory) the first time; afterwards the exact count the last reduction
+        returned, scaled by how much the events have grown since (a count, far cheaper)."""
+        with self._lock:
+            known = self._users.get(key)
+        if known is None:
+            _, rows = self.run(
+                f"SELECT count(*) AS n, approx_count_distinct(user_id) AS users"
+                f" FROM {{EV}} AS ev WHERE {where}",
+                params,
+            )
+            events, users = (int(rows[0][0] or 0), int(rows[0][1] or 0)) if rows else (0, 0)
+        else:
+            _, rows = self.run(f"SELECT count(*) AS n FROM {{EV}} AS ev WHERE {where}", params)
+            events = int(rows[0][0] or 0) if rows else 0
+            users = math.ceil(known[1] * max(1.0, events / max(1, known[0])))
+        with self._lock:
+            self._users[key] = [events, users]
+        return users
+
+    def quantile_rows(
+        self, value: str, where: str, params: dict[str, Any], levels: Sequence[float]
+    ) -> list[tuple[Any, ...]]:
+        """``(variant, n, quantile at each level …)`` per variant, as DuckDB's
+        ``quantile_cont(value, levels)`` computes them, in memory that does not grow with the
+        events (:func:`exact_quantiles`)."""
+        found = exact_quantiles(self, value, where, params, levels)
+        return [(g, n, *qs) for g, (n, qs) in found.items()]
+
+
+#: bytes of one row of the per-user hash table (two text keys, a count, three sums per metric)
+def user_row_bytes(metrics: int) -> int:
+    return 112 + 24 * metrics
+
+
+#: the exact quantiles' histogram: bins per refinement pass, and how many values of a bin are
+#: read and sorted here instead of refining further (both bound the memory of a pass)
+QUANTILE_BINS = 2048
+QUANTILE_FETCH = 50_000
+QUANTILE_PASSES = 12
+
+
+class _Span:
+    """Values of one group in ``[lo, hi]`` (``count`` of them, ``below`` smaller ones) and the
+    order statistics (0-based ranks in the group) still wanted from it."""
+
+    __slots__ = ("group", "lo", "hi", "below", "count", "ranks")
+
+    def __init__(self, group: Any, lo: float, hi: float, below: int, count: int, ranks: list):
+        self.group, self.lo, self.hi = group, lo, hi
+        self.below, self.count, self.ranks = below, count, ranks
+
+
+def exact_quantiles(
+    rel: Relation, value: str, where: str, params: dict[str, Any], levels: Sequence[float]
+) -> dict[Any, tuple[int, list[float]]]:
+    """Per variant: values present and ``quantile_cont`` at ``levels`` (linear interpolation
+    between the order statistics ``floor``/``ceil`` of ``(n - 1)·q``, DuckDB's formula), found
+    without holding the values: a first pass reads each variant's count, minimum and maximum;
+    each further pass counts the values in ``QUANTILE_BINS`` even bins of the spans that hold a
+    wanted order statistic (with each bin's own minimum and maximum, so the next span holds
+    exactly that bin's values); a bin of one distinct value answers its ranks, and a bin of at
+    most ``QUANTILE_FETCH`` values is read and sorted here. Infinite or NaN values fall back to
+    ``quantile_cont`` (which holds every value)."""
+    _, rows = rel.run(
+        f"SELECT variant AS g, count({value}) AS n, min({value}) AS lo, max({value}) AS hi"
+        f" FROM {{EV}} AS ev WHERE {where} GROUP BY 1",
+        params,
+    )
+    if any(r[1] and not (math.isfinite(r[2]) and math.isfinite(r[3])) for r in rows):
+        p = {**params, "pv_levels": [float(x) for x in levels]}
+        _, qrows = rel.run(
+            f"SELECT variant, count({value}) AS n, quantile_cont({value}, $pv_levels) AS qs"
+            f" FROM {{EV}} AS ev WHERE {where} GROUP BY variant",
+            p,
+        )
+        return {r[0]: (int(r[1]), [float(x) for x in (r[2] or [])]) for r in qrows}
+    counts: dict[Any, int] = {}
+    found: dict[Any, dict[int, float]] = {}
+    todo: list[_Span] = []
+    for g, n, lo, hi in rows:
+        counts[g] = n = int(n)
+        found[g] = {}
+        if n:
+            ranks = sorted({k for q in levels for k in _ranks(n, q)})
+            todo.append(_Span(g, float(lo), float(hi), 0, n, ranks))
+    passes = 0
+    while todo:
+        passes += 1
+        done = [s for s in todo if s.lo == s.hi]
+        for s in done:
+            found[s.group].update(dict.fromkeys(s.ranks, s.lo))
+        small = [
+            s
+            for s in todo
+            if s.lo < s.hi and (s.count <= QUANTILE_FETCH or passes > QUANTILE_PASSES)
+        ]
+        wide = [s for s in todo if s.lo < s.hi and s not in small]
+        if small:
+            vals = _span_values(rel, value, where, params, small)
+            for i, s in enumerate(small):
+                got = sorted(vals.get(i, []))
+                for r in s.ranks:
+                    found[s.group][r] = got[r - s.below]
+        todo = []
+        if wide:
+            bins = _span_bins(rel, value, where, params, wide)
+            for i, s in enumerate(wide):
+                todo.extend(_narrow(s, sorted(bins.get(i, []))))
+    out: dict[Any, tuple[int, list[float]]] = {}
+    for g, n in counts.items():
+        if not n:
+            out[g] = (0, [])
+            continue
+        qs = []
+        for q in levels:
+            lo_r, hi_r = _ranks(n, q)
+            rn = (n - 1) * float(q)
+            lo, hi = found[g][lo_r], found[g][hi_r]
+            d = rn - math.floor(rn)
+            qs.append(lo if lo_r == hi_r else lo * (1.0 - d) + hi * d)
+        out[g] = (n, qs)
+    return out
+
+
+def _ranks(n: int, q: float) -> tuple[int, int]:
+    rn = (n - 1) * float(q)
+    return int(math.floor(rn)), int(math.ceil(rn))
+
+
+def _span_case(value: str, spans: list[_Span], params: dict[str, Any]) -> tuple[str, str, str]:
+    """``CASE`` expressions: which span a value falls in, and that span's low and high edge."""
+    which, los, his = [], [], []
+    for i, s in enumerate(spans):
+        params[f"sg{i}"], params[f"slo{i}"], params[f"shi{i}"] = s.group, s.lo, s.hi
+        which.append(
+            f"WHEN variant IS NOT DISTINCT FROM $sg{i} AND {value} >= $slo{i}"
+            f" AND {value} <= $shi{i} THEN {i}"
+        )
+        los.append(f"WHEN {i} THEN $slo{i}")
+        his.append(f"WHEN {i} THEN $shi{i}")
+    return (
+        f"CASE {' '.join(which)} END",
+        f"CASE s {' '.join(los)} END",
+        f"CASE s {' '.join(his)} END",
+    )
+
+
+def _span_bins(
+    rel: Relation, value: str, where: str, params: dict[str, Any], spans: list[_Span]
+) -> dict[int, list[tuple[int, int, float, float]]]:
+    p = {**params, "pv_bins": QUANTILE_BINS}
+    which, lo, hi = _span_case(value, spans, p)
+    _, rows = rel.run(
+        f"SELECT s, least($pv_bins - 1, CAST(floor((v - {lo}) / ({hi} - {lo}) * $pv_bins)"
+        f" AS BIGINT)) AS bin, count(*) AS c, min(v) AS lo, max(v) AS hi"
+        f" FROM (SELECT {which} AS s, {value} AS v FROM {{EV}} AS ev WHERE {where}) AS w"
+        f" WHERE s IS NOT NULL GROUP BY 1, 2",
+        p,
+    )
+    out: dict[int, list[tuple[int, int, float, float]]] = {}
+    for s, b, c, lo_b, hi_b in rows:
+        out.setdefault(int(s), []).append((int(b), int(c), float(lo_b), float(hi_b)))
+    return out
+
+
+def _narrow(span: _Span, bins: list[tuple[int, int, float, float]]) -> list[_Span]:
+    """The bins of ``span`` that hold its wanted ranks, as spans."""
+    out: list[_Span] = []
+    below = span.below
+    ranks = list(span.ranks)
+    for _, c, lo, hi in bins:
+        here = [r for r in ranks if r < below + c]
+        if here:
+            out.append(_Span(span.group, lo, hi, below, c, here))
+            ranks = ranks[len(here) :]
+        below += c
+        if not ranks:
+            break
+    if ranks:  # the counts cover every value of the span: cannot happen
+        raise RuntimeError(f"quantile ranks {ranks} beyond the {span.count} values of the span")
+    return out
+
+
+def _span_values(
+    rel: Relation, value: str, where: str, params: dict[str, Any], spans: list[_Span]
+) -> dict[int, list[float]]:
+    p = dict(params)
+    which, _, _ = _span_case(value, spans, p)
+    _, rows = rel.run(
+        f"SELECT s, v FROM (SELECT {which} AS s, {value} AS v FROM {{EV}} AS ev"
+        f" WHERE {where}) AS w WHERE s IS NOT NULL",
+        p,
+    )
+    out: dict[int, list[float]] = {}
+    for s, v in rows:
+        out.setdefault(int(s), []).append(float(v))
+    return out
+
+
+def _named_in(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters ``sql`` names (DuckDB refuses the others)."""
+    return {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
 
 
 def _naive_utc(v: Any) -> Any:

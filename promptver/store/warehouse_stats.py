@@ -188,7 +188,7 @@ def _sums_query(
         FROM {source}
         GROUP BY {"1, 2, 3" if by is not None else "1, 2"}
     """
-    names, rows = rel.run(sql, params)
+    names, rows = rel.run_by_users(sql, params, where, metrics=len(columns))
     k = 1 if by is not None else 0
     rows.sort(
         key=lambda r: (
@@ -342,14 +342,7 @@ def variant_quantiles(
     where = _where(flt, aliases, params, variants=False)
     expr = rel.metric(metric)
     if rel.engine.dialect == "duckdb":
-        # one aggregate for every level: DuckDB sorts the values once (as the file's query does)
-        params["levels"] = [float(x) for x in levels]
-        _, rows = rel.run(
-            f"SELECT variant, count({expr}) AS n, quantile_cont({expr}, $levels) AS qs"
-            f" FROM {{EV}} AS ev WHERE {where} GROUP BY variant",
-            params,
-        )
-        rows = [(r[0], r[1], *(r[2] or [])) for r in rows]
+        rows = rel.quantile_rows(expr, where, params, levels)  # memory flat in the events
     else:
         qs = []
         for i, level in enumerate(levels):

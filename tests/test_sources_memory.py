@@ -1,0 +1,185 @@
+"""Parquet sources in memory that does not grow with the events.
+
+The per-user reduction runs in passes over slices of the users (``Relation.run_by_users``) and
+the p95's order statistics come from refined histograms (``warehouse.exact_quantiles``); both
+must give what one pass and DuckDB's ``quantile_cont`` give. Here the thresholds are made tiny
+so that small data goes through several passes: the results must equal the promptver file's
+(the same equivalence as tests/test_sources_parquet.py), and the quantiles numpy's linear ones
+and DuckDB's own aggregate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from promptver.store import warehouse
+from promptver.store.engines import ParquetEngine
+from promptver.store.warehouse import Relation, exact_quantiles, user_row_bytes
+from tests.sources_helpers import (
+    assert_results_agree,
+    build_world,
+    cli_json,
+    source_config,
+    write_parquet,
+)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("world")
+    w = build_world(folder)
+    write_parquet(w, folder / "lake")
+    return w
+
+
+@pytest.fixture
+def parquet_cfg(world, tmp_path):
+    return source_config(
+        tmp_path, {"source": "parquet", "path": str(world.db.parent / "lake" / "**" / "*.parquet")}
+    )
+
+
+def _results(capsys, world, exp_id, config=None):
+    args = ["--db", str(world.db)]
+    if config is not None:
+        args += ["--config", str(config)]
+    return cli_json(capsys, *args, "experiment", "results", exp_id, "--seed", "7")
+
+
+@pytest.mark.parametrize("name", ["big", "small"])
+def test_results_in_several_user_passes_equal_the_files(
+    capsys, monkeypatch, world, parquet_cfg, name
+):
+    exp_id = world.experiments[name]
+    named = {exp_id, name}  # the small experiment's events name it by its name
+    users = len({(r["variant"], r["user_id"]) for r in world.rows if r.get("experiment") in named})
+    assert users > 0
+    # room for about a quarter of the users per pass (two metrics or more: at least 4 passes)
+    monkeypatch.setattr(ParquetEngine, "user_pass_bytes", users * user_row_bytes(1) // 4)
+    # and the quantile refinement with a few bins, reading at most 20 values at a time
+    monkeypatch.setattr(warehouse, "QUANTILE_BINS", 4)
+    monkeypatch.setattr(warehouse, "QUANTILE_FETCH", 20)
+    passes: list[int] = []
+    run = Relation.run
+
+    def spy(self, sql, params):
+        if "pv_pass" in params:
+            passes.append(params["pv_pass"])
+        return run(self, sql, params)
+
+    monkeypatch.setattr(Relation, "run", spy)
+    file = _results(capsys, world, exp_id)
+    lake = _results(capsys, world, exp_id, parquet_cfg)
+    assert max(passes) >= 3  # the reduction did run in passes
+    assert_results_agree(file, lake, exact_bootstrap=file["bootstrap"]["unit"] == "user")
+
+
+def _lake(tmp_path, values: dict[str, list[float | None]]):
+    """A Parquet file of one event per value, ``variant`` → values."""
+    import duckdb
+
+    rows = [(v, x) for v, xs in values.items() for x in xs]
+    path = tmp_path / "q.parquet"
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (variant VARCHAR, latency_ms DOUBLE)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", rows)
+    con.execute(
+        "COPY (SELECT TIMESTAMPTZ '2026-06-01 00:00:00+00' AS timestamp, 'tpl' AS template,"
+        " 'u' || CAST(row_number() OVER () AS VARCHAR) AS user_id, 'e' AS experiment, variant,"
+        f" latency_ms FROM t) TO '{path}' (FORMAT parquet)"
+    )
+    con.close()
+    return Relation(ParquetEngine(str(path)), {})
+
+
+LEVELS = [0.0, 0.05, 0.5, 0.9427, 0.95, 0.9573, 1.0]
+
+
+@pytest.mark.parametrize("bins,fetch", [(4, 3), (2048, 50_000)])
+def test_exact_quantiles_equal_numpy_and_duckdb(tmp_path, monkeypatch, bins, fetch):
+    monkeypatch.setattr(warehouse, "QUANTILE_BINS", bins)
+    monkeypatch.setattr(warehouse, "QUANTILE_FETCH", fetch)
+    rng = np.random.default_rng(5)
+    values: dict[str, list[float | None]] = {
+        "continuous": list(rng.lognormal(6, 1, 3001)),
+        "ties": list(rng.integers(300, 310, 2500).astype(float)),
+        # one far outlier: equal bins put nearly everything in the first one, many times over
+        "outlier": [*rng.normal(0, 1, 1500), 1e12, -3.5],
+        "one": [42.0],
+        "constant": [7.5] * 40,
+        "with_nulls": [None, 3.0, None, 1.0, 2.0, None],
+        "all_null": [None, None],
+    }
+    rel = _lake(tmp_path, values)
+    try:
+        got = exact_quantiles(rel, "latency_ms", "TRUE", {}, LEVELS)
+        _, rows = rel.run(
+            "SELECT variant, count(latency_ms), quantile_cont(latency_ms, $lv) FROM {EV} AS ev"
+            " GROUP BY variant",
+            {"lv": LEVELS},
+        )
+    finally:
+        rel.engine.close()
+    duck = {r[0]: (r[1], [float(x) for x in (r[2] or [])]) for r in rows}
+    assert set(got) == set(values)
+    for name, xs in values.items():
+        present = np.asarray([x for x in xs if x is not None], dtype=float)
+        n, qs = got[name]
+        assert n == len(present)
+        if not n:
+            assert qs == []
+            continue
+        assert qs == pytest.approx(list(np.quantile(present, LEVELS)), rel=1e-12, abs=1e-12)
+        assert (n, qs) == duck[name]  # DuckDB's own interpolation, to the last bit
+
+
+def test_infinite_values_fall_back_to_the_aggregate(tmp_path):
+    rel = _lake(tmp_path, {"a": [1.0, 2.0, float("inf")], "b": [1.0, 4.0]})
+    try:
+        got = exact_quantiles(rel, "latency_ms", "TRUE", {}, [0.5])
+    finally:
+        rel.engine.close()
+    assert got == {"a": (3, [2.0]), "b": (2, [2.5])}
+
+
+def test_the_parquet_connection_bounds_its_memory(tmp_path):
+    rel = _lake(tmp_path, {"a": [1.0]})
+    try:
+        con = rel.engine._connect()
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+        assert threads == 1
+        assert limit.endswith("MiB") and float(limit.split()[0]) <= 1024
+        assert ParquetEngine.user_pass_bytes and ParquetEngine.user_pass_bytes <= 512 << 20
+    finally:
+        rel.engine.close()
+
+
+def test_a_second_analysis_counts_users_from_the_first(monkeypatch, world, parquet_cfg):
+    """The first reduction estimates the users (approx_count_distinct); the next one of the
+    same events scales the exact count the first returned by the events, a plain count."""
+    from promptver import Settings, Workspace
+
+    sqls: list[str] = []
+    run = Relation.run
+
+    def spy(self, sql, params):
+        sqls.append(sql)
+        return run(self, sql, params)
+
+    monkeypatch.setattr(Relation, "run", spy)
+    ws = Workspace.open(world.db, settings=Settings.load(parquet_cfg))
+    try:
+        exp_id = world.experiments["big"]
+        first = ws.experiment_results(exp_id, seed=3).model_dump()
+        assert sum("approx_count_distinct" in s for s in sqls) == 1
+        rel = ws.source.relation()
+        ((events, users),) = rel._users.values()
+        assert users == sum(v["users"] for v in first["variants"])
+        second = ws.experiment_results(exp_id, seed=3).model_dump()
+        assert sum("ev_n" in s for s in sqls) == 2  # the reduction ran again
+        assert sum("approx_count_distinct" in s for s in sqls) == 1
+    finally:
+        ws.close()
+    assert second["variants"] == first["variants"]
