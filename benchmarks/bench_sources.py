@@ -15,23 +15,22 @@ Each size and side runs in a fresh child process (so that promptver's peak RSS i
 ``--runs`` analyses one after the other in that process, the best time, and the process' peak
 RSS (VmHWM) after each analysis, so that memory kept from one analysis to the next shows.
 
-Last run, ``--sizes 5e6,20e6,50e6`` (2 cores shared with other jobs, load average 5–9: the
-timings are noisy, the memory is not):
+Last run, ``--sizes 5e6,20e6,50e6 --runs 2`` (2 cores, load average below 1; timings on a
+shared machine are noisy, the memory is not):
 
-          events  bare GROUP BY  promptver  ratio   peak RSS   after 1   after 2   after 3
-       5,000,000          0.65s      1.75s   2.7x    399 MiB   442 MiB   449 MiB
-      20,000,000          2.37s     12.72s   5.4x    480 MiB   506 MiB   506 MiB
-      50,000,000         26.10s     36.41s   1.4x    513 MiB   559 MiB   573 MiB
-    peak RSS (over 3 analyses in one process): 5M 449 MiB / 20M 506 MiB / 50M 573 MiB;
-    target <= 1536 MiB and flat: met, largest/smallest 1.28
+      events  bare GROUP BY  promptver  ratio   peak RSS   after 1   after 2
+   5,000,000          0.28s      1.53s   5.4x    395 MiB   433 MiB
+  20,000,000          1.17s      4.53s   3.9x    641 MiB   657 MiB
+  50,000,000          3.26s     21.49s   6.6x    724 MiB   757 MiB
+peak RSS (over 2 analyses in one process): 5M 433 MiB / 20M 657 MiB / 50M 757 MiB;
+target <= 1536 MiB and flat: met, largest/smallest 1.75
 
-Before (one pass, quantile_cont, the same machine): 483 / 812 / 1,217 MiB for one analysis,
-3.6 GiB over three at 50M. The memory is flat because the per-user reduction runs in passes of
-at most ~256 MiB of hash table (1 / 2 / 4 passes here) and the p95 quantiles refine histograms.
-The passes cost time: on a quiet machine (load < 1) ``--sizes 20e6`` gave 0.92 s bare, 7.36 s
-promptver (8.0x; main before this change 3.76 s, 3.7x, 809 MiB); ``--pass-mib 512`` (one
-pass at 20M, two at 50M) 6.89 s and 660 MiB. The time target is not met at 20M on a quiet
-machine, before or after; see the report.
+(``--runs 2``, 512 MiB passes, load < 1.) Before (one pass, quantile_cont): 483 / 812 / 1,217
+MiB for one analysis, 3.6 GiB over three at 50M, and 2.8x / 1.4x / 1.8x under load (3.7x at
+20M on a quiet machine). Memory is flat because the per-user reduction runs in passes of at
+most ~512 MiB of hash table (1 / 1 / 2 passes) and the p95 quantiles refine histograms; the
+time target (<= 3x) is missed: the user estimate, each pass and each refinement scan the files
+again. ``--pass-mib 256``: 449 / 506 / 573 MiB, 8.0x at 20M.
 
 ``--sizes "" --postgres 2e6`` (engines only), load average about 1–3: PostgreSQL, promptver
 4.49 s, the aggregation written directly 2.07 s (2.2x; the code before the p95 statement was

@@ -84,7 +84,7 @@ class ParquetEngine(Engine):
 
     dialect = "duckdb"
     #: the per-user hash table of a pass (``Relation.run_by_users``): 50M events of 6M users
-    #: run in four passes of ~1.6M users
+    #: run in two passes of ~3.2M users
     user_pass_bytes = 512 << 20
 
     def __init__(self, path: str) -> None:
