@@ -362,7 +362,7 @@ def validate_prompt(
     message content, positions are reported as ``messages[i].content`` with the line and column
     inside that content, and the length and token limits apply to the whole conversation.
     """
-    limits = limits or TemplateLimits()
+    limits = limits or TemplateLimits.model_construct()
     checks = list(checks)
     if kind not in KINDS:
         report = ValidationReport(checks=checks)

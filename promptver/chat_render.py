@@ -70,7 +70,7 @@ def render_messages(
     *,
     strict: bool = True,
     schema: Mapping[str, Any] | None = None,
-    max_chars: int = TemplateLimits().max_render_chars,
+    max_chars: int = TemplateLimits.model_construct().max_render_chars,
 ) -> list[dict[str, Any]]:
     """The messages with variables filled in and each placeholder replaced by its list.
 

@@ -311,7 +311,7 @@ def render(
     *,
     strict: bool = True,
     schema: Mapping[str, VariableSpec] | None = None,
-    max_chars: int = TemplateLimits().max_render_chars,
+    max_chars: int = TemplateLimits.model_construct().max_render_chars,
 ) -> str:
     """Fill placeholders with ``values``.
 
@@ -542,7 +542,7 @@ def validate(
     checks: Iterable[str] = ALL_CHECKS,
 ) -> ValidationReport:
     """Run the named checks over a template text and its metadata."""
-    limits = limits or TemplateLimits()
+    limits = limits or TemplateLimits.model_construct()
     checks = list(checks)
     report = ValidationReport(checks=checks, chars=len(content))
     tokens, syntax_problems = scan(content)

@@ -66,7 +66,7 @@ class VersionControl(BranchMerges):
     def __init__(self, db: Database, limits: TemplateLimits | None = None) -> None:
         self.db = db
         #: limits a merged text must respect (the workspace's ``templates`` settings)
-        self.limits = limits or TemplateLimits()
+        self.limits = limits or TemplateLimits.model_construct()
 
     # -- refs -------------------------------------------------------------------------
     def resolve(self, template_id: str, ref: str, *, template_name: str | None = None) -> Commit:

@@ -40,6 +40,7 @@ def test_loading_the_defaults_builds_no_pydantic_schema(tmp_path):
     import sys
 
     code = (
+        "import promptver.workspace  # the modules a start loads (no default built at import)\n"
         "from promptver.config import Settings, _Section\n"
         "s = Settings.load()\n"
         "built = [c.__name__ for c in [Settings, *_Section.__subclasses__()]"
