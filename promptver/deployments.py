@@ -515,7 +515,9 @@ class DeploymentService(DeploymentGates):
                 f"first (promptver deploy {data['name']} VERSION --env {env})"
             )
         else:
-            prompt = Prompt(
+            # the stored row was validated when it was committed, and its types are exact
+            # (store.deployments.resolve): no validation, so serving builds no pydantic schema
+            prompt = Prompt.model_construct(
                 template_id=data["template_id"],
                 name=data["name"],
                 version=data["version"],

@@ -226,3 +226,29 @@ def test_archiving_reaches_get_prompt_at_once_in_the_same_process(ws, qa):
         ws.get_prompt("qa-basic", env="production")
     ws.templates.restore("qa-basic")
     assert ws.get_prompt("qa-basic", env="production").version == "1.1.0"
+
+
+def test_a_served_prompt_equals_a_validated_one(tmp_path):
+    """get_prompt builds the live prompt from the stored row without validation: it must be
+    the prompt validation would give, field by field, for a text and a chat prompt."""
+    from promptver import Workspace
+    from promptver.models import Prompt
+
+    ws = Workspace.open(tmp_path / "w.duckdb")
+    ws.templates.create("t", "Hi {name}", author="a", metadata={"k": [1, 2]})
+    ws.templates.create(
+        "c",
+        messages=[{"role": "system", "content": "Be {tone}."}, {"role": "user", "content": "{q}"}],
+        config={"model": "gpt-x", "temperature": 0.2},
+        author="a",
+    )
+    for name in ("t", "c"):
+        ws.deployments.deploy(name, "1.0.0", "development", author="a")
+        served = ws.get_prompt(name, "development")
+        checked = Prompt.model_validate(served.model_dump())
+        assert served.model_dump() == checked.model_dump()
+        assert {k: type(v) for k, v in served.__dict__.items()} == {
+            k: type(v) for k, v in checked.__dict__.items()
+        }
+    assert ws.get_prompt("t", "development").text(name="Ann") == "Hi Ann"
+    ws.close()
