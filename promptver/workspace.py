@@ -22,23 +22,23 @@ from typing import TYPE_CHECKING, Any
 from promptver.config import Settings
 from promptver.errors import NotFound, Problem, PromptverError, ValidationError
 from promptver.models.core import Prompt
-from promptver.store import templates as sql
 from promptver.store.db import Database
-from promptver.store.migrations import migrate
-from promptver.templates import TemplateService
-from promptver.versioning import VersionControl, utcnow
+from promptver.store.schema import ensure_schema
 
 if TYPE_CHECKING:
     from promptver.alerts import AlertService
-    from promptver.deployments import DeploymentService, LivePrompt
+    from promptver.deployments import DeploymentService
     from promptver.evals import EvalService
     from promptver.experiments import ExperimentService
     from promptver.metrics import MetricsService
     from promptver.models.experiments import Experiment
     from promptver.models.results import ExperimentResults
     from promptver.overview import OverviewService
+    from promptver.serving import LivePrompt, Serving
     from promptver.sources import EventSource
+    from promptver.templates import TemplateService
     from promptver.trends import TrendService
+    from promptver.versioning import VersionControl
 
 
 class Workspace:
@@ -54,9 +54,6 @@ class Workspace:
         chosen = path if path is not None else self.settings.storage.path
         self.path = chosen if str(chosen) == ":memory:" else Path(chosen)
         self.db = Database(self.path, busy_timeout=self.settings.storage.busy_timeout)
-        self.versions = VersionControl(self.db, self.settings.templates)
-        self.templates = TemplateService(self.db, self.settings, self.versions)
-        self.templates.on_serving_change = self._serving_changed
         self._arm_prompts: dict[tuple[str, str], Prompt] = {}
         self._services: dict[str, Any] = {}
         self._services_lock = threading.RLock()
@@ -95,7 +92,7 @@ class Workspace:
             ws._held = ws.db.lazy_session()
             ws._held.__enter__()
         try:
-            migrate(ws.db)
+            ensure_schema(ws.db)
         except BaseException:
             ws.close()
             raise
@@ -126,6 +123,43 @@ class Workspace:
         return self._service("source", build)
 
     @property
+    def versions(self) -> VersionControl:
+        """Version control: commits, branches, versions, diffs, merges (built on first use: an
+        application that only serves prompts never needs it)."""
+
+        def build() -> VersionControl:
+            from promptver.versioning import VersionControl
+
+            return VersionControl(self.db, self.settings.templates)
+
+        return self._service("versions", build)
+
+    @property
+    def templates(self) -> TemplateService:
+        """Templates: create, edit, validate, archive (built on first use)."""
+
+        def build() -> TemplateService:
+            from promptver.templates import TemplateService
+
+            service = TemplateService(self.db, self.settings, self.versions)
+            service.on_serving_change = self._serving_changed
+            return service
+
+        return self._service("templates", build)
+
+    @property
+    def serving(self) -> Serving:
+        """What ``get_prompt`` serves, cached (the only part an application that serves
+        prompts loads)."""
+
+        def build() -> Serving:
+            from promptver.serving import Serving
+
+            return Serving(self.db, self.settings)
+
+        return self._service("serving", build)
+
+    @property
     def deployments(self) -> DeploymentService:
         """Deployments, gates and what is live (built on first use: ``template list`` and the
         version-control commands never need it)."""
@@ -133,15 +167,17 @@ class Workspace:
         def build() -> DeploymentService:
             from promptver.deployments import DeploymentService
 
-            return DeploymentService(self.db, self.settings, self.versions, self.templates)
+            return DeploymentService(
+                self.db, self.settings, self.versions, self.templates, self.serving
+            )
 
         return self._service("deployments", build)
 
     def _serving_changed(self) -> None:
         """An archive or restore: what is live may change (no cache if nothing was served)."""
-        deployments = self._services.get("deployments")
-        if deployments is not None:
-            deployments.invalidate()
+        serving = self._services.get("serving")
+        if serving is not None:
+            serving.invalidate()
 
     @property
     def experiments(self) -> ExperimentService:
@@ -221,15 +257,22 @@ class Workspace:
     @property
     def is_new(self) -> bool:
         """True while the workspace has no templates and was never seeded."""
+        from promptver.store import templates as sql
+
         with self.db.read() as con:
             return sql.count_templates(con) == 0 and sql.get_info(con, "seeded") is None
 
     def mark(self, key: str, value: str) -> None:
         """Record a fact about the workspace (e.g. ``seeded``)."""
+        from promptver.clock import utcnow
+        from promptver.store import templates as sql
+
         with self.db.transaction() as con:
             sql.set_info(con, key, value, utcnow())
 
     def info(self, key: str) -> str | None:
+        from promptver.store import templates as sql
+
         with self.db.read() as con:
             return sql.get_info(con, key)
 
@@ -254,7 +297,7 @@ class Workspace:
                 [Problem("must be a non-empty string, or None for no user", field="user_id")],
             )
         with self.db.lazy_session():  # cache misses below share one open of the file
-            live = self.deployments.resolve(name, env)
+            live = self.serving.resolve(name, env)
             return self._prompt_for_user(live, user_id)
 
     def _prompt_for_user(self, live: LivePrompt, user_id: str | None) -> Prompt:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import promptver.deployments as deployments_mod
+import promptver.serving as serving_mod
 from promptver import DatabaseBusy, NotFound
 from tests.deployments_helpers import open_ws, three_versions
 
@@ -34,7 +34,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     c = FakeClock()
-    monkeypatch.setattr(deployments_mod, "_clock", c)
+    monkeypatch.setattr(serving_mod, "_clock", c)
     return c
 
 
@@ -112,7 +112,7 @@ def test_an_answer_read_before_a_deploy_is_not_cached_after_it(db_path, monkeypa
     ws = open_ws(db_path, cache__ttl_seconds=3600)
     three_versions(ws)
     ws.deployments.deploy("qa", "1.0.0", PROD)
-    real = deployments_mod.sql.resolve
+    real = serving_mod.sql.resolve
     calls = []
 
     def racing(con, ref, env):
@@ -122,7 +122,7 @@ def test_an_answer_read_before_a_deploy_is_not_cached_after_it(db_path, monkeypa
             ws.deployments.invalidate()  # what a deploy in another thread does meanwhile
         return out
 
-    monkeypatch.setattr(deployments_mod.sql, "resolve", racing)
+    monkeypatch.setattr(serving_mod.sql, "resolve", racing)
     ws.get_prompt("qa", PROD)
     ws.get_prompt("qa", PROD)
     assert len(calls) == 2  # the first answer was not kept
@@ -131,7 +131,7 @@ def test_an_answer_read_before_a_deploy_is_not_cached_after_it(db_path, monkeypa
 
 
 def test_the_cache_stays_bounded(db_path, monkeypatch):
-    monkeypatch.setattr(deployments_mod, "MAX_CACHE_ENTRIES", 3)
+    monkeypatch.setattr(serving_mod, "MAX_CACHE_ENTRIES", 3)
     ws = open_ws(db_path, cache__ttl_seconds=3600)
     ws.templates.create("qa", "Q {x}")
     ws.deployments.deploy("qa", "1.0.0", PROD)

@@ -458,6 +458,17 @@ OWN_SKIPS = {
         "promptver.diffing",
     ),
     "get_prompt().text()": (
+        # serving is its own module: not the deployment log, its gates, the templates'
+        # service, version control or the migrations (a current file needs one read)
+        "promptver.deployments",
+        "promptver.deployment_gates",
+        "promptver.models.deployments",
+        "promptver.store.deployments",
+        "promptver.templates",
+        "promptver.versioning",
+        "promptver.branch_merge",
+        "promptver.store.templates",
+        "promptver.store.migrations",
         "promptver.experiments",
         "promptver.routing",
         "promptver.models.results",

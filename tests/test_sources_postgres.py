@@ -179,7 +179,7 @@ def test_p95_quantiles_and_histogram_share_one_statement(world, pg_cfg):
     import numpy as np
 
     from promptver import Settings, Workspace
-    from promptver.analysis import QUANTILE_BINS
+    from promptver.analysis_quantile import QUANTILE_BINS
     from promptver.store import warehouse_stats as wstats
     from promptver.store.stats import EventFilter, MetricColumn
 

@@ -16,6 +16,7 @@ from promptver import DatabaseBusy, Workspace
 from promptver.errors import DatabaseError, ValidationError
 from promptver.store.db import Database
 from promptver.store.migrations import MIGRATIONS, applied, migrate
+from promptver.store.schema import HEAD, ensure_schema
 
 
 def test_new_file_records_every_migration_in_order(db_path):
@@ -53,6 +54,19 @@ def test_opening_an_older_file_upgrades_it_and_keeps_its_data(db_path):
     t = ws.templates.get("legacy")
     assert t.content == "Hi {name}" and t.version == "1.0.0"
     assert ws.templates.update("legacy", "Hello {name}").version == "1.1.0"
+
+
+def test_the_schema_head_names_the_last_migration():
+    """Opening a current file reads one row instead of loading the migrations: the head it
+    compares with must be the real one, or an older file would never be upgraded."""
+    assert (len(MIGRATIONS), MIGRATIONS[-1][0]) == HEAD
+
+
+def test_ensure_schema_applies_what_an_older_file_lacks(db_path):
+    old = Database(db_path)
+    migrate(old, MIGRATIONS[:3])
+    assert ensure_schema(old) == [name for name, _ in MIGRATIONS[3:]]
+    assert ensure_schema(old) == []  # current now: one read, nothing applied
 
 
 def test_a_file_from_a_newer_promptver_is_refused(db_path):

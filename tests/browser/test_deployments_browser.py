@@ -56,15 +56,21 @@ def test_deploy_then_roll_back(page, app_url, tmp_path: Path):
     wait_idle(page)
     assert f"from {newest} to {live.version}" in dialog.inner_text()
     # the reason is required: Roll back stays disabled until one is given
+    # (during a rerun the dialog briefly holds the stale button beside the new one: wait on
+    # the button in the wanted state rather than on a settled page)
     yes = dialog.locator(".st-key-dep_rb_yes button:visible")
+    expect(yes).to_have_count(1)
     expect(yes).to_be_disabled()
     note = dialog.locator(".st-key-dep_rb_note input")
     note.fill("the product name confused users")
     note.press("Enter")
+    enabled = dialog.locator(".st-key-dep_rb_yes button:visible:not([disabled])")
+    expect(enabled).to_have_count(1)
+    expect(dialog.get_by_text("Give the reason for the rollback")).to_have_count(0)
     wait_idle(page)
-    expect(yes).to_be_enabled()
+    expect(enabled).to_have_count(1)
     shot(page, "deployments-rollback-dialog")
-    yes.click()
+    enabled.click()
     expect(
         page.get_by_text(f"Rolled back qa-basic in production to {live.version}")
     ).to_be_visible()
