@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from promptver.clock import utcnow
+from promptver.commits import MAIN, Bump
 from promptver.config import ALL_CHECKS, Settings
 from promptver.errors import NotFound, PromptverError, ValidationError, check_unicode
 from promptver.limits import (
@@ -25,7 +27,9 @@ from promptver.models.core import Commit, Prompt, Template, check_name
 from promptver.store import templates as sql
 from promptver.store.db import Database
 from promptver.templating import ValidationReport, parse_schema, render, validate
-from promptver.versioning import MAIN, Bump, VersionControl, utcnow
+
+if TYPE_CHECKING:
+    from promptver.versioning import VersionControl
 
 
 def _clean_tags(tags: list[str] | None) -> list[str]:
@@ -65,13 +69,27 @@ def _check_text(value: str, field: str, limit: int) -> str:
 class TemplateService:
     """Operations on templates; one transaction per call."""
 
-    def __init__(self, db: Database, settings: Settings, versions: VersionControl) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        versions: VersionControl | Callable[[], VersionControl],
+    ) -> None:
         self.db = db
         self.settings = settings
-        self.versions = versions
+        # version control, or what builds it on first use (listing templates never needs it)
+        self._versions = versions
         #: called after archive/restore, which change what get_prompt may serve (the Workspace
         #: connects it to the deployment cache)
         self.on_serving_change: Callable[[], None] = lambda: None
+
+    @property
+    def versions(self) -> VersionControl:
+        """Version control of these templates."""
+        v = self._versions
+        if callable(v):
+            v = self._versions = v()
+        return v
 
     # -- reading ------------------------------------------------------------------------
     def row(self, ref: str) -> dict[str, Any]:

@@ -141,7 +141,8 @@ class Workspace:
         def build() -> TemplateService:
             from promptver.templates import TemplateService
 
-            service = TemplateService(self.db, self.settings, self.versions)
+            # version control is built when an operation needs it: listing never does
+            service = TemplateService(self.db, self.settings, lambda: self.versions)
             service.on_serving_change = self._serving_changed
             return service
 

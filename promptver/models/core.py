@@ -9,7 +9,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from promptver.chat import render_messages, text_as_messages
 from promptver.templating import parse, parse_schema, render
 
 NAME_RE = re.compile(r"\A[A-Za-z0-9_./-]{1,100}\Z")
@@ -197,8 +196,13 @@ class Prompt(Model):
         self, values: Mapping[str, Any], *, strict: bool = True
     ) -> list[dict[str, Any]]:
         """:meth:`messages` with the values (and message lists) as a mapping."""
+        # the chat module loads on first use: serving a text prompt never needs it
         if self.kind != "chat":
+            from promptver.chat_render import text_as_messages
+
             return text_as_messages(self.render_text(values, strict=strict))
+        from promptver.chat_render import render_messages
+
         c = self._compiled
         if c is None or c.chat is not self.chat_messages or c.metadata != self.metadata:
             c = self._compiled = _Compiled.of_chat(self.chat_messages or [], self.metadata)
