@@ -308,7 +308,7 @@ def test_events_survive_a_process_killed_right_after_the_deploy(db_path):
             f"http://127.0.0.1:{port}/hook", ["deployment.created"]
         )
         assert WebhookService.for_workspace(w).deliver()["attempted"] == 0
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PROMPTVER_CRASH_POINT": "after-commit:2"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PROMPTVER_CRASH_POINT": "after-commit:1"}
     p = subprocess.Popen(
         [sys.executable, "-m", "promptver", "--db", str(db_path), "deploy", "a", "1.0.0"]
         + ["--env", "development"],

@@ -76,8 +76,8 @@ RECOVERY_HINT = (
 #: Crash-test hook, off unless ``PROMPTVER_CRASH_POINT`` is set (tests/test_reliability_crash.py,
 #: RELIABILITY.md). ``before-commit`` pauses a write transaction after its last statement,
 #: ``after-commit`` right after COMMIT (before anything is checkpointed); ``NAME:N`` pauses at
-#: the N-th such moment (opening a file is the first: it checks the migrations in a write
-#: transaction). The process prints ``promptver-crash-point NAME`` on stderr and sleeps, so a
+#: the N-th such moment (opening a current file writes nothing: its schema check is one read).
+#: The process prints ``promptver-crash-point NAME`` on stderr and sleeps, so a
 #: test can ``kill -9`` it exactly there. When unset, the cost is one ``if`` on a module
 #: constant per write transaction.
 _crash_spec = (os.environ.get("PROMPTVER_CRASH_POINT") or "").partition(":")
