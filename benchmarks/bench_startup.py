@@ -9,6 +9,18 @@ baseline's median, and the peak resident memory of the case (``ru_maxrss`` of th
 
 Targets (issue 17): ``promptver --help`` and ``promptver --db X template list`` ≤ 1.5× the
 baseline; ``Workspace.open(X).get_prompt(...).text(...)`` ≤ 2× the baseline and ≤ 90 MiB.
+
+Last runs (``--runs 9``, 2 cores, load below 1; three runs a few minutes apart, wall ratios):
+``--help`` 0.57× / 0.64× / 0.56× (met); ``template list`` 1.90× / 1.83× / 1.75× (missed);
+``get_prompt`` 2.27× / 1.87× / 1.89× (met in two of three; 86 MiB, met). Instruction counts
+(``valgrind --tool=callgrind``, which a busy machine does not change): the baseline 691 M,
+``get_prompt`` 1,288 M (1.86×), ``template list`` 1,251 M (1.81×). The floor under both is the
+baseline plus importing pydantic's ``BaseModel`` (which ``import pydantic`` defers: +194 M) plus
+opening the DuckDB file (+138 M): 1,023 M, 1.48×, before any of promptver's own code; reaching
+1.5× on ``template list`` needs a CLI read path without pydantic models. ``get_prompt`` also
+opens the file twice (``Workspace.open`` checks the schema, the lookup reads the live row:
++100 M, about 0.07× of wall time), because holding the file between calls would keep other
+processes out of it.
 """
 
 from __future__ import annotations
