@@ -63,16 +63,52 @@ def test_results_in_several_user_passes_equal_the_files(
     passes: list[int] = []
     run = Relation.run
 
-    def spy(self, sql, params):
+    def spy(self, sql, params, **kw):
         if "pv_pass" in params:
             passes.append(params["pv_pass"])
-        return run(self, sql, params)
+        return run(self, sql, params, **kw)
 
     monkeypatch.setattr(Relation, "run", spy)
     file = _results(capsys, world, exp_id)
     lake = _results(capsys, world, exp_id, parquet_cfg)
     assert max(passes) >= 3  # the reduction did run in passes
     assert_results_agree(file, lake, exact_bootstrap=file["bootstrap"]["unit"] == "user")
+
+
+def test_per_user_reductions_run_on_one_thread_and_small_statements_on_every_core(
+    world, parquet_cfg, monkeypatch
+):
+    """Each thread of a per-user GROUP BY builds its own hash table, so the passes run on one
+    thread (their memory is the pass budget); the statements whose state is small whatever the
+    events (the user estimate, the quantiles' ranges and bins, the p95 histogram) use every
+    core."""
+    from promptver import Settings, Workspace
+
+    # more events than the exact p95 method takes, so the refinement and histogram run
+    monkeypatch.setattr("promptver.analysis_quantile.EXACT_QUANTILE_EVENTS", 10)
+    ws = Workspace.open(world.db, settings=Settings.load(parquet_cfg))
+    try:
+        engine = ws.source.engine
+        seen: list[tuple[str, int]] = []
+        run = engine.run
+
+        def spy(sql, params):
+            seen.append((sql, engine.threads()))
+            return run(sql, params)
+
+        engine.run = spy
+        ws.experiment_results(world.experiments["big"], seed=7)
+        cores = engine._cores  # DuckDB's default, read when the engine connected
+        after = engine.threads()
+    finally:
+        ws.close()
+    per_user = [t for sql, t in seen if "GROUP BY variant, user_id" in sql]
+    small = [t for sql, t in seen if "approx_count_distinct" in sql or "AS bin" in sql]
+    assert per_user and set(per_user) == {1}
+    assert small and set(small) == {cores}
+    if cores > 1:  # the machine has the cores to show it
+        assert max(small) > 1
+    assert after == 1  # back to one thread after each small statement
 
 
 def _lake(tmp_path, values: dict[str, list[float | None]]):
@@ -164,9 +200,9 @@ def test_a_second_analysis_counts_users_from_the_first(monkeypatch, world, parqu
     sqls: list[str] = []
     run = Relation.run
 
-    def spy(self, sql, params):
+    def spy(self, sql, params, **kw):
         sqls.append(sql)
-        return run(self, sql, params)
+        return run(self, sql, params, **kw)
 
     monkeypatch.setattr(Relation, "run", spy)
     ws = Workspace.open(world.db, settings=Settings.load(parquet_cfg))

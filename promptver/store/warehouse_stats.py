@@ -429,7 +429,8 @@ def metric_histograms(
         ) AS b
         GROUP BY 1, 2, 3
     """
-    _, rows = rel.run(sql, params)
+    # units are the bootstrap's buckets or the users of a small experiment: bounded state
+    _, rows = rel.run(sql, params, parallel=True)
     var = np.asarray([r[0] for r in rows], dtype=object)
     units = [r[1] for r in rows]
     unit_arr = (
