@@ -52,14 +52,14 @@ class DeploymentService(DeploymentGates):
         settings: Settings,
         versions: VersionControl,
         templates: TemplateService,
-        serving: Serving | None = None,
+        serving: Serving,
     ) -> None:
         self.db = db
         self.settings = settings
         self.versions = versions
         self.templates = templates
         #: what get_prompt serves: shared with the workspace, cleared by every deploy here
-        self.serving = serving if serving is not None else Serving(db, settings)
+        self.serving = serving
 
     # -- environments -----------------------------------------------------------------------
     @property
@@ -412,10 +412,6 @@ class DeploymentService(DeploymentGates):
     def invalidate(self) -> None:
         """Forget every cached answer of serving (after a deploy, rollback, archive, sync)."""
         self.serving.invalidate()
-
-    @property
-    def _cache(self) -> dict[tuple[str, str], Any]:
-        return self.serving._cache
 
 
 def _emit_deployment(con: Any, d: Deployment) -> None:

@@ -305,7 +305,7 @@ class FileSync:
         rec_path = folder / RECORD_NAME
         if not rec_path.exists() or rec_path.read_text(encoding="utf-8") != rec_text:
             _write_atomic(rec_path, rec_text)
-        self.ws.deployments.invalidate()
+        self.ws.serving.invalidate()
         return result
 
     def _view(self, name: str, branch: str) -> Template:

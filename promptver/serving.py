@@ -9,7 +9,7 @@ processes see the change within the TTL.
 
 This module is the whole serving path: an application that only calls ``get_prompt`` loads it,
 the settings, the models of a prompt and the storage, but not the deployment log, its gates, the
-templates' service or version control (``tests/test_imports.py`` checks which modules load).
+templates' service or version control (``tests/test_import_footprint.py`` checks which modules load).
 """
 
 from __future__ import annotations

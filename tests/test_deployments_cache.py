@@ -91,7 +91,7 @@ def test_with_ttl_zero_every_call_reads_the_file(db_path, run_cli):
     assert ws.get_prompt("qa", PROD).version == "1.0.0"
     assert run_cli("deploy", "qa", "1.1.0", "--env", PROD).code == 0
     assert ws.get_prompt("qa", PROD).version == "1.1.0"
-    assert ws.deployments._cache == {}
+    assert ws.serving._cache == {}
 
 
 def test_real_clock_expiry(db_path, run_cli):
@@ -139,7 +139,7 @@ def test_the_cache_stays_bounded(db_path, monkeypatch):
         for i in range(10):
             with pytest.raises(NotFound):
                 ws.get_prompt(f"missing-{i}", PROD)
-            assert len(ws.deployments._cache) <= 3
+            assert len(ws.serving._cache) <= 3
     assert ws.get_prompt("qa", PROD).version == "1.0.0"
 
 

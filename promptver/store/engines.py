@@ -187,14 +187,14 @@ class ParquetEngine(Engine):
         with self._lock:
             self._parallel += 1
             if self._parallel == 1 and self._cores > 1:
-                con.execute(f"SET threads = {self._cores}")
+                _set_threads(con, self._cores)
         try:
             yield
         finally:
             with self._lock:
                 self._parallel -= 1
                 if self._parallel == 0 and self._con is not None:
-                    self._con.execute("SET threads = 1")
+                    _set_threads(self._con, 1)
 
     def threads(self) -> int:
         """DuckDB's threads now: 1, or every core inside :meth:`parallel`."""
@@ -219,6 +219,16 @@ class ParquetEngine(Engine):
             if self._con is not None:
                 self._con.close()
                 self._con = None
+
+
+def _set_threads(con: Any, n: int) -> None:
+    """DuckDB's threads (a setting of the database): through a cursor of its own, since the
+    connection may be in use on another thread."""
+    cur = con.cursor()
+    try:
+        cur.execute(f"SET threads = {int(n)}")
+    finally:
+        cur.close()
 
 
 class PostgresEngine(Engine):

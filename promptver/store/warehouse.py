@@ -24,6 +24,7 @@ import math
 import re
 import threading
 from collections.abc import Sequence
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -189,10 +190,8 @@ class Relation:
         histogram of bounded bins), so an engine in this process may use every core."""
         if self.naive_ts:
             params = {k: _naive_utc(v) for k, v in params.items()}
-        if parallel:
-            with self.engine.parallel():
-                return self.engine.run(self.translate(sql), params)
-        return self.engine.run(self.translate(sql), params)
+        with self.engine.parallel() if parallel else nullcontext():
+            return self.engine.run(self.translate(sql), params)
 
     def rows(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         names, rows = self.run(sql, params)
