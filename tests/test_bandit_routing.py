@@ -35,6 +35,14 @@ def test_allocation_is_validated_and_stored(lab):
     assert lab.experiments.get(exp.id).allocation == "bandit"
 
 
+def _in_first_period(exp):
+    """A time inside the experiment's window and before the bandit's first update: halfway
+    between its start and now (a fixed "a second ago" fell before the start when the test ran
+    fast, and the events then counted for nothing)."""
+    now = utcnow()
+    return exp.started_at + (now - exp.started_at) / 2
+
+
 def _serve(ws, users):
     return {u: ws.get_prompt("qa-basic", env="production", user_id=u).variant for u in users}
 
@@ -118,7 +126,7 @@ def test_results_carry_the_split_history_and_the_period_weighted_comparison(band
     frame["quality_score"] = np.where(frame.variant == "concise", 0.62, 0.6) + rng.normal(
         0, 0.1, len(frame)
     )
-    frame["ts"] = utcnow() - timedelta(seconds=1)
+    frame["ts"] = _in_first_period(exp)
     insert_events(ws, frame, experiment_id=exp.id)
     ws.experiments.update_bandit(exp.id)
     r = ws.experiment_results(exp.id)
@@ -148,7 +156,7 @@ def test_report_shows_the_split_and_the_more_statistics_tables(bandit):
     frame = pd.DataFrame({"user_id": list(first), "variant": list(first.values())})
     frame["quality_score"] = rng.normal(0.6, 0.1, len(frame))
     frame["latency_ms"] = rng.normal(1000, 50, len(frame))
-    frame["ts"] = utcnow() - timedelta(seconds=1)
+    frame["ts"] = _in_first_period(exp)
     insert_events(ws, frame, experiment_id=exp.id)
     ws.experiments.update_bandit(exp.id)
     text = report_markdown(ws, exp.id).decode()
