@@ -17,13 +17,19 @@ import difflib
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from promptver.config_source import (
+    DEFAULT_BUSY_TIMEOUT,
+    DEFAULT_DB_PATH,
+    apply_env,
+    find_file,
+    read_yaml,
+    set_dotted,
+)
 from promptver.errors import ConfigError, Problem
 
 CheckName = Literal[
@@ -35,7 +41,6 @@ ALL_CHECKS: list[str] = [
     "performance_validation",
     "security_validation",
 ]
-DEFAULT_DB_PATH = "data/promptver.duckdb"
 
 
 _S = TypeVar("_S", bound="_Section")
@@ -55,7 +60,7 @@ class _Section(BaseModel):
 class StorageSettings(_Section):
     path: str = DEFAULT_DB_PATH
     #: seconds a caller waits for a file another process holds before ``DatabaseBusy``
-    busy_timeout: float = Field(10.0, ge=0)
+    busy_timeout: float = Field(DEFAULT_BUSY_TIMEOUT, ge=0)
 
 
 class TrafficRouting(_Section):
@@ -341,12 +346,12 @@ class Settings(_Section):
         """
         env = os.environ if environ is None else environ
         data: dict[str, Any] = {}
-        file = _find_file(path, env)
+        file = find_file(path, env)
         if file is not None:
-            data = _read_yaml(file)
-        _apply_env(data, env)
+            data = read_yaml(file)
+        apply_env(data, env)
         for dotted, value in (overrides or {}).items():
-            _set_dotted(data, dotted, value)
+            set_dotted(data, dotted, value)
         return cls.from_dict(data, source=str(file) if file else "settings")
 
     @classmethod
@@ -366,66 +371,8 @@ class Settings(_Section):
         """A copy with ``section__key=value`` overrides (used by tests and the CLI)."""
         data = self.model_dump()
         for key, value in dotted.items():
-            _set_dotted(data, key.replace("__", "."), value)
+            set_dotted(data, key.replace("__", "."), value)
         return Settings.from_dict(data)
-
-
-def _find_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"settings file not found: {p}")
-        return p
-    if env.get("PROMPTVER_CONFIG"):
-        p = Path(env["PROMPTVER_CONFIG"])
-        if not p.is_file():
-            raise ConfigError(f"settings file not found: {p} (from PROMPTVER_CONFIG)")
-        return p
-    p = Path("promptver.yaml")
-    return p if p.is_file() else None
-
-
-def _read_yaml(file: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read settings file {file}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"settings file {file} is not valid YAML{where}") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"settings file {file} must hold a mapping of sections")
-    if set(raw) == {"prompt_versioning"}:
-        raw = raw["prompt_versioning"] or {}
-    return raw
-
-
-_ENV_KEYS = {
-    "PROMPTVER_DB": "storage.path",
-    "PROMPTVER_BUSY_TIMEOUT": "storage.busy_timeout",
-    "PROMPTVER_CACHE_TTL": "cache.ttl_seconds",
-}
-
-
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
-    for var, dotted in _ENV_KEYS.items():
-        if env.get(var):
-            _set_dotted(data, dotted, env[var])
-
-
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = data
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            node[part] = nxt
-        node = nxt
-    node[parts[-1]] = value
 
 
 def _fields_of(loc: tuple[Any, ...]) -> list[str]:

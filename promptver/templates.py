@@ -21,7 +21,6 @@ from promptver.limits import (
     check_author,
     check_json,
     check_text,
-    stored_json,
 )
 from promptver.models.core import Commit, Prompt, Template, check_name
 from promptver.store import templates as sql
@@ -144,31 +143,17 @@ class TemplateService:
     ) -> list[Template]:
         """Templates (head of ``main``), filtered by category, all of ``tags`` and a text search
         over name, description, tags and content (case-insensitive)."""
-        with self.db.read() as con:
-            rows = sql.list_template_rows(
-                con, category=category, tags=tags, search=search, include_archived=include_archived
-            )
+        from promptver.template_list import list_templates
+
         return [
-            Template(
-                id=r["id"],
-                name=r["name"],
-                description=r["description"],
-                category=r["category"],
-                tags=list(r["tags"]),
-                metadata=stored_json(r["metadata"]),
-                created_at=r["created_at"],
-                created_by=r["created_by"],
-                is_active=r["is_active"],
-                version=r["version"],
-                commit=r["commit_id"],
-                content=r["content"] if (r["kind"] or "text") == "text" else None,
-                variables=list(r["variables"]),
-                updated_at=r["updated_at"],
-                kind=r["kind"] or "text",
-                messages=stored_json(r["messages"], None) if r["messages"] else None,
-                config=stored_json(r["config"]),
+            Template(**r.as_dict())
+            for r in list_templates(
+                self.db,
+                category=category,
+                tags=tags,
+                search=search,
+                include_archived=include_archived,
             )
-            for r in rows
         ]
 
     def categories(self) -> list[str]:

@@ -19,18 +19,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from promptver.config import Settings
+from promptver.config_source import DEFAULT_BUSY_TIMEOUT, DEFAULT_DB_PATH, unvalidated
 from promptver.errors import NotFound, Problem, PromptverError, ValidationError
-from promptver.models.core import Prompt
 from promptver.store.db import Database
 from promptver.store.schema import ensure_schema
 
 if TYPE_CHECKING:
     from promptver.alerts import AlertService
+    from promptver.config import Settings
     from promptver.deployments import DeploymentService
     from promptver.evals import EvalService
     from promptver.experiments import ExperimentService
     from promptver.metrics import MetricsService
+    from promptver.models.core import Prompt
     from promptver.models.experiments import Experiment
     from promptver.models.results import ExperimentResults
     from promptver.overview import OverviewService
@@ -50,15 +51,40 @@ class Workspace:
     def __init__(
         self, path: str | os.PathLike[str] | None = None, settings: Settings | None = None
     ) -> None:
-        self.settings = settings or Settings.load()
-        chosen = path if path is not None else self.settings.storage.path
-        self.path = chosen if str(chosen) == ":memory:" else Path(chosen)
-        self.db = Database(self.path, busy_timeout=self.settings.storage.busy_timeout)
+        #: the settings data to validate on first use, when none of it needed validating now
+        self._pending = unvalidated() if settings is None else None
+        if settings is None and self._pending is None:
+            from promptver.config import Settings
+
+            settings = Settings.load()  # a bad settings file is an error at open
+        self._settings = settings
+        storage = settings.storage if settings is not None else None
+        if path is None:
+            pending = self._pending or {}
+            path = (
+                storage.path if storage else pending.get("storage", {}).get("path", DEFAULT_DB_PATH)
+            )
+        self.path = path if str(path) == ":memory:" else Path(path)
+        busy = storage.busy_timeout if storage is not None else DEFAULT_BUSY_TIMEOUT
+        self.db = Database(self.path, busy_timeout=busy)
         self._arm_prompts: dict[tuple[str, str], Prompt] = {}
         self._services: dict[str, Any] = {}
         self._services_lock = threading.RLock()
         self._closed = False
         self._held: Any = None  # the lazy session of open(hold=True)
+
+    @property
+    def settings(self) -> Settings:
+        """The settings. With no settings file and no override but ``PROMPTVER_DB`` they are
+        built on first use (from what was found at open): a command that never reads a setting
+        (``template list``) never imports pydantic."""
+        if self._settings is None:
+            from promptver.config import Settings
+
+            with self._services_lock:  # one settings object, whichever thread asks first
+                if self._settings is None:
+                    self._settings = Settings.from_dict(self._pending or {})
+        return self._settings
 
     @classmethod
     def open(
@@ -328,6 +354,8 @@ class Workspace:
         key = (live.environment, commit)
         cached = self._arm_prompts.get(key)
         if cached is None:
+            from promptver.models.core import Prompt
+
             c = self.versions.get_commit(commit)
             cached = Prompt(
                 template_id=live.template_id,

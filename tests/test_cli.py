@@ -212,3 +212,45 @@ def test_a_limit_out_of_range_is_a_usage_error_naming_the_option(cli, command, b
     r = cli(*command, "--limit", bad)
     assert r.code == 2, r.err
     assert "--limit" in r.err and "internal error" not in r.err
+
+
+def test_template_list_json_is_the_models_json(cli, db_path):
+    """``template list`` prints plain records (no pydantic on its path): field for field, in the
+    same order, the JSON of the ``Template`` models the service returns."""
+    from promptver import Workspace
+    from promptver.cli.context import to_jsonable
+
+    cli("template", "create", "a-text", "--content", "Hi {name}", "--tag", "t1", "--tag", "t2")
+    cli("template", "update", "a-text", "--content", "Hello {name}, {day}")
+    ws = Workspace.open(db_path)
+    try:
+        ws.templates.create(
+            "b-chat",
+            messages=[
+                {"role": "system", "content": "You are {persona}."},
+                {"role": "user", "content": "{question}"},
+            ],
+            config={"model": "gpt-4o-mini", "temperature": 0.2},
+            metadata={"owner": "team-a", "n": 3},
+            category="qa",
+        )
+        ws.templates.create("c-archived", "Bye {name}")
+        ws.templates.archive("c-archived")
+        expected = to_jsonable(ws.templates.list(include_archived=True))
+    finally:
+        ws.close()
+    got = cli("template", "list", "--all", json=True).json()
+    assert got == expected
+    assert [list(t) for t in got] == [list(t) for t in expected]  # the same key order
+    assert [t["name"] for t in got] == ["a-text", "b-chat", "c-archived"]
+    assert got[1]["kind"] == "chat" and got[1]["content"] is None and got[1]["messages"]
+    assert got[0]["version"] == "1.1.0" and got[0]["variables"] == ["name", "day"]
+
+
+def test_a_template_record_has_the_fields_of_a_template_in_order():
+    from dataclasses import fields
+
+    from promptver.models.core import Template
+    from promptver.template_list import TemplateRecord
+
+    assert [f.name for f in fields(TemplateRecord)] == list(Template.model_fields)

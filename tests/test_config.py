@@ -164,3 +164,100 @@ def test_with_overrides_returns_a_validated_copy():
     assert s.cache.ttl_seconds == 0
     with pytest.raises(ConfigError):
         Settings.load().with_overrides(cache__ttl_seconds=-1)
+
+
+@pytest.fixture
+def bare_env(monkeypatch, tmp_path):
+    """A working directory without promptver.yaml and no PROMPTVER_* variable."""
+    import os
+
+    for var in list(os.environ):
+        if var.startswith("PROMPTVER_"):
+            monkeypatch.delenv(var)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("env", "yaml_text", "expected"),
+    [
+        ({}, None, {}),
+        ({"PROMPTVER_DB": "x.duckdb"}, None, {"storage": {"path": "x.duckdb"}}),
+        ({"PROMPTVER_DB": ""}, None, {}),  # empty: no override, as Settings.load reads it
+        ({"PROMPTVER_CACHE_TTL": "3"}, None, None),
+        ({"PROMPTVER_BUSY_TIMEOUT": "2"}, None, None),
+        ({}, "cache: {ttl_seconds: 3}\n", None),
+        ({}, "", None),  # an empty file is still a file to read
+    ],
+)
+def test_unvalidated_says_when_there_is_nothing_to_validate(bare_env, env, yaml_text, expected):
+    from promptver.config_source import unvalidated
+
+    if yaml_text is not None:
+        (bare_env / "promptver.yaml").write_text(yaml_text)
+    assert unvalidated(env) == expected
+    if expected is not None:  # what it returns is what validation would have given
+        assert Settings.from_dict(expected) == Settings.load(environ=env)
+
+
+def test_a_workspace_with_nothing_to_validate_builds_its_settings_on_first_use(
+    bare_env, monkeypatch
+):
+    from pathlib import Path
+
+    from promptver import Workspace
+
+    monkeypatch.setenv("PROMPTVER_DB", str(bare_env / "x.duckdb"))
+    ws = Workspace.open()
+    try:
+        assert ws.path == Path(bare_env / "x.duckdb") and ws.path.exists()
+        assert ws._settings is None  # nothing built yet
+        s = ws.settings
+        assert s is ws.settings  # built once
+        assert s == Settings.load()  # what an eager load gives, the path included
+        assert s.storage.path == str(bare_env / "x.duckdb")
+        # a settings file written after the open does not change this workspace's settings
+        (bare_env / "promptver.yaml").write_text("cache: {ttl_seconds: 3}\n")
+        assert ws.settings.cache.ttl_seconds == 10.0
+    finally:
+        ws.close()
+
+
+@pytest.mark.parametrize(
+    ("env", "yaml_text", "field"),
+    [
+        ({}, "cache: {ttl_secs: 3}\n", "cache.ttl_secs"),
+        ({"PROMPTVER_BUSY_TIMEOUT": "soon"}, None, "storage.busy_timeout"),
+        ({"PROMPTVER_CACHE_TTL": "-1"}, None, "cache.ttl_seconds"),
+    ],
+)
+def test_settings_to_validate_are_still_checked_when_the_workspace_opens(
+    bare_env, monkeypatch, env, yaml_text, field
+):
+    from promptver import Workspace
+
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    if yaml_text is not None:
+        (bare_env / "promptver.yaml").write_text(yaml_text)
+    with pytest.raises(ConfigError) as info:
+        Workspace.open(bare_env / "pv.duckdb")
+    assert field in str(info.value)
+    assert not (bare_env / "pv.duckdb").exists()  # refused before anything was created
+
+
+def test_template_list_still_refuses_a_bad_settings_file(bare_env):
+    """The light listing path skips pydantic only when there is nothing to validate."""
+    from promptver.cli import main
+
+    db = str(bare_env / "pv.duckdb")
+    assert main(["--db", db, "init"]) == 0
+    assert main(["--db", db, "template", "list"]) == 0
+    (bare_env / "promptver.yaml").write_text("templates: {max_char: 10}\n")
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["--db", db, "template", "list"]) == 1
+    assert "templates.max_char" in err.getvalue() and "max_chars" in err.getvalue()

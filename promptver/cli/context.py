@@ -87,6 +87,8 @@ class Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
+            if self._ws is not None:  # the workspace's own (its defaults are built lazily)
+                return self._ws.settings
             from promptver.config import Settings
 
             path = getattr(self.args, "config", None)
@@ -99,13 +101,18 @@ class Context:
         """The workspace; only commands registered with ``creates_database=True`` (``init``,
         ``demo``) create a missing database file, so a mistyped ``--db`` creates nothing."""
         if self._ws is None:
+            from promptver.config_source import unvalidated
             from promptver.workspace import Workspace
 
             create = bool(getattr(self.args, "creates_database", False))
+            # nothing to validate (no --config, no settings file, no override but the database's
+            # path): the workspace builds the settings only if the command reads one
+            lazy = self._settings is None and not getattr(self.args, "config", None)
+            settings = None if lazy and unvalidated() is not None else self.settings
             try:
                 self._ws = Workspace.open(
                     getattr(self.args, "db", None),
-                    settings=self.settings,
+                    settings=settings,
                     create=create,
                     hold=self.hold_file,
                 )

@@ -1,15 +1,21 @@
-"""SQL for templates, commits, version labels and branches."""
+"""SQL for templates, commits, version labels and branches.
+
+The models are imported where rows become models: listing templates reads plain rows and loads
+no pydantic (``promptver.template_list``).
+"""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from promptver.limits import stored_json
-from promptver.models.core import Branch, Commit, VersionLabel
+
+if TYPE_CHECKING:
+    from promptver.models.core import Branch, Commit, VersionLabel
 
 Con = duckdb.DuckDBPyConnection
 
@@ -148,6 +154,8 @@ _NCOLS = 12  # the version label, when selected, follows the commit's columns
 def _commit(row: tuple[Any, ...], version: str | None = None) -> Commit:
     cid, tid, parents, content, variables, metadata, message, author, created_at = row[:9]
     kind, messages, config = row[9:_NCOLS]
+    from promptver.models.core import Commit
+
     return Commit(
         id=cid,
         template_id=tid,
@@ -257,6 +265,8 @@ def version_commit(con: Con, template_id: str, version: str) -> str | None:
 
 
 def versions_of(con: Con, template_id: str) -> list[VersionLabel]:
+    from promptver.models.core import VersionLabel
+
     rows = con.execute(
         "SELECT template_id, version, commit_id, created_at FROM versions WHERE template_id = ?"
         " ORDER BY major DESC, minor DESC, patch DESC",
@@ -268,6 +278,8 @@ def versions_of(con: Con, template_id: str) -> list[VersionLabel]:
 
 
 def all_versions(con: Con) -> list[VersionLabel]:
+    from promptver.models.core import VersionLabel
+
     rows = con.execute(
         "SELECT template_id, version, commit_id, created_at FROM versions"
     ).fetchall()
@@ -280,6 +292,8 @@ def all_versions(con: Con) -> list[VersionLabel]:
 
 
 def _branch(row: tuple[Any, ...]) -> Branch:
+    from promptver.models.core import Branch
+
     return Branch(
         template_id=row[0], name=row[1], head=row[2], created_at=row[3], created_by=row[4]
     )

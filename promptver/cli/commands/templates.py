@@ -295,9 +295,12 @@ def cmd_show(ctx: Context) -> None:
 
 
 def cmd_list(ctx: Context) -> None:
+    from promptver.template_list import list_templates
+
     a = ctx.args
-    items = ctx.ws.templates.list(
-        category=a.category, tags=a.tags, search=a.search, include_archived=a.all
+    # plain records, the same JSON as the models: the commonest command loads no pydantic
+    items = list_templates(
+        ctx.ws.db, category=a.category, tags=a.tags, search=a.search, include_archived=a.all
     )
     ctx.emit(
         items,
