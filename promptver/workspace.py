@@ -86,6 +86,11 @@ class Workspace:
                     self._settings = Settings.from_dict(self._pending or {})
         return self._settings
 
+    @settings.setter
+    def settings(self, value: Settings) -> None:
+        # services read the settings when they are built: replace them before the first use
+        self._settings = value
+
     @classmethod
     def open(
         cls,
