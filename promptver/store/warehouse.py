@@ -219,14 +219,17 @@ class Relation:
         if passes == 1:
             names, out = self.run(sql, params)
         else:
-            sliced = sql.replace(
-                "{EV}",
-                "(SELECT * FROM {EV} AS sl"
-                " WHERE PV_BUCKET(user_id, $buckets) % $pv_passes = $pv_pass)",
-            )
             out = []
             for k in range(passes):
-                names, rows = self.run(sliced, {**params, "pv_passes": passes, "pv_pass": k})
+                # The slice's numbers are written into the statement, not bound: DuckDB filtered
+                # each event through the bound ones at a cost of 60 % more time per pass (50M
+                # events: 6.6 s against 4.0 s). They are our own integers, never user input.
+                sliced = sql.replace(
+                    "{EV}",
+                    "(SELECT * FROM {EV} AS sl"
+                    f" WHERE PV_BUCKET(user_id, $buckets) % {int(passes)} = {int(k)})",
+                )
+                names, rows = self.run(sliced, params)
                 out.extend(rows)
         if "users" in names:  # the exact count, for the next analysis of these events
             j = names.index("users")
