@@ -11,16 +11,18 @@ Targets (issue 17): ``promptver --help`` and ``promptver --db X template list`` 
 baseline; ``Workspace.open(X).get_prompt(...).text(...)`` ≤ 2× the baseline and ≤ 90 MiB.
 
 Last runs (``--runs 9``, 2 cores, load below 1; three runs a few minutes apart, wall ratios):
-``--help`` 0.57× / 0.64× / 0.56× (met); ``template list`` 1.90× / 1.83× / 1.75× (missed);
-``get_prompt`` 2.27× / 1.87× / 1.89× (met in two of three; 86 MiB, met). Instruction counts
-(``valgrind --tool=callgrind``, which a busy machine does not change): the baseline 691 M,
-``get_prompt`` 1,288 M (1.86×), ``template list`` 1,251 M (1.81×). The floor under both is the
-baseline plus importing pydantic's ``BaseModel`` (which ``import pydantic`` defers: +194 M) plus
-opening the DuckDB file (+138 M): 1,023 M, 1.48×, before any of promptver's own code; reaching
-1.5× on ``template list`` needs a CLI read path without pydantic models. ``get_prompt`` also
-opens the file twice (``Workspace.open`` checks the schema, the lookup reads the live row:
-+100 M, about 0.07× of wall time), because holding the file between calls would keep other
-processes out of it.
+``--help`` 0.48× / 0.61× / 0.58× (met); ``template list`` 1.05× / 1.16× / 1.23× (met; 1.75–1.90×
+before it read plain records with nothing to validate); ``get_prompt`` 1.69× / 1.81× / 2.02×
+(met in two of three, 81 MiB, met). Instruction counts (``valgrind --tool=callgrind``, which a
+busy machine does not change): the baseline 691 M, ``template list`` 748 M (1.08×; 1,251 M
+before), ``get_prompt`` 1,192 M (1.72×; 1,288 M before).
+
+``template list`` loads no pydantic when there is nothing to validate (no settings file, no
+override but ``PROMPTVER_DB``: what ``promptver init`` leaves): the workspace builds its settings
+on first use and the listing prints plain records (``promptver/template_list.py``). ``get_prompt``
+still imports pydantic's ``BaseModel`` for the served ``Prompt`` (+194 M instructions) and opens
+the file twice (``Workspace.open`` checks the schema, the lookup reads the live row: +100 M),
+because holding the file between calls would keep other processes out of it.
 """
 
 from __future__ import annotations
