@@ -395,3 +395,35 @@ def test_trends_equal_the_files(world, parquet_cfg):
     finally:
         base.close()
         lake.close()
+
+
+def test_the_schema_can_be_read_from_several_threads_at_once(tmp_path):
+    """The engine's one DuckDB connection refuses a second thread's call (duckdb 2.0): reading
+    the schema goes through a cursor, as every query does (it raised ResourceInUseException)."""
+    import threading
+
+    import duckdb
+
+    from promptver.store.engines import ParquetEngine
+
+    duckdb.execute(
+        f"COPY (SELECT range AS x, 'u' || range AS user_id FROM range(100))"
+        f" TO '{tmp_path / 'a.parquet'}' (FORMAT parquet)"
+    )
+    engine = ParquetEngine(str(tmp_path))
+    errors: list[str] = []
+
+    def read() -> None:
+        try:
+            for _ in range(100):
+                assert ("x", "BIGINT") in engine.schema()
+        except Exception as exc:  # every failure is reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.close()
+    assert errors == []

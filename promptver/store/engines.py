@@ -160,11 +160,14 @@ class ParquetEngine(Engine):
             return con
 
     def schema(self) -> list[tuple[str, str]]:
-        con = self._connect()
-        return [
-            (r[0], str(r[1]))
-            for r in con.execute(f"DESCRIBE {quote_ident(SOURCE_VIEW)}").fetchall()
-        ]
+        cur = self._connect().cursor()  # the connection refuses a second thread's call
+        try:
+            return [
+                (r[0], str(r[1]))
+                for r in cur.execute(f"DESCRIBE {quote_ident(SOURCE_VIEW)}").fetchall()
+            ]
+        finally:
+            cur.close()
 
     def partition_columns(self) -> set[str]:
         self._connect()
