@@ -8,7 +8,9 @@ themselves: everything configurable is here.
 
 Lookup order for the file: an explicit path, ``$PROMPTVER_CONFIG``, ``./promptver.yaml``.
 Environment overrides: ``PROMPTVER_DB`` (storage.path), ``PROMPTVER_BUSY_TIMEOUT``
-(storage.busy_timeout, seconds), ``PROMPTVER_CACHE_TTL`` (cache.ttl_seconds).
+(storage.busy_timeout, seconds), ``PROMPTVER_CACHE_TTL`` (cache.ttl_seconds). Finding the file
+and reading it and the environment live in :mod:`promptver.config_source`, which imports no
+pydantic: a workspace with nothing to validate builds these models only when a setting is read.
 """
 
 from __future__ import annotations
