@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from promptver.limits import stored_json
+from promptver.store.templates import list_template_rows
 
 if TYPE_CHECKING:
     from promptver.store.db import Database
@@ -57,8 +58,6 @@ def list_templates(
 ) -> list[TemplateRecord]:
     """Templates (head of ``main``) by name, filtered by category, all of ``tags`` and a text
     search over name, description, tags and content (case-insensitive)."""
-    from promptver.store.templates import list_template_rows
-
     with db.read() as con:
         rows = list_template_rows(
             con, category=category, tags=tags, search=search, include_archived=include_archived
