@@ -487,14 +487,17 @@ def quantiles_with_histograms(
     qcols = [
         f"n{i}" if j < 0 else f"q{i}_{j}" for i in range(len(variants)) for j in range(-1, last + 1)
     ]
+    levels_list = "[" + ", ".join(f"$l{j}" for j in range(last + 1)) + "]"
     if rel.engine.dialect == "postgres":
         # one aggregate per variant (PostgreSQL runs them in parallel; a GROUP BY would sort
         # every event by variant before each percentile_cont sorts its values again), then one
-        # row of them all; the CTE is computed once
+        # row of them all; the CTE is computed once. One percentile_cont of all the levels
+        # (an array) per variant: 2M events, 0.34 s against 0.41 s for one per level
         per_variant = " UNION ALL ".join(
-            f"SELECT {i} AS k, count(v) AS n, "
-            + ", ".join(f"quantile_cont(v, $l{j}) AS q{j}" for j in range(last + 1))
-            + f" FROM {events} AS e WHERE e.variant = $cv{i}"
+            f"SELECT {i} AS k, n, "
+            + ", ".join(f"a[{j + 1}] AS q{j}" for j in range(last + 1))
+            + f" FROM (SELECT count(v) AS n, quantile_cont(v, {levels_list}) AS a"
+            + f" FROM {events} AS e WHERE e.variant = $cv{i}) AS qa"
             for i in range(len(variants))
         )
         one_row = ", ".join(
@@ -505,18 +508,22 @@ def quantiles_with_histograms(
         qs = f"SELECT {one_row} FROM ({per_variant}) AS pv"
     else:
         # one row: a single reference to it, so that Spark computes the percentiles once and
-        # broadcasts the row to the events (a join on variant would shuffle every event)
+        # broadcasts the row to the events (a join on variant would shuffle every event). One
+        # percentile of all the levels per variant: Spark's exact percentile counts the values
+        # in a map per aggregate, so one per level built the same map three times (5M events:
+        # the whole statement took 2.9 s against 2.2 s)
+        arrays = ", ".join(
+            f"count(v) FILTER (WHERE variant = $cv{i}) AS n{i},"
+            f" quantile_cont(v, {levels_list}) FILTER (WHERE variant = $cv{i}) AS a{i}"
+            for i in range(len(variants))
+        )
         qs = (
             "SELECT "
             + ", ".join(
-                f"count(v) FILTER (WHERE variant = $cv{i}) AS n{i}, "
-                + ", ".join(
-                    f"quantile_cont(v, $l{j}) FILTER (WHERE variant = $cv{i}) AS q{i}_{j}"
-                    for j in range(last + 1)
-                )
+                f"n{i}, " + ", ".join(f"a{i}[{j + 1}] AS q{i}_{j}" for j in range(last + 1))
                 for i in range(len(variants))
             )
-            + f" FROM {events} AS e"
+            + f" FROM (SELECT {arrays} FROM {events} AS e) AS qa"
         )
     lo = " ".join(f"WHEN $cv{i} THEN qs.q{i}_0" for i in range(len(variants)))
     hi = " ".join(f"WHEN $cv{i} THEN qs.q{i}_{last}" for i in range(len(variants)))
