@@ -66,8 +66,8 @@ def test_results_in_several_user_passes_equal_the_files(
     run = Relation.run
 
     def spy(self, sql, params, **kw):
-        # the slice is written into the statement: "PV_BUCKET(user_id, $buckets) % K = k"
-        sliced = re.search(r"PV_BUCKET\(user_id, \$buckets\) % (\d+) = (\d+)\)", sql)
+        # the slice is written into the statement: "hash(user_id) % K = k"
+        sliced = re.search(r"hash\(user_id\) % (\d+) = (\d+)\)", sql)
         if sliced:
             passes.append(int(sliced.group(2)))
         return run(self, sql, params, **kw)

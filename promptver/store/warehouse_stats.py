@@ -188,8 +188,9 @@ def _sums_query(
         FROM {source}
         GROUP BY {"1, 2, 3" if by is not None else "1, 2"}
     """
-    names, rows = rel.run_by_users(sql, params, where, metrics=len(columns))
     k = 1 if by is not None else 0
+    # the rows' key: (segment,) variant, unit; the other columns are counts and sums
+    names, rows = rel.run_by_users(sql, params, where, metrics=len(columns), keys=k + 2)
     rows.sort(
         key=lambda r: (
             tuple("" if r[j] is None else str(r[j]) for j in range(k + 1)),
