@@ -282,6 +282,8 @@ class _Analysis(QuantileBootstrap, WinnerRule):
         self.columns = columns
         self.col_index = {c.key: i for i, c in enumerate(columns)}
         self.with_quantile = quantile
+        if sums is None and quantile and QUANTILE_METRIC in metric_names:
+            self._quantile_prefetch(QUANTILE_METRIC, opts.buckets)
         self.sums = sums or self.rd.experiment_sums(
             self.flt,
             columns,

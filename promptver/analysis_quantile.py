@@ -30,6 +30,10 @@ EXACT_QUANTILE_EVENTS = 20_000
 QUANTILE_BINS = 128
 #: the widest window, in quantile levels either side of the quantile
 MAX_DELTA = 0.045
+#: the narrowest, which an arm gets from this many users with a value on (±8 standard errors
+#: of the level inside it: see QuantileBootstrap._quantile_fetch)
+MIN_DELTA = 0.003
+MIN_DELTA_USERS = math.ceil(64 * QUANTILE * (1 - QUANTILE) / MIN_DELTA**2)
 #: suffix of the key of a metric's uncapped column (not printable, so no metric name ends so)
 UNCAPPED = "\x00uncapped"
 
@@ -54,8 +58,27 @@ class _QuantilePlan:
     flat: dict[str, float] = field(default_factory=dict)
 
 
+def window_levels(delta: float) -> list[float]:
+    """The quantile levels of a window ``delta`` either side of the quantile."""
+    return [QUANTILE - delta, QUANTILE, QUANTILE + delta]
+
+
 class QuantileBootstrap:
     """The p95 part of an analysis."""
+
+    def _quantile_prefetch(self, metric: str, buckets: int) -> bool:
+        """Start the p95's statements before the sums where the source can run them beside
+        the per-user reduction (a Parquet source: a second DuckDB on the other core), for an
+        experiment large enough that every arm gets the narrowest window; an arm with fewer
+        users gets a wider one, which :meth:`_quantile_fetch` then asks for as usual."""
+        return self.rd.prefetch_quantiles(
+            self.flt,
+            metric,
+            window_levels(MIN_DELTA),
+            bins=QUANTILE_BINS,
+            buckets=buckets,
+            min_users=len(self.names) * MIN_DELTA_USERS,
+        )
 
     def _quantile_fetch(self, metric: str, delta: float | None = None) -> _QuantilePlan:
         """The SQL half of the p95 bootstrap (main thread, the analysis' connection)."""
@@ -89,9 +112,9 @@ class QuantileBootstrap:
                 * math.sqrt(max(1.0, events[n] / max(1.0, float(stats[n].n))))
                 for n in present
             )
-            delta = min(max(delta, 0.003), MAX_DELTA)
+            delta = min(max(delta, MIN_DELTA), MAX_DELTA)
         plan.delta = delta
-        qs = self.rd.variant_quantiles(self.flt, metric, [q - delta, q, q + delta])
+        qs = self.rd.variant_quantiles(self.flt, metric, window_levels(delta))
         windows = {n: (qs[n][1][0], qs[n][1][2]) for n in present if n in qs}
         live = {n: w for n, w in windows.items() if w[1] > w[0]}
         hists = (

@@ -223,3 +223,130 @@ def test_a_second_analysis_counts_users_from_the_first(monkeypatch, world, parqu
     finally:
         ws.close()
     assert second["variants"] == first["variants"]
+
+
+def _p95(results: dict) -> list:
+    """The p95 latency of each variant (events, value) in a results' JSON."""
+    (q,) = [m["quantile"] for m in results["metrics"] if m["quantile"] is not None]
+    assert q["method"] == "binned" and all(v["value"] is not None for v in q["variants"])
+    return [(v["name"], v["events"], v["value"]) for v in q["variants"]]
+
+
+def _same_lake_results(capsys, monkeypatch, world, parquet_cfg, exp_id) -> dict:
+    """The source's results, checked equal to those of an analysis that started nothing
+    beside the sums (the same units resampled in the same order: equal to the last digit)."""
+    with monkeypatch.context() as m:
+        m.setattr("promptver.analysis_quantile.MIN_DELTA_USERS", 10**12)
+        plain = _results(capsys, world, exp_id, parquet_cfg)
+    lake = _results(capsys, world, exp_id, parquet_cfg)
+    assert {**lake, "computed_at": None} == {**plain, "computed_at": None}
+    return lake
+
+
+def _p95_statement(sql: str) -> bool:
+    """The p95's statements: the quantiles' range, bins and values, and the histogram."""
+    return "min(latency_ms) AS lo" in sql or "AS bin" in sql or "AS s, latency_ms AS v" in sql
+
+
+def _spy_relations(monkeypatch) -> list[tuple[bool, str]]:
+    """(ran on a sidecar engine, statement) of every statement of every relation."""
+    seen: list[tuple[bool, str]] = []
+    run = Relation.run
+
+    def spy(self, sql, params, **kw):
+        seen.append((bool(getattr(self.engine, "_solo", False)), sql))
+        return run(self, sql, params, **kw)
+
+    monkeypatch.setattr(Relation, "run", spy)
+    return seen
+
+
+@pytest.fixture
+def binned_p95(monkeypatch):
+    """The small world's arms take the binned p95 (as arms of over 20,000 events do) and count
+    as large enough for the analysis to start the p95's statements beside the sums."""
+    monkeypatch.setattr("promptver.analysis_quantile.EXACT_QUANTILE_EVENTS", 10)
+    monkeypatch.setattr("promptver.analysis_quantile.MIN_DELTA_USERS", 1)
+
+
+def test_the_p95_statements_run_beside_the_sums_and_answer_the_analysis(
+    capsys, monkeypatch, world, parquet_cfg, binned_p95
+):
+    """On a Parquet source the p95's quantiles and histogram run on a second DuckDB (one
+    thread, the other core) while the per-user reduction holds the first; when the analysis
+    then asks for that window, it is answered from them and nothing of the p95 runs again —
+    and the results are the file's."""
+    from promptver import analysis_quantile
+
+    # every arm gets the window the statements were started with
+    monkeypatch.setattr(analysis_quantile, "MIN_DELTA", analysis_quantile.MAX_DELTA)
+    exp_id = world.experiments["big"]
+    file = _results(capsys, world, exp_id)
+    seen = _spy_relations(monkeypatch)
+    lake = _same_lake_results(capsys, monkeypatch, world, parquet_cfg, exp_id)
+    seen[:] = []
+    _results(capsys, world, exp_id, parquet_cfg)
+    assert file["bootstrap"]["unit"] == "bucket"  # the histogram's units are the buckets
+    assert_results_agree(file, lake, exact_bootstrap=False)
+    assert _p95(file) == _p95(lake)
+    side = [sql for solo, sql in seen if solo]
+    main = [sql for solo, sql in seen if not solo]
+    assert any("AS bin" in sql for sql in side) and all(_p95_statement(s) for s in side)
+    assert not any(_p95_statement(sql) for sql in main)
+    assert any("GROUP BY variant, user_id" in sql for sql in main)
+
+
+def test_a_started_p95_for_another_window_is_not_used(
+    capsys, monkeypatch, world, parquet_cfg, binned_p95
+):
+    """The statements start with the narrowest window; arms with fewer users get a wider one
+    from the sums, which the analysis then fetches as usual: the results are the file's."""
+    exp_id = world.experiments["big"]
+    file = _results(capsys, world, exp_id)
+    seen = _spy_relations(monkeypatch)
+    lake = _same_lake_results(capsys, monkeypatch, world, parquet_cfg, exp_id)
+    assert_results_agree(file, lake, exact_bootstrap=False)
+    assert _p95(file) == _p95(lake)
+    assert any(_p95_statement(sql) for solo, sql in seen if solo)  # started beside the sums
+    assert any("AS bin" in sql for solo, sql in seen if not solo)  # and asked again
+
+
+def test_a_failed_p95_beside_the_sums_is_asked_again(
+    capsys, monkeypatch, world, parquet_cfg, binned_p95
+):
+    """When the sidecar's statements fail (the files changed under it, say), the analysis asks
+    the main connection, which reports what fails: nothing is lost."""
+    from promptver import analysis_quantile
+
+    monkeypatch.setattr(analysis_quantile, "MIN_DELTA", analysis_quantile.MAX_DELTA)
+    run = Relation.run
+
+    def failing(self, sql, params, **kw):
+        if getattr(self.engine, "_solo", False):
+            raise RuntimeError("the sidecar failed")
+        return run(self, sql, params, **kw)
+
+    monkeypatch.setattr(Relation, "run", failing)
+    exp_id = world.experiments["big"]
+    file = _results(capsys, world, exp_id)
+    lake = _same_lake_results(capsys, monkeypatch, world, parquet_cfg, exp_id)
+    assert_results_agree(file, lake, exact_bootstrap=False)
+    assert _p95(file) == _p95(lake)
+
+
+def test_the_file_and_small_experiments_start_nothing_beside_the_sums(
+    monkeypatch, world, parquet_cfg
+):
+    """Below the users that the narrowest window takes (about 338,000 an arm), or with events
+    in the promptver file, no statement runs on a second connection."""
+    from promptver import Settings, Workspace
+
+    seen = _spy_relations(monkeypatch)
+    monkeypatch.setattr("promptver.analysis_quantile.EXACT_QUANTILE_EVENTS", 10)
+    ws = Workspace.open(world.db, settings=Settings.load(parquet_cfg))
+    try:
+        ws.experiment_results(world.experiments["big"], seed=7)
+        assert ws.source.engine._side is None  # never built
+    finally:
+        ws.close()
+    assert seen and not any(solo for solo, _ in seen)

@@ -74,6 +74,20 @@ class EventReader(Protocol):
         self, flt: EventFilter, metrics: list[str], q: float
     ) -> dict[str, float | None]: ...
 
+    def prefetch_quantiles(
+        self,
+        flt: EventFilter,
+        metric: str,
+        levels: list[float],
+        *,
+        bins: int,
+        buckets: int,
+        min_users: int,
+    ) -> bool:
+        """Start the p95's statements ahead of :meth:`experiment_sums` where they can run
+        beside it (see ``ExternalReader.prefetch_quantiles``); whether they were started."""
+        ...
+
     def variant_quantiles(
         self, flt: EventFilter, metric: str, levels: list[float]
     ) -> dict[str, tuple[int, list[float]]]: ...

@@ -24,7 +24,7 @@ from promptver.store import engines
 from promptver.store import warehouse_figures as figs
 from promptver.store import warehouse_stats as wstats
 from promptver.store import warehouse_trends as wtrends
-from promptver.store.warehouse import Relation
+from promptver.store.warehouse import Relation, window_where
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,6 +66,9 @@ class ExternalReader:
         self._units: tuple[EventFilter, UnitKind, int] | None = None
         #: the histograms fetched with the last quantiles, keyed by what they answer
         self._hists: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        #: the p95 statements started by :meth:`prefetch_quantiles`: what they answer, the
+        #: thread and its outcome
+        self._prefetch: tuple[tuple[Any, ...], threading.Thread, dict[str, Any]] | None = None
 
     # -- names --------------------------------------------------------------------------------
     def _exp_aliases(self, experiment_id: str) -> list[str]:
@@ -157,9 +160,87 @@ class ExternalReader:
             self.rel, flt, self._exp_aliases(flt.experiment_id), metrics, q
         )
 
+    def prefetch_quantiles(
+        self,
+        flt: EventFilter,
+        metric: str,
+        levels: list[float],
+        *,
+        bins: int,
+        buckets: int,
+        min_users: int,
+    ) -> bool:
+        """Start the p95's statements — ``metric``'s quantiles at ``levels``, then its
+        histograms (``bins`` over each variant's window between the outer levels, users in
+        ``buckets`` bootstrap buckets) — on the engine's sidecar (an engine in this process,
+        whose per-user reduction holds one core), when the experiment has about ``min_users``
+        users or more (the analysis' guess at when it will ask for ``levels``): they run on the
+        other core while the reduction holds this one. :meth:`variant_quantiles` and
+        :meth:`metric_histograms` answer from them when asked exactly that; anything else is
+        computed as usual. Returns whether they were started."""
+        if self._prefetch is not None or flt.segment is not None:
+            return False
+        if not self.rel.engine.user_pass_bytes:  # a server or a cluster: nothing to share
+            return False
+        aliases = self._exp_aliases(flt.experiment_id)
+        params: dict[str, Any] = {}
+        where = window_where(params, start=flt.start, end=flt.end, experiment=aliases)
+        if self.rel.users_estimate(where, params) < min_users:
+            return False
+        side = self.rel.sidecar()
+        if side is None:
+            return False
+        out: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                qs = wstats.variant_quantiles(side, flt, aliases, metric, levels)
+                windows = {
+                    v: (q[0], q[-1])
+                    for v, (_, q) in qs.items()
+                    if len(q) == len(levels) and q[-1] > q[0]
+                }
+                hists = (
+                    wstats.metric_histograms(
+                        side, flt, aliases, metric, windows, bins, "bucket", buckets
+                    )
+                    if windows
+                    else {}
+                )
+                out["value"] = (qs, windows, hists)
+            except Exception as exc:  # answered again on this thread, where it is reported
+                out["error"] = exc
+
+        thread = threading.Thread(target=work, name="promptver-p95", daemon=True)
+        key = (flt, metric, tuple(levels), bins, buckets)
+        self._prefetch = (key, thread, out)
+        thread.start()
+        return True
+
+    def _prefetched(self, flt: EventFilter, metric: str, levels: list[float]) -> Any:
+        """The prefetched (quantiles, windows, histograms) when they answer this question."""
+        pre = self._prefetch
+        if pre is None or pre[0][:3] != (flt, metric, tuple(levels)):
+            return None
+        pre[1].join()
+        if "value" not in pre[2]:
+            return None  # it failed: the caller asks again (and reports what fails)
+        _, _, _, bins, buckets = pre[0]
+        qs, windows, hists = pre[2]["value"]
+        self._hists = ((flt, metric, bins, "bucket", buckets), {"windows": windows, "hists": hists})
+        return qs
+
+    def finish(self) -> None:
+        """Wait for prefetched statements still running (the read block is over)."""
+        if self._prefetch is not None:
+            self._prefetch[1].join()
+
     def variant_quantiles(
         self, flt: EventFilter, metric: str, levels: list[float]
     ) -> dict[str, tuple[int, list[float]]]:
+        got = self._prefetched(flt, metric, levels)
+        if got is not None:
+            return got
         aliases = self._exp_aliases(flt.experiment_id)
         units = self._units
         if (
@@ -327,7 +408,11 @@ class ExternalSource:
 
     @contextmanager
     def reader(self) -> Iterator[ExternalReader]:
-        yield ExternalReader(self.relation(), self.db)
+        rd = ExternalReader(self.relation(), self.db)
+        try:
+            yield rd
+        finally:
+            rd.finish()
 
     def close(self) -> None:
         self.engine.close()

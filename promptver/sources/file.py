@@ -89,6 +89,19 @@ class FileReader:
 
         return stats_sql.pooled_quantiles(self.con, flt, metrics, q)
 
+    def prefetch_quantiles(
+        self,
+        flt: EventFilter,
+        metric: str,
+        levels: list[float],
+        *,
+        bins: int,
+        buckets: int,
+        min_users: int,
+    ) -> bool:
+        """Nothing to start: the file's statements run on the caller's connection, in turn."""
+        return False
+
     def variant_quantiles(
         self, flt: EventFilter, metric: str, levels: list[float]
     ) -> dict[str, tuple[int, list[float]]]:

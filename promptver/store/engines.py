@@ -84,6 +84,12 @@ class Engine(ABC):
         reductions run on one. Engines that run elsewhere decide for themselves."""
         yield
 
+    def sidecar(self) -> Engine | None:
+        """A second engine over the same events, on one thread, for statements with small
+        state to run while a per-user pass holds this one (the machine's other core); None for
+        engines that run elsewhere."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - engines without a connection have nothing to close
         """Release the engine's connection or session."""
 
@@ -104,6 +110,9 @@ class ParquetEngine(Engine):
         self._partitions: set[str] = set()
         self._cores = 1  # DuckDB's default threads, used inside parallel()
         self._parallel = 0  # parallel() blocks running now
+        #: a sidecar stays on one thread (the main engine's pass holds the other core)
+        self._solo = False
+        self._side: ParquetEngine | None = None
 
     def _pattern(self) -> str:
         p = Path(self.path)
@@ -189,6 +198,9 @@ class ParquetEngine(Engine):
     @contextmanager
     def parallel(self) -> Iterator[None]:
         con = self._connect()
+        if self._solo:
+            yield
+            return
         with self._lock:
             self._parallel += 1
             if self._parallel == 1 and self._cores > 1:
@@ -219,11 +231,23 @@ class ParquetEngine(Engine):
         finally:
             cur.close()
 
+    def sidecar(self) -> ParquetEngine:
+        """A second in-memory DuckDB over the same files (its own threads setting, so that it
+        stays on one thread while this one runs a per-user pass on the other)."""
+        with self._lock:
+            if self._side is None:
+                self._side = ParquetEngine(self.path)
+                self._side._solo = True
+            return self._side
+
     def close(self) -> None:
         with self._lock:
+            side, self._side = self._side, None
             if self._con is not None:
                 self._con.close()
                 self._con = None
+        if side is not None:
+            side.close()
 
 
 def _set_threads(con: Any, n: int) -> None:

@@ -87,6 +87,8 @@ class Relation:
     def __init__(self, engine: Engine, renames: dict[str, str]) -> None:
         self.engine = engine
         self.label = engine.label
+        self._renames = dict(renames)
+        self._side: Relation | None = None
         cols = engine.schema()
         types = {name: t for name, t in cols}
         lower = {name.lower(): name for name, _ in cols}
@@ -210,12 +212,10 @@ class Relation:
         of one pass over everything. How many users there are is estimated first
         (:meth:`_users_estimate`, constant memory). Engines that run elsewhere
         (``user_pass_bytes`` None: PostgreSQL, Spark) run ``sql`` once."""
-        budget = self.engine.user_pass_bytes
-        if not budget:
+        if not self.engine.user_pass_bytes:
             return self.run(sql, params)
         key = (where, repr(sorted(_named_in(where, params).items())))
-        users = self._users_estimate(key, where, _named_in(where, params))
-        passes = max(1, math.ceil(users * user_row_bytes(metrics) / budget))
+        passes = self.user_passes(where, params, metrics=metrics)
         if passes == 1:
             names, out = self.run(sql, params)
         else:
@@ -244,6 +244,35 @@ class Relation:
             with self._lock:
                 self._users[key][1] = sum(int(r[j] or 0) for r in out)
         return names, out
+
+    def user_passes(self, where: str, params: dict[str, Any], *, metrics: int) -> int:
+        """How many passes :meth:`run_by_users` takes over the events under ``where`` (1 for
+        engines that run elsewhere)."""
+        budget = self.engine.user_pass_bytes
+        if not budget:
+            return 1
+        users = self.users_estimate(where, params)
+        return max(1, math.ceil(users * user_row_bytes(metrics) / budget))
+
+    def users_estimate(self, where: str, params: dict[str, Any]) -> int:
+        """About how many users the events under ``where`` have (:meth:`_users_estimate`)."""
+        key = (where, repr(sorted(_named_in(where, params).items())))
+        return self._users_estimate(key, where, _named_in(where, params))
+
+    def sidecar(self) -> Relation | None:
+        """This relation over the engine's sidecar (:meth:`Engine.sidecar`), built once; None
+        when the engine has none."""
+        with self._lock:
+            if self._side is not None:
+                return self._side
+        engine = self.engine.sidecar()
+        if engine is None:
+            return None
+        side = Relation(engine, self._renames)
+        with self._lock:
+            if self._side is None:
+                self._side = side
+            return self._side
 
     def _users_estimate(self, key: tuple[str, str], where: str, params: dict[str, Any]) -> int:
         """Users of the events under ``where``: ``approx_count_distinct`` (a scan of the user
