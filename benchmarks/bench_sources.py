@@ -6,49 +6,33 @@ it from the checkout's root; ``--pass-mib`` overrides ParquetEngine.user_pass_by
 
 Targets (issue 18): with events as hive-partitioned Parquet (generated once, cached under
 ``/tmp/pv-bench-sources``), ``experiment results`` ≤ 3× a bare DuckDB per-user GROUP BY over the
-same files (the reduction every analysis needs), and promptver's peak RSS ≤ 1.5 GiB and flat as
-events grow. ``--postgres N``/``--spark N`` time the results on PostgreSQL (a throwaway server,
-as the tests start it) and Spark local mode beside the same per-user aggregation written
-directly for that engine (≤ 1.5×).
+same files, and promptver's peak RSS ≤ 1.5 GiB and flat as events grow. ``--postgres N`` /
+``--spark N`` time the results on PostgreSQL (a throwaway server, as the tests start it) and
+Spark local mode beside the same aggregation written directly for that engine (≤ 1.5×):
+:data:`SAME_SUMS_SQL` (per user each metric's sum and count, per variant the delta method's
+moments) then :data:`SAME_P95_SQL` (the exact p95 per variant, the engine's own percentile);
+the ratio to the bare one-metric GROUP BY (:data:`BASELINE_SQL`) is printed too.
 
-Each size and side runs in a fresh child process (so that promptver's peak RSS is its own):
-``--runs`` analyses one after the other in that process, the best time, and the process' peak
-RSS (VmHWM) after each analysis, so that memory kept from one analysis to the next shows.
+Each Parquet size and side runs in a fresh child process (so that promptver's peak RSS is its
+own): ``--runs`` analyses one after the other in that process, the best time, and the process'
+peak RSS (VmHWM) after each analysis, so that memory kept from one analysis to the next shows.
 
-Last run, ``--sizes 5e6,20e6,50e6 --runs 2`` (2 cores, load average below 1; timings on a
-shared machine are noisy, the memory is not):
+Last runs (2 cores, load below 1; timings on a shared machine vary by 10–20 %, memory does not):
+
+``--sizes 5e6,20e6,50e6 --runs 2``
 
       events  bare GROUP BY  promptver  ratio   peak RSS   after 1   after 2
-   5,000,000          0.28s      1.53s   5.4x    395 MiB   433 MiB
-  20,000,000          1.17s      4.53s   3.9x    641 MiB   657 MiB
-  50,000,000          3.26s     21.49s   6.6x    724 MiB   757 MiB
-peak RSS (over 2 analyses in one process): 5M 433 MiB / 20M 657 MiB / 50M 757 MiB;
-target <= 1536 MiB and flat: met, largest/smallest 1.75
+   5,000,000          0.21s      1.00s   4.7x    349 MiB   402 MiB
+  20,000,000          0.99s      2.24s   2.3x    680 MiB   725 MiB
+  50,000,000          2.80s      7.88s   2.8x    783 MiB   837 MiB
 
-Since the statements with small state run on every core (``Engine.parallel``; the per-user
-passes stay on one thread): ``--sizes 5e6,20e6 --runs 2`` 1.23 s / 3.63 s (4.4x / 3.5x),
-``--sizes 20e6,50e6 --runs 2`` 3.76 s / 17.70 s (3.3x / 5.7x), peak RSS 391 / 640 / 768 MiB.
+``--sizes "" --postgres 2e6``: promptver 2.59 s; the same aggregation 2.43 s (1.07x); the bare
+GROUP BY 1.15 s (2.25x). ``--sizes "" --spark 5e6``: 5.91 s; 4.87 s (1.21x); 2.99 s (1.98x).
 
-Since a pass's user slice is written into its statement (bound, DuckDB paid 60 % more per pass):
-``--sizes 5e6,20e6,50e6 --runs 2`` 0.94 / 3.39 / 10.62 s against 0.26 / 1.01 / 2.90 s (3.6x /
-3.4x / 3.7x), peak RSS 403 / 637 / 790 MiB.
-
-(``--runs 2``, 512 MiB passes, load < 1.) Before (one pass, quantile_cont): 483 / 812 / 1,217
-MiB for one analysis, 3.6 GiB over three at 50M, and 2.8x / 1.4x / 1.8x under load (3.7x at
-20M on a quiet machine). Memory is flat because the per-user reduction runs in passes of at
-most ~512 MiB of hash table (1 / 1 / 2 passes) and the p95 quantiles refine histograms; the
-time target (<= 3x) is missed: the user estimate, each pass and each refinement scan the files
-again. ``--pass-mib 256``: 449 / 506 / 573 MiB, 8.0x at 20M.
-
-``--sizes "" --postgres 2e6`` (engines only), load average about 1–3: PostgreSQL, promptver
-4.49 s, the aggregation written directly 2.07 s (2.2x; the code before the p95 statement was
-merged: 4.97 s against 2.13 s, 2.3x). ``--sizes "" --spark 5e6``: Spark local mode, promptver
-8.16 s, the aggregation in Spark SQL 3.13 s (2.6x; before: 15.61 s against 3.86 s, 4.0x). Both still over the issue's
-1.5x: the results need two statements where the baseline has one — the sums, then the exact p95
-quantiles and their histogram (the quantile levels depend on the sums, so they cannot share the
-first statement) — and the exact percentiles sort every latency value. The sums statement alone
-is about 1.3x the baseline on PostgreSQL (wider per-user rows, the bucket hash). PostgreSQL's
-default work_mem (4 MB) makes both sides sort on disk; with 64 MB both ran about 2.5x faster.
+How the Parquet figures came down (50M events): 21.49 s (6.6x) with every statement on one
+thread; 16.78 s once the small-state statements ran on every core; 10.62 s (3.7x) with the pass
+slice written into its statement; 10.15 s with the plain user hash as the slice; 7.88 s (2.8x)
+with the p95's statements on a second DuckDB beside the passes (docs/warehouse.md).
 """
 
 from __future__ import annotations

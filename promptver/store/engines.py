@@ -137,9 +137,9 @@ class ParquetEngine(Engine):
             # quantiles' ranges and bins, the p95 histogram) run on every core (parallel()):
             # 20M events: 4.99 -> 3.63 s, 50M: 21.49 -> 16.78 s. The per-user passes on two
             # threads were slower and larger (50M: 21.8 s, 1,240 MiB against 16.8 s, 771 MiB),
-            # and one pass of every user too (29.6 s, 1.7 GB against 10.6 s, 790 MiB since the
-            # pass slice is written into its statement; benchmarks/bench_sources.py,
-            # docs/warehouse.md).
+            # and one pass of every user too (29.6 s, 1.7 GB). The core a pass leaves idle runs
+            # the p95's statements on a sidecar (sidecar(); 50M: 10.15 -> 7.88 s, 837 MiB;
+            # benchmarks/bench_sources.py, docs/warehouse.md).
             con.execute("SET memory_limit = '1GB'")
             self._cores = int(con.execute("SELECT current_setting('threads')").fetchone()[0])
             con.execute("SET threads = 1")
