@@ -27,7 +27,8 @@ Last runs (2 cores, load below 1; timings on a shared machine vary by 10–20 %,
   50,000,000          2.80s      7.88s   2.8x    783 MiB   837 MiB
 
 ``--sizes "" --postgres 2e6``: promptver 2.59 s; the same aggregation 2.43 s (1.07x); the bare
-GROUP BY 1.15 s (2.25x). ``--sizes "" --spark 5e6``: 5.91 s; 4.87 s (1.21x); 2.99 s (1.98x).
+GROUP BY 1.15 s (2.25x). ``--sizes "" --spark 5e6``, four runs: 4.86–5.77 s; 3.32–3.63 s
+(1.42x / 1.45x / 1.54x / 1.59x); 2.10–2.65 s (2.00–2.35x).
 
 How the Parquet figures came down (50M events): 21.49 s (6.6x) with every statement on one
 thread; 16.78 s once the small-state statements ran on every core; 10.62 s (3.7x) with the pass
