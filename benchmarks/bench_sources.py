@@ -11,7 +11,9 @@ same files, and promptver's peak RSS ≤ 1.5 GiB and flat as events grow. ``--po
 Spark local mode beside the same aggregation written directly for that engine (≤ 1.5×):
 :data:`SAME_SUMS_SQL` (per user each metric's sum and count, per variant the delta method's
 moments) then :data:`SAME_P95_SQL` (the exact p95 per variant, the engine's own percentile);
-the ratio to the bare one-metric GROUP BY (:data:`BASELINE_SQL`) is printed too.
+the ratio to the bare one-metric GROUP BY (:data:`BASELINE_SQL`) is printed too, and the time
+of promptver's own statements of one analysis sent to the engine by hand (what promptver adds
+around its SQL).
 
 Each Parquet size and side runs in a fresh child process (so that promptver's peak RSS is its
 own): ``--runs`` analyses one after the other in that process, the best time, and the process'
@@ -26,9 +28,11 @@ Last runs (2 cores, load below 1; timings on a shared machine vary by 10–20 %,
   20,000,000          0.99s      2.24s   2.3x    680 MiB   725 MiB
   50,000,000          2.80s      7.88s   2.8x    783 MiB   837 MiB
 
-``--sizes "" --postgres 2e6``: promptver 2.59 s; the same aggregation 2.43 s (1.07x); the bare
-GROUP BY 1.15 s (2.25x). ``--sizes "" --spark 5e6``, four runs: 4.86–5.77 s; 3.32–3.63 s
-(1.42x / 1.45x / 1.54x / 1.59x); 2.10–2.65 s (2.00–2.35x).
+``--sizes "" --postgres 2e6``, two runs: promptver 2.59 / 2.80 s; the same aggregation 2.43 /
+2.56 s (1.07x / 1.09x); the bare GROUP BY 1.15 / 1.19 s (2.25x / 2.35x); promptver's own
+statements sent by hand 2.62 s (promptver 1.07x that). ``--sizes "" --spark 5e6``, eight runs:
+4.54–5.86 s; 3.32–3.83 s (1.27x–1.67x, median 1.44x); 2.00–2.65 s (2.00–2.38x); its own
+statements by hand 4.22–4.77 s (0.95–1.25x).
 
 How the Parquet figures came down (50M events): 21.49 s (6.6x) with every statement on one
 thread; 16.78 s once the small-state statements ran on every core; 10.62 s (3.7x) with the pass
@@ -271,7 +275,11 @@ def engine_side(kind: str, n: int) -> tuple[float, float, float]:
             ws = Workspace.open(db, settings=Settings.from_dict({"events": cfg}))
             ws.source.relation()
             ours = best(lambda: ws.experiment_results(exp, seed=1), 3)
+            statements = own_statements(ws, exp)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                own = best(lambda: [conn.execute(q, p).fetchall() for q, p in statements], 3)
             ws.close()
+        print_own(kind, ours, own, len(statements))
         return ours, base, same
     cfg = {"source": "spark", "path": str(lake)}
     ws = Workspace.open(db, settings=Settings.from_dict({"events": cfg}))
@@ -291,15 +299,45 @@ def engine_side(kind: str, n: int) -> tuple[float, float, float]:
         "df": lambda: same_in_pyspark(spark, params),
         "ours": lambda: ws.experiment_results(exp, seed=1),
     }
+    statements = own_statements(ws, exp)
+    sides["own"] = lambda: [spark.sql(q, args=p).collect() for q, p in statements]
     for run in sides.values():  # each side once untimed: the JVM's compilation of its plans
         run()
-    base, same_sql, same_df, ours = (best(run, 2) for run in sides.values())
+    base, same_sql, same_df, ours, own = (best(run, 2) for run in sides.values())
+    print_own(kind, ours, own, len(statements))
     print(
         f"spark: the same aggregation in Spark SQL {same_sql:.2f}s, in PySpark's DataFrame API"
         f" {same_df:.2f}s (the ratio takes the faster)",
         flush=True,
     )
     return ours, base, min(same_sql, same_df)
+
+
+def own_statements(ws: Any, exp: str) -> list[tuple[str, dict[str, Any]]]:
+    """The statements (translated, with their parameters) that one analysis sends the engine."""
+    engine = ws.source.engine
+    seen: list[tuple[str, dict[str, Any]]] = []
+    run = engine.run
+
+    def spy(sql: str, params: dict[str, Any]) -> Any:
+        seen.append((sql, dict(params)))
+        return run(sql, params)
+
+    engine.run = spy
+    try:
+        ws.experiment_results(exp, seed=1)
+    finally:
+        del engine.run
+    return seen
+
+
+def print_own(kind: str, ours: float, own: float, n: int) -> None:
+    """promptver's results beside its own statements sent to the engine by hand."""
+    print(
+        f"{kind}: promptver's own {n} statements run directly {own:.2f}s: promptver's results"
+        f" take {ours / own:.2f}x that (translation, the round trips, the statistics in Python)",
+        flush=True,
+    )
 
 
 def same_in_pyspark(spark: Any, params: dict[str, datetime]) -> None:
