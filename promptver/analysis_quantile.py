@@ -30,10 +30,12 @@ EXACT_QUANTILE_EVENTS = 20_000
 QUANTILE_BINS = 128
 #: the widest window, in quantile levels either side of the quantile
 MAX_DELTA = 0.045
-#: the narrowest, which an arm gets from this many users with a value on (±8 standard errors
-#: of the level inside it: see QuantileBootstrap._quantile_fetch)
+#: the window holds this many standard errors of the level either side of the quantile
+WINDOW_SES = 8
+#: the narrowest window, which an arm gets from this many users with a value on (its standard
+#: errors fit inside: see QuantileBootstrap._quantile_fetch)
 MIN_DELTA = 0.003
-MIN_DELTA_USERS = math.ceil(64 * QUANTILE * (1 - QUANTILE) / MIN_DELTA**2)
+MIN_DELTA_USERS = math.ceil(WINDOW_SES**2 * QUANTILE * (1 - QUANTILE) / MIN_DELTA**2)
 #: suffix of the key of a metric's uncapped column (not printable, so no metric name ends so)
 UNCAPPED = "\x00uncapped"
 
@@ -107,7 +109,7 @@ class QuantileBootstrap:
         if delta is None:
             # ±8 standard errors of the level, widened for events clustered in users
             delta = max(
-                8
+                WINDOW_SES
                 * math.sqrt(q * (1 - q) / events[n])
                 * math.sqrt(max(1.0, events[n] / max(1.0, float(stats[n].n))))
                 for n in present

@@ -195,11 +195,7 @@ class ExternalReader:
         def work() -> None:
             try:
                 qs = wstats.variant_quantiles(side, flt, aliases, metric, levels)
-                windows = {
-                    v: (q[0], q[-1])
-                    for v, (_, q) in qs.items()
-                    if len(q) == len(levels) and q[-1] > q[0]
-                }
+                windows = wstats.quantile_windows(qs, levels)
                 hists = (
                     wstats.metric_histograms(
                         side, flt, aliases, metric, windows, bins, "bucket", buckets
@@ -227,8 +223,12 @@ class ExternalReader:
             return None  # it failed: the caller asks again (and reports what fails)
         _, _, _, bins, buckets = pre[0]
         qs, windows, hists = pre[2]["value"]
-        self._hists = ((flt, metric, bins, "bucket", buckets), {"windows": windows, "hists": hists})
+        self._keep_hists((flt, metric, bins, "bucket", buckets), windows, hists)
         return qs
+
+    def _keep_hists(self, key: tuple[Any, ...], windows: dict, hists: dict) -> None:
+        """Histograms fetched with quantiles, for :meth:`metric_histograms` to answer ``key``."""
+        self._hists = (key, {"windows": windows, "hists": hists})
 
     def finish(self) -> None:
         """Wait for prefetched statements still running (the read block is over)."""
@@ -257,7 +257,7 @@ class ExternalReader:
         qs, windows, hists = wstats.quantiles_with_histograms(
             self.rel, flt, aliases, metric, levels, bins, kind, buckets
         )
-        self._hists = ((flt, metric, bins, kind, buckets), {"windows": windows, "hists": hists})
+        self._keep_hists((flt, metric, bins, kind, buckets), windows, hists)
         return qs
 
     def metric_event_values(

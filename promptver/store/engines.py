@@ -102,7 +102,7 @@ class ParquetEngine(Engine):
     #: run in two passes of ~3.2M users
     user_pass_bytes = 512 << 20
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, solo: bool = False) -> None:
         self.path = path
         self.label = f"parquet source {path!r}"
         self._lock = threading.Lock()
@@ -111,7 +111,7 @@ class ParquetEngine(Engine):
         self._cores = 1  # DuckDB's default threads, used inside parallel()
         self._parallel = 0  # parallel() blocks running now
         #: a sidecar stays on one thread (the main engine's pass holds the other core)
-        self._solo = False
+        self._solo = solo
         self._side: ParquetEngine | None = None
 
     def _pattern(self) -> str:
@@ -169,14 +169,9 @@ class ParquetEngine(Engine):
             return con
 
     def schema(self) -> list[tuple[str, str]]:
-        cur = self._connect().cursor()  # the connection refuses a second thread's call
-        try:
-            return [
-                (r[0], str(r[1]))
-                for r in cur.execute(f"DESCRIBE {quote_ident(SOURCE_VIEW)}").fetchall()
-            ]
-        finally:
-            cur.close()
+        with self._connect().cursor() as cur:  # the connection refuses a second thread's call
+            rows = cur.execute(f"DESCRIBE {quote_ident(SOURCE_VIEW)}").fetchall()
+        return [(r[0], str(r[1])) for r in rows]
 
     def partition_columns(self) -> set[str]:
         self._connect()
@@ -185,15 +180,12 @@ class ParquetEngine(Engine):
     def run(self, sql: str, params: dict[str, Any]) -> Rows:
         import duckdb
 
-        cur = self._connect().cursor()  # one cursor per call: readers may run in threads
         try:
-            res = cur.execute(sql, params)
-            names = [d[0] for d in res.description]
-            return names, res.fetchall()
+            with self._connect().cursor() as cur:  # one cursor per call: readers in threads
+                res = cur.execute(sql, params)
+                return [d[0] for d in res.description], res.fetchall()
         except duckdb.Error as exc:
             raise SourceError(f"{self.label}: the query failed: {_first_line(exc)}") from None
-        finally:
-            cur.close()
 
     @contextmanager
     def parallel(self) -> Iterator[None]:
@@ -215,29 +207,22 @@ class ParquetEngine(Engine):
 
     def threads(self) -> int:
         """DuckDB's threads now: 1, or every core inside :meth:`parallel`."""
-        cur = self._connect().cursor()
-        try:
+        with self._connect().cursor() as cur:
             return int(cur.execute("SELECT current_setting('threads')").fetchone()[0])
-        finally:
-            cur.close()
 
     def explain(self, sql: str, params: dict[str, Any], *, analyze: bool = False) -> str:
         """The plan of a query; ``analyze`` runs it and adds what the scan read (files, row
         groups): the tests check that filters reach the Parquet scan."""
-        cur = self._connect().cursor()
         head = "EXPLAIN ANALYZE " if analyze else "EXPLAIN "
-        try:
+        with self._connect().cursor() as cur:
             return "\n".join(str(r[1]) for r in cur.execute(head + sql, params).fetchall())
-        finally:
-            cur.close()
 
     def sidecar(self) -> ParquetEngine:
         """A second in-memory DuckDB over the same files (its own threads setting, so that it
         stays on one thread while this one runs a per-user pass on the other)."""
         with self._lock:
             if self._side is None:
-                self._side = ParquetEngine(self.path)
-                self._side._solo = True
+                self._side = ParquetEngine(self.path, solo=True)
             return self._side
 
     def close(self) -> None:
@@ -253,11 +238,8 @@ class ParquetEngine(Engine):
 def _set_threads(con: Any, n: int) -> None:
     """DuckDB's threads (a setting of the database): through a cursor of its own, since the
     connection may be in use on another thread."""
-    cur = con.cursor()
-    try:
+    with con.cursor() as cur:
         cur.execute(f"SET threads = {int(n)}")
-    finally:
-        cur.close()
 
 
 class PostgresEngine(Engine):

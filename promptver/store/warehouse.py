@@ -212,10 +212,11 @@ class Relation:
         of one pass over everything. How many users there are is estimated first
         (:meth:`_users_estimate`, constant memory). Engines that run elsewhere
         (``user_pass_bytes`` None: PostgreSQL, Spark) run ``sql`` once."""
-        if not self.engine.user_pass_bytes:
+        budget = self.engine.user_pass_bytes
+        if not budget:
             return self.run(sql, params)
-        key = (where, repr(sorted(_named_in(where, params).items())))
-        passes = self.user_passes(where, params, metrics=metrics)
+        users = self.users_estimate(where, params)
+        passes = max(1, math.ceil(users * user_row_bytes(metrics) / budget))
         if passes == 1:
             names, out = self.run(sql, params)
         else:
@@ -242,22 +243,12 @@ class Relation:
         if "users" in names:  # the exact count, for the next analysis of these events
             j = names.index("users")
             with self._lock:
-                self._users[key][1] = sum(int(r[j] or 0) for r in out)
+                self._users[_users_key(where, params)][1] = sum(int(r[j] or 0) for r in out)
         return names, out
-
-    def user_passes(self, where: str, params: dict[str, Any], *, metrics: int) -> int:
-        """How many passes :meth:`run_by_users` takes over the events under ``where`` (1 for
-        engines that run elsewhere)."""
-        budget = self.engine.user_pass_bytes
-        if not budget:
-            return 1
-        users = self.users_estimate(where, params)
-        return max(1, math.ceil(users * user_row_bytes(metrics) / budget))
 
     def users_estimate(self, where: str, params: dict[str, Any]) -> int:
         """About how many users the events under ``where`` have (:meth:`_users_estimate`)."""
-        key = (where, repr(sorted(_named_in(where, params).items())))
-        return self._users_estimate(key, where, _named_in(where, params))
+        return self._users_estimate(_users_key(where, params), where, _named_in(where, params))
 
     def sidecar(self) -> Relation | None:
         """This relation over the engine's sidecar (:meth:`Engine.sidecar`), built once; None
@@ -479,6 +470,11 @@ def _span_values(
     for s, v in rows:
         out.setdefault(int(s), []).append(float(v))
     return out
+
+
+def _users_key(where: str, params: dict[str, Any]) -> tuple[str, str]:
+    """What a users estimate is kept under: the condition and the values it names."""
+    return where, repr(sorted(_named_in(where, params).items()))
 
 
 def _named_in(sql: str, params: dict[str, Any]) -> dict[str, Any]:

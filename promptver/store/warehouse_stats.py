@@ -559,11 +559,7 @@ def quantiles_with_histograms(
             n, *qv = head[i * width : (i + 1) * width]
             if n:
                 quantiles[v] = (int(n), [float(x) for x in qv if x is not None])
-    windows = {
-        v: (qv[0], qv[-1])
-        for v, (n, qv) in quantiles.items()
-        if len(qv) == len(levels) and qv[-1] > qv[0]
-    }
+    windows = quantile_windows(quantiles, levels)
     hist = [r for r in rows if r[0] in windows]
     var = np.asarray([r[0] for r in hist], dtype=object)
     units = [r[1] for r in hist]
@@ -576,6 +572,18 @@ def quantiles_with_histograms(
     counts = np.asarray([float(r[3]) for r in hist], dtype=float)
     hists = {v: (unit_arr[var == v], bins_arr[var == v], counts[var == v]) for v in windows}
     return quantiles, windows, hists
+
+
+def quantile_windows(
+    quantiles: dict[str, tuple[int, list[float]]], levels: list[float]
+) -> dict[str, tuple[float, float]]:
+    """Each variant's p95 window (its first and last quantile) when it has all ``levels`` and is
+    wider than one value: the variants that get a histogram."""
+    return {
+        v: (qv[0], qv[-1])
+        for v, (_, qv) in quantiles.items()
+        if len(qv) == len(levels) and qv[-1] > qv[0]
+    }
 
 
 def events_fingerprint(rel: Relation, aliases: list[str]) -> tuple[Any, ...]:
